@@ -1,0 +1,320 @@
+/**
+ * The named errors of arrowpoint. Every failure a user (or a snapshot's bytes) can cause is one of these:
+ * each carries a stable `code` (messages may improve between versions, codes do not), says what was wrong,
+ * where, and what to do.
+ *
+ * This module is the one piece every layer shares: `backends/` imports nothing else of ours.
+ *
+ * @module
+ */
+
+/** Options accepted by every arrowpoint error. */
+export interface ArrowpointErrorOptions {
+  /** The underlying error, if any. */
+  cause?: unknown;
+}
+
+/**
+ * The base class of every arrowpoint error. Catch this to handle any of them.
+ *
+ * @example Catching any arrowpoint error
+ * ```ts
+ * import { ArrowpointError, SnapshotFormatError } from "./errors.ts";
+ * try {
+ *   throw new SnapshotFormatError("bad bytes", { path: "chk-1/a.arrow" });
+ * } catch (e) {
+ *   if (e instanceof ArrowpointError) console.log(e.code); // "ARROWPOINT_SNAPSHOT_FORMAT"
+ * }
+ * ```
+ */
+export class ArrowpointError extends Error {
+  /** A stable machine-readable code, e.g. `ARROWPOINT_CHECKSUM_MISMATCH`. */
+  readonly code: string;
+  /** Creates an error with a stable code. */
+  constructor(code: string, message: string, options: ArrowpointErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/** Where in a snapshot something went wrong. */
+export interface Location {
+  /** The file (relative to the snapshot or storage root) involved. */
+  path?: string;
+  /** The manifest field or column involved, as a JSON-pointer-like path. */
+  field?: string;
+}
+
+function where(loc: Location): string {
+  const parts: string[] = [];
+  if (loc.path) parts.push(`in ${loc.path}`);
+  if (loc.field) parts.push(`at ${loc.field}`);
+  return parts.length ? ` (${parts.join(", ")})` : "";
+}
+
+/**
+ * Snapshot bytes or structure are invalid: truncated, not Arrow, inconsistent with the manifest.
+ *
+ * @example
+ * ```ts
+ * import { SnapshotFormatError } from "./errors.ts";
+ * const e = new SnapshotFormatError("chunk is truncated", { path: "shared/x.arrow" });
+ * console.log(e.message); // "chunk is truncated (in shared/x.arrow)"
+ * ```
+ */
+export class SnapshotFormatError extends ArrowpointError {
+  /** The file involved, if known. */
+  readonly path?: string;
+  /** The field involved, if known. */
+  readonly field?: string;
+  /** Creates the error; `loc` says where. */
+  constructor(message: string, loc: Location = {}, options: ArrowpointErrorOptions = {}, code = "ARROWPOINT_SNAPSHOT_FORMAT") {
+    super(code, message + where(loc), options);
+    this.path = loc.path;
+    this.field = loc.field;
+  }
+}
+
+/**
+ * A chunk's or manifest's checksum does not match its bytes: the file was corrupted or tampered with.
+ *
+ * @example
+ * ```ts
+ * import { ChecksumMismatchError } from "./errors.ts";
+ * const e = new ChecksumMismatchError("chk-1/a.arrow", "crc32c:00000001", "crc32c:00000002");
+ * console.log(e.expected, e.actual);
+ * ```
+ */
+export class ChecksumMismatchError extends SnapshotFormatError {
+  /** The checksum the manifest records. */
+  readonly expected: string;
+  /** The checksum of the bytes read. */
+  readonly actual: string;
+  /** Creates the error for one file. */
+  constructor(path: string, expected: string, actual: string) {
+    super(
+      `checksum mismatch: expected ${expected}, got ${actual}; the file is corrupt — restore from an earlier snapshot or a copy`,
+      { path },
+      {},
+      "ARROWPOINT_CHECKSUM_MISMATCH",
+    );
+    this.expected = expected;
+    this.actual = actual;
+  }
+}
+
+/**
+ * The snapshot was written by a newer arrowpoint than this one.
+ *
+ * @example
+ * ```ts
+ * import { UnsupportedFormatVersionError } from "./errors.ts";
+ * const e = new UnsupportedFormatVersionError(9, 1, "sp/_manifest.json");
+ * console.log(e.found, e.supported); // 9 1
+ * ```
+ */
+export class UnsupportedFormatVersionError extends SnapshotFormatError {
+  /** The version found in the snapshot. */
+  readonly found: number;
+  /** The newest version this reader understands. */
+  readonly supported: number;
+  /** Creates the error. */
+  constructor(found: number, supported: number, path?: string) {
+    super(
+      `snapshot formatVersion ${found} is newer than this arrowpoint understands (up to ${supported}); upgrade arrowpoint to read it`,
+      { path, field: "/formatVersion" },
+      {},
+      "ARROWPOINT_UNSUPPORTED_FORMAT_VERSION",
+    );
+    this.found = found;
+    this.supported = supported;
+  }
+}
+
+/**
+ * A manifest is not valid JSON or does not match the manifest JSON Schema, or is inconsistent.
+ *
+ * @example
+ * ```ts
+ * import { ManifestSchemaError } from "./errors.ts";
+ * const e = new ManifestSchemaError("must be integer", { path: "_manifest.json", field: "/maxParallelism" });
+ * console.log(e.field); // "/maxParallelism"
+ * ```
+ */
+export class ManifestSchemaError extends SnapshotFormatError {
+  /** Creates the error. */
+  constructor(message: string, loc: Location = {}, options: ArrowpointErrorOptions = {}) {
+    super(message, loc, options, "ARROWPOINT_MANIFEST_SCHEMA");
+  }
+}
+
+/**
+ * A path (in a manifest, a URI or an API call) is absolute or escapes the snapshot or storage root.
+ *
+ * @example
+ * ```ts
+ * import { PathEscapeError } from "./errors.ts";
+ * console.log(new PathEscapeError("../../etc/passwd").code); // "ARROWPOINT_PATH_ESCAPE"
+ * ```
+ */
+export class PathEscapeError extends ArrowpointError {
+  /** The offending path. */
+  readonly path: string;
+  /** Creates the error. */
+  constructor(path: string, context = "snapshot") {
+    super(
+      "ARROWPOINT_PATH_ESCAPE",
+      `path ${JSON.stringify(path)} is absolute or escapes the ${context} root; only relative paths inside it are allowed`,
+    );
+    this.path = path;
+  }
+}
+
+/**
+ * Keyed-state arguments are out of range (parallelism, maxParallelism, key group).
+ *
+ * @example
+ * ```ts
+ * import { KeyGroupError } from "./errors.ts";
+ * console.log(new KeyGroupError("bad").code); // "ARROWPOINT_KEY_GROUP"
+ * ```
+ */
+export class KeyGroupError extends ArrowpointError {
+  /** Creates the error. */
+  constructor(message: string) {
+    super("ARROWPOINT_KEY_GROUP", message);
+  }
+}
+
+/**
+ * A storage operation failed: missing bucket, denied, disk full, network. Wraps the cause.
+ *
+ * @example
+ * ```ts
+ * import { StorageError } from "./errors.ts";
+ * const e = new StorageError("put", "file:///tmp/x", "disk full");
+ * console.log(e.operation, e.location);
+ * ```
+ */
+export class StorageError extends ArrowpointError {
+  /** The operation that failed (`put`, `get`, `list`, `delete`, ...). */
+  readonly operation: string;
+  /** The URI or key involved. */
+  readonly location: string;
+  /** Creates the error. */
+  constructor(operation: string, location: string, reason: string, options: ArrowpointErrorOptions = {}, code = "ARROWPOINT_STORAGE") {
+    super(code, `${operation} ${location} failed: ${reason}`, options);
+    this.operation = operation;
+    this.location = location;
+  }
+}
+
+/**
+ * An object or file that should exist does not.
+ *
+ * @example
+ * ```ts
+ * import { NotFoundError } from "./errors.ts";
+ * console.log(new NotFoundError("get", "memory:x/a").code); // "ARROWPOINT_NOT_FOUND"
+ * ```
+ */
+export class NotFoundError extends StorageError {
+  /** Creates the error. */
+  constructor(operation: string, location: string, hint = "check the URI and that the snapshot was committed", options: ArrowpointErrorOptions = {}) {
+    super(operation, location, `not found; ${hint}`, options, "ARROWPOINT_NOT_FOUND");
+  }
+}
+
+/**
+ * A put-if-absent (a manifest commit) found the object already there: another writer won.
+ *
+ * @example
+ * ```ts
+ * import { AlreadyExistsError } from "./errors.ts";
+ * console.log(new AlreadyExistsError("chk-1/_manifest.json").code); // "ARROWPOINT_ALREADY_EXISTS"
+ * ```
+ */
+export class AlreadyExistsError extends StorageError {
+  /** Creates the error. */
+  constructor(location: string) {
+    super("putIfAbsent", location, "already exists; snapshots are never overwritten, choose a new id or path", {}, "ARROWPOINT_ALREADY_EXISTS");
+  }
+}
+
+/**
+ * A storage URI could not be understood.
+ *
+ * @example
+ * ```ts
+ * import { InvalidUriError } from "./errors.ts";
+ * console.log(new InvalidUriError("ftp://x", "unknown scheme").message);
+ * ```
+ */
+export class InvalidUriError extends ArrowpointError {
+  /** The URI given. */
+  readonly uri: string;
+  /** Creates the error. */
+  constructor(uri: string, reason: string) {
+    super(
+      "ARROWPOINT_INVALID_URI",
+      `cannot open storage ${JSON.stringify(uri)}: ${reason}; use a path, file:///abs/path, s3://bucket/prefix or memory:name`,
+    );
+    this.uri = uri;
+  }
+}
+
+/**
+ * A value does not match its state's declared schema (on write, restore or migration).
+ *
+ * @example
+ * ```ts
+ * import { SchemaViolationError } from "./errors.ts";
+ * console.log(new SchemaViolationError("counts", "user-1", "count must be integer").code);
+ * ```
+ */
+export class SchemaViolationError extends ArrowpointError {
+  /** The state involved. */
+  readonly state: string;
+  /** The key of the offending row, as text. */
+  readonly key: string;
+  /** Creates the error. */
+  constructor(state: string, key: string, reason: string) {
+    super("ARROWPOINT_SCHEMA_VIOLATION", `state ${JSON.stringify(state)}, key ${JSON.stringify(key)}: ${reason}`);
+    this.state = state;
+    this.key = key;
+  }
+}
+
+/**
+ * A snapshot does not fit the job restoring it, or a tool's request: wrong maxParallelism, unknown operator,
+ * state that would not be restored.
+ *
+ * @example
+ * ```ts
+ * import { IncompatibleSnapshotError } from "./errors.ts";
+ * console.log(new IncompatibleSnapshotError("maxParallelism 128 != 256").code);
+ * ```
+ */
+export class IncompatibleSnapshotError extends ArrowpointError {
+  /** Creates the error. */
+  constructor(message: string, options: ArrowpointErrorOptions = {}) {
+    super("ARROWPOINT_INCOMPATIBLE_SNAPSHOT", message, options);
+  }
+}
+
+/**
+ * A migration step cannot be applied (unknown field, bad chain of versions, failing custom function).
+ *
+ * @example
+ * ```ts
+ * import { MigrationError } from "./errors.ts";
+ * console.log(new MigrationError("no step from version 2").code); // "ARROWPOINT_MIGRATION"
+ * ```
+ */
+export class MigrationError extends ArrowpointError {
+  /** Creates the error. */
+  constructor(message: string, options: ArrowpointErrorOptions = {}) {
+    super("ARROWPOINT_MIGRATION", message, options);
+  }
+}
