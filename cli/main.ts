@@ -1,0 +1,127 @@
+/**
+ * The `arrowpoint` command line: thin argument parsing over the library. Every verb is one library call a
+ * user could make; this module only parses, prints and maps errors to exit codes
+ * (0 ok, 1 findings, 2 usage or I/O error).
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { ArrowpointError } from "../format/errors.ts";
+import { VERSION } from "../format/version.ts";
+
+/** Exit codes of the CLI. */
+export const EXIT = { ok: 0, findings: 1, error: 2 } as const;
+
+/** A usage error: bad flag, missing argument. */
+export class UsageError extends ArrowpointError {
+  /** Creates the error. */
+  constructor(message: string) {
+    super("ARROWPOINT_USAGE", message);
+  }
+}
+
+/** What a verb gets: its positional arguments, flags and where to print. */
+export interface VerbContext {
+  /** Positional arguments after the verb. */
+  args: string[];
+  /** Parsed flags. */
+  flags: Record<string, string | boolean | undefined>;
+  /** Writes a line to standard output. */
+  out: (line: string) => void;
+  /** Writes a line to standard error. */
+  err: (line: string) => void;
+}
+
+/** One CLI verb. */
+export interface Verb {
+  /** Usage line, e.g. `inspect <uri> [--json]`. */
+  usage: string;
+  /** One-line summary. */
+  summary: string;
+  /** Flags it accepts, for node:util parseArgs. */
+  options: Record<string, { type: "string" | "boolean"; short?: string }>;
+  /** Runs it; resolves to the exit code. */
+  run: (ctx: VerbContext) => Promise<number>;
+}
+
+const verbs = new Map<string, Verb>();
+
+/**
+ * Registers a verb (cli/verbs.ts registers them all).
+ *
+ * @example
+ * ```ts
+ * import { registerVerb } from "./main.ts";
+ * registerVerb("hello", { usage: "hello", summary: "says hello", options: {}, run: async (c) => { c.out("hi"); return 0; } });
+ * ```
+ */
+export function registerVerb(name: string, verb: Verb): void {
+  verbs.set(name, verb);
+}
+
+function help(): string {
+  const width = Math.max(...[...verbs.values()].map((v) => v.usage.length), 10);
+  const lines = [
+    `arrowpoint ${VERSION} — Arrow-native checkpoints and savepoints for keyed streaming state`,
+    "",
+    "Usage: arrowpoint <verb> [arguments] [flags]",
+    "",
+    "Verbs:",
+    ...[...verbs.values()].map((v) => `  ${v.usage.padEnd(width)}  ${v.summary}`),
+    "",
+    "Storage URIs: a path, file:///abs/path, s3://bucket/prefix (AWS_REGION, AWS_ENDPOINT_URL_S3, credentials",
+    "chain as the AWS SDK reads them) or memory:name.",
+    "Flags for every verb: --help, --debug (stack traces). Exit codes: 0 ok, 1 findings, 2 usage or I/O error.",
+  ];
+  return lines.join("\n");
+}
+
+/**
+ * Runs the CLI with `argv` (without the program name) and resolves to the exit code. Never throws.
+ *
+ * @example
+ * ```ts
+ * import { main } from "./main.ts";
+ * const code = await main(["--help"]); // prints the verbs, 0
+ * ```
+ */
+export async function main(argv: string[], io: { out?: (s: string) => void; err?: (s: string) => void } = {}): Promise<number> {
+  const out = io.out ?? ((s: string) => console.log(s));
+  const err = io.err ?? ((s: string) => console.error(s));
+  await import("./verbs.ts");
+  const [verbName, ...rest] = argv;
+  if (!verbName || verbName === "--help" || verbName === "-h" || verbName === "help") {
+    out(help());
+    return verbName ? EXIT.ok : EXIT.error;
+  }
+  if (verbName === "--version" || verbName === "-V") {
+    out(VERSION);
+    return EXIT.ok;
+  }
+  const verb = verbs.get(verbName);
+  const debug = rest.includes("--debug");
+  try {
+    if (!verb) throw new UsageError(`unknown verb ${JSON.stringify(verbName)}; run arrowpoint --help for the list`);
+    let parsed;
+    try {
+      parsed = parseArgs({
+        args: rest,
+        options: { ...verb.options, help: { type: "boolean", short: "h" }, debug: { type: "boolean" } },
+        allowPositionals: true,
+        strict: true,
+      });
+    } catch (e) {
+      throw new UsageError(`${(e as Error).message}; usage: arrowpoint ${verb.usage}`);
+    }
+    if (parsed.values.help) {
+      out(`Usage: arrowpoint ${verb.usage}\n\n${verb.summary}`);
+      return EXIT.ok;
+    }
+    return await verb.run({ args: parsed.positionals, flags: parsed.values as VerbContext["flags"], out, err });
+  } catch (e) {
+    if (e instanceof ArrowpointError) err(`arrowpoint: ${e.message}`);
+    else err(`arrowpoint: unexpected error: ${(e as Error)?.message ?? String(e)} (run with --debug for details)`);
+    if (debug) err((e as Error)?.stack ?? String(e));
+    return EXIT.error;
+  }
+}

@@ -1,0 +1,6 @@
+/**
+ * Registers every CLI verb. Each verb is one library call.
+ *
+ * @module
+ */
+export {};

@@ -1,0 +1,87 @@
+/**
+ * Where snapshots live under a checkpoint root:
+ *
+ * ```
+ * <root>/chk-000042/_manifest.json      checkpoint 42 (and chunks only it uses)
+ * <root>/shared/<chunk>.arrow           chunks referenced by several incremental checkpoints
+ * <root>/savepoints/<id>/_manifest.json self-contained savepoints, never deleted automatically
+ * ```
+ *
+ * @module
+ */
+import { MANIFEST_FILE } from "../format/manifest.ts";
+
+/** The folder of chunks shared by incremental checkpoints. */
+export const SHARED_DIR = "shared" as const;
+/** The folder of savepoints under a checkpoint root. */
+export const SAVEPOINTS_DIR = "savepoints" as const;
+
+const CHECKPOINT_DIR = /^chk-(\d{6,15})$/;
+
+/**
+ * The folder name of checkpoint `id`: `chk-` and the id zero-padded to six digits (so names sort).
+ *
+ * @example
+ * ```ts
+ * import { checkpointDirName } from "./layout.ts";
+ * console.log(checkpointDirName(42)); // "chk-000042"
+ * ```
+ */
+export function checkpointDirName(id: number): string {
+  if (!Number.isSafeInteger(id) || id < 0) throw new RangeError(`Cannot name checkpoint as its id must be a non-negative integer: current value is ${id}`);
+  return `chk-${String(id).padStart(6, "0")}`;
+}
+
+/**
+ * The checkpoint id of a folder name, or undefined when it is not a checkpoint folder.
+ *
+ * @example
+ * ```ts
+ * import { parseCheckpointDirName } from "./layout.ts";
+ * console.log(parseCheckpointDirName("chk-000042"), parseCheckpointDirName("shared")); // 42 undefined
+ * ```
+ */
+export function parseCheckpointDirName(name: string): number | undefined {
+  const m = CHECKPOINT_DIR.exec(name);
+  return m ? Number(m[1]) : undefined;
+}
+
+/**
+ * The manifest path of a snapshot folder (`""` = the storage root itself).
+ *
+ * @example
+ * ```ts
+ * import { manifestPath } from "./layout.ts";
+ * console.log(manifestPath("chk-000001")); // "chk-000001/_manifest.json"
+ * ```
+ */
+export function manifestPath(dir: string): string {
+  return dir ? `${dir}/${MANIFEST_FILE}` : MANIFEST_FILE;
+}
+
+/**
+ * Joins relative storage paths, skipping empty parts.
+ *
+ * @example
+ * ```ts
+ * import { joinRelative } from "./layout.ts";
+ * console.log(joinRelative("", "savepoints", "sp-1")); // "savepoints/sp-1"
+ * ```
+ */
+export function joinRelative(...parts: string[]): string {
+  return parts.filter((p) => p !== "").join("/");
+}
+
+/**
+ * The parent of a relative folder path (`""` for a top-level folder).
+ *
+ * @example
+ * ```ts
+ * import { parentDir } from "./layout.ts";
+ * console.log(parentDir("a/chk-000001"), parentDir("chk-000001")); // "a" ""
+ * ```
+ */
+export function parentDir(dir: string): string {
+  const i = dir.lastIndexOf("/");
+  return i < 0 ? "" : dir.slice(0, i);
+}
