@@ -1,0 +1,25 @@
+/**
+ * The storage layer of arrowpoint: where bytes live (memory, filesystem, S3) behind one small
+ * interface, with no knowledge of the snapshot format.
+ *
+ * @example
+ * ```ts
+ * import { openStorage, subStorage } from "./mod.ts";
+ * const storage = await openStorage("memory:example");
+ * const savepoint = subStorage(storage, "savepoints/sp-1");
+ * await savepoint.putIfAbsent("_manifest.json", new TextEncoder().encode("{}"));
+ * for await (const o of storage.list("savepoints/")) console.log(o.path); // "savepoints/sp-1/_manifest.json"
+ * await storage.close();
+ * ```
+ *
+ * @module
+ */
+
+export { BaseStorage, type ObjectInfo, type Storage } from "./storage.ts";
+export { comparePaths, isValidPath, joinPath, validatePath, validatePrefix } from "./path.ts";
+export { openStorage, type OpenStorageOptions } from "./open.ts";
+export { formatStorageUri, joinUri, parseStorageUri, type StorageLocation } from "./uri.ts";
+export { subStorage } from "./sub.ts";
+export { clearMemoryStorage, MemoryStorage } from "./memory.ts";
+export { FsStorage, isTempFileName } from "./fs.ts";
+export { S3Storage, s3ClientConfig, type S3StorageOptions } from "./s3.ts";
