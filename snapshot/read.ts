@@ -52,21 +52,17 @@ export interface StateRows {
  */
 export function splitUri(uri: string): { parent: string; name: string } {
   const trimmed = uri.length > 1 ? uri.replace(/\/+$/, "") : uri;
-  let min = 0;
+  let head = -1; // the last index at which a split may not happen
   if (trimmed.startsWith("s3://")) {
-    const slash = trimmed.indexOf("/", 5);
-    if (slash < 0) return { parent: trimmed, name: "" };
-    min = slash;
-  } else if (trimmed.startsWith("file://")) min = 7;
-  else if (trimmed.startsWith("memory:")) min = 7;
+    head = trimmed.indexOf("/", 5) - 1; // the bucket is never split off
+    if (head < 0) return { parent: trimmed, name: "" };
+  } else if (trimmed.startsWith("file://")) head = 6;
+  else if (trimmed.startsWith("memory:")) head = 6;
   const i = trimmed.lastIndexOf("/");
-  if (i < min || (i === min && trimmed.startsWith("s3://"))) {
-    if (min === 0 && i < 0 && !trimmed.startsWith("memory:")) return { parent: ".", name: trimmed };
-    return { parent: trimmed, name: "" };
-  }
+  if (i <= head) return head >= 0 ? { parent: trimmed, name: "" } : { parent: ".", name: trimmed };
   const parent = trimmed.slice(0, i);
   const name = trimmed.slice(i + 1);
-  if (parent === "" ) return { parent: "/", name };
+  if (parent === "") return { parent: "/", name };
   if (parent === "file://") return { parent: "file:///", name };
   return { parent, name };
 }
