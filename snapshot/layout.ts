@@ -60,19 +60,6 @@ export function manifestPath(dir: string): string {
 }
 
 /**
- * Joins relative storage paths, skipping empty parts.
- *
- * @example
- * ```ts
- * import { joinRelative } from "./layout.ts";
- * console.log(joinRelative("", "savepoints", "sp-1")); // "savepoints/sp-1"
- * ```
- */
-export function joinRelative(...parts: string[]): string {
-  return parts.filter((p) => p !== "").join("/");
-}
-
-/**
  * The parent of a relative folder path (`""` for a top-level folder).
  *
  * @example

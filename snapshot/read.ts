@@ -5,6 +5,7 @@
  * @module
  */
 import type { Storage } from "../backends/storage.ts";
+import { joinPath } from "../backends/path.ts";
 import { openStorage } from "../backends/open.ts";
 import { IncompatibleSnapshotError, NotFoundError, SnapshotFormatError } from "../format/errors.ts";
 import { type ChunkRef, findState, type Manifest, readManifest, type StateSnapshot } from "../format/manifest.ts";
@@ -12,7 +13,7 @@ import type { KeyGroupRange } from "../format/key_group.ts";
 import { rangesOverlap } from "../format/key_group.ts";
 import { type DecodedChunk, decodeChunk, readKeyGroupRange } from "../format/decode_chunk.ts";
 import { verifyChecksum } from "../format/checksum.ts";
-import { joinRelative, manifestPath, parentDir, parseCheckpointDirName } from "./layout.ts";
+import { manifestPath, parentDir, parseCheckpointDirName } from "./layout.ts";
 
 /** An opened, validated snapshot: its manifest and where its chunks are. */
 export interface Snapshot {
@@ -106,7 +107,7 @@ export async function latestCheckpoint(root: Storage, prefix = ""): Promise<numb
  */
 export async function committedCheckpoints(root: Storage, prefix = ""): Promise<number[]> {
   const ids: number[] = [];
-  for await (const o of root.list(joinRelative(prefix, "chk-"))) {
+  for await (const o of root.list(joinPath(prefix, "chk-"))) {
     const rel = prefix ? o.path.slice(prefix.length + 1) : o.path;
     const [dir, file, ...rest] = rel.split("/");
     if (rest.length === 0 && file === "_manifest.json") {
@@ -176,7 +177,7 @@ function make(storage: Storage, dir: string, manifest: Manifest, location: strin
  * ```
  */
 export function chunkPath(snap: Snapshot, ref: ChunkRef): string {
-  return joinRelative(snap.chunkBase, ref.path);
+  return joinPath(snap.chunkBase, ref.path);
 }
 
 /**

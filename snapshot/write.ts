@@ -5,11 +5,12 @@
  * @module
  */
 import type { Storage } from "../backends/storage.ts";
+import { joinPath } from "../backends/path.ts";
 import { AlreadyExistsError } from "../format/errors.ts";
 import type { EncodedChunk } from "../format/encode_chunk.ts";
 import { type ChunkRef, type Manifest, writeManifest } from "../format/manifest.ts";
 import { checkSnapshotPath, safeSegment } from "../format/snapshot_path.ts";
-import { joinRelative, manifestPath } from "./layout.ts";
+import { manifestPath } from "./layout.ts";
 
 /** What the writer knows about a chunk beyond its bytes. */
 export interface ChunkMeta {
@@ -90,6 +91,6 @@ export async function commitManifest(storage: Storage, dir: string, manifest: Ma
  */
 export function savepointChunkPath(uid: string, state: string, at: { start: number; end: number } | number): string {
   const file = typeof at === "number" ? `subtask-${at}.arrow` : `kg-${at.start}-${at.end}.arrow`;
-  return joinRelative(safeSegment(uid), safeSegment(state), file);
+  return joinPath(safeSegment(uid), safeSegment(state), file);
 }
 
