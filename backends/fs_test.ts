@@ -1,0 +1,170 @@
+import assert from "node:assert/strict";
+import { promises as fsp } from "node:fs";
+import os from "node:os";
+import nodePath from "node:path";
+import process from "node:process";
+import { after, describe, test } from "node:test";
+import { NotFoundError, PathEscapeError, StorageError } from "../format/errors.ts";
+import { FsStorage, isTempFileName } from "./fs.ts";
+import { openStorage } from "./open.ts";
+import { storageSuite } from "./storage_suite.ts";
+
+const base = await fsp.mkdtemp(nodePath.join(os.tmpdir(), "arrowpoint-fs-test-"));
+after(async () => {
+  await fsp.rm(base, { recursive: true, force: true });
+});
+
+let counter = 0;
+const freshDir = () => nodePath.join(base, `root-${++counter}`);
+
+storageSuite("fs", async () => new FsStorage(freshDir()));
+
+async function allFiles(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const e of await fsp.readdir(dir, { withFileTypes: true })) {
+    const full = nodePath.join(dir, e.name);
+    if (e.isDirectory()) out.push(...(await allFiles(full)).map((f) => `${e.name}/${f}`));
+    else out.push(e.name);
+  }
+  return out.sort();
+}
+
+const enc = new TextEncoder();
+const isRoot = typeof process.getuid === "function" && process.getuid() === 0;
+
+describe("fs specifics", () => {
+  test("no temporary file is left or visible after writes, successful or failed", async () => {
+    const dir = freshDir();
+    const s = new FsStorage(dir);
+    await s.put("a/x.bin", enc.encode("1"));
+    await s.put("a/x.bin", enc.encode("22"));
+    assert.equal(await s.putIfAbsent("a/m.json", enc.encode("m")), true);
+    assert.equal(await s.putIfAbsent("a/m.json", enc.encode("n")), false);
+    await s.putStream("a/s.bin", (async function* () {
+      yield enc.encode("s1");
+      yield enc.encode("s2");
+    })());
+    await assert.rejects(s.putStream("a/fail.bin", (async function* () {
+      yield enc.encode("partial");
+      throw new Error("boom");
+    })()), /boom/);
+    assert.deepEqual(await allFiles(dir), ["a/m.json", "a/s.bin", "a/x.bin"]);
+    assert.equal(await s.exists("a/fail.bin"), false);
+  });
+
+  test("temporary-looking files are not listed, other dot files are", async () => {
+    const dir = freshDir();
+    const s = new FsStorage(dir);
+    await s.put("d/real", enc.encode("1"));
+    await fsp.writeFile(nodePath.join(dir, "d", ".real.tmp-0123456789abcdef"), "crash leftover");
+    await fsp.writeFile(nodePath.join(dir, "d", ".hidden"), "h");
+    assert.equal(isTempFileName(".real.tmp-0123456789abcdef"), true);
+    const listed = [];
+    for await (const o of s.list("")) listed.push(o.path);
+    assert.deepEqual(listed, ["d/.hidden", "d/real"]);
+  });
+
+  test("symlinks leading outside the root are refused; inside ones work", async () => {
+    const dir = freshDir();
+    const outside = nodePath.join(base, `outside-${counter}`);
+    await fsp.mkdir(outside, { recursive: true });
+    await fsp.writeFile(nodePath.join(outside, "secret"), "top secret");
+    const s = new FsStorage(dir);
+    await s.put("inside/file", enc.encode("in"));
+    await fsp.symlink(outside, nodePath.join(dir, "escape-dir"));
+    await fsp.symlink(nodePath.join(outside, "secret"), nodePath.join(dir, "escape-file"));
+    await fsp.symlink(nodePath.join(dir, "inside", "file"), nodePath.join(dir, "ok-link"));
+
+    await assert.rejects(s.get("escape-dir/secret"), PathEscapeError);
+    await assert.rejects(s.get("escape-file"), PathEscapeError);
+    await assert.rejects(s.getRange("escape-file", 0, 3), PathEscapeError);
+    await assert.rejects(s.exists("escape-file"), PathEscapeError);
+    await assert.rejects(s.put("escape-dir/new", enc.encode("x")), PathEscapeError);
+    await assert.rejects(s.putIfAbsent("escape-dir/new2", enc.encode("x")), PathEscapeError);
+    await assert.rejects(s.put("escape-dir/deeper/new", enc.encode("x")), PathEscapeError);
+    await assert.rejects(s.delete(["escape-dir/secret"]), PathEscapeError);
+    assert.deepEqual((await fsp.readdir(outside)).sort(), ["secret"], "nothing written or deleted outside");
+    assert.equal(await fsp.readFile(nodePath.join(outside, "secret"), "utf8"), "top secret");
+
+    assert.equal(new TextDecoder().decode(await s.get("ok-link")), "in");
+    const listed = [];
+    for await (const o of s.list("")) listed.push(o.path);
+    assert.deepEqual(listed, ["inside/file", "ok-link"], "escaping links are not listed");
+  });
+
+  test("a missing root lists empty, reads not-found, and is created by the first write", async () => {
+    const dir = nodePath.join(freshDir(), "not", "yet");
+    const s = new FsStorage(dir);
+    const listed = [];
+    for await (const o of s.list("")) listed.push(o);
+    assert.deepEqual(listed, []);
+    await assert.rejects(s.get("x"), NotFoundError);
+    assert.equal(await s.exists("x"), false);
+    await s.delete(["x"]);
+    await s.put("x", enc.encode("1"));
+    assert.equal((await fsp.stat(dir)).isDirectory(), true);
+  });
+
+  test("delete removes folders it leaves empty, but never the root", async () => {
+    const dir = freshDir();
+    const s = new FsStorage(dir);
+    await s.put("a/b/c/1", enc.encode("1"));
+    await s.put("a/keep", enc.encode("k"));
+    await s.delete(["a/b/c/1"]);
+    assert.deepEqual(await allFiles(dir), ["a/keep"]);
+    assert.deepEqual(await fsp.readdir(nodePath.join(dir, "a")), ["keep"]);
+    await s.delete(["a/keep"]);
+    assert.deepEqual(await fsp.readdir(dir), []);
+    await s.put("a/b/again", enc.encode("2"));
+    assert.equal(await s.exists("a/b/again"), true);
+  });
+
+  test("concurrent writes and deletes in one folder do not fail", async () => {
+    const s = new FsStorage(freshDir());
+    const work: Promise<unknown>[] = [];
+    for (let i = 0; i < 200; i++) {
+      work.push(s.put(`shared/x-${i}`, enc.encode(String(i))));
+      if (i % 3 === 0) work.push(s.delete([`shared/x-${i - 1}`]));
+    }
+    await Promise.all(work);
+    let n = 0;
+    for await (const _ of s.list("shared/")) n++;
+    assert.ok(n >= 133 && n <= 200, `${n} objects remain`);
+  });
+
+  test("objects and folders in the way give StorageError, not crashes", async () => {
+    const s = new FsStorage(freshDir());
+    await s.put("f", enc.encode("file"));
+    await assert.rejects(s.put("f/child", enc.encode("x")), (e: unknown) => e instanceof StorageError && !(e instanceof NotFoundError));
+    await s.put("d/child", enc.encode("x"));
+    await assert.rejects(s.put("d", enc.encode("x")), StorageError);
+    await assert.rejects(s.get("d"), NotFoundError);
+    await s.delete(["d"]);
+    assert.equal(await s.exists("d/child"), true, "deleting a folder name deletes nothing");
+  });
+
+  test("permission denied maps to StorageError", { skip: isRoot ? "running as root: permissions are not enforced" : false }, async () => {
+    const dir = freshDir();
+    const s = new FsStorage(dir);
+    await s.put("ro/x", enc.encode("1"));
+    await fsp.chmod(nodePath.join(dir, "ro"), 0o500);
+    try {
+      await assert.rejects(s.put("ro/y", enc.encode("2")), (e: unknown) => e instanceof StorageError && /permission denied/.test(e.message));
+    } finally {
+      await fsp.chmod(nodePath.join(dir, "ro"), 0o700);
+    }
+  });
+
+  test("uri is a percent-encoded file URL and openStorage accepts paths and file URIs", async () => {
+    const dir = nodePath.join(freshDir(), "with space");
+    const s = new FsStorage(dir);
+    assert.ok(s.uri.startsWith("file:///"));
+    assert.ok(s.uri.endsWith("/with%20space"), s.uri);
+    await s.put("x", enc.encode("1"));
+    assert.equal(await (await openStorage(s.uri)).exists("x"), true);
+    assert.equal(await (await openStorage(dir)).exists("x"), true);
+    const relative = nodePath.relative(process.cwd(), dir);
+    const viaRelative = await openStorage(relative);
+    assert.equal(viaRelative.uri, s.uri);
+  });
+});
