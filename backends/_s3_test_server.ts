@@ -80,7 +80,16 @@ export interface S3TestServer {
   stop(): Promise<void>;
 }
 
-/** Options of {@linkcode startS3Server}. */
+/**
+ * Options of {@linkcode startS3Server}.
+ *
+ * @example
+ * ```ts
+ * import { startS3Server } from "./_s3_test_server.ts";
+ * const lax = await startS3Server({ bucket: "lax", enforceIfNoneMatch: false });
+ * await lax.stop();
+ * ```
+ */
 export interface S3TestServerOptions {
   /** Bucket name; default `arrowpoint-test`. */
   bucket?: string;

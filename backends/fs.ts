@@ -238,6 +238,7 @@ export class FsStorage extends BaseStorage {
     }
   }
 
+  /** The `put` hook of {@linkcode BaseStorage} for this backend. */
   protected async _put(path: string, bytes: Uint8Array): Promise<void> {
     try {
       await this.#replace(path, (h) => h.writeFile(bytes));
@@ -246,6 +247,7 @@ export class FsStorage extends BaseStorage {
     }
   }
 
+  /** The `putStream` hook of {@linkcode BaseStorage} for this backend. */
   protected override async _putStream(path: string, source: AsyncIterable<Uint8Array>): Promise<void> {
     const failure: { fromSource?: unknown } = {};
     try {
@@ -280,15 +282,22 @@ export class FsStorage extends BaseStorage {
     }
   }
 
+  /** The `putIfAbsent` hook of {@linkcode BaseStorage} for this backend. */
   protected async _putIfAbsent(path: string, bytes: Uint8Array): Promise<boolean> {
     const final = this.#full(path);
     try {
-      // Cheap early answer; the link below is what decides.
-      try {
-        await fsp.lstat(final);
-        return false;
-      } catch (e) {
-        if (errorCode(e) !== "ENOENT") throw e;
+      // Cheap early answer (inside the root only); the link below is what decides.
+      const rootReal = await this.#realRoot();
+      if (rootReal !== undefined) {
+        try {
+          const dirReal = await fsp.realpath(nodePath.dirname(final));
+          if (!this.#inside(dirReal, rootReal)) throw new PathEscapeError(path, "storage (a symlink leads outside the root)");
+          await fsp.lstat(final);
+          return false;
+        } catch (e) {
+          const code = errorCode(e);
+          if (code !== "ENOENT" && code !== "ENOTDIR") throw e;
+        }
       }
       const { dir, temp } = await this.#writeTemp(path, (h) => h.writeFile(bytes));
       try {
@@ -306,6 +315,7 @@ export class FsStorage extends BaseStorage {
     }
   }
 
+  /** The `get` hook of {@linkcode BaseStorage} for this backend. */
   protected async _get(path: string): Promise<Uint8Array> {
     try {
       const real = await this.#resolveExisting(path);
@@ -317,6 +327,7 @@ export class FsStorage extends BaseStorage {
     }
   }
 
+  /** The `getRange` hook of {@linkcode BaseStorage} for this backend. */
   protected async _getRange(path: string, offset: number, length: number): Promise<Uint8Array> {
     let handle: FileHandle | undefined;
     try {
@@ -341,6 +352,7 @@ export class FsStorage extends BaseStorage {
     }
   }
 
+  /** The `exists` hook of {@linkcode BaseStorage} for this backend. */
   protected async _exists(path: string): Promise<boolean> {
     try {
       const real = await this.#resolveExisting(path);
@@ -352,6 +364,7 @@ export class FsStorage extends BaseStorage {
     }
   }
 
+  /** The `list` hook of {@linkcode BaseStorage} for this backend. */
   protected async *_list(prefix: string): AsyncGenerator<ObjectInfo> {
     let rootReal: string | undefined;
     try {
@@ -433,6 +446,7 @@ export class FsStorage extends BaseStorage {
     }
   }
 
+  /** The `delete` hook of {@linkcode BaseStorage} for this backend. */
   protected async _delete(paths: readonly string[]): Promise<void> {
     const rootReal = await this.#realRoot().catch((e) => {
       throw fsError("delete", this.uri, e, false);

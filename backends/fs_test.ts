@@ -81,6 +81,7 @@ describe("fs specifics", () => {
     await assert.rejects(s.exists("escape-file"), PathEscapeError);
     await assert.rejects(s.put("escape-dir/new", enc.encode("x")), PathEscapeError);
     await assert.rejects(s.putIfAbsent("escape-dir/new2", enc.encode("x")), PathEscapeError);
+    await assert.rejects(s.putIfAbsent("escape-dir/secret", enc.encode("x")), PathEscapeError, "no existence answer outside the root");
     await assert.rejects(s.put("escape-dir/deeper/new", enc.encode("x")), PathEscapeError);
     await assert.rejects(s.delete(["escape-dir/secret"]), PathEscapeError);
     assert.deepEqual((await fsp.readdir(outside)).sort(), ["secret"], "nothing written or deleted outside");

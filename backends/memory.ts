@@ -90,10 +90,12 @@ export class MemoryStorage extends BaseStorage {
     return store(this.name);
   }
 
+  /** The `put` hook of {@linkcode BaseStorage} for this backend. */
   protected async _put(path: string, bytes: Uint8Array): Promise<void> {
     this.#objects.set(this.#prefix + path, { bytes: copyBytes(bytes), modified: new Date() });
   }
 
+  /** The `putIfAbsent` hook of {@linkcode BaseStorage} for this backend. */
   protected async _putIfAbsent(path: string, bytes: Uint8Array): Promise<boolean> {
     const objects = this.#objects;
     const key = this.#prefix + path;
@@ -108,15 +110,18 @@ export class MemoryStorage extends BaseStorage {
     return entry;
   }
 
+  /** The `get` hook of {@linkcode BaseStorage} for this backend. */
   protected async _get(path: string): Promise<Uint8Array> {
     return copyBytes(this.#entry("get", path).bytes);
   }
 
+  /** The `getRange` hook of {@linkcode BaseStorage} for this backend. */
   protected async _getRange(path: string, offset: number, length: number): Promise<Uint8Array> {
     const { bytes } = this.#entry("getRange", path);
     return bytes.slice(Math.min(offset, bytes.byteLength), Math.min(offset + length, bytes.byteLength));
   }
 
+  /** The `list` hook of {@linkcode BaseStorage} for this backend. */
   protected async *_list(prefix: string): AsyncGenerator<ObjectInfo> {
     const full = this.#prefix + prefix;
     const found: ObjectInfo[] = [];
@@ -129,11 +134,13 @@ export class MemoryStorage extends BaseStorage {
     yield* found;
   }
 
+  /** The `delete` hook of {@linkcode BaseStorage} for this backend. */
   protected async _delete(paths: readonly string[]): Promise<void> {
     const objects = this.#objects;
     for (const p of paths) objects.delete(this.#prefix + p);
   }
 
+  /** The `exists` hook of {@linkcode BaseStorage} for this backend. */
   protected async _exists(path: string): Promise<boolean> {
     return this.#objects.has(this.#prefix + path);
   }

@@ -363,11 +363,13 @@ export class S3Storage extends BaseStorage {
     })();
   }
 
+  /** The `put` hook of {@linkcode BaseStorage} for this backend. */
   protected async _put(path: string, bytes: Uint8Array): Promise<void> {
     if (bytes.byteLength > this.#threshold) await this.#multipart("put", path, this.#slices(bytes), false);
     else await this.#putSingle("put", path, bytes, false);
   }
 
+  /** The `putStream` hook of {@linkcode BaseStorage} for this backend. */
   protected override async _putStream(path: string, source: AsyncIterable<Uint8Array>): Promise<void> {
     const partSize = this.#partSize;
     const iterator = source[Symbol.asyncIterator]();
@@ -427,6 +429,7 @@ export class S3Storage extends BaseStorage {
     }
   }
 
+  /** The `putIfAbsent` hook of {@linkcode BaseStorage} for this backend. */
   protected async _putIfAbsent(path: string, bytes: Uint8Array): Promise<boolean> {
     if (this.#conditional === "check-then-put") {
       if (await this._exists(path)) return false;
@@ -440,6 +443,7 @@ export class S3Storage extends BaseStorage {
     return await this.#putSingle("putIfAbsent", path, bytes, true);
   }
 
+  /** The `get` hook of {@linkcode BaseStorage} for this backend. */
   protected async _get(path: string): Promise<Uint8Array> {
     return await this.#send("get", path, async () => {
       const r = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.#key(path) }));
@@ -447,6 +451,7 @@ export class S3Storage extends BaseStorage {
     });
   }
 
+  /** The `getRange` hook of {@linkcode BaseStorage} for this backend. */
   protected async _getRange(path: string, offset: number, length: number): Promise<Uint8Array> {
     if (length === 0) {
       await this.#head("getRange", path);
@@ -474,6 +479,7 @@ export class S3Storage extends BaseStorage {
     await this.#send(operation, path, () => this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.#key(path) })));
   }
 
+  /** The `exists` hook of {@linkcode BaseStorage} for this backend. */
   protected async _exists(path: string): Promise<boolean> {
     try {
       await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.#key(path) }));
@@ -484,6 +490,7 @@ export class S3Storage extends BaseStorage {
     }
   }
 
+  /** The `list` hook of {@linkcode BaseStorage} for this backend. */
   protected async *_list(prefix: string): AsyncGenerator<ObjectInfo> {
     const rootPrefix = this.prefix === "" ? "" : `${this.prefix}/`;
     const full = rootPrefix + prefix;
@@ -505,6 +512,7 @@ export class S3Storage extends BaseStorage {
     } while (token);
   }
 
+  /** The `delete` hook of {@linkcode BaseStorage} for this backend. */
   protected async _delete(paths: readonly string[]): Promise<void> {
     for (let at = 0; at < paths.length; at += 1000) {
       const batch = paths.slice(at, at + 1000);
@@ -525,6 +533,7 @@ export class S3Storage extends BaseStorage {
     }
   }
 
+  /** The `close` hook of {@linkcode BaseStorage} for this backend. */
   protected override async _close(): Promise<void> {
     if (this.#ownsClient) this.client.destroy();
   }

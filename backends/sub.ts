@@ -26,28 +26,36 @@ class SubStorage extends BaseStorage {
     return `${this.#prefix}/${path}`;
   }
 
+  /** The `put` hook of {@linkcode BaseStorage} for this backend. */
   protected _put(path: string, bytes: Uint8Array): Promise<void> {
     return this.#parent.put(this.#p(path), bytes);
   }
+  /** The `putStream` hook of {@linkcode BaseStorage} for this backend. */
   protected override _putStream(path: string, source: AsyncIterable<Uint8Array>): Promise<void> {
     return this.#parent.putStream(this.#p(path), source);
   }
+  /** The `putIfAbsent` hook of {@linkcode BaseStorage} for this backend. */
   protected _putIfAbsent(path: string, bytes: Uint8Array): Promise<boolean> {
     return this.#parent.putIfAbsent(this.#p(path), bytes);
   }
+  /** The `get` hook of {@linkcode BaseStorage} for this backend. */
   protected _get(path: string): Promise<Uint8Array> {
     return this.#parent.get(this.#p(path));
   }
+  /** The `getRange` hook of {@linkcode BaseStorage} for this backend. */
   protected _getRange(path: string, offset: number, length: number): Promise<Uint8Array> {
     return this.#parent.getRange(this.#p(path), offset, length);
   }
+  /** The `list` hook of {@linkcode BaseStorage} for this backend. */
   protected async *_list(prefix: string): AsyncGenerator<ObjectInfo> {
     const strip = this.#prefix.length + 1;
     for await (const info of this.#parent.list(this.#p(prefix))) yield { ...info, path: info.path.slice(strip) };
   }
+  /** The `delete` hook of {@linkcode BaseStorage} for this backend. */
   protected _delete(paths: readonly string[]): Promise<void> {
     return this.#parent.delete(paths.map((p) => this.#p(p)));
   }
+  /** The `exists` hook of {@linkcode BaseStorage} for this backend. */
   protected _exists(path: string): Promise<boolean> {
     return this.#parent.exists(this.#p(path));
   }
