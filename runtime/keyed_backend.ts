@@ -1,0 +1,742 @@
+/**
+ * The in-memory keyed state backend of one subtask: per state, one `Map` per key group of the subtask's
+ * range, plus what changed since the last checkpoint (upserts and deletes) per key group, so an
+ * incremental checkpoint costs in proportion to the change, not to the state size.
+ *
+ * @module
+ */
+import type { Key, KeyGroupRange } from "../format/key_group.ts";
+import type { KeyType, StateLayout } from "../format/state_layout.ts";
+import { IncompatibleSnapshotError, SnapshotFormatError } from "../format/errors.ts";
+import type {
+  AggregatingState,
+  AggregatingStateDescriptor,
+  KeyedStateDescriptor,
+  ListState,
+  ListStateDescriptor,
+  MapState,
+  MapStateDescriptor,
+  ReducingState,
+  ReducingStateDescriptor,
+  ValueState,
+  ValueStateDescriptor,
+} from "./state.ts";
+
+/** A primitive that identifies a key (or user key) in a `Map`. */
+export type KeyId = string | number | bigint | boolean;
+
+function canonical(v: unknown): string {
+  switch (typeof v) {
+    case "string":
+      return "s" + JSON.stringify(v);
+    case "number":
+      return "n" + (Object.is(v, -0) ? "0" : String(v));
+    case "bigint":
+      return "b" + v;
+    case "boolean":
+      return v ? "T" : "F";
+  }
+  if (v instanceof Uint8Array) {
+    let s = "u";
+    for (let i = 0; i < v.length; i++) s += (v[i] < 16 ? "0" : "") + v[i].toString(16);
+    return s;
+  }
+  if (Array.isArray(v)) return "[" + v.map(canonical).join(",") + "]";
+  if (v === null || v === undefined) return "_";
+  return "j" + JSON.stringify(v);
+}
+
+/**
+ * The `Map` identity of a key: primitives as themselves, byte arrays and tuples as a canonical string.
+ *
+ * @example
+ * ```ts
+ * import { keyIdOf } from "./keyed_backend.ts";
+ * console.log(keyIdOf("a"), keyIdOf(["a", 1]) === keyIdOf(["a", 1])); // "a" true
+ * ```
+ */
+export function keyIdOf(key: unknown): KeyId {
+  const t = typeof key;
+  if (t === "string" || t === "number" || t === "bigint" || t === "boolean") return key as KeyId;
+  return "\u0000\u0001" + canonical(key);
+}
+
+/** Rows captured from a state for one chunk, in the shape the chunk encoder takes. */
+export interface CapturedRows {
+  /** Number of rows. */
+  length: number;
+  /** Key group per row, ascending. */
+  keyGroups: number[];
+  /** Key per row. */
+  keys: unknown[];
+  /** User key per row (map state). */
+  userKeys?: unknown[];
+  /** 0 upsert / 1 delete per row (delta chunks). */
+  ops?: Uint8Array;
+  /** Value per row (null on deletes). */
+  values: unknown[];
+}
+
+interface Entry {
+  key: unknown;
+  value: unknown;
+}
+
+interface MapEntry {
+  key: unknown;
+  map: Map<KeyId, { ukey: unknown; value: unknown }>;
+}
+
+interface DirtyMapKey {
+  key: unknown;
+  ukeys: Map<KeyId, unknown>;
+}
+
+/** Per-state bookkeeping of the incremental chain this subtask writes. */
+export interface ChainInfo {
+  /** Chunks of the last snapshot (restored or written) that overlap this subtask's range. */
+  chainLength: number;
+  /** Checkpoints since this subtask last wrote a base for the state. */
+  sinceBase: number;
+  /** The next checkpoint must write a base (after a failed checkpoint or a restore from elsewhere). */
+  forceBase: boolean;
+}
+
+/** One registered keyed state of a backend. */
+export abstract class StateTable {
+  /** The descriptor. */
+  readonly desc: KeyedStateDescriptor;
+  /** The chunk layout. */
+  readonly layout: StateLayout;
+  /** Chain bookkeeping. */
+  readonly chain: ChainInfo = { chainLength: 0, sinceBase: 0, forceBase: false };
+  /** The handle given to user code. */
+  abstract readonly handle: unknown;
+
+  constructor(desc: KeyedStateDescriptor, layout: StateLayout) {
+    this.desc = desc;
+    this.layout = layout;
+  }
+
+  /** Number of entries (rows a base would hold). */
+  abstract size(): number;
+  /** Number of changed rows since the last capture. */
+  abstract dirtySize(): number;
+  /** Every row, sorted by key group. */
+  abstract captureAll(start: number): CapturedRows;
+  /** The changed rows (upserts and deletes), sorted by key group. */
+  abstract captureDirty(start: number): CapturedRows;
+  /** Forgets what changed. */
+  abstract clearDirty(): void;
+  /** Loads restored rows (replacing nothing: the table is empty). */
+  abstract restore(start: number, end: number, rows: RestoredRows): void;
+}
+
+/** Restored rows of one state (sorted by key group, deletes applied). */
+export interface RestoredRows {
+  readonly length: number;
+  readonly keyGroups?: ArrayLike<number>;
+  readonly keys?: readonly unknown[];
+  readonly userKeys?: readonly unknown[];
+  readonly values: readonly unknown[];
+}
+
+function emptyRows(delta: boolean): CapturedRows {
+  return delta ? { length: 0, keyGroups: [], keys: [], values: [], ops: new Uint8Array(0) } : { length: 0, keyGroups: [], keys: [], values: [] };
+}
+
+/** Value, list, reducing and aggregating state: one row per key. */
+class SingleTable extends StateTable {
+  readonly tables: (Map<KeyId, Entry> | undefined)[];
+  dirty: (Map<KeyId, unknown> | undefined)[] | null;
+  readonly handle: unknown;
+  private readonly b: KeyedStateBackend;
+
+  constructor(b: KeyedStateBackend, desc: KeyedStateDescriptor, layout: StateLayout) {
+    super(desc, layout);
+    this.b = b;
+    this.tables = new Array(b.groups).fill(undefined);
+    this.dirty = b.trackChanges ? new Array(b.groups).fill(undefined) : null;
+    switch (desc.kind) {
+      case "value":
+        this.handle = new ValueHandle(b, this);
+        break;
+      case "list":
+        this.handle = new ListHandle(b, this);
+        break;
+      case "reducing":
+        this.handle = new ReducingHandle(b, this, desc.reduce);
+        break;
+      case "aggregating":
+        this.handle = new AggregatingHandle(b, this, desc.aggregate);
+        break;
+      default:
+        throw new TypeError(`Cannot create a single-value table for ${desc.kind} state`);
+    }
+  }
+
+  get(): unknown {
+    const m = this.tables[this.b.kgi];
+    if (m === undefined) return undefined;
+    const e = m.get(this.b.keyId);
+    return e === undefined ? undefined : e.value;
+  }
+
+  set(value: unknown): void {
+    const b = this.b;
+    let m = this.tables[b.kgi];
+    if (m === undefined) m = this.tables[b.kgi] = new Map();
+    const e = m.get(b.keyId);
+    if (e !== undefined) e.value = value;
+    else m.set(b.keyId, { key: b.key, value });
+    this.touch();
+  }
+
+  /** Marks the current key changed (after an in-place change of its value). */
+  touch(): void {
+    const dirty = this.dirty;
+    if (dirty === null) return;
+    const b = this.b;
+    let d = dirty[b.kgi];
+    if (d === undefined) d = dirty[b.kgi] = new Map();
+    d.set(b.keyId, b.key);
+  }
+
+  remove(): void {
+    const b = this.b;
+    const m = this.tables[b.kgi];
+    if (m !== undefined && m.delete(b.keyId)) this.touch();
+  }
+
+  size(): number {
+    let n = 0;
+    for (const m of this.tables) if (m) n += m.size;
+    return n;
+  }
+
+  dirtySize(): number {
+    let n = 0;
+    if (this.dirty) for (const d of this.dirty) if (d) n += d.size;
+    return n;
+  }
+
+  captureAll(start: number): CapturedRows {
+    const n = this.size();
+    const keyGroups: number[] = new Array(n);
+    const keys: unknown[] = new Array(n);
+    const values: unknown[] = new Array(n);
+    let i = 0;
+    const tables = this.tables;
+    for (let g = 0; g < tables.length; g++) {
+      const m = tables[g];
+      if (m === undefined || m.size === 0) continue;
+      const kg = start + g;
+      for (const e of m.values()) {
+        keyGroups[i] = kg;
+        keys[i] = e.key;
+        values[i] = e.value;
+        i++;
+      }
+    }
+    return { length: n, keyGroups, keys, values };
+  }
+
+  captureDirty(start: number): CapturedRows {
+    const dirty = this.dirty;
+    if (dirty === null) return emptyRows(true);
+    const n = this.dirtySize();
+    const keyGroups: number[] = new Array(n);
+    const keys: unknown[] = new Array(n);
+    const values: unknown[] = new Array(n);
+    const ops = new Uint8Array(n);
+    let i = 0;
+    for (let g = 0; g < dirty.length; g++) {
+      const d = dirty[g];
+      if (d === undefined || d.size === 0) continue;
+      const m = this.tables[g];
+      const kg = start + g;
+      for (const [id, key] of d) {
+        const e = m === undefined ? undefined : m.get(id);
+        keyGroups[i] = kg;
+        keys[i] = key;
+        if (e === undefined) {
+          ops[i] = 1;
+          values[i] = null;
+        } else values[i] = e.value;
+        i++;
+      }
+    }
+    return { length: n, keyGroups, keys, values, ops };
+  }
+
+  clearDirty(): void {
+    if (this.dirty) this.dirty.fill(undefined);
+  }
+
+  restore(start: number, end: number, rows: RestoredRows): void {
+    const kgs = rows.keyGroups!;
+    const keys = rows.keys!;
+    for (let i = 0; i < rows.length; i++) {
+      const kg = kgs[i];
+      if (kg < start || kg > end) continue;
+      const g = kg - start;
+      let m = this.tables[g];
+      if (m === undefined) m = this.tables[g] = new Map();
+      const v = rows.values[i];
+      m.set(keyIdOf(keys[i]), { key: keys[i], value: this.desc.kind === "list" && Array.isArray(v) ? v.slice() : v });
+    }
+  }
+}
+
+class ValueHandle<T> implements ValueState<T> {
+  constructor(private readonly b: KeyedStateBackend, private readonly t: SingleTable) {}
+  value(): T | undefined {
+    this.b.checkKey();
+    return this.t.get() as T | undefined;
+  }
+  update(value: T | undefined | null): void {
+    this.b.checkKey();
+    if (value === undefined || value === null) this.t.remove();
+    else this.t.set(value);
+  }
+  clear(): void {
+    this.b.checkKey();
+    this.t.remove();
+  }
+}
+
+const NO_ITEMS: readonly never[] = Object.freeze([]);
+
+class ListHandle<T> implements ListState<T> {
+  constructor(private readonly b: KeyedStateBackend, private readonly t: SingleTable) {}
+  get(): readonly T[] {
+    this.b.checkKey();
+    return (this.t.get() as T[] | undefined) ?? NO_ITEMS;
+  }
+  add(value: T): void {
+    this.b.checkKey();
+    const list = this.t.get() as T[] | undefined;
+    if (list === undefined) this.t.set([value]);
+    else {
+      list.push(value);
+      this.t.touch();
+    }
+  }
+  addAll(values: readonly T[]): void {
+    this.b.checkKey();
+    if (values.length === 0) return;
+    const list = this.t.get() as T[] | undefined;
+    if (list === undefined) this.t.set(values.slice());
+    else {
+      for (const v of values) list.push(v);
+      this.t.touch();
+    }
+  }
+  update(values: readonly T[]): void {
+    this.b.checkKey();
+    if (values.length === 0) this.t.remove();
+    else this.t.set(values.slice());
+  }
+  clear(): void {
+    this.b.checkKey();
+    this.t.remove();
+  }
+}
+
+class ReducingHandle<T> implements ReducingState<T> {
+  constructor(private readonly b: KeyedStateBackend, private readonly t: SingleTable, private readonly reduce: (a: T, v: T) => T) {}
+  get(): T | undefined {
+    this.b.checkKey();
+    return this.t.get() as T | undefined;
+  }
+  add(value: T): void {
+    this.b.checkKey();
+    const cur = this.t.get() as T | undefined;
+    this.t.set(cur === undefined ? value : this.reduce(cur, value));
+  }
+  clear(): void {
+    this.b.checkKey();
+    this.t.remove();
+  }
+}
+
+class AggregatingHandle<IN, ACC, OUT> implements AggregatingState<IN, OUT> {
+  constructor(
+    private readonly b: KeyedStateBackend,
+    private readonly t: SingleTable,
+    private readonly agg: { createAccumulator(): ACC; add(v: IN, acc: ACC): ACC; getResult(acc: ACC): OUT },
+  ) {}
+  get(): OUT | undefined {
+    this.b.checkKey();
+    const acc = this.t.get() as ACC | undefined;
+    return acc === undefined ? undefined : this.agg.getResult(acc);
+  }
+  add(value: IN): void {
+    this.b.checkKey();
+    const cur = this.t.get() as ACC | undefined;
+    this.t.set(this.agg.add(value, cur === undefined ? this.agg.createAccumulator() : cur));
+  }
+  clear(): void {
+    this.b.checkKey();
+    this.t.remove();
+  }
+}
+
+/** Map state: one row per (key, user key). */
+class MapTable extends StateTable {
+  readonly tables: (Map<KeyId, MapEntry> | undefined)[];
+  dirty: (Map<KeyId, DirtyMapKey> | undefined)[] | null;
+  readonly handle: unknown;
+  private readonly b: KeyedStateBackend;
+
+  constructor(b: KeyedStateBackend, desc: MapStateDescriptor<unknown, unknown>, layout: StateLayout) {
+    super(desc, layout);
+    this.b = b;
+    this.tables = new Array(b.groups).fill(undefined);
+    this.dirty = b.trackChanges ? new Array(b.groups).fill(undefined) : null;
+    this.handle = new MapHandle(b, this);
+  }
+
+  current(): MapEntry | undefined {
+    const m = this.tables[this.b.kgi];
+    return m === undefined ? undefined : m.get(this.b.keyId);
+  }
+
+  currentOrNew(): MapEntry {
+    const b = this.b;
+    let m = this.tables[b.kgi];
+    if (m === undefined) m = this.tables[b.kgi] = new Map();
+    let e = m.get(b.keyId);
+    if (e === undefined) {
+      e = { key: b.key, map: new Map() };
+      m.set(b.keyId, e);
+    }
+    return e;
+  }
+
+  dropIfEmpty(e: MapEntry): void {
+    if (e.map.size === 0) this.tables[this.b.kgi]?.delete(this.b.keyId);
+  }
+
+  touch(ukid: KeyId, ukey: unknown): void {
+    const dirty = this.dirty;
+    if (dirty === null) return;
+    const b = this.b;
+    let d = dirty[b.kgi];
+    if (d === undefined) d = dirty[b.kgi] = new Map();
+    let k = d.get(b.keyId);
+    if (k === undefined) {
+      k = { key: b.key, ukeys: new Map() };
+      d.set(b.keyId, k);
+    }
+    k.ukeys.set(ukid, ukey);
+  }
+
+  size(): number {
+    let n = 0;
+    for (const m of this.tables) if (m) for (const e of m.values()) n += e.map.size;
+    return n;
+  }
+
+  dirtySize(): number {
+    let n = 0;
+    if (this.dirty) for (const d of this.dirty) if (d) for (const k of d.values()) n += k.ukeys.size;
+    return n;
+  }
+
+  captureAll(start: number): CapturedRows {
+    const keyGroups: number[] = [];
+    const keys: unknown[] = [];
+    const userKeys: unknown[] = [];
+    const values: unknown[] = [];
+    for (let g = 0; g < this.tables.length; g++) {
+      const m = this.tables[g];
+      if (m === undefined) continue;
+      const kg = start + g;
+      for (const e of m.values()) {
+        for (const u of e.map.values()) {
+          keyGroups.push(kg);
+          keys.push(e.key);
+          userKeys.push(u.ukey);
+          values.push(u.value);
+        }
+      }
+    }
+    return { length: keys.length, keyGroups, keys, userKeys, values };
+  }
+
+  captureDirty(start: number): CapturedRows {
+    const keyGroups: number[] = [];
+    const keys: unknown[] = [];
+    const userKeys: unknown[] = [];
+    const values: unknown[] = [];
+    const opList: number[] = [];
+    if (this.dirty) {
+      for (let g = 0; g < this.dirty.length; g++) {
+        const d = this.dirty[g];
+        if (d === undefined) continue;
+        const m = this.tables[g];
+        const kg = start + g;
+        for (const [id, k] of d) {
+          const e = m?.get(id);
+          for (const [ukid, ukey] of k.ukeys) {
+            const u = e?.map.get(ukid);
+            keyGroups.push(kg);
+            keys.push(k.key);
+            userKeys.push(ukey);
+            if (u === undefined) {
+              opList.push(1);
+              values.push(null);
+            } else {
+              opList.push(0);
+              values.push(u.value);
+            }
+          }
+        }
+      }
+    }
+    return { length: keys.length, keyGroups, keys, userKeys, values, ops: Uint8Array.from(opList) };
+  }
+
+  clearDirty(): void {
+    if (this.dirty) this.dirty.fill(undefined);
+  }
+
+  restore(start: number, end: number, rows: RestoredRows): void {
+    const kgs = rows.keyGroups!;
+    const keys = rows.keys!;
+    const ukeys = rows.userKeys;
+    if (!ukeys) throw new SnapshotFormatError(`map state ${JSON.stringify(this.desc.name)} was restored without user keys`);
+    for (let i = 0; i < rows.length; i++) {
+      const kg = kgs[i];
+      if (kg < start || kg > end) continue;
+      const g = kg - start;
+      let m = this.tables[g];
+      if (m === undefined) m = this.tables[g] = new Map();
+      const id = keyIdOf(keys[i]);
+      let e = m.get(id);
+      if (e === undefined) {
+        e = { key: keys[i], map: new Map() };
+        m.set(id, e);
+      }
+      e.map.set(keyIdOf(ukeys[i]), { ukey: ukeys[i], value: rows.values[i] });
+    }
+  }
+}
+
+class MapHandle<UK, V> implements MapState<UK, V> {
+  constructor(private readonly b: KeyedStateBackend, private readonly t: MapTable) {}
+  get(userKey: UK): V | undefined {
+    this.b.checkKey();
+    return this.t.current()?.map.get(keyIdOf(userKey))?.value as V | undefined;
+  }
+  put(userKey: UK, value: V): void {
+    this.b.checkKey();
+    if (userKey === undefined || userKey === null) throw new TypeError("Cannot put into map state as the user key is null or undefined");
+    const e = this.t.currentOrNew();
+    const id = keyIdOf(userKey);
+    const u = e.map.get(id);
+    if (u) u.value = value;
+    else e.map.set(id, { ukey: userKey, value });
+    this.t.touch(id, userKey);
+  }
+  remove(userKey: UK): void {
+    this.b.checkKey();
+    const e = this.t.current();
+    if (!e) return;
+    const id = keyIdOf(userKey);
+    if (e.map.delete(id)) {
+      this.t.touch(id, userKey);
+      this.t.dropIfEmpty(e);
+    }
+  }
+  contains(userKey: UK): boolean {
+    this.b.checkKey();
+    return this.t.current()?.map.has(keyIdOf(userKey)) ?? false;
+  }
+  *entries(): IterableIterator<[UK, V]> {
+    this.b.checkKey();
+    const e = this.t.current();
+    if (e) for (const u of [...e.map.values()]) yield [u.ukey as UK, u.value as V];
+  }
+  *keys(): IterableIterator<UK> {
+    for (const [k] of this.entries()) yield k;
+  }
+  *values(): IterableIterator<V> {
+    for (const [, v] of this.entries()) yield v;
+  }
+  size(): number {
+    this.b.checkKey();
+    return this.t.current()?.map.size ?? 0;
+  }
+  isEmpty(): boolean {
+    return this.size() === 0;
+  }
+  clear(): void {
+    this.b.checkKey();
+    const e = this.t.current();
+    if (!e) return;
+    for (const [id, u] of e.map) this.t.touch(id, u.ukey);
+    e.map.clear();
+    this.t.dropIfEmpty(e);
+  }
+}
+
+/** The layout of a keyed state's chunks. */
+export function keyedLayout(desc: KeyedStateDescriptor, keyType: KeyType): StateLayout {
+  return desc.kind === "map"
+    ? { kind: "map", keyType, userKeyType: desc.userKeyType, value: desc.value }
+    : { kind: desc.kind, keyType, value: desc.value };
+}
+
+/**
+ * The keyed state of one subtask: the key-group range it owns, its registered states, and the current key
+ * (set by the runtime before each record).
+ *
+ * @example
+ * ```ts
+ * import { KeyedStateBackend } from "./keyed_backend.ts";
+ * import { valueState } from "./state.ts";
+ * const b = new KeyedStateBackend({ start: 0, end: 127 }, "string", true);
+ * const count = b.getState(valueState<number>("count"));
+ * b.setCurrentKey("user-1", 5);
+ * count.update((count.value() ?? 0) + 1);
+ * console.log(count.value(), b.table("count")!.dirtySize()); // 1 1
+ * ```
+ */
+export class KeyedStateBackend {
+  /** The key groups owned. */
+  readonly range: KeyGroupRange;
+  /** Number of key groups owned. */
+  readonly groups: number;
+  /** The key type of the stream. */
+  readonly keyType: KeyType;
+  /** Whether changes are tracked (incremental checkpoints on). */
+  readonly trackChanges: boolean;
+  /** Current key group index (key group − range start). */
+  kgi = -1;
+  /** Current key's map identity. */
+  keyId: KeyId = "";
+  /** Current key. */
+  key: unknown = undefined;
+  private readonly tables = new Map<string, StateTable>();
+  private readonly restored = new Map<string, { layout: StateLayout; schemaVersion: number; rows: RestoredRows; chainLength: number; forceBase: boolean }>();
+
+  /** Creates an empty backend for a key-group range. */
+  constructor(range: KeyGroupRange, keyType: KeyType, trackChanges: boolean) {
+    this.range = range;
+    this.groups = range.end - range.start + 1;
+    this.keyType = keyType;
+    this.trackChanges = trackChanges;
+  }
+
+  /** Sets the key of the record about to be processed. */
+  setCurrentKey(key: unknown, keyGroup: number): void {
+    this.key = key;
+    this.kgi = keyGroup - this.range.start;
+    const t = typeof key;
+    this.keyId = t === "string" || t === "number" ? (key as string | number) : keyIdOf(key);
+  }
+
+  /** Forgets the current key (state access outside a record is an error). */
+  clearCurrentKey(): void {
+    this.kgi = -1;
+  }
+
+  /** Throws unless a key is current. */
+  checkKey(): void {
+    if (this.kgi < 0) throw new TypeError("Cannot access keyed state as no key is current: keyed state is readable only while processing a record");
+  }
+
+  /** A registered state by name. */
+  table(name: string): StateTable | undefined {
+    return this.tables.get(name);
+  }
+
+  /** All registered states. */
+  all(): IterableIterator<StateTable> {
+    return this.tables.values();
+  }
+
+  /** Names restored but not (yet) registered. */
+  pendingRestored(): string[] {
+    return [...this.restored.keys()];
+  }
+
+  /** Stages restored rows of a state; they are loaded when the state is registered. */
+  stageRestored(name: string, layout: StateLayout, schemaVersion: number, rows: RestoredRows, chainLength: number, forceBase: boolean): void {
+    this.restored.set(name, { layout, schemaVersion, rows, chainLength, forceBase });
+  }
+
+  /** Drops staged restored rows that were not registered. */
+  dropPendingRestored(): void {
+    this.restored.clear();
+  }
+
+  private register(desc: KeyedStateDescriptor): StateTable {
+    const existing = this.tables.get(desc.name);
+    if (existing) {
+      if (existing.desc.kind !== desc.kind) {
+        throw new TypeError(`Cannot register ${desc.kind} state ${JSON.stringify(desc.name)} as a ${existing.desc.kind} state of that name exists`);
+      }
+      return existing;
+    }
+    const layout = keyedLayout(desc, this.keyType);
+    const table = desc.kind === "map" ? new MapTable(this, desc, layout) : new SingleTable(this, desc, layout);
+    const r = this.restored.get(desc.name);
+    if (r) {
+      this.restored.delete(desc.name);
+      if (!sameLayout(r.layout, layout) || r.schemaVersion !== desc.schemaVersion) {
+        throw new IncompatibleSnapshotError(
+          `Cannot restore state ${JSON.stringify(desc.name)} as its layout changed: snapshot ${describe(r.layout)} v${r.schemaVersion}, job ${describe(layout)} v${desc.schemaVersion}; ` +
+            "migrate the snapshot first (`arrowpoint migrate`) or give the state a new name",
+        );
+      }
+      table.restore(this.range.start, this.range.end, r.rows);
+      table.chain.chainLength = r.chainLength;
+      table.chain.forceBase = r.forceBase;
+    }
+    this.tables.set(desc.name, table);
+    return table;
+  }
+
+  /** The value state of a descriptor (registering it on first use). */
+  getState<T>(desc: ValueStateDescriptor<T>): ValueState<T> {
+    return this.register(desc).handle as ValueState<T>;
+  }
+  /** The list state of a descriptor. */
+  getListState<T>(desc: ListStateDescriptor<T>): ListState<T> {
+    return this.register(desc).handle as ListState<T>;
+  }
+  /** The map state of a descriptor. */
+  getMapState<UK, V>(desc: MapStateDescriptor<UK, V>): MapState<UK, V> {
+    return this.register(desc as MapStateDescriptor<unknown, unknown>).handle as MapState<UK, V>;
+  }
+  /** The reducing state of a descriptor. */
+  getReducingState<T>(desc: ReducingStateDescriptor<T>): ReducingState<T> {
+    return this.register(desc).handle as ReducingState<T>;
+  }
+  /** The aggregating state of a descriptor. */
+  getAggregatingState<IN, ACC, OUT>(desc: AggregatingStateDescriptor<IN, ACC, OUT>): AggregatingState<IN, OUT> {
+    return this.register(desc).handle as AggregatingState<IN, OUT>;
+  }
+}
+
+/** JSON with object keys sorted, so equal structures give equal text whatever their key order. */
+export function stableStringify(v: unknown): string {
+  if (Array.isArray(v)) return "[" + v.map(stableStringify).join(",") + "]";
+  if (v !== null && typeof v === "object") {
+    const o = v as Record<string, unknown>;
+    return "{" + Object.keys(o).filter((k) => o[k] !== undefined).sort().map((k) => JSON.stringify(k) + ":" + stableStringify(o[k])).join(",") + "}";
+  }
+  return JSON.stringify(v) ?? "null";
+}
+
+function describe(l: StateLayout): string {
+  return stableStringify({ kind: l.kind, keyType: l.keyType, userKeyType: l.userKeyType, value: l.value });
+}
+
+/** Whether two layouts encode the same columns. */
+export function sameLayout(a: StateLayout, b: StateLayout): boolean {
+  return describe(a) === describe(b);
+}
