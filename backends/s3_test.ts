@@ -26,21 +26,22 @@ const run = Math.random().toString(36).slice(2, 10);
 /** A client that counts UploadPart requests, and the suite capabilities built on it. */
 function instrumented(config: S3ClientConfig): { client: S3Client; capabilities: SuiteCapabilities } {
   const client = new S3Client(config);
-  let uploadParts = 0;
+  const counts = new Map<string, number>();
   client.middlewareStack.add(
     (next, context) => async (args) => {
-      if (context.commandName === "UploadPartCommand") uploadParts++;
+      const name = context.commandName ?? "unknown";
+      counts.set(name, (counts.get(name) ?? 0) + 1);
       return next(args);
     },
-    { step: "initialize", name: "countUploadParts" },
+    { step: "initialize", name: "countRequests" },
   );
   const s3 = (storage: Storage): S3Storage => {
     assert.ok(storage instanceof S3Storage);
     return storage;
   };
   const capabilities: SuiteCapabilities = {
+    requests: (command) => counts.get(command) ?? 0,
     multipart: {
-      uploadPartCalls: () => uploadParts,
       async openUploads(storage) {
         const { bucket, prefix } = s3(storage);
         const r = await client.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: `${prefix}/` }));
@@ -79,8 +80,8 @@ describe("s3 on a local s3rver", () => {
   // The capabilities object is only read inside tests, after `before` has filled it in.
   storageSuite("s3 (s3rver)", () => open(), {
     writeConcurrency: 48,
+    requests: (command) => capabilities.requests!(command),
     multipart: {
-      uploadPartCalls: () => capabilities.multipart!.uploadPartCalls(),
       openUploads: (s) => capabilities.multipart!.openUploads(s),
       startUpload: (s, p) => capabilities.multipart!.startUpload(s, p),
     },
@@ -117,11 +118,11 @@ describe("s3 on a local s3rver", () => {
 
     test("large putIfAbsent completes conditionally (multipart + If-None-Match)", async () => {
       const s = await open(undefined, { partSize: 5 * MiB, multipartThreshold: 5 * MiB });
-      const before = capabilities.multipart!.uploadPartCalls();
+      const before = capabilities.requests!("UploadPartCommand");
       const bodies = [0, 1, 2].map((i) => new Uint8Array(6 * MiB).fill(i + 1));
       const results = await Promise.all(bodies.map((b) => s.putIfAbsent("big-manifest", b)));
       assert.equal(results.filter(Boolean).length, 1, String(results));
-      assert.ok(capabilities.multipart!.uploadPartCalls() - before >= 2, "multipart was used");
+      assert.ok(capabilities.requests!("UploadPartCommand") - before >= 2, "multipart was used");
       const stored = await s.get("big-manifest");
       assert.equal(stored[0], results.indexOf(true) + 1);
       assert.equal(await s.putIfAbsent("big-manifest", bodies[0]), false);

@@ -18,7 +18,7 @@ import type { ObjectInfo, Storage } from "./storage.ts";
  * @example
  * ```ts
  * import type { SuiteCapabilities } from "./storage_suite.ts";
- * const caps: SuiteCapabilities = { manyObjects: 1100, writeConcurrency: 32 };
+ * const caps: SuiteCapabilities = { manyObjects: 1100, writeConcurrency: 32, requests: () => 0 };
  * console.log(caps.manyObjects);
  * ```
  */
@@ -27,10 +27,13 @@ export interface SuiteCapabilities {
   manyObjects?: number;
   /** Concurrent writers used to write them (default 32). */
   writeConcurrency?: number;
+  /**
+   * How many requests of an SDK command (e.g. `"UploadPartCommand"`) the storages' client has sent so
+   * far (S3), to check that paging, batching and multipart really happened.
+   */
+  requests?(command: string): number;
   /** Multipart introspection (S3). */
   multipart?: {
-    /** UploadPart requests sent so far by the client of the storages the factory returns. */
-    uploadPartCalls(): number;
     /** Multipart uploads still open under the root of `storage`. */
     openUploads(storage: Storage): Promise<number>;
     /** Starts a multipart upload for `path` and leaves it open; returns a function that aborts it. */
@@ -104,6 +107,7 @@ async function* chunked(bytes: Uint8Array, size: number, failAfter?: number, err
  */
 export function storageSuite(name: string, open: () => Promise<Storage>, capabilities: SuiteCapabilities = {}): void {
   const many = capabilities.manyObjects ?? 1100;
+  const requests = (command: string) => capabilities.requests?.(command) ?? 0;
   const concurrency = capabilities.writeConcurrency ?? 32;
 
   /** Runs `body` with a fresh storage, then empties and closes it. */
@@ -210,12 +214,22 @@ export function storageSuite(name: string, open: () => Promise<Storage>, capabil
       const names = Array.from({ length: many }, (_, i) => `many/k-${String(i).padStart(5, "0")}`);
       const decoys = ["many-not/x", "man", "other/many/y"];
       await pool([...names, ...decoys], concurrency, (n) => s.put(n, enc.encode(n)));
+      const pagesBefore = requests("ListObjectsV2Command");
       const listed = await collect(s.list("many/"));
+      if (capabilities.requests) {
+        const pages = requests("ListObjectsV2Command") - pagesBefore;
+        assert.equal(pages, Math.ceil(many / 1000), `listed in pages of 1000 (${pages} requests)`);
+      }
       assert.equal(listed.length, many);
       assert.deepEqual(listed.map((o) => o.path), names);
       assert.ok(listed.every((o) => o.size === "many/k-00000".length));
       assert.equal((await collect(s.list(""))).length, many + decoys.length);
+      const deletesBefore = requests("DeleteObjectsCommand");
       await s.delete([...names, "many/not-there"]);
+      if (capabilities.requests) {
+        const batches = requests("DeleteObjectsCommand") - deletesBefore;
+        assert.equal(batches, Math.ceil((many + 1) / 1000), `deleted in batches of at most 1000 (${batches} requests)`);
+      }
       assert.deepEqual((await collect(s.list("many/"))).map((o) => o.path), []);
       assert.deepEqual((await collect(s.list(""))).map((o) => o.path), ["man", "many-not/x", "other/many/y"]);
     }));
@@ -280,24 +294,24 @@ export function storageSuite(name: string, open: () => Promise<Storage>, capabil
 
     test("putStream of a body over 16 MiB (multipart on S3) reads back byte-identical", withStorage(async (s) => {
       const body = noise(17 * MiB + 12_345, 42);
-      const before = capabilities.multipart?.uploadPartCalls() ?? 0;
+      const before = requests("UploadPartCommand");
       await s.putStream("big/chunk.arrow", chunked(body, 1 * MiB + 17));
       assertBytes(await s.get("big/chunk.arrow"), body, "streamed body");
-      if (capabilities.multipart) {
-        const parts = capabilities.multipart.uploadPartCalls() - before;
+      if (capabilities.requests) {
+        const parts = requests("UploadPartCommand") - before;
         assert.ok(parts >= 3, `multipart upload used (${parts} UploadPart calls)`);
-        assert.equal(await capabilities.multipart.openUploads(s), 0);
       }
+      if (capabilities.multipart) assert.equal(await capabilities.multipart.openUploads(s), 0);
       assertBytes(await s.getRange("big/chunk.arrow", 16 * MiB - 3, 10), body.subarray(16 * MiB - 3, 16 * MiB + 7), "range across parts");
       const listed = await collect(s.list("big/"));
       assert.equal(listed.length, 1);
       assert.equal(listed[0].size, body.byteLength);
       // put of a large body, too
       const body2 = noise(17 * MiB, 43);
-      const before2 = capabilities.multipart?.uploadPartCalls() ?? 0;
+      const before2 = requests("UploadPartCommand");
       await s.put("big/put.arrow", body2);
       assertBytes(await s.get("big/put.arrow"), body2, "put body");
-      if (capabilities.multipart) assert.ok(capabilities.multipart.uploadPartCalls() - before2 >= 3, "put of a large body used multipart");
+      if (capabilities.requests) assert.ok(requests("UploadPartCommand") - before2 >= 3, "put of a large body used multipart");
     }));
 
     test("a source failing midway leaves the previous object intact and nothing partial", withStorage(async (s) => {
