@@ -1,0 +1,690 @@
+/**
+ * Encoding state rows into a chunk: an Arrow IPC file whose columns a {@link StateLayout} describes
+ * (chunk_schema.ts, docs/format-chunks.md).
+ *
+ * Columns are built by hand, not with apache-arrow's generic builders (which run slower than JSON): typed
+ * arrays filled in one pass per column, UTF-8 written with an ASCII fast path into one growing buffer with
+ * Int32 offsets, int64 written as 32-bit halves, validity bitmaps only when a column has nulls. One encoder
+ * is compiled per layout (all type decisions made once, outside the row loops) and cached; apache-arrow
+ * only assembles the IPC file (`makeData` + `tableToIPC`).
+ *
+ * @module
+ */
+import { Encoder as MsgpackEncoder } from "@msgpack/msgpack";
+import {
+  type Data,
+  type DataType,
+  type Field as ArrowField,
+  makeData,
+  makeVector,
+  RecordBatch,
+  Struct,
+  Table,
+  tableToIPC,
+  Utf8,
+} from "apache-arrow";
+import { checksumOf } from "./checksum.ts";
+import { arrowField, arrowSchema, buildKeyGroupIndex, checkLayout, type ChunkPlan, chunkPlan, type ColumnPlan, type KeyGroupIndex, MAX_KEY_GROUP } from "./chunk_schema.ts";
+import { compress, type Compression } from "./compression.ts";
+import { SchemaViolationError } from "./errors.ts";
+import type { StateLayout } from "./state_layout.ts";
+
+export type { Compression } from "./compression.ts";
+
+/**
+ * The rows of one chunk, column-wise: `length` rows, each array holding (at least) `length` entries.
+ * Keyed state needs `keyGroups` (ascending, each 0..32767) and `keys`; namespaced state `namespaces`;
+ * map state `userKeys`; a delta chunk `ops` (0 upsert, 1 delete; values of delete rows are ignored).
+ */
+export interface ChunkRows {
+  /** The number of rows. */
+  readonly length: number;
+  /** Key group of each row, ascending (keyed state). */
+  readonly keyGroups?: ArrayLike<number>;
+  /** Key of each row, as the layout's `keyType` says (keyed state). */
+  readonly keys?: readonly unknown[];
+  /** Namespace of each row (namespaced state). */
+  readonly namespaces?: readonly string[];
+  /** User key of each row (map state). */
+  readonly userKeys?: readonly unknown[];
+  /** Present for a delta chunk: 0 upsert, 1 delete. */
+  readonly ops?: Uint8Array;
+  /** The JS values (list state: one array per row; operator state: one list item per row). */
+  readonly values: readonly unknown[];
+}
+
+/** An encoded chunk and what a manifest records about it. */
+export interface EncodedChunk {
+  /** The bytes to store (compressed if `compression` is not `"none"`). */
+  bytes: Uint8Array;
+  /** Number of rows. */
+  rows: number;
+  /** First and last key group present (inclusive); absent for operator state and empty chunks. */
+  keyGroupRange?: { start: number; end: number };
+  /** Checksum of `bytes`, e.g. `crc32:1a2b3c4d`. */
+  checksum: string;
+  /** How `bytes` is compressed. */
+  compression: Compression;
+  /** Size of the uncompressed Arrow file. */
+  rawBytes: number;
+}
+
+/** Options of {@link encodeChunk}. */
+export interface EncodeChunkOptions {
+  /** Whole-file compression (default `"none"`: a plain Arrow IPC file). */
+  compression?: Compression;
+  /** DEFLATE level 0–9 (default 6). */
+  level?: number;
+  /** The state's name, used in error messages. */
+  state?: string;
+}
+
+const NULL_ROW: unique symbol = Symbol("arrowpoint.nullRow");
+const TWO32 = 4294967296;
+const INT64_MIN = -(2n ** 63n);
+const INT64_MAX = 2n ** 63n - 1n;
+const UINT64_MAX = 2n ** 64n - 1n;
+const MAX_BUFFER = 0x7fffffff;
+const textEncoder = new TextEncoder();
+
+/** Where an encoder is: the column path and how to map its slot index to the chunk row. */
+interface Loc {
+  readonly path: string;
+  readonly row: (slot: number) => number;
+}
+
+/** Per-call context: how to name a row in an error. */
+interface Ctx {
+  readonly state: string;
+  readonly keyOf: (row: number) => string;
+}
+
+type Enc = (src: readonly unknown[], prop: string | null, n: number, ctx: Ctx, loc: Loc) => Data;
+
+function pick(o: unknown, prop: string): unknown {
+  return o === null || o === undefined || typeof o === "symbol" ? NULL_ROW : (o as Record<string, unknown>)[prop];
+}
+
+function describeValue(v: unknown): string {
+  if (v === undefined) return "undefined";
+  if (v === null) return "null";
+  switch (typeof v) {
+    case "string":
+      return `string ${JSON.stringify(v.length > 40 ? v.slice(0, 40) + "…" : v)}`;
+    case "number":
+    case "boolean":
+      return `${typeof v} ${v}`;
+    case "bigint":
+      return `bigint ${v}n`;
+    case "object":
+      return Array.isArray(v) ? "an array" : `an object (${(v as object).constructor?.name ?? "null prototype"})`;
+    default:
+      return typeof v;
+  }
+}
+
+function violation(ctx: Ctx, loc: Loc, slot: number, v: unknown, expected: string): SchemaViolationError {
+  const row = loc.row(slot);
+  const reason = v === undefined || v === null
+    ? `${loc.path} is missing (${expected}) at row ${row}`
+    : `${loc.path} must be ${expected} at row ${row}, got ${describeValue(v)}`;
+  return new SchemaViolationError(ctx.state, ctx.keyOf(row), reason);
+}
+
+function bufferTooLarge(path: string): RangeError {
+  return new RangeError(`Cannot encode chunk as column ${path} exceeds 2 GiB in one record batch: split the rows into smaller chunks`);
+}
+
+/** A validity bitmap with all `n` bits set, for the first null found. */
+function allValid(n: number): Uint8Array {
+  const v = new Uint8Array((n + 7) >> 3).fill(0xff);
+  return v;
+}
+
+function grow(buf: Uint8Array, used: number, need: number, path: string): Uint8Array<ArrayBuffer> {
+  if (need > MAX_BUFFER) throw bufferTooLarge(path);
+  const next = new Uint8Array(Math.min(MAX_BUFFER, Math.max(need, buf.length * 2)));
+  next.set(buf.subarray(0, used));
+  return next;
+}
+
+/** A Utf8 Data of strings known to be strings (dictionary values). */
+function utf8Data(strings: readonly string[], path: string): Data<Utf8> {
+  const n = strings.length;
+  const offsets = new Int32Array(n + 1);
+  let buf = new Uint8Array(64 + n * 8);
+  let pos = 0;
+  for (let i = 0; i < n; i++) {
+    const s = strings[i];
+    const len = s.length;
+    if (pos + len * 3 > buf.length) buf = grow(buf, pos, pos + len * 3, path);
+    let j = 0;
+    for (; j < len; j++) {
+      const ch = s.charCodeAt(j);
+      if (ch >= 0x80) break;
+      buf[pos + j] = ch;
+    }
+    pos += j === len ? len : textEncoder.encodeInto(s, buf.subarray(pos)).written;
+    offsets[i + 1] = pos;
+  }
+  return makeData({ type: new Utf8(), length: n, nullCount: 0, valueOffsets: offsets, data: buf.subarray(0, pos) });
+}
+
+/**
+ * Compiles the encoder of one column. `userNullable`: whether a null/undefined JS value is allowed (a null
+ * slot); `c.nullable`: whether the Arrow column may hold nulls (also for rows nulled by a parent or a delete).
+ */
+function compileColumn(c: ColumnPlan, type: DataType, userNullable: boolean): Enc {
+  const nullable = c.nullable;
+  const label = `${nullable || userNullable ? "nullable " : ""}${c.type}${c.msgpack ? " (msgpack)" : ""}`;
+  switch (c.type) {
+    case "float32":
+    case "float64": {
+      const F = c.type === "float32" ? Float32Array : Float64Array;
+      return (src, prop, n, ctx, loc) => {
+        const data = new F(n);
+        let validity: Uint8Array | null = null;
+        let nulls = 0;
+        for (let i = 0; i < n; i++) {
+          const v = prop === null ? src[i] : pick(src[i], prop);
+          if (typeof v === "number") data[i] = v;
+          else if (v === NULL_ROW || ((v === null || v === undefined) && userNullable)) {
+            if (nullable) {
+              validity ??= allValid(n);
+              validity[i >> 3] &= ~(1 << (i & 7));
+              nulls++;
+            }
+          } else throw violation(ctx, loc, i, v, `a number (${label})`);
+        }
+        return makeData({ type, length: n, nullCount: nulls, nullBitmap: validity ?? undefined, data } as never);
+      };
+    }
+    case "int8":
+    case "int16":
+    case "int32":
+    case "uint8":
+    case "uint16":
+    case "uint32": {
+      const [A, lo, hi] = ({
+        int8: [Int8Array, -128, 127],
+        int16: [Int16Array, -32768, 32767],
+        int32: [Int32Array, -2147483648, 2147483647],
+        uint8: [Uint8Array, 0, 255],
+        uint16: [Uint16Array, 0, 65535],
+        uint32: [Uint32Array, 0, 4294967295],
+      } as const)[c.type];
+      return (src, prop, n, ctx, loc) => {
+        const data = new A(n);
+        let validity: Uint8Array | null = null;
+        let nulls = 0;
+        for (let i = 0; i < n; i++) {
+          const v = prop === null ? src[i] : pick(src[i], prop);
+          if (typeof v === "number" && v >= lo && v <= hi && Math.floor(v) === v) data[i] = v;
+          else if (v === NULL_ROW || ((v === null || v === undefined) && userNullable)) {
+            if (nullable) {
+              validity ??= allValid(n);
+              validity[i >> 3] &= ~(1 << (i & 7));
+              nulls++;
+            }
+          } else throw violation(ctx, loc, i, v, `an integer in ${lo}..${hi} (${label})`);
+        }
+        return makeData({ type, length: n, nullCount: nulls, nullBitmap: validity ?? undefined, data } as never);
+      };
+    }
+    case "int64":
+    case "timestamp": {
+      const isTs = c.type === "timestamp";
+      const expected = isTs ? `milliseconds since the epoch as an integer number or a Date (${label})` : `a bigint or an integer number in int64 range (${label})`;
+      return (src, prop, n, ctx, loc) => {
+        const data = new BigInt64Array(n);
+        const words = new Int32Array(data.buffer);
+        let validity: Uint8Array | null = null;
+        let nulls = 0;
+        for (let i = 0; i < n; i++) {
+          let v = prop === null ? src[i] : pick(src[i], prop);
+          if (isTs && v instanceof Date) v = v.getTime();
+          if (typeof v === "number") {
+            if (v >= -2147483648 && v <= 2147483647 && (v | 0) === v) {
+              words[2 * i] = v;
+              words[2 * i + 1] = v < 0 ? -1 : 0;
+              continue;
+            }
+            if (Math.floor(v) === v && v >= -9223372036854775808 && v < 9223372036854775808) {
+              const high = Math.floor(v / TWO32);
+              words[2 * i] = v - high * TWO32;
+              words[2 * i + 1] = high;
+              continue;
+            }
+          } else if (typeof v === "bigint" && !isTs) {
+            if (v >= INT64_MIN && v <= INT64_MAX) {
+              data[i] = v;
+              continue;
+            }
+          } else if (v === NULL_ROW || ((v === null || v === undefined) && userNullable)) {
+            if (nullable) {
+              validity ??= allValid(n);
+              validity[i >> 3] &= ~(1 << (i & 7));
+              nulls++;
+            }
+            continue;
+          }
+          throw violation(ctx, loc, i, v, expected);
+        }
+        return makeData({ type, length: n, nullCount: nulls, nullBitmap: validity ?? undefined, data } as never);
+      };
+    }
+    case "uint64": {
+      return (src, prop, n, ctx, loc) => {
+        const data = new BigUint64Array(n);
+        const words = new Uint32Array(data.buffer);
+        let validity: Uint8Array | null = null;
+        let nulls = 0;
+        for (let i = 0; i < n; i++) {
+          const v = prop === null ? src[i] : pick(src[i], prop);
+          if (typeof v === "number") {
+            if (Math.floor(v) === v && v >= 0 && v < 18446744073709551616) {
+              const high = Math.floor(v / TWO32);
+              words[2 * i] = v - high * TWO32;
+              words[2 * i + 1] = high;
+              continue;
+            }
+          } else if (typeof v === "bigint") {
+            if (v >= 0n && v <= UINT64_MAX) {
+              data[i] = v;
+              continue;
+            }
+          } else if (v === NULL_ROW || ((v === null || v === undefined) && userNullable)) {
+            if (nullable) {
+              validity ??= allValid(n);
+              validity[i >> 3] &= ~(1 << (i & 7));
+              nulls++;
+            }
+            continue;
+          }
+          throw violation(ctx, loc, i, v, `a bigint or an integer number in uint64 range (${label})`);
+        }
+        return makeData({ type, length: n, nullCount: nulls, nullBitmap: validity ?? undefined, data } as never);
+      };
+    }
+    case "bool":
+      return (src, prop, n, ctx, loc) => {
+        const data = new Uint8Array((n + 7) >> 3);
+        let validity: Uint8Array | null = null;
+        let nulls = 0;
+        for (let i = 0; i < n; i++) {
+          const v = prop === null ? src[i] : pick(src[i], prop);
+          if (v === true) data[i >> 3] |= 1 << (i & 7);
+          else if (v === false) continue;
+          else if (v === NULL_ROW || ((v === null || v === undefined) && userNullable)) {
+            if (nullable) {
+              validity ??= allValid(n);
+              validity[i >> 3] &= ~(1 << (i & 7));
+              nulls++;
+            }
+          } else throw violation(ctx, loc, i, v, `a boolean (${label})`);
+        }
+        return makeData({ type, length: n, nullCount: nulls, nullBitmap: validity ?? undefined, data } as never);
+      };
+    case "utf8":
+      return (src, prop, n, ctx, loc) => {
+        const offsets = new Int32Array(n + 1);
+        let buf: Uint8Array<ArrayBuffer> = new Uint8Array(64 + n * 12);
+        let pos = 0;
+        let validity: Uint8Array | null = null;
+        let nulls = 0;
+        for (let i = 0; i < n; i++) {
+          const v = prop === null ? src[i] : pick(src[i], prop);
+          if (typeof v === "string") {
+            const len = v.length;
+            if (pos + len * 3 > buf.length) buf = grow(buf, pos, pos + len * 3, loc.path);
+            let j = 0;
+            for (; j < len; j++) {
+              const ch = v.charCodeAt(j);
+              if (ch >= 0x80) break;
+              buf[pos + j] = ch;
+            }
+            pos += j === len ? len : textEncoder.encodeInto(v, buf.subarray(pos)).written;
+          } else if (v === NULL_ROW || ((v === null || v === undefined) && userNullable)) {
+            if (nullable) {
+              validity ??= allValid(n);
+              validity[i >> 3] &= ~(1 << (i & 7));
+              nulls++;
+            }
+          } else throw violation(ctx, loc, i, v, `a string (${label})`);
+          offsets[i + 1] = pos;
+        }
+        return makeData({ type, length: n, nullCount: nulls, nullBitmap: validity ?? undefined, valueOffsets: offsets, data: buf.subarray(0, pos) } as never);
+      };
+    case "dictionary":
+      return (src, prop, n, ctx, loc) => {
+        const indices = new Int32Array(n);
+        const codes = new Map<string, number>();
+        const words: string[] = [];
+        let validity: Uint8Array | null = null;
+        let nulls = 0;
+        let defaults = false;
+        for (let i = 0; i < n; i++) {
+          const v = prop === null ? src[i] : pick(src[i], prop);
+          if (typeof v === "string") {
+            let k = codes.get(v);
+            if (k === undefined) {
+              k = words.length;
+              codes.set(v, k);
+              words.push(v);
+            }
+            indices[i] = k;
+          } else if (v === NULL_ROW || ((v === null || v === undefined) && userNullable)) {
+            if (nullable) {
+              validity ??= allValid(n);
+              validity[i >> 3] &= ~(1 << (i & 7));
+              nulls++;
+            } else defaults = true; // a valid slot under a null parent: index 0 must exist
+          } else throw violation(ctx, loc, i, v, `a string (${label})`);
+        }
+        if (defaults && words.length === 0) words.push("");
+        const dictionary = makeVector(utf8Data(words, loc.path));
+        return makeData({ type, length: n, nullCount: nulls, nullBitmap: validity ?? undefined, data: indices, dictionary } as never);
+      };
+    case "binary": {
+      const packer = c.msgpack ? new MsgpackEncoder({ useBigInt64: true }) : null;
+      return (src, prop, n, ctx, loc) => {
+        const offsets = new Int32Array(n + 1);
+        let buf: Uint8Array<ArrayBuffer> = new Uint8Array(64 + n * 16);
+        let pos = 0;
+        let validity: Uint8Array | null = null;
+        let nulls = 0;
+        for (let i = 0; i < n; i++) {
+          const v = prop === null ? src[i] : pick(src[i], prop);
+          let bytes: Uint8Array | null = null;
+          if (v === NULL_ROW || (!packer && (v === null || v === undefined) && userNullable)) {
+            if (nullable) {
+              validity ??= allValid(n);
+              validity[i >> 3] &= ~(1 << (i & 7));
+              nulls++;
+            }
+          } else if (packer) {
+            try {
+              bytes = packer.encodeSharedRef(v);
+            } catch (e) {
+              throw violation(ctx, loc, i, v, `a value msgpack can encode (${(e as Error).message})`);
+            }
+          } else if (v instanceof Uint8Array) {
+            bytes = v;
+          } else {
+            throw violation(ctx, loc, i, v, `a Uint8Array (${label})`);
+          }
+          if (bytes !== null) {
+            if (pos + bytes.length > buf.length) buf = grow(buf, pos, pos + bytes.length, loc.path);
+            buf.set(bytes, pos);
+            pos += bytes.length;
+          }
+          offsets[i + 1] = pos;
+        }
+        return makeData({ type, length: n, nullCount: nulls, nullBitmap: validity ?? undefined, valueOffsets: offsets, data: buf.subarray(0, pos) } as never);
+      };
+    }
+    case "struct": {
+      const names = c.children.map((ch) => ch.name);
+      const paths = names.map((name) => "." + name);
+      const encs = c.children.map((ch, j) => compileColumn(ch, type.children[j].type as DataType, ch.nullable));
+      return (src, prop, n, ctx, loc) => {
+        let own = src;
+        if (prop !== null) {
+          const picked = new Array<unknown>(n);
+          for (let i = 0; i < n; i++) picked[i] = pick(src[i], prop);
+          own = picked;
+        }
+        let validity: Uint8Array | null = null;
+        let nulls = 0;
+        for (let i = 0; i < n; i++) {
+          const v = own[i];
+          if (typeof v === "object" && v !== null) continue;
+          if (v === NULL_ROW || ((v === null || v === undefined) && userNullable)) {
+            if (nullable) {
+              validity ??= allValid(n);
+              validity[i >> 3] &= ~(1 << (i & 7));
+              nulls++;
+            }
+          } else throw violation(ctx, loc, i, v, `an object (${label})`);
+        }
+        const children = encs.map((enc, j) => enc(own, names[j], n, ctx, { path: loc.path + paths[j], row: loc.row }));
+        return makeData({ type, length: n, nullCount: nulls, nullBitmap: validity ?? undefined, children } as never);
+      };
+    }
+    case "list": {
+      const item = c.children[0];
+      const enc = compileColumn(item, type.children[0].type as DataType, false);
+      return (src, prop, n, ctx, loc) => {
+        const offsets = new Int32Array(n + 1);
+        const items: unknown[] = [];
+        let validity: Uint8Array | null = null;
+        let nulls = 0;
+        for (let i = 0; i < n; i++) {
+          const v = prop === null ? src[i] : pick(src[i], prop);
+          if (Array.isArray(v) || (ArrayBuffer.isView(v) && !(v instanceof DataView))) {
+            const a = v as ArrayLike<unknown>;
+            for (let k = 0; k < a.length; k++) items.push(a[k]);
+            if (items.length > MAX_BUFFER) throw bufferTooLarge(loc.path);
+          } else if (v === NULL_ROW || ((v === null || v === undefined) && userNullable)) {
+            if (nullable) {
+              validity ??= allValid(n);
+              validity[i >> 3] &= ~(1 << (i & 7));
+              nulls++;
+            }
+          } else throw violation(ctx, loc, i, v, `an array (${label})`);
+          offsets[i + 1] = items.length;
+        }
+        const rowOfItem = (k: number): number => {
+          let lo = 0;
+          let hi = n - 1;
+          while (lo < hi) {
+            const mid = (lo + hi + 1) >>> 1;
+            if (offsets[mid] <= k) lo = mid;
+            else hi = mid - 1;
+          }
+          return loc.row(lo);
+        };
+        const child = enc(items, null, items.length, ctx, { path: loc.path + "[]", row: rowOfItem });
+        return makeData({ type, length: n, nullCount: nulls, nullBitmap: validity ?? undefined, valueOffsets: offsets, child } as never);
+      };
+    }
+  }
+}
+
+/** The compiled encoder of one layout and chunk kind (base or delta). */
+interface Compiled {
+  readonly plan: ChunkPlan;
+  readonly fields: readonly ArrowField[];
+  readonly struct: Struct;
+  readonly encoders: readonly (Enc | null)[];
+}
+
+const compiledByObject = new WeakMap<StateLayout, [Compiled | undefined, Compiled | undefined]>();
+const compiledByJson = new Map<string, Compiled>();
+
+function compile(layout: StateLayout, delta: boolean): Compiled {
+  const cachedPair = compiledByObject.get(layout);
+  const cached = cachedPair?.[delta ? 1 : 0];
+  if (cached) return cached;
+  const checked = checkLayout(layout);
+  if (checked.problem !== undefined) throw new TypeError(`Cannot encode chunk as the layout is invalid: ${checked.problem}`);
+  const key = (delta ? "delta:" : "base:") + JSON.stringify(checked.layout);
+  let compiled = compiledByJson.get(key);
+  if (!compiled) {
+    const plan = chunkPlan(checked.layout, delta);
+    const fields = plan.columns.map(arrowField);
+    const encoders = plan.columns.map((c, i) => i === plan.index.kg || i === plan.index.op ? null : compileColumn(c, fields[i].type, false));
+    compiled = { plan, fields, struct: new Struct([...fields]), encoders };
+    if (compiledByJson.size > 1000) compiledByJson.clear();
+    compiledByJson.set(key, compiled);
+  }
+  const pair = cachedPair ?? [undefined, undefined];
+  pair[delta ? 1 : 0] = compiled;
+  compiledByObject.set(layout, pair);
+  return compiled;
+}
+
+/**
+ * A short, printable form of a key for error messages.
+ *
+ * @example
+ * ```ts
+ * import { keyText } from "./encode_chunk.ts";
+ * console.log(keyText(42n), keyText(["a", 1]), keyText(new Uint8Array([1, 255]))); // 42 ["a",1] 0x01ff
+ * ```
+ */
+export function keyText(key: unknown): string {
+  let s: string;
+  if (typeof key === "string") s = key;
+  else if (typeof key === "number" || typeof key === "bigint" || typeof key === "boolean") s = String(key);
+  else if (key instanceof Uint8Array) {
+    s = "0x" + Array.from(key.subarray(0, 32), (b) => b.toString(16).padStart(2, "0")).join("") + (key.length > 32 ? "…" : "");
+  } else {
+    try {
+      s = JSON.stringify(key, (_k, v) => (typeof v === "bigint" ? v.toString() : v)) ?? String(key);
+    } catch {
+      s = String(key);
+    }
+  }
+  return s.length > 200 ? s.slice(0, 200) + "…" : s;
+}
+
+function requireArray(rows: ChunkRows, name: "keyGroups" | "keys" | "namespaces" | "userKeys", why: string): ArrayLike<unknown> {
+  const a = rows[name];
+  if (a === undefined || a === null || typeof a.length !== "number") throw new TypeError(`Cannot encode chunk as rows.${name} is missing: ${why}`);
+  if (a.length < rows.length) throw new RangeError(`Cannot encode chunk as rows.${name} has fewer than rows.length entries: current length is ${a.length}, expected ${rows.length}`);
+  return a;
+}
+
+function forbidArray(rows: ChunkRows, name: "keyGroups" | "keys" | "namespaces" | "userKeys", why: string): void {
+  if (rows[name] !== undefined) throw new TypeError(`Cannot encode chunk as rows.${name} is given: ${why}`);
+}
+
+/**
+ * Encodes rows of one state into a chunk.
+ *
+ * JS values map to Arrow as: int64/uint64 ↔ bigint (integer numbers accepted), timestamp ↔ number of ms (a
+ * Date accepted), binary ↔ Uint8Array, struct ↔ plain object, list ↔ array, dictionary/utf8 ↔ string.
+ * Identical input gives identical bytes.
+ *
+ * @throws {SchemaViolationError} when a value does not fit the layout (a missing non-nullable field, a wrong
+ * type); the error names the field and the row's key.
+ * @throws {TypeError} / {RangeError} on misuse: an invalid layout, missing or short arrays, key groups not
+ * ascending or beyond 32767, ops other than 0/1.
+ *
+ * @example
+ * ```ts
+ * import { encodeChunk } from "./encode_chunk.ts";
+ * import { decodeChunk } from "./decode_chunk.ts";
+ * const layout = { kind: "value", keyType: "string", value: { encoding: "arrow", type: { struct: [
+ *   { name: "count", type: "int64" }, { name: "label", type: "dictionary" }] } } } as const;
+ * const chunk = encodeChunk(layout, { length: 2, keyGroups: [3, 9], keys: ["a", "b"], values: [{ count: 1n, label: "x" }, { count: 5, label: "y" }] });
+ * console.log(chunk.rows, chunk.keyGroupRange, decodeChunk(chunk.bytes).values[1]); // 2 { start: 3, end: 9 } { count: 5n, label: "y" }
+ * ```
+ */
+export function encodeChunk(layout: StateLayout, rows: ChunkRows, options: EncodeChunkOptions = {}): EncodedChunk {
+  const n = rows.length;
+  if (!Number.isSafeInteger(n) || n < 0 || n > MAX_BUFFER) throw new RangeError(`Cannot encode chunk as rows.length must be an integer in 0..2^31-1: current value is ${n}`);
+  if (!rows.values || rows.values.length < n) throw new RangeError(`Cannot encode chunk as rows.values has fewer than rows.length entries: current length is ${rows.values?.length}, expected ${n}`);
+  const delta = rows.ops !== undefined;
+  const c = compile(layout, delta);
+  const { plan } = c;
+  const L = plan.layout;
+  const keyed = plan.keyed;
+  let keyGroups: ArrayLike<unknown> | undefined;
+  let keys: readonly unknown[] | undefined;
+  if (keyed) {
+    keyGroups = requireArray(rows, "keyGroups", "keyed state needs a key group per row");
+    keys = requireArray(rows, "keys", "keyed state needs a key per row") as readonly unknown[];
+  } else {
+    forbidArray(rows, "keyGroups", "operator state has no key groups");
+    forbidArray(rows, "keys", "operator state has no keys");
+  }
+  if (L.namespaced) requireArray(rows, "namespaces", "the layout is namespaced");
+  else forbidArray(rows, "namespaces", "the layout is not namespaced");
+  if (L.kind === "map") requireArray(rows, "userKeys", "map state needs a user key per row");
+  else forbidArray(rows, "userKeys", "only map state has user keys");
+
+  const ctx: Ctx = {
+    state: options.state ?? "",
+    keyOf: keyed
+      ? (row) => keyText(keys![row]) + (rows.userKeys ? ` / ${keyText(rows.userKeys[row])}` : "") + (rows.namespaces ? ` @ ${keyText(rows.namespaces[row])}` : "")
+      : (row) => `#${row}`,
+  };
+  const top = (slot: number): number => slot;
+
+  const datas: Data[] = new Array(plan.columns.length);
+  let index: KeyGroupIndex | undefined;
+  if (keyed) {
+    const kg = new Uint16Array(n);
+    const src = keyGroups!;
+    let prev = 0;
+    for (let i = 0; i < n; i++) {
+      const g = src[i] as number;
+      if (!(g >= prev && g <= MAX_KEY_GROUP && Math.floor(g) === g)) {
+        throw new RangeError(
+          `Cannot encode chunk as key groups must be ascending integers in 0..${MAX_KEY_GROUP}: current value at row ${i} is ${String(g)}${i > 0 ? ` after ${prev}` : ""}`,
+        );
+      }
+      kg[i] = g;
+      prev = g;
+    }
+    index = buildKeyGroupIndex(kg, 0, n);
+    datas[plan.index.kg] = makeData({ type: c.fields[plan.index.kg].type, length: n, nullCount: 0, data: kg } as never);
+    datas[plan.index.key] = c.encoders[plan.index.key]!(keys!, null, n, ctx, { path: "key", row: top });
+  }
+  if (L.namespaced) datas[plan.index.ns] = c.encoders[plan.index.ns]!(rows.namespaces!, null, n, ctx, { path: "ns", row: top });
+  if (L.kind === "map") datas[plan.index.ukey] = c.encoders[plan.index.ukey]!(rows.userKeys!, null, n, ctx, { path: "ukey", row: top });
+  let values = rows.values;
+  if (delta) {
+    const ops = rows.ops!;
+    if (!(ops instanceof Uint8Array) || ops.length < n) throw new TypeError(`Cannot encode chunk as rows.ops must be a Uint8Array of at least rows.length entries: current length is ${(ops as Uint8Array)?.length}`);
+    const masked = new Array<unknown>(n);
+    for (let i = 0; i < n; i++) {
+      const op = ops[i];
+      if (op > 1) throw new RangeError(`Cannot encode chunk as ops must be 0 (upsert) or 1 (delete): current value at row ${i} is ${op}`);
+      masked[i] = op === 1 ? NULL_ROW : values[i];
+    }
+    values = masked;
+    datas[plan.index.op] = makeData({ type: c.fields[plan.index.op].type, length: n, nullCount: 0, data: ops.length === n ? ops : ops.subarray(0, n) } as never);
+  }
+  datas[plan.index.value] = c.encoders[plan.index.value]!(values, null, n, ctx, { path: "value", row: top });
+
+  return finishChunk(plan, c.fields, datas, n, index, options);
+}
+
+/**
+ * Serializes a chunk from column data built for `plan` (with `fields`' types): the Arrow IPC file with its
+ * metadata, compressed and checksummed. Shared by {@link encodeChunk} and `sliceChunk`.
+ *
+ * @example
+ * ```ts
+ * import { arrowField, chunkPlan } from "./chunk_schema.ts";
+ * import { finishChunk } from "./encode_chunk.ts";
+ * import { makeData } from "apache-arrow";
+ * const plan = chunkPlan({ kind: "operator-list", value: { encoding: "arrow", type: "int32" } }, false);
+ * const fields = plan.columns.map(arrowField);
+ * const data = makeData({ type: fields[0].type, length: 2, nullCount: 0, data: Int32Array.of(7, 8) });
+ * console.log(finishChunk(plan, fields, [data], 2, undefined, {}).rows); // 2
+ * ```
+ */
+export function finishChunk(
+  plan: ChunkPlan,
+  fields: readonly ArrowField[],
+  columns: readonly Data[],
+  rows: number,
+  keyGroupIndex: KeyGroupIndex | undefined,
+  options: { compression?: Compression; level?: number },
+): EncodedChunk {
+  const schema = arrowSchema(plan, keyGroupIndex, fields);
+  const struct = makeData({ type: new Struct([...fields]), length: rows, nullCount: 0, children: [...columns] });
+  const table = new Table(schema, [new RecordBatch(schema, struct)]);
+  const raw = tableToIPC(table, "file");
+  const compression = options.compression ?? "none";
+  const bytes = compress(raw, compression, options.level);
+  const out: EncodedChunk = { bytes, rows, checksum: checksumOf(bytes), compression, rawBytes: raw.length };
+  if (keyGroupIndex && keyGroupIndex.keyGroups.length > 0) {
+    out.keyGroupRange = { start: keyGroupIndex.keyGroups[0], end: keyGroupIndex.keyGroups[keyGroupIndex.keyGroups.length - 1] };
+  }
+  return out;
+}
