@@ -7,10 +7,26 @@
 import { StorageError } from "../format/errors.ts";
 import type { ObjectInfo, Storage } from "./storage.ts";
 
-/** The mutating operations a {@link FaultyStorage} counts. */
+/**
+ * The mutating operations a {@link FaultyStorage} counts.
+ *
+ * @example
+ * ```ts
+ * import type { MutatingOperation } from "./faulty.ts";
+ * const op: MutatingOperation = "putIfAbsent"; // a manifest commit
+ * ```
+ */
 export type MutatingOperation = "put" | "putStream" | "putIfAbsent" | "delete";
 
-/** Options of {@link FaultyStorage}. */
+/**
+ * Options of {@link FaultyStorage}.
+ *
+ * @example
+ * ```ts
+ * import type { FaultOptions } from "./faulty.ts";
+ * const crashAtThird: FaultOptions = { failAt: 3, mode: "kill" };
+ * ```
+ */
 export interface FaultOptions {
   /** The 1-based index of the mutating operation that fails; 0 or absent = never. */
   failAt?: number;
@@ -18,7 +34,15 @@ export interface FaultOptions {
   mode?: "fail" | "kill";
 }
 
-/** The error a {@link FaultyStorage} throws at its crash point. */
+/**
+ * The error a {@link FaultyStorage} throws at its crash point.
+ *
+ * @example
+ * ```ts
+ * import { InjectedFault } from "./faulty.ts";
+ * console.log(new InjectedFault("put", "chk-000001/a.arrow").code); // "ARROWPOINT_INJECTED_FAULT"
+ * ```
+ */
 export class InjectedFault extends StorageError {
   /** Creates the error. */
   constructor(operation: string, path: string) {
