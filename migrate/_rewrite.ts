@@ -1,0 +1,390 @@
+// Private: the one pipeline behind compact, rekey and migrate. It reads a snapshot state by state and
+// writes a new savepoint, choosing per keyed state the cheapest correct path:
+//
+// 1. copy / slice: same maxParallelism, no key function, no value transform, source chunks are plain bases:
+//    each target subtask range is filled with verbatim chunk copies or Arrow-level key-group slices
+//    (`sliceChunk`), never materialising rows in JS;
+// 2. sweep: same maxParallelism, rows merged (chain applied) and/or transformed batch by batch;
+// 3. scatter / gather: new maxParallelism or key function: rows are re-hashed into target buckets, spilled
+//    as sorted Arrow pieces to temporary storage, then each bucket is swept and written.
+//
+// Memory stays bounded by the chunks overlapping the current key group, one batch of rows and the
+// chunk being written (at most `maxChunkRows` rows).
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { openStorage } from "../backends/open.ts";
+import type { Storage } from "../backends/storage.ts";
+import { subStorage } from "../backends/sub.ts";
+import { IncompatibleSnapshotError, SchemaViolationError } from "../format/errors.ts";
+import { encodeChunk, type EncodedChunk } from "../format/encode_chunk.ts";
+import { sliceChunk } from "../format/decode_chunk.ts";
+import { assignKeyGroup, type Key, type KeyGroupRange, keyGroupRangeFor } from "../format/key_group.ts";
+import type { ChunkRef, Manifest, OperatorSnapshot, StateSnapshot } from "../format/manifest.ts";
+import type { KeyType, StateLayout } from "../format/state_layout.ts";
+import { readVerifiedChunk, type Snapshot } from "../snapshot/read.ts";
+import { type ChunkInput, chunkLocation, isPlainBaseSet, readOperatorItems, snapshotInputs, storageInput, sweep } from "./_source.ts";
+import { layoutOf, SavepointWriter, stateEntry, type WriteOptions } from "./_sink.ts";
+import { intersect, keyText, type RangeBatch, RowBuffer, rowId, type Rows, sameRange, sortByKeyGroup } from "./_rows.ts";
+import { redistributeItems } from "./_redistribute.ts";
+
+/** A new key for a row: `(key, value, state) => newKey`. */
+export type KeyFunction = (key: Key, value: unknown, state: string) => Key;
+/** Combines the values of two rows whose new keys collide. */
+export type MergeFunction = (a: unknown, b: unknown, info: { operator: string; state: string; key: Key }) => unknown;
+
+/** What happens to one state. */
+export interface StatePlan {
+  /** The source state. */
+  src: StateSnapshot;
+  /** Output name. */
+  name: string;
+  /** Output layout. */
+  layout: StateLayout;
+  /** Output schema version. */
+  schemaVersion: number;
+  /** Per-batch transform of keyed rows (may drop rows; keys and key groups must stay). */
+  transform?: (rows: Rows) => Rows;
+  /** Transform of operator-state items. */
+  transformItems?: (values: unknown[]) => unknown[];
+}
+
+/** What happens to one operator. */
+export interface OperatorPlan {
+  /** The source operator. */
+  src: OperatorSnapshot;
+  /** Output uid. */
+  uid: string;
+  /** Output parallelism. */
+  parallelism: number;
+  /** Its states (states left out are dropped). */
+  states: StatePlan[];
+  /** A new key function. */
+  keyBy?: KeyFunction;
+  /** The output key type when `keyBy` changes it. */
+  keyType?: KeyType;
+  /** Merge functions by state name (or `"*"`), for colliding new keys. */
+  merge?: (state: string) => MergeFunction | undefined;
+}
+
+/** The whole rewrite. */
+export interface RewritePlan {
+  /** Which tool runs it (for metadata and messages). */
+  tool: string;
+  /** The source. */
+  src: Snapshot;
+  /** Output maxParallelism. */
+  maxParallelism: number;
+  /** The operators to write. */
+  operators: OperatorPlan[];
+  /** Whether several sliced chunks may fill one target range (rekey) or rows are merged (compact). */
+  slices: boolean;
+  /** In merged rows, sort each key group's rows by identity (canonical order). */
+  canonical: boolean;
+  /** Storage for spilled pieces (scatter/gather); default a fresh folder in the OS temp directory. */
+  tempUri?: string;
+  /** Rows buffered before spilling (default 262,144). */
+  spillRows?: number;
+}
+
+/** What a writing tool did. */
+export interface WriteReport {
+  /** The new savepoint's id. */
+  id: string;
+  /** Where it was written. */
+  destination: string;
+  /** The committed manifest. */
+  manifest: Manifest;
+  /** Rows written. */
+  rows: number;
+  /** Chunk bytes written. */
+  bytes: number;
+  /** Chunk files written. */
+  chunks: number;
+  /** Wall time in milliseconds. */
+  elapsedMs: number;
+}
+
+/** The subtask ranges of a parallelism. */
+export function subtaskRanges(parallelism: number, maxParallelism: number): KeyGroupRange[] {
+  return Array.from({ length: parallelism }, (_, i) => keyGroupRangeFor(i, parallelism, maxParallelism));
+}
+
+/** Whether a key fits a key type. */
+export function keyFits(keyType: KeyType, key: unknown): boolean {
+  switch (keyType) {
+    case "string":
+      return typeof key === "string";
+    case "int32":
+      return typeof key === "number" && (key | 0) === key;
+    case "int64":
+      return typeof key === "bigint" && key >= -(1n << 63n) && key < 1n << 63n;
+    case "float64":
+      return typeof key === "number";
+    case "bytes":
+      return key instanceof Uint8Array;
+    case "msgpack":
+      return key !== undefined && key !== null && typeof key !== "function" && typeof key !== "symbol";
+  }
+}
+
+/** Runs a plan into `dst`: every chunk first, the manifest last. */
+export async function rewrite(plan: RewritePlan, dst: string | Storage, opts: WriteOptions, metadata: Record<string, string> = {}): Promise<WriteReport> {
+  const started = Date.now();
+  const writer = await SavepointWriter.open(dst, plan.src, opts);
+  let temp: { storage: Storage; cleanup: () => Promise<void> } | undefined;
+  try {
+    writer.totalRows = plan.operators.reduce((n, op) => n + op.states.reduce((m, s) => m + s.src.chunks.reduce((k, c) => k + c.rows, 0), 0), 0);
+    const operators: OperatorSnapshot[] = [];
+    for (const op of plan.operators) {
+      const states: StateSnapshot[] = [];
+      for (const sp of op.states) {
+        let chunks: ChunkRef[];
+        const rehash = sp.src.keyed && (plan.maxParallelism !== plan.src.manifest.maxParallelism || op.keyBy !== undefined);
+        if (!sp.src.keyed) chunks = await writeOperatorState(plan, op, sp, writer);
+        else if (rehash) {
+          temp ??= await openTemp(plan.tempUri);
+          chunks = await scatterGather(plan, op, sp, writer, temp.storage, opts);
+        } else chunks = await writeKeyedState(plan, op, sp, writer, opts);
+        const keyType = sp.src.keyed ? (op.keyType ?? sp.layout.keyType) : undefined;
+        states.push(stateEntry(sp.src, { ...sp.layout, keyType, name: sp.name, schemaVersion: sp.schemaVersion, chunks }));
+      }
+      const entry: OperatorSnapshot = { uid: op.uid, parallelism: op.parallelism, states };
+      if (op.src.name !== undefined) entry.name = op.src.name;
+      operators.push(entry);
+    }
+    writer.phase = "commit";
+    const manifest = await writer.commit(plan.src.manifest, operators, {
+      maxParallelism: plan.maxParallelism,
+      metadata: { "arrowpoint.tool": plan.tool, "arrowpoint.source": plan.src.manifest.id, ...metadata },
+    });
+    writer.progress();
+    return { id: manifest.id, destination: writer.storage.uri, manifest, rows: writer.rows, bytes: writer.bytes, chunks: writer.chunks, elapsedMs: Date.now() - started };
+  } catch (e) {
+    await writer.abort();
+    throw e;
+  } finally {
+    await temp?.cleanup();
+    await writer.close();
+  }
+}
+
+async function openTemp(uri: string | undefined): Promise<{ storage: Storage; cleanup: () => Promise<void> }> {
+  const name = `arrowpoint-spill-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+  if (uri !== undefined) {
+    const root = await openStorage(uri);
+    const storage = subStorage(root, name);
+    return {
+      storage,
+      cleanup: async () => {
+        const paths: string[] = [];
+        for await (const o of storage.list("")) paths.push(o.path);
+        await storage.delete(paths).catch(() => {});
+        await root.close();
+      },
+    };
+  }
+  const dir = await mkdtemp(join(tmpdir(), name + "-"));
+  const storage = await openStorage(dir);
+  return {
+    storage,
+    cleanup: async () => {
+      await storage.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function writeOperatorState(plan: RewritePlan, op: OperatorPlan, sp: StatePlan, writer: SavepointWriter): Promise<ChunkRef[]> {
+  const { values, subtasks } = await readOperatorItems(plan.src, sp.src);
+  const items = sp.transformItems ? sp.transformItems(values) : values;
+  const from = items === values ? subtasks : items.map(() => 0);
+  const lists = redistributeItems(sp.src.redistribution ?? "split", items, from, op.src.parallelism, op.parallelism);
+  const refs: ChunkRef[] = [];
+  for (let i = 0; i < lists.length; i++) {
+    if (lists[i].length) refs.push(await writer.writeOperator(op.uid, sp.name, sp.layout, i, lists[i]));
+  }
+  return refs;
+}
+
+function sweepOpts(sp: StatePlan, mode: "chain" | "concat", plan: RewritePlan, opts: WriteOptions) {
+  return { mode, batchRows: opts.batchRows, namespaced: sp.src.namespaced === true, map: sp.src.kind === "map", canonical: plan.canonical, signal: opts.signal };
+}
+
+/** Same key groups: copy, slice or sweep into the target subtask ranges. */
+async function writeKeyedState(plan: RewritePlan, op: OperatorPlan, sp: StatePlan, writer: SavepointWriter, opts: WriteOptions): Promise<ChunkRef[]> {
+  const windows = subtaskRanges(op.parallelism, plan.maxParallelism);
+  const inputs = snapshotInputs(plan.src, sp.src);
+  const plain = isPlainBaseSet(inputs);
+  const out = writer.keyed(op.uid, sp.name, sp.layout);
+  const copyable = plain && !sp.transform && layoutEquals(sp.layout, layoutOf(sp.src));
+  const mode = plain ? "concat" : "chain";
+  // Fill each window; consecutive windows that need rows merged share one sweep (chunk cache kept).
+  let pending: KeyGroupRange[] = [];
+  const flushPending = async () => {
+    if (!pending.length) return;
+    const group = pending;
+    pending = [];
+    let current = -1;
+    for await (const batch of sweep(inputs, group, sweepOpts(sp, mode, plan, opts))) {
+      if (batch.window !== current) {
+        if (current >= 0) await out.end();
+        current = batch.window;
+        out.begin(group[current]);
+      }
+      await out.add(sp.transform ? { range: batch.range, rows: sp.transform(batch.rows) } : batch);
+    }
+    if (current >= 0) await out.end();
+  };
+  let lastBytes: { input: ChunkInput; bytes: Uint8Array } | undefined;
+  for (const win of windows) {
+    const overlapping = inputs.filter((c) => intersect(c.range, win)).sort((a, b) => a.range.start - b.range.start);
+    const sliceable = copyable && (plan.slices || overlapping.length <= 1);
+    if (!sliceable || overlapping.length === 0) {
+      pending.push(win);
+      continue;
+    }
+    await flushPending();
+    out.begin(win);
+    for (const c of overlapping) {
+      const ref = c.ref!;
+      const part = intersect(c.range, win)!;
+      if (lastBytes?.input !== c) lastBytes = { input: c, bytes: await readVerifiedChunk(plan.src, ref) };
+      let chunk: EncodedChunk;
+      if (sameRange(part, c.range)) {
+        chunk = { bytes: lastBytes.bytes, rows: ref.rows, keyGroupRange: part, checksum: ref.checksum, compression: ref.compression, rawBytes: ref.rawBytes ?? lastBytes.bytes.length };
+      } else {
+        chunk = sliceChunk(lastBytes.bytes, part, { path: chunkLocation(plan.src, ref), checksum: ref.checksum, compression: ref.compression, rawBytes: ref.rawBytes }, { compression: opts.compression ?? ref.compression });
+      }
+      await out.addEncoded(part, chunk);
+    }
+    await out.end();
+  }
+  await flushPending();
+  return out.refs;
+}
+
+function layoutEquals(a: StateLayout, b: StateLayout): boolean {
+  return JSON.stringify(layoutOf(a)) === JSON.stringify(layoutOf(b));
+}
+
+/** New maxParallelism or key function: re-hash every row, spill by target bucket, then write bucket by bucket. */
+async function scatterGather(plan: RewritePlan, op: OperatorPlan, sp: StatePlan, writer: SavepointWriter, temp: Storage, opts: WriteOptions): Promise<ChunkRef[]> {
+  const maxP = plan.maxParallelism;
+  const p = op.parallelism;
+  const windows = subtaskRanges(p, maxP);
+  const inputs = snapshotInputs(plan.src, sp.src);
+  const mode = isPlainBaseSet(inputs) ? "concat" : "chain";
+  const namespaced = sp.src.namespaced === true;
+  const map = sp.src.kind === "map";
+  const keyType = op.keyType ?? sp.src.keyType!;
+  const layout: StateLayout = { ...sp.layout, keyType };
+  const where = `${op.src.uid}/${sp.src.name}`;
+  const spillRows = Math.max(1, plan.spillRows ?? 262_144);
+  const buckets = windows.map(() => new RowBuffer(namespaced, map));
+  const pieces: { path: string; range: KeyGroupRange; rows: number }[][] = windows.map(() => []);
+  let buffered = 0;
+  let seq = 0;
+  const stateDir = `${writer.chunks}-${Math.random().toString(36).slice(2, 8)}`;
+  const spill = async () => {
+    for (let b = 0; b < buckets.length; b++) {
+      if (buckets[b].length === 0) continue;
+      const rows = sortByKeyGroup(buckets[b].take());
+      const kgs = rows.keyGroups!;
+      const range = { start: kgs[0], end: kgs[kgs.length - 1] };
+      const path = `${stateDir}/b${b}/${String(seq++).padStart(6, "0")}.arrow`;
+      await temp.put(path, encodeChunk(layout, rows).bytes);
+      pieces[b].push({ path, range, rows: rows.length });
+    }
+    buffered = 0;
+  };
+  writer.phase = "scatter";
+  for await (const batch of sweep(inputs, [{ start: 0, end: plan.src.manifest.maxParallelism - 1 }], { ...sweepOpts(sp, mode, plan, opts), canonical: false })) {
+    const rows = sp.transform ? sp.transform(batch.rows) : batch.rows;
+    for (let i = 0; i < rows.length; i++) {
+      const oldKey = rows.keys![i] as Key;
+      const value = rows.values[i];
+      const key = op.keyBy ? op.keyBy(oldKey, value, sp.src.name) : oldKey;
+      if (!keyFits(keyType, key)) {
+        throw new SchemaViolationError(where, keyText(oldKey), `the new key ${keyText(key)} does not fit key type ${keyType}; give the operator's keyType`);
+      }
+      let kg: number;
+      try {
+        kg = assignKeyGroup(key, maxP);
+      } catch (e) {
+        throw new SchemaViolationError(where, keyText(oldKey), `the new key ${keyText(key)} cannot be hashed: ${(e as Error).message}`);
+      }
+      buckets[Math.floor((kg * p) / maxP)].push(kg, key, rows.namespaces?.[i], rows.userKeys?.[i], value);
+    }
+    buffered += rows.length;
+    writer.progress({ phase: "scatter", rows: writer.rows + buffered });
+    if (buffered >= spillRows) await spill();
+  }
+  await spill();
+  writer.phase = "write";
+  const out = writer.keyed(op.uid, sp.name, layout);
+  for (let b = 0; b < windows.length; b++) {
+    const ins = pieces[b].map((pc, i) => storageInput(temp, pc.path, pc.range, pc.rows, i));
+    out.begin(windows[b]);
+    for await (const batch of sweep(ins, [windows[b]], { mode: "concat", batchRows: opts.batchRows, namespaced, map, signal: opts.signal })) {
+      await out.add(op.keyBy ? { range: batch.range, rows: await combine(batch, op, sp, plan, inputs, mode) } : batch);
+    }
+    await out.end();
+    await temp.delete(pieces[b].map((pc) => pc.path));
+  }
+  return out.refs;
+}
+
+/** Combines rows whose new keys collide (within a batch, since equal keys share a key group). */
+async function combine(batch: RangeBatch, op: OperatorPlan, sp: StatePlan, plan: RewritePlan, inputs: ChunkInput[], mode: "chain" | "concat"): Promise<Rows> {
+  const rows = batch.rows;
+  const namespaced = sp.src.namespaced === true;
+  const map = sp.src.kind === "map";
+  const index = new Map<string, number>();
+  const buf = new RowBuffer(namespaced, map);
+  const values: unknown[] = [];
+  const kept: number[] = [];
+  for (let i = 0; i < rows.length; i++) {
+    const id = rowId(rows.keys![i], rows.namespaces?.[i], rows.userKeys?.[i], namespaced, map);
+    const at = index.get(id);
+    if (at === undefined) {
+      index.set(id, kept.length);
+      kept.push(i);
+      values.push(rows.values[i]);
+      continue;
+    }
+    const merge = op.merge?.(sp.src.name);
+    if (!merge) {
+      const origins = await findOrigins(plan, op, sp, inputs, mode, id);
+      throw new IncompatibleSnapshotError(
+        `rekey of ${op.src.uid}/${sp.src.name}: ${origins.length >= 2 ? `keys ${origins.map((k) => keyText(k)).join(" and ")} both map` : "two rows map"} to the new key ${keyText(rows.keys![i])}` +
+          `${namespaced ? ` (namespace ${JSON.stringify(rows.namespaces![i])})` : ""}; pass merge: { ${JSON.stringify(`${op.src.uid}/${sp.src.name}`)}: (a, b) => ... } to combine colliding values`,
+      );
+    }
+    values[at] = merge(values[at], rows.values[i], { operator: op.src.uid, state: sp.src.name, key: rows.keys![i] as Key });
+  }
+  if (kept.length === rows.length) return rows;
+  for (let j = 0; j < kept.length; j++) {
+    const i = kept[j];
+    buf.push(rows.keyGroups![i], rows.keys![i], rows.namespaces?.[i], rows.userKeys?.[i], values[j]);
+  }
+  return buf.take();
+}
+
+/** The first two source keys whose new key has identity `id` (for the collision message). */
+async function findOrigins(plan: RewritePlan, op: OperatorPlan, sp: StatePlan, inputs: ChunkInput[], mode: "chain" | "concat", id: string): Promise<unknown[]> {
+  const found: unknown[] = [];
+  const namespaced = sp.src.namespaced === true;
+  const map = sp.src.kind === "map";
+  for await (const batch of sweep(inputs, [{ start: 0, end: plan.src.manifest.maxParallelism - 1 }], { mode, namespaced, map })) {
+    const r = batch.rows;
+    for (let i = 0; i < r.length; i++) {
+      const key = op.keyBy!(r.keys![i] as Key, r.values[i], sp.src.name);
+      if (rowId(key, r.namespaces?.[i], r.userKeys?.[i], namespaced, map) === id) {
+        found.push(r.keys![i]);
+        if (found.length === 2) return found;
+      }
+    }
+  }
+  return found;
+}

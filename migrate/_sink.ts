@@ -1,0 +1,253 @@
+// Private: writing a new savepoint: chunks under canonical relative paths, the manifest last and only if
+// absent, and on failure a best-effort removal of the chunks written so far (the previous snapshot is
+// never touched: tools only ever write into a folder that has no manifest).
+import { openStorage } from "../backends/open.ts";
+import type { Storage } from "../backends/storage.ts";
+import { AlreadyExistsError, IncompatibleSnapshotError, SchemaViolationError } from "../format/errors.ts";
+import { type EncodedChunk, encodeChunk } from "../format/encode_chunk.ts";
+import type { KeyGroupRange } from "../format/key_group.ts";
+import { type ChunkCompression, type ChunkRef, FORMAT_VERSION, HASH_FUNCTION, type Manifest, type OperatorSnapshot, type StateSnapshot } from "../format/manifest.ts";
+import type { StateLayout } from "../format/state_layout.ts";
+import { VERSION } from "../format/version.ts";
+import { manifestPath } from "../snapshot/layout.ts";
+import type { Snapshot } from "../snapshot/read.ts";
+import { commitManifest, savepointChunkPath, writeChunk } from "../snapshot/write.ts";
+import type { Progress } from "./progress.ts";
+import { type RangeBatch, RowBuffer, type Rows } from "./_rows.ts";
+
+const ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+/** The layout part of a state descriptor. */
+export function layoutOf(st: StateLayout): StateLayout {
+  const l: { -readonly [K in keyof StateLayout]: StateLayout[K] } = { kind: st.kind, value: st.value };
+  if (st.keyType !== undefined) l.keyType = st.keyType;
+  if (st.userKeyType !== undefined) l.userKeyType = st.userKeyType;
+  if (st.namespaced) l.namespaced = true;
+  return l;
+}
+
+/** A state descriptor for a manifest, without undefined properties (the schema is closed). */
+export function stateEntry(src: StateSnapshot, over: Partial<StateSnapshot> & { chunks: ChunkRef[] }): StateSnapshot {
+  const s = { ...src, ...over };
+  const out: StateSnapshot = { name: s.name, kind: s.kind, keyed: s.keyed, schemaVersion: s.schemaVersion, value: s.value, chunks: s.chunks };
+  if (s.keyType !== undefined) out.keyType = s.keyType;
+  if (s.userKeyType !== undefined) out.userKeyType = s.userKeyType;
+  if (s.namespaced) out.namespaced = true;
+  if (s.redistribution !== undefined) out.redistribution = s.redistribution;
+  if (s.ttlMs !== undefined) out.ttlMs = s.ttlMs;
+  return out;
+}
+
+/** The id of a new savepoint: the given one, else the destination's last path segment, else `sp-<time>`. */
+export function savepointId(dstUri: string, id?: string): string {
+  if (id !== undefined) {
+    if (!ID.test(id)) throw new RangeError(`Cannot name the savepoint as its id must match ${ID.source}: current value is ${JSON.stringify(id)}`);
+    return id;
+  }
+  const last = dstUri.replace(/\/+$/, "").split(/[/:]/).pop() ?? "";
+  return ID.test(last) ? last : `sp-${new Date().toISOString().replace(/[^0-9]/g, "").slice(0, 14)}`;
+}
+
+/** Options every writing tool shares. */
+export interface WriteOptions {
+  /** The new savepoint's id (default: the destination folder's name). */
+  id?: string;
+  /** Compression of the chunks written (default `"none"`). */
+  compression?: ChunkCompression;
+  /** Largest number of rows of one chunk written from rows (default 524,288); split at key-group boundaries. */
+  maxChunkRows?: number;
+  /** Rows read per batch (default 65,536). */
+  batchRows?: number;
+  /** Called as work progresses. */
+  onProgress?: (p: Progress) => void;
+  /** Cancels the run between batches; nothing is committed. */
+  signal?: AbortSignal;
+}
+
+/** Wraps an encoder schema violation with the state's name. */
+function encodeFor(uid: string, state: string, layout: StateLayout, rows: Rows, compression: ChunkCompression): EncodedChunk {
+  try {
+    return encodeChunk(layout, rows, { compression });
+  } catch (e) {
+    if (e instanceof SchemaViolationError && !e.state.includes("/")) {
+      const reason = e.message.replace(/^state "[^"]*", key "(?:[^"\\]|\\.)*": /, "");
+      throw new SchemaViolationError(`${uid}/${state}`, e.key, reason);
+    }
+    throw e;
+  }
+}
+
+/** Writes the chunks of one new savepoint, then its manifest. */
+export class SavepointWriter {
+  readonly storage: Storage;
+  readonly id: string;
+  readonly #owned: boolean;
+  readonly #written: string[] = [];
+  readonly #opts: WriteOptions;
+  readonly #started = Date.now();
+  rows = 0;
+  bytes = 0;
+  chunks = 0;
+  totalRows?: number;
+  phase = "write";
+
+  private constructor(storage: Storage, owned: boolean, id: string, opts: WriteOptions) {
+    this.storage = storage;
+    this.#owned = owned;
+    this.id = id;
+    this.#opts = opts;
+  }
+
+  /** Opens the destination, refusing one that already holds a snapshot or is the source itself. */
+  static async open(dst: string | Storage, src: Snapshot | undefined, opts: WriteOptions): Promise<SavepointWriter> {
+    const storage = typeof dst === "string" ? await openStorage(dst) : dst;
+    const owned = typeof dst === "string";
+    try {
+      if (src) {
+        const srcDir = `${src.storage.uri.replace(/\/+$/, "")}${src.dir ? "/" + src.dir : ""}`;
+        if (storage.uri.replace(/\/+$/, "") === srcDir) {
+          throw new IncompatibleSnapshotError(`the destination ${storage.uri} is the source snapshot; tools never write in place, choose a new folder`);
+        }
+      }
+      if (await storage.exists(manifestPath(""))) throw new AlreadyExistsError(`${storage.uri.replace(/\/+$/, "")}/${manifestPath("")}`);
+    } catch (e) {
+      if (owned) await storage.close();
+      throw e;
+    }
+    return new SavepointWriter(storage, owned, savepointId(storage.uri, opts.id), opts);
+  }
+
+  /** Reports progress. */
+  progress(extra: Partial<Progress> = {}): void {
+    this.#opts.onProgress?.({ phase: this.phase, rows: this.rows, bytes: this.bytes, totalRows: this.totalRows, elapsedMs: Date.now() - this.#started, ...extra });
+  }
+
+  /** Writes encoded chunk bytes under `path` and returns the manifest entry. */
+  async put(path: string, chunk: EncodedChunk, range: KeyGroupRange | undefined, subtask?: number): Promise<ChunkRef> {
+    this.#opts.signal?.throwIfAborted();
+    this.#written.push(path);
+    const ref = await writeChunk(this.storage, path, chunk, { type: "base", order: 0, subtask });
+    if (range) ref.keyGroupRange = { start: range.start, end: range.end };
+    else delete ref.keyGroupRange;
+    this.chunks++;
+    this.bytes += chunk.bytes.length;
+    return ref;
+  }
+
+  /** Encodes and writes the rows of a keyed state's key-group range. */
+  async writeKeyed(uid: string, state: string, layout: StateLayout, range: KeyGroupRange, rows: Rows): Promise<ChunkRef> {
+    const chunk = encodeFor(uid, state, layout, rows, this.#opts.compression ?? "none");
+    const ref = await this.put(savepointChunkPath(uid, state, range), chunk, range);
+    this.rows += rows.length;
+    this.progress();
+    return ref;
+  }
+
+  /** Encodes and writes one subtask's list of an operator state. */
+  async writeOperator(uid: string, state: string, layout: StateLayout, subtask: number, values: unknown[]): Promise<ChunkRef> {
+    const chunk = encodeFor(uid, state, layout, { length: values.length, values }, this.#opts.compression ?? "none");
+    const ref = await this.put(savepointChunkPath(uid, state, subtask), chunk, undefined, subtask);
+    this.rows += values.length;
+    this.progress();
+    return ref;
+  }
+
+  /** Writes already-encoded, verified chunk bytes (a verbatim copy or an Arrow-level slice). */
+  async writeEncoded(uid: string, state: string, range: KeyGroupRange, chunk: EncodedChunk): Promise<ChunkRef> {
+    const ref = await this.put(savepointChunkPath(uid, state, range), chunk, range);
+    this.rows += chunk.rows;
+    this.progress();
+    return ref;
+  }
+
+  /**
+   * A writer for one keyed state: feed it batches in ascending key-group order (each window begun and
+   * ended), it writes one chunk per window, split at batch boundaries once `maxChunkRows` is reached.
+   */
+  keyed(uid: string, state: string, layout: StateLayout): KeyedStateWriter {
+    return new KeyedStateWriter(this, uid, state, layout, this.#opts.maxChunkRows ?? 524_288);
+  }
+
+  /** Validates and commits the manifest: the savepoint exists from here on. */
+  async commit(source: Manifest, operators: OperatorSnapshot[], over: { maxParallelism?: number; metadata?: Record<string, string> } = {}): Promise<Manifest> {
+    this.#opts.signal?.throwIfAborted();
+    const manifest: Manifest = {
+      format: "arrowpoint",
+      formatVersion: FORMAT_VERSION,
+      kind: "savepoint",
+      id: this.id,
+      createdAt: new Date().toISOString(),
+      writer: { name: "arrowpoint", version: VERSION },
+      job: source.job,
+      maxParallelism: over.maxParallelism ?? source.maxParallelism,
+      hash: source.hash ?? HASH_FUNCTION,
+      chunkRoot: ".",
+      operators,
+    };
+    if (source.checkpointId !== undefined) manifest.checkpointId = source.checkpointId;
+    const metadata = { ...(source.metadata ?? {}), ...(over.metadata ?? {}) };
+    if (Object.keys(metadata).length) manifest.metadata = metadata;
+    await commitManifest(this.storage, "", manifest);
+    this.#written.length = 0;
+    return manifest;
+  }
+
+  /** Removes the chunks written so far (best effort) after a failure; the manifest was never written. */
+  async abort(): Promise<void> {
+    const paths = this.#written.splice(0);
+    if (paths.length) await this.storage.delete(paths).catch(() => {});
+  }
+
+  /** Closes the destination storage if this writer opened it. */
+  async close(): Promise<void> {
+    if (this.#owned) await this.storage.close();
+  }
+}
+
+/** Writes one keyed state's chunks from batches; see {@link SavepointWriter.keyed}. */
+export class KeyedStateWriter {
+  readonly refs: ChunkRef[] = [];
+  #buf: RowBuffer;
+  #window: KeyGroupRange | undefined;
+  #from = 0;
+  #to = -1;
+
+  constructor(readonly sink: SavepointWriter, readonly uid: string, readonly state: string, readonly layout: StateLayout, readonly maxChunkRows: number) {
+    this.#buf = new RowBuffer(layout.namespaced === true, layout.kind === "map");
+  }
+
+  /** Starts a window (a target subtask range). */
+  begin(range: KeyGroupRange): void {
+    this.#window = range;
+    this.#from = range.start;
+    this.#to = range.start - 1;
+  }
+
+  /** Adds a batch (ascending, inside the current window). */
+  async add(batch: Pick<RangeBatch, "range" | "rows">): Promise<void> {
+    this.#buf.append(batch.rows);
+    this.#to = batch.range.end;
+    if (this.#buf.length >= this.maxChunkRows && this.#to < this.#window!.end) await this.#flush(this.#to);
+  }
+
+  /** Adds an already-encoded chunk for a sub-range of the window (flushing buffered rows before it). */
+  async addEncoded(range: KeyGroupRange, chunk: EncodedChunk): Promise<void> {
+    if (range.start > this.#from) await this.#flush(range.start - 1);
+    this.refs.push(await this.sink.writeEncoded(this.uid, this.state, range, chunk));
+    this.#from = range.end + 1;
+    this.#to = range.end;
+  }
+
+  /** Ends the window: writes what is buffered (an empty chunk when the window had no rows at all). */
+  async end(): Promise<void> {
+    const w = this.#window!;
+    if (this.#from <= w.end) await this.#flush(w.end);
+    this.#window = undefined;
+  }
+
+  async #flush(to: number): Promise<void> {
+    const range = { start: this.#from, end: to };
+    this.refs.push(await this.sink.writeKeyed(this.uid, this.state, this.layout, range, this.#buf.take()));
+    this.#from = to + 1;
+  }
+}
