@@ -1,0 +1,94 @@
+/**
+ * arrowpoint: Arrow-native checkpoints and savepoints for keyed streaming state, with a compact streaming
+ * runtime and offline snapshot tools, for Node and Deno.
+ *
+ * This module only re-exports: every name a user imports comes from here.
+ *
+ * @example Key groups exactly as Apache Flink computes them
+ * ```ts
+ * import { assignKeyGroup, keyGroupRangeFor, operatorIndexFor } from "./mod.ts";
+ * const kg = assignKeyGroup("user-000123", 128); // 54
+ * console.log(operatorIndexFor(kg, 4, 128), keyGroupRangeFor(1, 4, 128)); // 1 { start: 32, end: 63 }
+ * ```
+ *
+ * @module
+ */
+
+// format/: errors, key groups, manifest, chunks
+export {
+  AlreadyExistsError,
+  ArrowpointError,
+  type ArrowpointErrorOptions,
+  ChecksumMismatchError,
+  IncompatibleSnapshotError,
+  InvalidUriError,
+  KeyGroupError,
+  type Location,
+  ManifestSchemaError,
+  MigrationError,
+  NotFoundError,
+  PathEscapeError,
+  SchemaViolationError,
+  SnapshotFormatError,
+  StorageError,
+  UnsupportedFormatVersionError,
+} from "./format/errors.ts";
+export {
+  assignKeyGroup,
+  defaultMaxParallelism,
+  javaHashCode,
+  type Key,
+  type KeyGroupRange,
+  keyGroupRangeFor,
+  murmurHash,
+  operatorIndexFor,
+  UPPER_BOUND_MAX_PARALLELISM,
+} from "./format/key_group.ts";
+export {
+  type ChunkCompression,
+  type ChunkRef,
+  FORMAT_VERSION,
+  HASH_FUNCTION,
+  type Manifest,
+  MANIFEST_FILE,
+  type OperatorSnapshot,
+  readManifest,
+  type StateSnapshot,
+  writeManifest,
+} from "./format/manifest.ts";
+export { MANIFEST_SCHEMA } from "./format/manifest_schema.ts";
+export type { Field, FieldType, KeyType, Redistribution, ScalarType, StateKind, StateLayout, ValueEncoding } from "./format/state_layout.ts";
+export { type ChunkRows, type Compression, type EncodedChunk, encodeChunk, type EncodeChunkOptions } from "./format/encode_chunk.ts";
+export { type ChunkReadInfo, type DecodedChunk, decodeChunk, readKeyGroupRange } from "./format/decode_chunk.ts";
+export { checksumOf, verifyChecksum } from "./format/checksum.ts";
+export { VERSION } from "./format/version.ts";
+
+// backends/: where bytes live
+export {
+  FsStorage,
+  MemoryStorage,
+  type ObjectInfo,
+  openStorage,
+  type OpenStorageOptions,
+  S3Storage,
+  type S3StorageOptions,
+  type Storage,
+  subStorage,
+} from "./backends/mod.ts";
+
+// snapshot/: snapshots over storage
+export {
+  applyRetention,
+  copySnapshot,
+  type CopyReport,
+  gc,
+  type GcOptions,
+  type GcReport,
+  latestCheckpoint,
+  openSnapshot,
+  readState,
+  type RetentionOptions,
+  type RetentionReport,
+  type Snapshot,
+  type StateRows,
+} from "./snapshot/mod.ts";
