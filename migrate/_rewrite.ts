@@ -18,7 +18,7 @@ import type { Storage } from "../backends/storage.ts";
 import { subStorage } from "../backends/sub.ts";
 import { IncompatibleSnapshotError, SchemaViolationError } from "../format/errors.ts";
 import { encodeChunk, type EncodedChunk } from "../format/encode_chunk.ts";
-import { sliceChunk } from "../format/decode_chunk.ts";
+import { sliceChunk } from "./_slice.ts";
 import { assignKeyGroup, type Key, type KeyGroupRange, keyGroupRangeFor } from "../format/key_group.ts";
 import type { ChunkRef, Manifest, OperatorSnapshot, StateSnapshot } from "../format/manifest.ts";
 import type { KeyType, StateLayout } from "../format/state_layout.ts";
@@ -254,7 +254,7 @@ async function writeKeyedState(plan: RewritePlan, op: OperatorPlan, sp: StatePla
       if (sameRange(part, c.range)) {
         chunk = { bytes: lastBytes.bytes, rows: ref.rows, keyGroupRange: part, checksum: ref.checksum, compression: ref.compression, rawBytes: ref.rawBytes ?? lastBytes.bytes.length };
       } else {
-        chunk = sliceChunk(lastBytes.bytes, part, { path: chunkLocation(plan.src, ref), checksum: ref.checksum, compression: ref.compression, rawBytes: ref.rawBytes }, { compression: opts.compression ?? ref.compression });
+        chunk = sliceChunk(lastBytes.bytes, part, { path: chunkLocation(plan.src, ref), checksum: ref.checksum, compression: ref.compression, rawBytes: ref.rawBytes }, { compression: opts.compression ?? ref.compression, state: `${op.uid}/${sp.name}` });
       }
       await out.addEncoded(part, chunk);
     }
@@ -293,7 +293,7 @@ async function scatterGather(plan: RewritePlan, op: OperatorPlan, sp: StatePlan,
       const kgs = rows.keyGroups!;
       const range = { start: kgs[0], end: kgs[kgs.length - 1] };
       const path = `${stateDir}/b${b}/${String(seq++).padStart(6, "0")}.arrow`;
-      await temp.put(path, encodeChunk(layout, rows).bytes);
+      await temp.put(path, encodeChunk(layout, rows, { state: where }).bytes);
       pieces[b].push({ path, range, rows: rows.length });
     }
     buffered = 0;

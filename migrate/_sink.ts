@@ -3,7 +3,7 @@
 // never touched: tools only ever write into a folder that has no manifest).
 import { openStorage } from "../backends/open.ts";
 import type { Storage } from "../backends/storage.ts";
-import { AlreadyExistsError, IncompatibleSnapshotError, SchemaViolationError } from "../format/errors.ts";
+import { AlreadyExistsError, IncompatibleSnapshotError } from "../format/errors.ts";
 import { type EncodedChunk, encodeChunk } from "../format/encode_chunk.ts";
 import type { KeyGroupRange } from "../format/key_group.ts";
 import { type ChunkCompression, type ChunkRef, FORMAT_VERSION, HASH_FUNCTION, type Manifest, type OperatorSnapshot, type StateSnapshot } from "../format/manifest.ts";
@@ -19,20 +19,29 @@ const ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
 /** The layout part of a state descriptor. */
 export function layoutOf(st: StateLayout): StateLayout {
-  const l: { -readonly [K in keyof StateLayout]: StateLayout[K] } = { kind: st.kind, value: st.value };
-  if (st.keyType !== undefined) l.keyType = st.keyType;
-  if (st.userKeyType !== undefined) l.userKeyType = st.userKeyType;
-  if (st.namespaced) l.namespaced = true;
-  return l;
+  return {
+    kind: st.kind,
+    ...(st.keyType !== undefined ? { keyType: st.keyType } : {}),
+    ...(st.userKeyType !== undefined ? { userKeyType: st.userKeyType } : {}),
+    ...(st.namespaced ? { namespaced: true } : {}),
+    value: st.value,
+  };
 }
 
 /** A state descriptor for a manifest, without undefined properties (the schema is closed). */
 export function stateEntry(src: StateSnapshot, over: Partial<StateSnapshot> & { chunks: ChunkRef[] }): StateSnapshot {
   const s = { ...src, ...over };
-  const out: StateSnapshot = { name: s.name, kind: s.kind, keyed: s.keyed, schemaVersion: s.schemaVersion, value: s.value, chunks: s.chunks };
-  if (s.keyType !== undefined) out.keyType = s.keyType;
-  if (s.userKeyType !== undefined) out.userKeyType = s.userKeyType;
-  if (s.namespaced) out.namespaced = true;
+  const out: StateSnapshot = {
+    name: s.name,
+    kind: s.kind,
+    keyed: s.keyed,
+    ...(s.keyType !== undefined ? { keyType: s.keyType } : {}),
+    ...(s.userKeyType !== undefined ? { userKeyType: s.userKeyType } : {}),
+    ...(s.namespaced ? { namespaced: true } : {}),
+    value: s.value,
+    schemaVersion: s.schemaVersion,
+    chunks: s.chunks,
+  };
   if (s.redistribution !== undefined) out.redistribution = s.redistribution;
   if (s.ttlMs !== undefined) out.ttlMs = s.ttlMs;
   return out;
@@ -64,17 +73,9 @@ export interface WriteOptions {
   signal?: AbortSignal;
 }
 
-/** Wraps an encoder schema violation with the state's name. */
+/** Encodes rows of a state; schema violations name the state as `uid/state` and the row's key. */
 function encodeFor(uid: string, state: string, layout: StateLayout, rows: Rows, compression: ChunkCompression): EncodedChunk {
-  try {
-    return encodeChunk(layout, rows, { compression });
-  } catch (e) {
-    if (e instanceof SchemaViolationError && !e.state.includes("/")) {
-      const reason = e.message.replace(/^state "[^"]*", key "(?:[^"\\]|\\.)*": /, "");
-      throw new SchemaViolationError(`${uid}/${state}`, e.key, reason);
-    }
-    throw e;
-  }
+  return encodeChunk(layout, rows, { compression, state: `${uid}/${state}` });
 }
 
 /** Writes the chunks of one new savepoint, then its manifest. */

@@ -30,6 +30,7 @@ export function checkArrowValue(type: FieldType, v: unknown, nullable: boolean, 
         return typeof v === "boolean" ? undefined : `${path} must be a boolean, got ${describe(v)}`;
       case "int64":
       case "uint64": {
+        if (typeof v === "number" && Number.isSafeInteger(v) && (type === "int64" || v >= 0)) return undefined;
         if (typeof v !== "bigint") return `${path} must be a bigint (${type}), got ${describe(v)}`;
         const ok = type === "int64" ? v >= -(1n << 63n) && v < 1n << 63n : v >= 0n && v < 1n << 64n;
         return ok ? undefined : `${path} ${v}n is outside the ${type} range`;
@@ -38,6 +39,7 @@ export function checkArrowValue(type: FieldType, v: unknown, nullable: boolean, 
       case "float64":
         return typeof v === "number" ? undefined : `${path} must be a number (${type}), got ${describe(v)}`;
       case "timestamp":
+        if (v instanceof Date) return Number.isFinite(v.getTime()) ? undefined : `${path} is an invalid Date`;
         return typeof v === "number" && Number.isFinite(v) ? undefined : `${path} must be a number of milliseconds since the epoch, got ${describe(v)}`;
       case "utf8":
       case "dictionary":
