@@ -1,0 +1,214 @@
+/**
+ * Checkpoint and savepoint assembly: where chunks go, which chunks a manifest must list (the latest base
+ * of every key group plus the deltas after it), and the manifest itself.
+ *
+ * @module
+ */
+import type { Storage } from "../backends/storage.ts";
+import type { KeyGroupRange } from "../format/key_group.ts";
+import { type ChunkRef, FORMAT_VERSION, HASH_FUNCTION, type Manifest, type OperatorSnapshot, type StateSnapshot } from "../format/manifest.ts";
+import { safeSegment } from "../format/snapshot_path.ts";
+import { VERSION } from "../format/version.ts";
+import { checkpointDirName, SHARED_DIR } from "../snapshot/layout.ts";
+import { savepointChunkPath } from "../snapshot/write.ts";
+import type { ChunkTarget, TaskSnapshot } from "./tasks.ts";
+
+/** Joins relative storage paths, skipping empty parts. */
+export function joinRelative(...parts: string[]): string {
+  return parts.filter((p) => p !== "").join("/");
+}
+
+/**
+ * The chunks of one keyed state a snapshot needs: walking from the newest, a chunk is kept while any key
+ * group of its range is not yet covered by a newer base; bases cover their range. Returned in apply order.
+ *
+ * @example
+ * ```ts
+ * import { pruneChain } from "./checkpoint.ts";
+ * const c = (path: string, type: "base" | "delta", order: number, start: number, end: number) =>
+ *   ({ path, type, order, keyGroupRange: { start, end }, rows: 1, bytes: 1, checksum: "crc32:0", compression: "none" as const });
+ * const kept = pruneChain([c("b1", "base", 1, 0, 127), c("d2", "delta", 2, 0, 127), c("b3", "base", 3, 0, 63)], 128);
+ * console.log(kept.map((x) => x.path)); // ["b1", "d2", "b3"]: key groups 64..127 still need b1 and d2
+ * ```
+ */
+export function pruneChain(chunks: readonly ChunkRef[], maxParallelism: number): ChunkRef[] {
+  const sorted = [...chunks].sort((a, b) => b.order - a.order || (b.type === "base" ? 1 : 0) - (a.type === "base" ? 1 : 0));
+  const covered = new Uint8Array(maxParallelism);
+  const keep: ChunkRef[] = [];
+  for (const c of sorted) {
+    const r = c.keyGroupRange;
+    if (!r) {
+      keep.push(c);
+      continue;
+    }
+    let needed = false;
+    for (let kg = r.start; kg <= r.end; kg++) {
+      if (covered[kg] === 0) {
+        needed = true;
+        break;
+      }
+    }
+    if (!needed) continue;
+    keep.push(c);
+    if (c.type === "base") covered.fill(1, r.start, r.end + 1);
+  }
+  return keep.sort((a, b) => a.order - b.order || (a.keyGroupRange?.start ?? 0) - (b.keyGroupRange?.start ?? 0));
+}
+
+/**
+ * Where the chunks of checkpoint `id` go under a checkpoint root: keyed chunks in `shared/` (later
+ * incremental checkpoints reference them), operator-state chunks in `chk-<id>/` (rewritten every time).
+ * File names carry the attempt so a restored job never overwrites what a failed attempt left behind.
+ *
+ * @example
+ * ```ts
+ * import { MemoryStorage } from "../backends/memory.ts";
+ * import { checkpointTarget } from "./checkpoint.ts";
+ * const t = checkpointTarget(new MemoryStorage(), 7, "a1b2");
+ * console.log(t.keyed("counter", "count", { start: 0, end: 63 }, "delta").ref);
+ * // "shared/counter/count/chk-000007-kg-0-63-delta-a1b2.arrow"
+ * ```
+ */
+export function checkpointTarget(root: Storage, id: number, attempt: string): ChunkTarget {
+  const dir = checkpointDirName(id);
+  return {
+    storage: root,
+    keyed(uid, state, range, type) {
+      const ref = joinRelative(SHARED_DIR, safeSegment(uid), safeSegment(state), `${dir}-kg-${range.start}-${range.end}-${type}-${attempt}.arrow`);
+      return { path: ref, ref };
+    },
+    operator(uid, state, subtask) {
+      const ref = joinRelative(dir, safeSegment(uid), safeSegment(state), `subtask-${subtask}-${attempt}.arrow`);
+      return { path: ref, ref };
+    },
+  };
+}
+
+/**
+ * Where the chunks of a savepoint go: its own folder `dir` in `storage`, in the canonical layout
+ * `<uid>/<state>/kg-<first>-<last>.arrow` and `<uid>/<state>/subtask-<i>.arrow`.
+ *
+ * @example
+ * ```ts
+ * import { MemoryStorage } from "../backends/memory.ts";
+ * import { savepointTarget } from "./checkpoint.ts";
+ * const t = savepointTarget(new MemoryStorage(), "savepoints/sp-1");
+ * console.log(t.keyed("counter", "count", { start: 0, end: 63 }, "base").path); // "savepoints/sp-1/counter/count/kg-0-63.arrow"
+ * ```
+ */
+export function savepointTarget(storage: Storage, dir: string): ChunkTarget {
+  return {
+    storage,
+    keyed(uid, state, range) {
+      const ref = savepointChunkPath(uid, state, range);
+      return { path: joinRelative(dir, ref), ref };
+    },
+    operator(uid, state, subtask) {
+      const ref = savepointChunkPath(uid, state, subtask);
+      return { path: joinRelative(dir, ref), ref };
+    },
+  };
+}
+
+/** What {@link assembleManifest} needs. */
+export interface ManifestInput {
+  readonly kind: "checkpoint" | "savepoint";
+  readonly id: string;
+  readonly checkpointId: number;
+  readonly job: string;
+  readonly maxParallelism: number;
+  /** Operators in graph order: uid, name, parallelism. */
+  readonly operators: readonly { uid: string; name: string; parallelism: number }[];
+  readonly snapshots: readonly TaskSnapshot[];
+  /** Checkpoints: the chunks of the previous completed checkpoint, per `uid\0state` (keyed states). */
+  readonly previous?: ReadonlyMap<string, readonly ChunkRef[]>;
+  readonly metadata?: Record<string, string>;
+}
+
+/** The key of a state in `previous` maps. */
+export function stateKey(uid: string, state: string): string {
+  return `${uid}\u0000${state}`;
+}
+
+function byPosition(a: ChunkRef, b: ChunkRef): number {
+  return a.order - b.order || (a.keyGroupRange?.start ?? 0) - (b.keyGroupRange?.start ?? 0) || (a.subtask ?? 0) - (b.subtask ?? 0);
+}
+
+/**
+ * Builds the manifest of a snapshot from what every subtask wrote.
+ *
+ * @example
+ * ```ts
+ * import { assembleManifest } from "./checkpoint.ts";
+ * const m = assembleManifest({ kind: "savepoint", id: "sp-1", checkpointId: 1, job: "j", maxParallelism: 128, operators: [], snapshots: [] });
+ * console.log(m.chunkRoot); // "."
+ * ```
+ */
+export function assembleManifest(input: ManifestInput): Manifest {
+  const operators: OperatorSnapshot[] = [];
+  for (const op of input.operators) {
+    const parts = input.snapshots.filter((s) => s.uid === op.uid);
+    const states = new Map<string, StateSnapshot>();
+    for (const snap of parts) {
+      for (const p of snap.states) {
+        let st = states.get(p.name);
+        if (!st) {
+          st = {
+            name: p.name,
+            kind: p.layout.kind,
+            keyed: p.keyed,
+            ...(p.layout.keyType !== undefined ? { keyType: p.layout.keyType } : {}),
+            ...(p.layout.userKeyType !== undefined ? { userKeyType: p.layout.userKeyType } : {}),
+            ...(p.layout.namespaced ? { namespaced: true } : {}),
+            value: p.layout.value,
+            schemaVersion: p.schemaVersion,
+            ...(p.redistribution !== undefined ? { redistribution: p.redistribution } : {}),
+            chunks: [],
+          };
+          states.set(p.name, st);
+        }
+        for (const c of p.chunks) st.chunks.push(c);
+      }
+    }
+    if (states.size === 0) continue;
+    for (const st of states.values()) {
+      if (st.keyed && input.kind === "checkpoint") {
+        st.chunks = pruneChain([...(input.previous?.get(stateKey(op.uid, st.name)) ?? []), ...st.chunks], input.maxParallelism);
+      } else st.chunks.sort(byPosition);
+    }
+    operators.push({ uid: op.uid, name: op.name, parallelism: op.parallelism, states: [...states.values()] });
+  }
+  const manifest: Manifest = {
+    format: "arrowpoint",
+    formatVersion: FORMAT_VERSION,
+    kind: input.kind,
+    id: input.id,
+    checkpointId: input.checkpointId,
+    createdAt: new Date().toISOString(),
+    writer: { name: "arrowpoint", version: VERSION },
+    job: input.job,
+    maxParallelism: input.maxParallelism,
+    hash: HASH_FUNCTION,
+    chunkRoot: input.kind === "checkpoint" ? ".." : ".",
+    operators,
+  };
+  if (input.metadata) manifest.metadata = input.metadata;
+  return manifest;
+}
+
+/** The keyed-state chunks of a manifest, per `uid\0state`. */
+export function chunksByState(manifest: Manifest): Map<string, ChunkRef[]> {
+  const out = new Map<string, ChunkRef[]>();
+  for (const op of manifest.operators) for (const st of op.states) if (st.keyed) out.set(stateKey(op.uid, st.name), st.chunks.slice());
+  return out;
+}
+
+/** How many chunks of a list overlap a key-group range. */
+export function overlapping(chunks: readonly ChunkRef[], range: KeyGroupRange): number {
+  let n = 0;
+  for (const c of chunks) {
+    const r = c.keyGroupRange;
+    if (r && r.start <= range.end && range.start <= r.end) n++;
+  }
+  return n;
+}

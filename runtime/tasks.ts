@@ -1,0 +1,665 @@
+/**
+ * Subtasks: how records, barriers and end-of-input flow through one operator instance. Internal to the
+ * runtime; the job creates and drives them.
+ *
+ * @module
+ */
+import { setImmediate as yieldToLoop } from "node:timers";
+import type { Storage } from "../backends/storage.ts";
+import { encodeChunk } from "../format/encode_chunk.ts";
+import { javaHashCode, type KeyGroupRange, murmurHash, operatorIndexFor } from "../format/key_group.ts";
+import type { ChunkRef } from "../format/manifest.ts";
+import type { KeyType, Redistribution, StateLayout, ValueEncoding } from "../format/state_layout.ts";
+import { writeChunk } from "../snapshot/write.ts";
+import { Barrier, BARRIER, BATCH, Channel, END_OF_INPUT, type EndOfInput, InputGate, RecordBatch } from "./channel.ts";
+import { KeyedStateBackend } from "./keyed_backend.ts";
+import { OperatorStateStore } from "./operator_state.ts";
+import type { SinkWriter } from "./sinks.ts";
+import type { SplitReader, SourceSplit } from "./sources.ts";
+import { operatorListState, type OperatorListState } from "./state.ts";
+import type {
+  FunctionOrFactory,
+  KeyedProcessContext,
+  KeyedProcessFunction,
+  ProcessContext,
+  ProcessFunction,
+  Vertex,
+} from "./stream.ts";
+
+/** Where the chunks of one snapshot go. */
+export interface ChunkTarget {
+  /** The storage written to. */
+  readonly storage: Storage;
+  /** Storage path and manifest path of a keyed chunk. */
+  keyed(uid: string, state: string, range: KeyGroupRange, type: "base" | "delta"): { path: string; ref: string };
+  /** Storage path and manifest path of an operator-state chunk. */
+  operator(uid: string, state: string, subtask: number): { path: string; ref: string };
+}
+
+/** Settings of incremental checkpoints a task needs. */
+export interface ChainSettings {
+  /** Whether checkpoints are incremental. */
+  readonly incremental: boolean;
+  /** Write a base at least every this many checkpoints. */
+  readonly fullEvery: number;
+  /** Write a base when this many chunks overlap the subtask's range. */
+  readonly maxChainLength: number;
+  /** Compression of checkpoint chunks. */
+  readonly compression: "none" | "deflate";
+}
+
+/** One state of one subtask in a snapshot. */
+export interface StatePart {
+  readonly name: string;
+  readonly keyed: boolean;
+  readonly layout: StateLayout;
+  readonly schemaVersion: number;
+  readonly redistribution?: Redistribution;
+  readonly chunks: ChunkRef[];
+  /** Rows written (new chunks). */
+  rows: number;
+}
+
+/** What one subtask contributed to a snapshot. */
+export interface TaskSnapshot {
+  readonly uid: string;
+  readonly subtask: number;
+  readonly range?: KeyGroupRange;
+  readonly states: StatePart[];
+}
+
+/** What the job gives its tasks. */
+export interface TaskHost {
+  readonly maxParallelism: number;
+  readonly batchSize: number;
+  readonly attempt: string;
+  /** Chain settings; undefined when checkpointing is off. */
+  readonly chain: ChainSettings | undefined;
+  /** Set once the job is failing or cancelled: tasks return at their next step. */
+  readonly aborted: boolean;
+  fail(error: unknown, where: string): void;
+  ack(task: Task, barrier: Barrier, snapshot: Promise<TaskSnapshot>): void;
+  target(barrier: Barrier): ChunkTarget;
+  sourceExhausted(task: SourceTask): void;
+  taskFinished(task: Task): void;
+  countRecords(n: number): void;
+  track<T>(p: Promise<T>): Promise<T>;
+  /** The id to stage final output under when checkpointing is off. */
+  finalId(): number;
+}
+
+function instantiate<F extends object>(f: FunctionOrFactory<F>): F {
+  return typeof f === "function" ? (f as () => F)() : (Object.create(f) as F);
+}
+
+function keyTypeCheck(keyType: KeyType): (k: unknown) => boolean {
+  switch (keyType) {
+    case "string":
+      return (k) => typeof k === "string";
+    case "int32":
+      return (k) => typeof k === "number" && (k | 0) === k;
+    case "int64":
+      return (k) => typeof k === "bigint";
+    case "float64":
+      return (k) => typeof k === "number";
+    case "bytes":
+      return (k) => k instanceof Uint8Array;
+    case "msgpack":
+      return (k) => k !== null && k !== undefined;
+  }
+}
+
+/** The outgoing side of an edge: buffers records per target channel, in batches. */
+abstract class Edge {
+  constructor(readonly channels: Channel[], protected readonly batchSize: number) {}
+  abstract add(value: unknown): void;
+  abstract flush(): void;
+  broadcast(el: Barrier | EndOfInput): void {
+    this.flush();
+    for (const ch of this.channels) ch.push(el);
+  }
+  anyFull(): boolean {
+    for (const ch of this.channels) if (ch.full) return true;
+    return false;
+  }
+  async waitSpace(): Promise<void> {
+    for (const ch of this.channels) while (ch.full) await ch.waitSpace();
+  }
+}
+
+class KeyedEdge extends Edge {
+  private vals: unknown[][];
+  private keys: unknown[][];
+  private kgs: number[][];
+  private readonly targetOf: Int32Array;
+  private readonly valid: (k: unknown) => boolean;
+
+  constructor(channels: Channel[], batchSize: number, private readonly selector: (v: unknown) => unknown, private readonly keyType: KeyType, private readonly maxP: number) {
+    super(channels, batchSize);
+    const n = channels.length;
+    this.vals = Array.from({ length: n }, () => []);
+    this.keys = Array.from({ length: n }, () => []);
+    this.kgs = Array.from({ length: n }, () => []);
+    this.targetOf = new Int32Array(maxP);
+    for (let kg = 0; kg < maxP; kg++) this.targetOf[kg] = operatorIndexFor(kg, n, maxP);
+    this.valid = keyTypeCheck(keyType);
+  }
+
+  add(value: unknown): void {
+    const k = this.selector(value);
+    if (!this.valid(k)) {
+      throw new TypeError(
+        `Cannot route key ${typeof k === "bigint" ? `${k}n` : JSON.stringify(k)} (${typeof k}) as keyBy declared keyType ${JSON.stringify(this.keyType)}; ` +
+          "pass keyBy(selector, { keyType }) with string, int32, int64 (bigint), float64, bytes or msgpack",
+      );
+    }
+    const kg = murmurHash(javaHashCode(k as string)) % this.maxP;
+    const t = this.targetOf[kg];
+    const vs = this.vals[t];
+    vs.push(value);
+    this.keys[t].push(k);
+    this.kgs[t].push(kg);
+    if (vs.length >= this.batchSize) this.seal(t);
+  }
+
+  private seal(t: number): void {
+    this.channels[t].push(new RecordBatch(this.vals[t], this.keys[t], this.kgs[t]));
+    this.vals[t] = [];
+    this.keys[t] = [];
+    this.kgs[t] = [];
+  }
+
+  flush(): void {
+    for (let t = 0; t < this.vals.length; t++) if (this.vals[t].length > 0) this.seal(t);
+  }
+}
+
+class ForwardEdge extends Edge {
+  private buf: unknown[] = [];
+  private rr = 0;
+  add(value: unknown): void {
+    this.buf.push(value);
+    if (this.buf.length >= this.batchSize) this.flush();
+  }
+  flush(): void {
+    if (this.buf.length === 0) return;
+    const chs = this.channels;
+    chs[this.rr].push(new RecordBatch(this.buf, null, null));
+    this.buf = [];
+    if (chs.length > 1) this.rr = this.rr + 1 === chs.length ? 0 : this.rr + 1;
+  }
+}
+
+/** The outputs of a task: one edge per downstream consumer. */
+export class Output {
+  readonly collect: (value: unknown) => void;
+  constructor(private readonly edges: Edge[]) {
+    if (edges.length === 0) this.collect = () => {};
+    else if (edges.length === 1) {
+      const e = edges[0];
+      this.collect = (v) => e.add(v);
+    } else this.collect = (v) => {
+      for (const e of edges) e.add(v);
+    };
+  }
+  flushAll(): void {
+    for (const e of this.edges) e.flush();
+  }
+  broadcast(el: Barrier | EndOfInput): void {
+    for (const e of this.edges) e.broadcast(el);
+  }
+  anyFull(): boolean {
+    for (const e of this.edges) if (e.anyFull()) return true;
+    return false;
+  }
+  async waitSpace(): Promise<void> {
+    for (const e of this.edges) await e.waitSpace();
+  }
+}
+
+/** How a task's output edge is made. */
+export interface OutputSpec {
+  /** The channels to the consumer's subtasks, by subtask. */
+  readonly channels: Channel[];
+  /** Key selector for keyed edges. */
+  readonly keySelector?: (v: unknown) => unknown;
+  /** Key type for keyed edges. */
+  readonly keyType?: KeyType;
+  /** Forward to one channel (equal parallelism) or round-robin. */
+  readonly forwardIndex?: number;
+}
+
+/** Builds an {@link Output}. */
+export function makeOutput(specs: readonly OutputSpec[], batchSize: number, maxP: number): Output {
+  return new Output(specs.map((s) => {
+    if (s.keySelector) return new KeyedEdge(s.channels, batchSize, s.keySelector, s.keyType ?? "string", maxP);
+    if (s.forwardIndex !== undefined) return new ForwardEdge([s.channels[s.forwardIndex]], batchSize);
+    return new ForwardEdge(s.channels, batchSize);
+  }));
+}
+
+const POSITIONS = operatorListState<{ id: string; split: SourceSplit; position: unknown; done: boolean }>("positions", { redistribution: "split" });
+const PENDING_COMMITS = operatorListState<{ id: number; committable: unknown }>("pending-commits", { redistribution: "split" });
+
+/** One subtask of an operator. */
+export abstract class Task {
+  readonly uid: string;
+  readonly opState: OperatorStateStore = new OperatorStateStore();
+  keyed: KeyedStateBackend | null = null;
+  output!: Output;
+  protected snapshotHook: ((info: { checkpointId: number }) => void) | undefined;
+  /** Names of operator states that were restored (even when this subtask received no items). */
+  readonly restoredOperatorStates: Set<string> = new Set();
+
+  constructor(readonly vertex: Vertex, readonly index: number, readonly parallelism: number, protected readonly host: TaskHost) {
+    this.uid = vertex.uid!;
+  }
+
+  abstract open(): Promise<void>;
+  abstract run(): Promise<void>;
+  /** Called after a snapshot completed (sinks commit). */
+  notifyComplete(_id: number, _kind: "checkpoint" | "savepoint", _stop: boolean): Promise<void> | undefined {
+    return undefined;
+  }
+  /** Wakes the task (abort, new barrier). */
+  abstract wake(): void;
+  abstract close(): Promise<void>;
+
+  /** Captures this subtask's state for a barrier (synchronously: values are encoded now) and acks. */
+  protected snapshot(b: Barrier): void {
+    this.snapshotHook?.({ checkpointId: b.id });
+    const host = this.host;
+    const target = host.target(b);
+    const chain = host.chain;
+    const savepoint = b.kind === "savepoint";
+    const compression = savepoint ? "none" : chain?.compression ?? "none";
+    const states: StatePart[] = [];
+    const writes: Promise<void>[] = [];
+    const write = (part: StatePart, layout: StateLayout, rows: Parameters<typeof encodeChunk>[1], loc: { path: string; ref: string }, type: "base" | "delta", fix: (r: ChunkRef) => void, subtask?: number) => {
+      const chunk = encodeChunk(layout, rows, { compression });
+      part.rows += rows.length;
+      writes.push(
+        writeChunk(target.storage, loc.path, chunk, subtask === undefined ? { type, order: b.id } : { type, order: b.id, subtask }, loc.ref).then((ref) => {
+          fix(ref);
+          part.chunks.push(ref);
+        }),
+      );
+    };
+    const kb = this.keyed;
+    if (kb) {
+      const range = kb.range;
+      for (const t of kb.all()) {
+        const part: StatePart = { name: t.desc.name, keyed: true, layout: t.layout, schemaVersion: t.desc.schemaVersion, chunks: [], rows: 0 };
+        states.push(part);
+        let rows;
+        let type: "base" | "delta";
+        if (savepoint) {
+          rows = t.captureAll(range.start);
+          type = "base";
+          if (rows.length === 0) continue;
+        } else {
+          const c = t.chain;
+          const settings = chain!;
+          const base = !settings.incremental || c.forceBase || c.chainLength === 0 || c.sinceBase + 1 >= settings.fullEvery || c.chainLength >= settings.maxChainLength;
+          if (base) {
+            rows = t.captureAll(range.start);
+            type = "base";
+            t.clearDirty();
+            c.forceBase = false;
+            c.sinceBase = 0;
+            if (rows.length === 0 && c.chainLength === 0) continue; // nothing to write, nothing to reset
+            c.chainLength = 1;
+          } else {
+            rows = t.captureDirty(range.start);
+            type = "delta";
+            t.clearDirty();
+            c.sinceBase++;
+            if (rows.length === 0) continue;
+            c.chainLength++;
+          }
+        }
+        const isBase = type === "base";
+        write(part, t.layout, rows, target.keyed(this.uid, t.desc.name, range, type), type, (ref) => {
+          if (isBase || !ref.keyGroupRange) ref.keyGroupRange = { start: range.start, end: range.end };
+        });
+      }
+    }
+    for (const e of this.opState.all()) {
+      const layout: StateLayout = { kind: "operator-list", value: e.desc.value as ValueEncoding };
+      const part: StatePart = { name: e.desc.name, keyed: false, layout, schemaVersion: e.desc.schemaVersion, redistribution: e.desc.redistribution, chunks: [], rows: 0 };
+      states.push(part);
+      const items = e.list.items;
+      if (items.length === 0) continue;
+      write(part, layout, { length: items.length, values: items.slice() }, target.operator(this.uid, e.desc.name, this.index), "base", (ref) => {
+        delete ref.keyGroupRange;
+      }, this.index);
+    }
+    const range = kb ? { start: kb.range.start, end: kb.range.end } : undefined;
+    host.ack(this, b, host.track(Promise.all(writes).then(() => ({ uid: this.uid, subtask: this.index, range, states }))));
+  }
+
+  /** After a checkpoint could not complete: the next one writes bases (the chain lost a link). */
+  checkpointFailed(): void {
+    if (this.keyed) for (const t of this.keyed.all()) t.chain.forceBase = true;
+  }
+}
+
+interface SplitState {
+  split: SourceSplit;
+  position: unknown;
+  done: boolean;
+  reader?: SplitReader<unknown>;
+}
+
+/** A subtask of a source. */
+export class SourceTask extends Task {
+  private splits: SplitState[] = [];
+  private positions!: OperatorListState<{ id: string; split: SourceSplit; position: unknown; done: boolean }>;
+  private pendingBarrier: Barrier | null = null;
+  private halted = false;
+  private finishing = false;
+  private exhausted = false;
+  private sleeper: (() => void) | null = null;
+  private rr = 0;
+
+  async open(): Promise<void> {
+    this.positions = this.opState.getListState(POSITIONS);
+    if (this.restoredOperatorStates.has(POSITIONS.name)) {
+      this.splits = this.positions.get().map((p) => ({ split: p.split, position: p.position, done: p.done }));
+    } else {
+      const all = await this.vertex.source!.splits();
+      this.splits = all.filter((_, i) => i % this.parallelism === this.index).map((split) => ({ split, position: undefined, done: false }));
+    }
+  }
+
+  /** Makes the source emit a barrier before its next read. */
+  inject(b: Barrier): void {
+    this.pendingBarrier = b;
+    this.wake();
+  }
+
+  /** Lets a halted source read again (a stop-with-savepoint that failed). */
+  resume(): void {
+    this.halted = false;
+    this.wake();
+  }
+
+  /** Makes the source end its output (after the final snapshot). */
+  finish(): void {
+    this.finishing = true;
+    this.wake();
+  }
+
+  wake(): void {
+    const s = this.sleeper;
+    if (s) {
+      this.sleeper = null;
+      s();
+    }
+  }
+
+  private sleep(): Promise<void> {
+    return new Promise((resolve) => {
+      this.sleeper = resolve;
+    });
+  }
+
+  private emitBarrier(b: Barrier): void {
+    this.positions.update(this.splits.map((s) => ({ id: s.split.id, split: s.split, position: s.reader ? s.reader.position() : s.position, done: s.done })));
+    this.output.flushAll();
+    this.snapshot(b);
+    this.output.broadcast(b);
+    if (b.stop) this.halted = true;
+  }
+
+  async run(): Promise<void> {
+    const host = this.host;
+    const out = this.output;
+    const buf: unknown[] = [];
+    const max = host.batchSize;
+    let lastYield = performance.now();
+    for (;;) {
+      if (host.aborted) return;
+      const b = this.pendingBarrier;
+      if (b !== null) {
+        this.pendingBarrier = null;
+        this.emitBarrier(b);
+        if (out.anyFull()) await out.waitSpace();
+        continue;
+      }
+      if (this.finishing) {
+        out.flushAll();
+        out.broadcast(END_OF_INPUT);
+        host.taskFinished(this);
+        return;
+      }
+      if (this.halted || this.exhausted) {
+        out.flushAll();
+        await this.sleep();
+        continue;
+      }
+      const s = this.nextSplit();
+      if (s === undefined) {
+        this.exhausted = true;
+        out.flushAll();
+        host.sourceExhausted(this);
+        continue;
+      }
+      s.reader ??= await this.vertex.source!.reader(s.split, s.position);
+      let n = s.reader.read(buf, max);
+      if (typeof n !== "number") {
+        out.flushAll();
+        n = await n;
+        if (host.aborted) return;
+      }
+      if (n < 0) {
+        s.done = true;
+        s.position = s.reader.position();
+        await s.reader.close?.();
+        s.reader = undefined;
+        continue;
+      }
+      if (n > 0) {
+        const collect = out.collect;
+        for (let i = 0; i < buf.length; i++) collect(buf[i]);
+        buf.length = 0;
+        host.countRecords(n);
+      }
+      if (out.anyFull()) await out.waitSpace();
+      const now = performance.now();
+      if (now - lastYield > 4) {
+        out.flushAll();
+        await new Promise<void>((r) => yieldToLoop(r));
+        lastYield = performance.now();
+      }
+    }
+  }
+
+  private nextSplit(): SplitState | undefined {
+    const n = this.splits.length;
+    for (let k = 0; k < n; k++) {
+      const i = (this.rr + k) % n;
+      if (!this.splits[i].done) {
+        this.rr = (i + 1) % n;
+        return this.splits[i];
+      }
+    }
+    return undefined;
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.splits) await s.reader?.close?.();
+  }
+}
+
+/** A subtask of a keyed operator, a non-keyed operator or a sink. */
+export class OperatorTask extends Task {
+  private gate!: InputGate;
+  private aligning: Barrier | null = null;
+  private processBatch!: (b: RecordBatch) => void;
+  private closeFn: (() => void | Promise<void>) | undefined;
+  private writer: SinkWriter<unknown, unknown> | undefined;
+  private pending: OperatorListState<{ id: number; committable: unknown }> | undefined;
+  private readonly commits = new Set<unknown>();
+  private commitChain: Promise<void> = Promise.resolve();
+
+  /** Connects the input channels. */
+  setInputs(channels: Channel[]): void {
+    this.gate = new InputGate(channels);
+  }
+
+  async open(): Promise<void> {
+    const v = this.vertex;
+    const info = { uid: this.uid, subtaskIndex: this.index, parallelism: this.parallelism, maxParallelism: this.host.maxParallelism };
+    const collect = this.output.collect;
+    const now = () => Date.now();
+    if (v.kind === "keyed") {
+      const kb = this.keyed!;
+      const fn = instantiate(v.keyedFn!) as KeyedProcessFunction<unknown, unknown, unknown>;
+      const ctx: KeyedProcessContext<unknown, unknown> & { currentKey: unknown } = {
+        ...info,
+        currentKey: undefined,
+        collect,
+        currentProcessingTime: now,
+        getState: (d) => kb.getState(d),
+        getListState: (d) => kb.getListState(d),
+        getMapState: (d) => kb.getMapState(d),
+        getReducingState: (d) => kb.getReducingState(d),
+        getAggregatingState: (d) => kb.getAggregatingState(d),
+      };
+      if (fn.open) await fn.open(ctx);
+      this.snapshotHook = fn.snapshotState?.bind(fn);
+      this.closeFn = fn.close?.bind(fn);
+      const pe = fn.processElement;
+      this.processBatch = (b) => {
+        const vals = b.values;
+        const keys = b.keys!;
+        const kgs = b.kgs!;
+        for (let i = 0; i < vals.length; i++) {
+          const k = keys[i];
+          kb.setCurrentKey(k, kgs[i]);
+          ctx.currentKey = k;
+          pe.call(fn, vals[i], ctx);
+        }
+        kb.clearCurrentKey();
+      };
+    } else if (v.kind === "operator") {
+      const fn = instantiate(v.fn!) as ProcessFunction<unknown, unknown>;
+      const store = this.opState;
+      const ctx: ProcessContext<unknown> = { ...info, collect, currentProcessingTime: now, getListState: (d) => store.getListState(d) };
+      if (fn.open) await fn.open(ctx);
+      this.snapshotHook = fn.snapshotState?.bind(fn);
+      this.closeFn = fn.close?.bind(fn);
+      const pe = fn.processElement;
+      this.processBatch = (b) => {
+        const vals = b.values;
+        for (let i = 0; i < vals.length; i++) pe.call(fn, vals[i], ctx);
+      };
+    } else {
+      const sink = v.sink!;
+      this.pending = this.opState.getListState(PENDING_COMMITS);
+      const writer = (this.writer = sink.createWriter({ uid: this.uid, subtask: this.index, parallelism: this.parallelism, attempt: this.host.attempt }));
+      this.closeFn = writer.close?.bind(writer);
+      this.processBatch = (b) => writer.write(b.values);
+      // Restored transactions belong to a completed snapshot: commit them (idempotently) before anything else.
+      const restored = this.pending.get().slice();
+      if (restored.length > 0) {
+        await sink.commit(restored.map((p) => p.committable));
+        this.pending.update(this.pending.get().filter((p) => !restored.includes(p)));
+      }
+    }
+  }
+
+  wake(): void {
+    this.gate.interrupt();
+  }
+
+  async run(): Promise<void> {
+    const host = this.host;
+    const gate = this.gate;
+    const out = this.output;
+    for (;;) {
+      if (host.aborted) return;
+      const i = gate.poll();
+      if (i < 0) {
+        out.flushAll();
+        if (out.anyFull()) await out.waitSpace();
+        else await gate.waitData();
+        continue;
+      }
+      const el = gate.element!;
+      if (el.tag === BATCH) {
+        this.processBatch(el);
+        if (out.anyFull()) await out.waitSpace();
+      } else if (el.tag === BARRIER) {
+        if (this.aligning !== null && this.aligning.id !== el.id) {
+          throw new Error(`barrier ${el.id} arrived while aligning barrier ${this.aligning.id}`);
+        }
+        this.aligning = el;
+        gate.blocked[i] = 1;
+        if (this.aligned()) await this.onAligned();
+      } else {
+        gate.ended[i] = 1;
+        if (this.aligning !== null && this.aligned()) await this.onAligned();
+        if (gate.allEnded()) {
+          await this.endInput();
+          return;
+        }
+      }
+    }
+  }
+
+  private aligned(): boolean {
+    const g = this.gate;
+    for (let i = 0; i < g.channels.length; i++) if (g.blocked[i] === 0 && g.ended[i] === 0) return false;
+    return true;
+  }
+
+  private async onAligned(): Promise<void> {
+    const b = this.aligning!;
+    this.aligning = null;
+    this.output.flushAll();
+    if (this.writer) {
+      const c = await this.writer.prepareCommit(b.id);
+      if (this.host.aborted) return;
+      if (c !== undefined) this.pending!.add({ id: b.id, committable: c });
+    }
+    this.snapshot(b);
+    this.output.broadcast(b);
+    this.gate.unblockAll();
+    if (this.output.anyFull()) await this.output.waitSpace();
+  }
+
+  private async endInput(): Promise<void> {
+    const host = this.host;
+    if (this.writer) {
+      const c = await this.writer.prepareCommit(host.finalId());
+      await this.commitChain;
+      const all = this.pending!.get().map((p) => p.committable);
+      if (c !== undefined) all.push(c);
+      if (all.length > 0 && !host.aborted) await this.vertex.sink!.commit(all);
+      this.pending!.clear();
+    }
+    this.output.flushAll();
+    this.output.broadcast(END_OF_INPUT);
+    host.taskFinished(this);
+  }
+
+  override notifyComplete(id: number, kind: "checkpoint" | "savepoint", stop: boolean): Promise<void> | undefined {
+    if (!this.writer || (kind === "savepoint" && !stop)) return undefined;
+    const ready = this.pending!.get().filter((p) => p.id <= id && !this.commits.has(p));
+    if (ready.length === 0) return undefined;
+    for (const p of ready) this.commits.add(p);
+    const run = this.commitChain.then(() => this.vertex.sink!.commit(ready.map((p) => p.committable))).then(() => {
+      const done = new Set(ready);
+      this.pending!.update(this.pending!.get().filter((p) => !done.has(p)));
+      for (const p of ready) this.commits.delete(p);
+    });
+    this.commitChain = run.catch(() => {});
+    return run;
+  }
+
+  async close(): Promise<void> {
+    await this.closeFn?.();
+  }
+}
