@@ -135,6 +135,45 @@ function bufferTooLarge(path: string): RangeError {
   return new RangeError(`Cannot encode chunk as column ${path} exceeds 2 GiB in one record batch: split the rows into smaller chunks`);
 }
 
+// ---- scratch memory ---------------------------------------------------------------------------------------
+// Column buffers are copied into the IPC file by finishChunk, so they can serve the next encode. Reusing them
+// avoids first-touch page faults and the full GCs that large external allocations trigger (a 1M-row chunk
+// builds ~40 MB of columns). Power-of-two size classes; at most POOL_MAX_BYTES kept; handed out zeroed.
+// A nested encode (a value's getter calling encodeChunk) allocates fresh memory instead.
+const POOL_MIN_BYTES = 64 * 1024;
+const POOL_MAX_BYTES = 256 * 1024 * 1024;
+const pool = { free: new Map<number, ArrayBuffer[]>(), used: [] as ArrayBuffer[], depth: 0, bytes: 0 };
+
+function scratch(bytes: number): ArrayBuffer {
+  if (pool.depth !== 1 || bytes < POOL_MIN_BYTES) return new ArrayBuffer(bytes);
+  const size = 2 ** Math.ceil(Math.log2(bytes));
+  const list = pool.free.get(size);
+  let buf = list?.pop();
+  if (buf) {
+    pool.bytes -= size;
+    new Uint8Array(buf, 0, bytes).fill(0);
+  } else {
+    buf = new ArrayBuffer(size);
+  }
+  pool.used.push(buf);
+  return buf;
+}
+
+function releaseScratch(): void {
+  for (const buf of pool.used) {
+    if (pool.bytes + buf.byteLength > POOL_MAX_BYTES) continue;
+    let list = pool.free.get(buf.byteLength);
+    if (!list) pool.free.set(buf.byteLength, (list = []));
+    list.push(buf);
+    pool.bytes += buf.byteLength;
+  }
+  pool.used = [];
+}
+
+function u8(n: number): Uint8Array<ArrayBuffer> {
+  return new Uint8Array(scratch(n), 0, n);
+}
+
 /** A validity bitmap with all `n` bits set, for the first null found. */
 function allValid(n: number): Uint8Array {
   const v = new Uint8Array((n + 7) >> 3).fill(0xff);
@@ -143,7 +182,7 @@ function allValid(n: number): Uint8Array {
 
 function grow(buf: Uint8Array, used: number, need: number, path: string): Uint8Array<ArrayBuffer> {
   if (need > MAX_BUFFER) throw bufferTooLarge(path);
-  const next = new Uint8Array(Math.min(MAX_BUFFER, Math.max(need, buf.length * 2)));
+  const next = u8(Math.min(MAX_BUFFER, Math.max(need, buf.length * 2)));
   next.set(buf.subarray(0, used));
   return next;
 }
@@ -151,8 +190,8 @@ function grow(buf: Uint8Array, used: number, need: number, path: string): Uint8A
 /** A Utf8 Data of strings known to be strings (dictionary values). */
 function utf8Data(strings: readonly string[], path: string): Data<Utf8> {
   const n = strings.length;
-  const offsets = new Int32Array(n + 1);
-  let buf = new Uint8Array(64 + n * 8);
+  const offsets = new Int32Array(scratch(4 * (n + 1)), 0, n + 1);
+  let buf = u8(64 + n * 8);
   let pos = 0;
   for (let i = 0; i < n; i++) {
     const s = strings[i];
@@ -182,7 +221,7 @@ function compileColumn(c: ColumnPlan, type: DataType, userNullable: boolean): En
     case "float64": {
       const F = c.type === "float32" ? Float32Array : Float64Array;
       return (src, prop, n, ctx, loc) => {
-        const data = new F(n);
+        const data = new F(scratch(n * F.BYTES_PER_ELEMENT), 0, n);
         let validity: Uint8Array | null = null;
         let nulls = 0;
         for (let i = 0; i < n; i++) {
@@ -214,7 +253,7 @@ function compileColumn(c: ColumnPlan, type: DataType, userNullable: boolean): En
         uint32: [Uint32Array, 0, 4294967295],
       } as const)[c.type];
       return (src, prop, n, ctx, loc) => {
-        const data = new A(n);
+        const data = new A(scratch(n * A.BYTES_PER_ELEMENT), 0, n);
         let validity: Uint8Array | null = null;
         let nulls = 0;
         for (let i = 0; i < n; i++) {
@@ -236,8 +275,8 @@ function compileColumn(c: ColumnPlan, type: DataType, userNullable: boolean): En
       const isTs = c.type === "timestamp";
       const expected = isTs ? `milliseconds since the epoch as an integer number or a Date (${label})` : `a bigint or an integer number in int64 range (${label})`;
       return (src, prop, n, ctx, loc) => {
-        const data = new BigInt64Array(n);
-        const words = new Int32Array(data.buffer);
+        const data = new BigInt64Array(scratch(n * 8), 0, n);
+        const words = new Int32Array(data.buffer, 0, 2 * n);
         let validity: Uint8Array | null = null;
         let nulls = 0;
         for (let i = 0; i < n; i++) {
@@ -275,8 +314,8 @@ function compileColumn(c: ColumnPlan, type: DataType, userNullable: boolean): En
     }
     case "uint64": {
       return (src, prop, n, ctx, loc) => {
-        const data = new BigUint64Array(n);
-        const words = new Uint32Array(data.buffer);
+        const data = new BigUint64Array(scratch(n * 8), 0, n);
+        const words = new Uint32Array(data.buffer, 0, 2 * n);
         let validity: Uint8Array | null = null;
         let nulls = 0;
         for (let i = 0; i < n; i++) {
@@ -308,7 +347,7 @@ function compileColumn(c: ColumnPlan, type: DataType, userNullable: boolean): En
     }
     case "bool":
       return (src, prop, n, ctx, loc) => {
-        const data = new Uint8Array((n + 7) >> 3);
+        const data = u8((n + 7) >> 3);
         let validity: Uint8Array | null = null;
         let nulls = 0;
         for (let i = 0; i < n; i++) {
@@ -327,8 +366,8 @@ function compileColumn(c: ColumnPlan, type: DataType, userNullable: boolean): En
       };
     case "utf8":
       return (src, prop, n, ctx, loc) => {
-        const offsets = new Int32Array(n + 1);
-        let buf: Uint8Array<ArrayBuffer> = new Uint8Array(64 + n * 12);
+        const offsets = new Int32Array(scratch(4 * (n + 1)), 0, n + 1);
+        let buf = u8(64 + n * 12);
         let pos = 0;
         let validity: Uint8Array | null = null;
         let nulls = 0;
@@ -357,7 +396,7 @@ function compileColumn(c: ColumnPlan, type: DataType, userNullable: boolean): En
       };
     case "dictionary":
       return (src, prop, n, ctx, loc) => {
-        const indices = new Int32Array(n);
+        const indices = new Int32Array(scratch(4 * n), 0, n);
         const codes = new Map<string, number>();
         const words: string[] = [];
         let validity: Uint8Array | null = null;
@@ -388,8 +427,8 @@ function compileColumn(c: ColumnPlan, type: DataType, userNullable: boolean): En
     case "binary": {
       const packer = c.msgpack ? new MsgpackEncoder({ useBigInt64: true }) : null;
       return (src, prop, n, ctx, loc) => {
-        const offsets = new Int32Array(n + 1);
-        let buf: Uint8Array<ArrayBuffer> = new Uint8Array(64 + n * 16);
+        const offsets = new Int32Array(scratch(4 * (n + 1)), 0, n + 1);
+        let buf = u8(64 + n * 16);
         let pos = 0;
         let validity: Uint8Array | null = null;
         let nulls = 0;
@@ -455,7 +494,7 @@ function compileColumn(c: ColumnPlan, type: DataType, userNullable: boolean): En
       const item = c.children[0];
       const enc = compileColumn(item, type.children[0].type as DataType, false);
       return (src, prop, n, ctx, loc) => {
-        const offsets = new Int32Array(n + 1);
+        const offsets = new Int32Array(scratch(4 * (n + 1)), 0, n + 1);
         const items: unknown[] = [];
         let validity: Uint8Array | null = null;
         let nulls = 0;
@@ -583,6 +622,15 @@ function forbidArray(rows: ChunkRows, name: "keyGroups" | "keys" | "namespaces" 
  * ```
  */
 export function encodeChunk(layout: StateLayout, rows: ChunkRows, options: EncodeChunkOptions = {}): EncodedChunk {
+  pool.depth++;
+  try {
+    return encodeRows(layout, rows, options);
+  } finally {
+    if (--pool.depth === 0) releaseScratch();
+  }
+}
+
+function encodeRows(layout: StateLayout, rows: ChunkRows, options: EncodeChunkOptions): EncodedChunk {
   const n = rows.length;
   if (!Number.isSafeInteger(n) || n < 0 || n > MAX_BUFFER) throw new RangeError(`Cannot encode chunk as rows.length must be an integer in 0..2^31-1: current value is ${n}`);
   if (!rows.values || rows.values.length < n) throw new RangeError(`Cannot encode chunk as rows.values has fewer than rows.length entries: current length is ${rows.values?.length}, expected ${n}`);
@@ -616,8 +664,9 @@ export function encodeChunk(layout: StateLayout, rows: ChunkRows, options: Encod
   const datas: Data[] = new Array(plan.columns.length);
   let index: KeyGroupIndex | undefined;
   if (keyed) {
-    const kg = new Uint16Array(n);
     const src = keyGroups!;
+    const copy = !(src instanceof Uint16Array);
+    const kg = copy ? new Uint16Array(scratch(2 * n), 0, n) : (src as Uint16Array).subarray(0, n);
     let prev = 0;
     for (let i = 0; i < n; i++) {
       const g = src[i] as number;
@@ -626,7 +675,7 @@ export function encodeChunk(layout: StateLayout, rows: ChunkRows, options: Encod
           `Cannot encode chunk as key groups must be ascending integers in 0..${MAX_KEY_GROUP}: current value at row ${i} is ${String(g)}${i > 0 ? ` after ${prev}` : ""}`,
         );
       }
-      kg[i] = g;
+      if (copy) kg[i] = g;
       prev = g;
     }
     index = buildKeyGroupIndex(kg, 0, n);
@@ -679,7 +728,8 @@ export function finishChunk(
   const schema = arrowSchema(plan, keyGroupIndex, fields);
   const struct = makeData({ type: new Struct([...fields]), length: rows, nullCount: 0, children: [...columns] });
   const table = new Table(schema, [new RecordBatch(schema, struct)]);
-  const raw = tableToIPC(table, "file");
+  let raw = tableToIPC(table, "file");
+  if (pool.used.includes(raw.buffer as ArrayBuffer)) raw = raw.slice(); // never hand out scratch memory
   const compression = options.compression ?? "none";
   const bytes = compress(raw, compression, options.level);
   const out: EncodedChunk = { bytes, rows, checksum: checksumOf(bytes), compression, rawBytes: raw.length };
