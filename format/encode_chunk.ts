@@ -86,6 +86,7 @@ const INT64_MAX = 2n ** 63n - 1n;
 const UINT64_MAX = 2n ** 64n - 1n;
 const MAX_BUFFER = 0x7fffffff;
 const textEncoder = new TextEncoder();
+const LONE_SURROGATE = /\p{Cs}/u;
 
 /** Where an encoder is: the column path and how to map its slot index to the chunk row. */
 interface Loc {
@@ -382,7 +383,10 @@ function compileColumn(c: ColumnPlan, type: DataType, userNullable: boolean): En
               if (ch >= 0x80) break;
               buf[pos + j] = ch;
             }
-            pos += j === len ? len : textEncoder.encodeInto(v, buf.subarray(pos)).written;
+            if (j !== len) {
+              if (LONE_SURROGATE.test(v)) throw violation(ctx, loc, i, v, "well-formed Unicode (it has a lone surrogate, which UTF-8 cannot hold)");
+              pos += textEncoder.encodeInto(v, buf.subarray(pos)).written;
+            } else pos += len;
           } else if (v === NULL_ROW || ((v === null || v === undefined) && userNullable)) {
             if (nullable) {
               validity ??= allValid(n);
@@ -407,6 +411,7 @@ function compileColumn(c: ColumnPlan, type: DataType, userNullable: boolean): En
           if (typeof v === "string") {
             let k = codes.get(v);
             if (k === undefined) {
+              if (LONE_SURROGATE.test(v)) throw violation(ctx, loc, i, v, "well-formed Unicode (it has a lone surrogate, which UTF-8 cannot hold)");
               k = words.length;
               codes.set(v, k);
               words.push(v);
