@@ -60,10 +60,10 @@ export function chunkRowsOf(data: BenchData) {
 export function formatCases(ctx: BenchContext): BenchCase[] {
   const { data } = ctx;
   const rows = chunkRowsOf(data);
-  let bytes = new Uint8Array(0);
+  let bytes: Uint8Array = new Uint8Array(0);
   const encoder = new TextEncoder();
   const decoder = new TextDecoder();
-  let jsonBytes = new Uint8Array(0);
+  let jsonBytes: Uint8Array = new Uint8Array(0);
   let check = 0;
   const toJson = () => {
     const out: unknown[] = [];

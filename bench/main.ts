@@ -110,6 +110,6 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-if (import.meta.main ?? (process.argv[1] && resolve(process.argv[1]) === new URL(import.meta.url).pathname)) {
+if ((import.meta as { main?: boolean }).main ?? (process.argv[1] && resolve(process.argv[1]) === new URL(import.meta.url).pathname)) {
   process.exitCode = await main(process.argv.slice(2));
 }
