@@ -175,6 +175,20 @@ function checkConsistency(m: Manifest, path?: string): void {
   });
 }
 
+/** JSON nesting deeper than this is refused before anything recursive (checksum, schema) touches it. */
+const MAX_MANIFEST_DEPTH = 256;
+
+/** Whether parsed JSON nests deeper than `max` levels (iterative: safe for any depth). */
+function nestsDeeper(json: unknown, max: number): boolean {
+  const stack: [unknown, number][] = [[json, 1]];
+  while (stack.length > 0) {
+    const [x, depth] = stack.pop()!;
+    if (depth > max) return true;
+    for (const v of Array.isArray(x) ? x : Object.values(x as object)) if (typeof v === "object" && v !== null) stack.push([v, depth + 1]);
+  }
+  return false;
+}
+
 /**
  * Upgrades a parsed manifest of an older format version to the current one. There is only v1 so far;
  * each future version adds one step here, so every version ever written stays readable.
@@ -210,6 +224,9 @@ export function readManifest(bytes: Uint8Array, path?: string): Manifest {
     throw new ManifestSchemaError("manifest is not valid UTF-8 JSON; the snapshot is corrupt", { path }, { cause: e });
   }
   if (typeof json !== "object" || json === null || Array.isArray(json)) throw new ManifestSchemaError("manifest must be a JSON object", { path });
+  if (nestsDeeper(json, MAX_MANIFEST_DEPTH)) {
+    throw new ManifestSchemaError(`manifest JSON nests deeper than ${MAX_MANIFEST_DEPTH} levels; it is not an arrowpoint manifest`, { path });
+  }
   const obj = json as Record<string, unknown>;
   if (obj.format !== "arrowpoint") throw new ManifestSchemaError(`not an arrowpoint manifest (format is ${JSON.stringify(obj.format)})`, { path, field: "/format" });
   const version = obj.formatVersion;
