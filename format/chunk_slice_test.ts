@@ -1,0 +1,108 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import { encodeChunk } from "./encode_chunk.ts";
+import { decodeChunk } from "./decode_chunk.ts";
+import { sliceChunk } from "./chunk_slice.ts";
+import { checksumOf } from "./checksum.ts";
+import { ChecksumMismatchError } from "./errors.ts";
+import type { StateLayout } from "./state_layout.ts";
+
+const LAYOUT: StateLayout = {
+  kind: "map",
+  keyType: "string",
+  userKeyType: "int64",
+  namespaced: true,
+  value: {
+    encoding: "arrow",
+    type: {
+      struct: [
+        { name: "n", type: "int64" },
+        { name: "label", type: "dictionary", nullable: true },
+        { name: "tags", type: { list: "utf8" }, nullable: true },
+        { name: "flag", type: "bool", nullable: true },
+        { name: "inner", type: { struct: [{ name: "u", type: "uint16" }, { name: "bin", type: "binary", nullable: true }, { name: "ts", type: "timestamp" }] }, nullable: true },
+        { name: "f", type: "float32" },
+      ],
+    },
+  },
+};
+
+function valueOf(i: number): unknown {
+  if (i % 11 === 5) return { n: BigInt(i), label: null, tags: null, flag: null, inner: null, f: i };
+  return {
+    n: BigInt(i) * -3n,
+    label: `label-${i % 5}`,
+    tags: Array.from({ length: i % 4 }, (_, k) => `t${i}-${k}`),
+    flag: i % 3 === 0,
+    inner: { u: i % 65536, bin: i % 2 ? new Uint8Array([i & 255, 7]) : null, ts: 1_700_000_000_000 + i },
+    f: i / 2,
+  };
+}
+
+test("sliceChunk() equals decode + filter for any key-group range (property)", () => {
+  fc.assert(
+    fc.property(
+      fc.array(fc.integer({ min: 0, max: 30 }), { maxLength: 80 }),
+      fc.integer({ min: 0, max: 32 }),
+      fc.integer({ min: 0, max: 32 }),
+      fc.boolean(),
+      fc.boolean(),
+      (kgs, a, b, delta, deflate) => {
+        const keyGroups = [...kgs].sort((x, y) => x - y);
+        const n = keyGroups.length;
+        const rows = {
+          length: n,
+          keyGroups,
+          keys: keyGroups.map((g, i) => `k${g}-${i}`),
+          namespaces: keyGroups.map((_, i) => `ns${i % 3}`),
+          userKeys: keyGroups.map((_, i) => BigInt(i)),
+          values: keyGroups.map((_, i) => valueOf(i)),
+          ...(delta ? { ops: Uint8Array.from(keyGroups, (_, i) => (i % 4 === 1 ? 1 : 0)) } : {}),
+        };
+        const c = encodeChunk(LAYOUT, rows, { compression: deflate ? "deflate" : "none" });
+        const full = decodeChunk(c.bytes);
+        const range = { start: Math.min(a, b), end: Math.max(a, b) };
+        const s = sliceChunk(c.bytes, range, { checksum: c.checksum }, { compression: deflate ? "none" : "deflate" });
+        assert.equal(s.checksum, checksumOf(s.bytes));
+        const got = decodeChunk(s.bytes, { checksum: s.checksum, rawBytes: s.rawBytes });
+        const idx = keyGroups.map((g, i) => [g, i]).filter(([g]) => g >= range.start && g <= range.end).map(([, i]) => i);
+        assert.equal(s.rows, idx.length);
+        assert.deepEqual([...got.keyGroups!], idx.map((i) => full.keyGroups![i]));
+        assert.deepEqual(got.keys, idx.map((i) => full.keys![i]));
+        assert.deepEqual(got.namespaces, idx.map((i) => full.namespaces![i]));
+        assert.deepEqual(got.userKeys, idx.map((i) => full.userKeys![i]));
+        assert.deepEqual(got.values, idx.map((i) => full.values[i]));
+        assert.deepEqual(got.ops === undefined ? undefined : [...got.ops], delta ? idx.map((i) => full.ops![i]) : undefined);
+        assert.deepEqual(got.layout, full.layout);
+        assert.deepEqual(s.keyGroupRange, idx.length ? { start: keyGroups[idx[0]], end: keyGroups[idx[idx.length - 1]] } : undefined);
+      },
+    ),
+    { numRuns: 150 },
+  );
+});
+
+test("sliceChunk() of a whole range keeps every row; slices of slices compose", () => {
+  const n = 300;
+  const keyGroups = Array.from({ length: n }, (_, i) => Math.floor(i / 10));
+  const c = encodeChunk(LAYOUT, {
+    length: n,
+    keyGroups,
+    keys: keyGroups.map((_, i) => `key-${i}`),
+    namespaces: keyGroups.map(() => "n"),
+    userKeys: keyGroups.map((_, i) => i),
+    values: keyGroups.map((_, i) => valueOf(i)),
+  });
+  const all = sliceChunk(c.bytes, { start: 0, end: 32767 });
+  assert.deepEqual(decodeChunk(all.bytes).values, decodeChunk(c.bytes).values);
+  const half = sliceChunk(c.bytes, { start: 3, end: 20 });
+  const quarter = sliceChunk(half.bytes, { start: 7, end: 11 });
+  assert.deepEqual(decodeChunk(quarter.bytes).values, decodeChunk(c.bytes).values.slice(70, 120));
+});
+
+test("sliceChunk() verifies checksums and rejects operator state", () => {
+  const c = encodeChunk(LAYOUT, { length: 1, keyGroups: [1], keys: ["a"], namespaces: ["n"], userKeys: [1n], values: [valueOf(1)] });
+  assert.throws(() => sliceChunk(c.bytes, { start: 0, end: 1 }, { checksum: "crc32:00000000" }), ChecksumMismatchError);
+  const op = encodeChunk({ kind: "operator-list", value: { encoding: "msgpack" } }, { length: 1, values: [1] });
+  assert.throws(() => sliceChunk(op.bytes, { start: 0, end: 1 }), TypeError);
+});
