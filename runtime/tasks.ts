@@ -361,6 +361,8 @@ export class SourceTask extends Task {
   private exhausted = false;
   private sleeper: (() => void) | null = null;
   private rr = 0;
+  /** Read nothing before the first barrier (the initial checkpoint of a job restored from elsewhere). */
+  waitFirstBarrier = false;
 
   async open(): Promise<void> {
     this.positions = this.opState.getListState(POSITIONS);
@@ -418,6 +420,7 @@ export class SourceTask extends Task {
     const buf: unknown[] = [];
     const max = host.batchSize;
     let lastYield = performance.now();
+    while (this.waitFirstBarrier && this.pendingBarrier === null && !host.aborted) await this.sleep();
     for (;;) {
       if (host.aborted) return;
       const b = this.pendingBarrier;

@@ -1,0 +1,163 @@
+/**
+ * Test helpers of the runtime: a realistic keyed job over a generated event stream, a gated source,
+ * and a source wrapper that calls a hook as records are read.
+ *
+ * @module
+ */
+import type { Storage } from "../backends/storage.ts";
+import { Job, type FaultPlan, type RestoreOptions } from "./job.ts";
+import type { Sink } from "./sinks.ts";
+import { generatorSource, type Source } from "./sources.ts";
+import { listState, mapState, reducingState, valueState } from "./state.ts";
+import type { KeyedProcessFunction } from "./stream.ts";
+
+/** A generated event. */
+export interface Event {
+  user: string;
+  cat: string;
+  amount: number;
+  seq: number;
+}
+
+/** Events whose users each belong to one split, so each user's order is independent of parallelism. */
+export function events(count: number, seed: number, splits = 4, users = 40): Source<Event> {
+  return generatorSource<Event>({
+    count,
+    splits,
+    seed,
+    make: (i, rng, split) => ({ user: `u${rng.int(users) * splits + split}`, cat: `c${rng.int(5)}`, amount: rng.int(100), seq: i }),
+  });
+}
+
+/** Calls `hook(total)` after every read of the wrapped source. */
+export function withHook<T>(source: Source<T>, hook: (records: number) => void): Source<T> {
+  let total = 0;
+  return {
+    name: source.name,
+    splits: () => source.splits(),
+    async reader(split, position) {
+      const r = await source.reader(split, position);
+      return {
+        read(out, max) {
+          const n = r.read(out, max);
+          const after = (c: number) => {
+            if (c > 0) {
+              total += c;
+              hook(total);
+            }
+            return c;
+          };
+          return typeof n === "number" ? after(n) : n.then(after);
+        },
+        position: () => r.position(),
+        close: () => r.close?.(),
+      };
+    },
+  };
+}
+
+/** A one-split source over `items` that reads only as far as `allow(n)` let it. */
+export function gatedSource<T>(items: readonly T[], name = "gated"): { source: Source<T>; allow(n: number): void } {
+  let allowed = 0;
+  const waiters: (() => void)[] = [];
+  return {
+    allow(n: number) {
+      allowed = Math.max(allowed, n);
+      for (const w of waiters.splice(0)) w();
+    },
+    source: {
+      name,
+      splits: () => [{ id: "0" }],
+      reader(_split, position) {
+        let i = typeof position === "number" ? position : 0;
+        return {
+          read(out, max) {
+            if (i >= items.length) return -1;
+            if (i >= allowed) return new Promise<number>((resolve) => waiters.push(() => resolve(0)));
+            const stop = Math.min(allowed, items.length, i + max);
+            const c = stop - i;
+            while (i < stop) out.push(items[i++]);
+            return c;
+          },
+          position: () => i,
+        };
+      },
+    },
+  };
+}
+
+/** The states of the session job. */
+export const COUNT = valueState<{ n: number; sum: number }>("count", {
+  value: { encoding: "arrow", type: { struct: [{ name: "n", type: "int32" }, { name: "sum", type: "float64" }] } },
+});
+/** Last three amounts per user. */
+export const RECENT = listState<number>("recent", { value: { encoding: "arrow", type: "int32" } });
+/** Events per category per user. */
+export const PER_CAT = mapState<string, number>("per-cat", { value: { encoding: "arrow", type: "int32" } });
+/** Total amount per user. */
+export const TOTAL = reducingState<number>("total", (a, b) => a + b, { value: { encoding: "arrow", type: "float64" } });
+
+/** The keyed function of the session job: one output line per event, a pure function of the user's history. */
+export function sessionFunction(): KeyedProcessFunction<string, Event, string> {
+  return {
+    processElement(e, ctx) {
+      const count = ctx.getState(COUNT);
+      const recent = ctx.getListState(RECENT);
+      const perCat = ctx.getMapState(PER_CAT);
+      const total = ctx.getReducingState(TOTAL);
+      const c = count.value() ?? { n: 0, sum: 0 };
+      const next = { n: c.n + 1, sum: c.sum + e.amount };
+      count.update(next);
+      recent.add(e.amount);
+      if (recent.get().length > 3) recent.update(recent.get().slice(-3));
+      const cc = (perCat.get(e.cat) ?? 0) + 1;
+      perCat.put(e.cat, cc);
+      if (cc >= 4) perCat.remove(e.cat); // exercise deletes
+      total.add(e.amount);
+      ctx.collect(`${e.user}|${next.n}|${next.sum}|${recent.get().join(",")}|${e.cat}:${cc}|${total.get()}`);
+    },
+    open(ctx) {
+      ctx.getState(COUNT);
+      ctx.getListState(RECENT);
+      ctx.getMapState(PER_CAT);
+      ctx.getReducingState(TOTAL);
+    },
+  };
+}
+
+/** Options of {@link sessionJob}. */
+export interface SessionJobOptions {
+  source: Source<Event>;
+  sink: Sink<string, unknown>;
+  parallelism: number;
+  sourceParallelism?: number;
+  storage?: Storage | string;
+  restore?: RestoreOptions;
+  faults?: FaultPlan;
+  maxParallelism?: number;
+  batchSize?: number;
+  intervalMs?: number;
+  fullEvery?: number;
+}
+
+/** source → keyBy(user) → sessions → sink. */
+export function sessionJob(o: SessionJobOptions): Job {
+  const job = new Job("sessions", {
+    maxParallelism: o.maxParallelism,
+    checkpoints: o.storage === undefined ? undefined : { storage: o.storage, intervalMs: o.intervalMs, retain: 2, fullEvery: o.fullEvery ?? 4 },
+    restore: o.restore,
+    faults: o.faults,
+    batchSize: o.batchSize ?? 32,
+    channelCapacity: 2,
+  });
+  job.fromSource(o.source, { uid: "events", parallelism: o.sourceParallelism ?? 2 })
+    .keyBy((e) => e.user)
+    .process(sessionFunction, { uid: "sessions", parallelism: o.parallelism })
+    .sinkTo(o.sink, { uid: "out", parallelism: Math.max(1, o.parallelism - 1) });
+  return job;
+}
+
+/** Sorted copy, for multiset comparison. */
+export function sorted(lines: readonly string[]): string[] {
+  return [...lines].sort();
+}

@@ -1,0 +1,111 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { assignKeyGroup } from "../format/key_group.ts";
+import { KeyedStateBackend, keyIdOf } from "./keyed_backend.ts";
+import { aggregatingState, listState, mapState, reducingState, valueState } from "./state.ts";
+
+function at(b: KeyedStateBackend, key: string | number): void {
+  b.setCurrentKey(key, assignKeyGroup(key, 128));
+}
+
+test("value state is scoped to the current key and tracks upserts and deletes", () => {
+  const b = new KeyedStateBackend({ start: 0, end: 127 }, "string", true);
+  const s = b.getState(valueState<number>("v"));
+  at(b, "a");
+  s.update(1);
+  at(b, "b");
+  assert.equal(s.value(), undefined);
+  s.update(2);
+  at(b, "a");
+  assert.equal(s.value(), 1);
+  const t = b.table("v")!;
+  assert.equal(t.dirtySize(), 2);
+  t.clearDirty();
+  s.clear();
+  const d = t.captureDirty(0);
+  assert.equal(d.length, 1);
+  assert.deepEqual(d.keys, ["a"]);
+  assert.deepEqual([...d.ops!], [1]);
+  assert.equal(d.values[0], null);
+  const all = t.captureAll(0);
+  assert.deepEqual(all.keys, ["b"]);
+  assert.deepEqual(all.values, [2]);
+});
+
+test("captured rows are sorted by key group", () => {
+  const b = new KeyedStateBackend({ start: 0, end: 127 }, "string", true);
+  const s = b.getState(valueState<number>("v"));
+  for (let i = 0; i < 500; i++) {
+    at(b, `k${i}`);
+    s.update(i);
+  }
+  for (const rows of [b.table("v")!.captureAll(0), b.table("v")!.captureDirty(0)]) {
+    assert.equal(rows.length, 500);
+    for (let i = 1; i < rows.length; i++) assert.ok(rows.keyGroups[i - 1] <= rows.keyGroups[i]);
+    for (let i = 0; i < rows.length; i++) assert.equal(rows.keyGroups[i], assignKeyGroup(rows.keys[i] as string, 128));
+  }
+});
+
+test("list, reducing and aggregating state", () => {
+  const b = new KeyedStateBackend({ start: 0, end: 127 }, "string", true);
+  const l = b.getListState(listState<number>("l"));
+  const r = b.getReducingState(reducingState<number>("r", (x, y) => x + y));
+  const a = b.getAggregatingState(aggregatingState<number, { n: number; s: number }, number>("a", {
+    createAccumulator: () => ({ n: 0, s: 0 }),
+    add: (v, acc) => ({ n: acc.n + 1, s: acc.s + v }),
+    getResult: (acc) => acc.s / acc.n,
+  }));
+  at(b, "k");
+  for (const x of [1, 2, 3]) {
+    l.add(x);
+    r.add(x);
+    a.add(x);
+  }
+  assert.deepEqual(l.get(), [1, 2, 3]);
+  assert.equal(r.get(), 6);
+  assert.equal(a.get(), 2);
+  l.update([]);
+  assert.deepEqual(l.get(), []);
+  assert.equal(b.table("l")!.captureDirty(0).ops![0], 1);
+});
+
+test("map state tracks changes per user key, clear deletes every entry", () => {
+  const b = new KeyedStateBackend({ start: 0, end: 127 }, "string", true);
+  const m = b.getMapState(mapState<string, number>("m"));
+  at(b, "k");
+  m.put("x", 1);
+  m.put("y", 2);
+  assert.equal(m.size(), 2);
+  assert.deepEqual([...m.entries()].sort(), [["x", 1], ["y", 2]]);
+  const t = b.table("m")!;
+  assert.equal(t.dirtySize(), 2);
+  t.clearDirty();
+  m.clear();
+  const d = t.captureDirty(0);
+  assert.deepEqual(d.userKeys!.slice().sort(), ["x", "y"]);
+  assert.deepEqual([...d.ops!], [1, 1]);
+  assert.equal(t.size(), 0);
+});
+
+test("state access outside a record and kind clashes are refused", () => {
+  const b = new KeyedStateBackend({ start: 0, end: 127 }, "string", true);
+  const s = b.getState(valueState<number>("v"));
+  assert.throws(() => s.value(), TypeError);
+  assert.throws(() => b.getListState(listState<number>("v")), TypeError);
+});
+
+test("without change tracking nothing is recorded as dirty", () => {
+  const b = new KeyedStateBackend({ start: 0, end: 127 }, "string", false);
+  const s = b.getState(valueState<number>("v"));
+  at(b, "a");
+  s.update(1);
+  assert.equal(b.table("v")!.dirtySize(), 0);
+  assert.equal(b.table("v")!.size(), 1);
+});
+
+test("keyIdOf gives equal ids to equal composite keys", () => {
+  assert.equal(keyIdOf(["a", 1]), keyIdOf(["a", 1]));
+  assert.notEqual(keyIdOf(["a", 1]), keyIdOf(["a", "1"]));
+  assert.equal(keyIdOf(new Uint8Array([1, 2])), keyIdOf(new Uint8Array([1, 2])));
+  assert.equal(keyIdOf(7), 7);
+});
