@@ -1,6 +1,7 @@
 // Hostile input: whatever the bytes, reading a chunk ends in a named error (never a bare TypeError or
 // RangeError, a hang, or an allocation beyond what the real byte size allows).
 import { test } from "node:test";
+import process from "node:process";
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { type Data, makeData, RecordBatch, Schema, Struct, Table, tableFromArrays, tableFromIPC, tableToIPC, Uint16 } from "apache-arrow";
