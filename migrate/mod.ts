@@ -1,0 +1,48 @@
+/**
+ * Offline tools over snapshots: each reads a snapshot and writes a new one (never in place, the manifest
+ * last), streaming key-group range by range in bounded memory, on any storage URI.
+ *
+ * - {@link compact}: checkpoint chain → self-contained, canonical savepoint
+ * - {@link rekey}: new parallelism, new maxParallelism (re-hash), new key function (with merge)
+ * - {@link migrate} with {@link defineMigrations}: versioned schema migrations, dry-run plans
+ * - {@link inspect}, {@link validate}, {@link diff}, {@link exportState}, {@link ls}
+ *
+ * @example
+ * ```ts
+ * import { compact, rekey, validate } from "./mod.ts";
+ * // await compact("./ckpt", "./ckpt/savepoints/sp-1");
+ * // await rekey("./ckpt/savepoints/sp-1", "./ckpt/savepoints/sp-1-p8", { parallelism: 8 });
+ * // console.log(await validate("./ckpt/savepoints/sp-1-p8")); // []
+ * ```
+ *
+ * @module
+ */
+export { compact, type CompactOptions } from "./compact.ts";
+export { type KeyFunction, type MergeFunction, parallelismFor, rekey, type RekeyOptions, type WriteReport } from "./rekey.ts";
+export type { WriteOptions } from "./_sink.ts";
+export {
+  addField,
+  custom,
+  defineMigrations,
+  describeStep,
+  dropField,
+  dropOperator,
+  dropState,
+  isMigrations,
+  type Migrations,
+  type OperatorStep,
+  renameField,
+  renameOperator,
+  renameState,
+  type RowContext,
+  type StateStep,
+  typeName,
+  widenType,
+} from "./migrations.ts";
+export { migrate, type MigrateOptions, type MigrateReport, type MigrationPlan, type PlannedState } from "./migrate.ts";
+export { chainDepth, inspect, type InspectOptions, type OperatorInfo, type Skew, type SnapshotInfo, type StateInfo } from "./inspect.ts";
+export { type Finding, type FindingCode, validate, type ValidateOptions } from "./validate.ts";
+export { type ChangedSample, diff, type DiffOptions, type SnapshotDiff, type StateDiff } from "./diff.ts";
+export { type ExportOptions, exportState, toJson } from "./export.ts";
+export { type Listing, ls, type SnapshotEntry } from "./ls.ts";
+export type { Progress } from "./progress.ts";

@@ -1,0 +1,300 @@
+/**
+ * `validate`: every check a snapshot can fail, as a list of findings (empty = valid).
+ *
+ * @module
+ */
+import {
+  ArrowpointError,
+  ChecksumMismatchError,
+  ManifestSchemaError,
+  NotFoundError,
+  PathEscapeError,
+  SnapshotFormatError,
+  UnsupportedFormatVersionError,
+} from "../format/errors.ts";
+import { verifyChecksum } from "../format/checksum.ts";
+import { decompress } from "../format/compression.ts";
+import { type DecodedChunk, decodeChunk, openChunk, readKeyGroupRange } from "../format/decode_chunk.ts";
+import { assignKeyGroup, type Key } from "../format/key_group.ts";
+import type { ChunkRef, StateSnapshot } from "../format/manifest.ts";
+import { checkLayout } from "../format/chunk_schema.ts";
+import { chunkPath, openSnapshot, type Snapshot } from "../snapshot/read.ts";
+import { layoutOf } from "./_sink.ts";
+import { keyText, rowId } from "./_rows.ts";
+import { valueChecker } from "./_value_check.ts";
+import type { Progress } from "./progress.ts";
+
+/**
+ * The kinds of findings, stable across versions (messages may improve):
+ * - `manifest-invalid`: the manifest is not valid JSON, fails its JSON Schema, checksum or consistency checks
+ * - `format-version-unsupported`: written by a newer arrowpoint
+ * - `path-escape`: a chunk path is absolute or leaves the snapshot
+ * - `chunk-missing`, `size-mismatch`, `checksum-mismatch`, `chunk-corrupt`: a chunk file's bytes
+ * - `layout-mismatch`: a chunk's column layout differs from its state's descriptor
+ * - `row-count-mismatch`: a chunk holds a different number of rows than the manifest records
+ * - `key-group-outside-range`: a chunk holds rows outside its manifest key-group range
+ * - `wrong-key-group`: a row's key hashes to another key group than the one it is stored under
+ * - `duplicate-row`: a base chunk holds one key (namespace, user key) twice
+ * - `value-schema`: a value fails its state's JSON Schema
+ * - `range-overlap`: two base chunks of a state cover one key group
+ * - `range-gap`: key groups of a state covered by no chunk
+ */
+export type FindingCode =
+  | "manifest-invalid"
+  | "format-version-unsupported"
+  | "path-escape"
+  | "chunk-missing"
+  | "size-mismatch"
+  | "checksum-mismatch"
+  | "chunk-corrupt"
+  | "layout-mismatch"
+  | "row-count-mismatch"
+  | "key-group-outside-range"
+  | "wrong-key-group"
+  | "duplicate-row"
+  | "value-schema"
+  | "range-overlap"
+  | "range-gap";
+
+/** One thing wrong with a snapshot. */
+export interface Finding {
+  /** What kind of problem (stable). */
+  code: FindingCode;
+  /** What is wrong, where, and what it means. */
+  message: string;
+  /** The file involved (relative to the snapshot's chunk root, or the manifest). */
+  path?: string;
+  /** The operator uid involved. */
+  operator?: string;
+  /** The state involved. */
+  state?: string;
+}
+
+/** Options of {@link validate}. */
+export interface ValidateOptions {
+  /**
+   * Decode rows to check key groups, duplicates and value schemas (default true). `false` checks the
+   * manifest, sizes, checksums, chunk structure, row counts and ranges only.
+   */
+  rows?: boolean;
+  /** Rows decoded per batch (default 65,536). */
+  batchRows?: number;
+  /** Called after each chunk. */
+  onProgress?: (p: Progress) => void;
+  /** Cancels between chunks. */
+  signal?: AbortSignal;
+}
+
+function manifestFinding(e: unknown, location: string): Finding | undefined {
+  if (e instanceof UnsupportedFormatVersionError) return { code: "format-version-unsupported", message: e.message, path: location };
+  if (e instanceof ManifestSchemaError) {
+    const escape = e.cause instanceof PathEscapeError || /escapes the snapshot/.test(e.message);
+    return { code: escape ? "path-escape" : "manifest-invalid", message: e.message, path: e.path ?? location };
+  }
+  if (e instanceof PathEscapeError) return { code: "path-escape", message: e.message, path: location };
+  if (e instanceof SnapshotFormatError) return { code: "manifest-invalid", message: e.message, path: e.path ?? location };
+  return undefined;
+}
+
+/**
+ * Validates a snapshot: manifest (JSON Schema, checksum, consistency; its errors become findings), every
+ * chunk's presence, size, checksum and structure, row counts against the manifest, key-group ranges
+ * (each state's bases cover `[0, maxParallelism)` without overlap; exactly, for a savepoint), every row's
+ * key in the key group its hash gives, no duplicate rows, values against their JSON Schema, no path
+ * outside the snapshot. Returns the findings; an empty list means valid. A URI with no snapshot at all
+ * (no manifest) throws `NotFoundError`.
+ *
+ * @example
+ * ```ts
+ * import { validate } from "./validate.ts";
+ * // const findings = await validate("./ckpt/savepoints/sp-1");
+ * // for (const f of findings) console.log(f.code, f.path ?? "", f.message);
+ * ```
+ */
+export async function validate(uri: string | Snapshot, options: ValidateOptions = {}): Promise<Finding[]> {
+  let snap: Snapshot;
+  try {
+    snap = typeof uri === "string" ? await openSnapshot(uri) : uri;
+  } catch (e) {
+    const f = typeof uri === "string" ? manifestFinding(e, uri) : undefined;
+    if (f) return [f];
+    throw e;
+  }
+  try {
+    return await validateOpened(snap, options);
+  } finally {
+    if (typeof uri === "string") await snap.storage.close();
+  }
+}
+
+async function validateOpened(snap: Snapshot, options: ValidateOptions): Promise<Finding[]> {
+  const findings: Finding[] = [];
+  const m = snap.manifest;
+  const maxP = m.maxParallelism;
+  const started = Date.now();
+  let doneRows = 0;
+  let doneBytes = 0;
+  for (const op of m.operators) {
+    for (const st of op.states) {
+      const at = { operator: op.uid, state: st.name };
+      if (st.keyed) findings.push(...checkRanges(st, maxP, m.kind === "savepoint").map((f) => ({ ...f, ...at })));
+      for (const ref of st.chunks) {
+        options.signal?.throwIfAborted();
+        const found = await checkChunk(snap, st, ref, maxP, options);
+        findings.push(...found.map((f) => ({ path: ref.path, ...f, ...at })));
+        doneRows += ref.rows;
+        doneBytes += ref.bytes;
+        options.onProgress?.({ phase: "validate", rows: doneRows, bytes: doneBytes, elapsedMs: Date.now() - started });
+      }
+    }
+  }
+  return findings;
+}
+
+type PartialFinding = Omit<Finding, "operator" | "state">;
+
+function checkRanges(st: StateSnapshot, maxP: number, savepoint: boolean): PartialFinding[] {
+  const out: PartialFinding[] = [];
+  if (st.chunks.length === 0) return out;
+  const bases = st.chunks.filter((c) => c.type === "base").sort((a, b) => a.keyGroupRange!.start - b.keyGroupRange!.start);
+  for (let i = 1; i < bases.length; i++) {
+    const a = bases[i - 1].keyGroupRange!;
+    const b = bases[i].keyGroupRange!;
+    if (b.start <= a.end) {
+      out.push({
+        code: "range-overlap",
+        path: bases[i].path,
+        message: `base chunks ${bases[i - 1].path} [${a.start}, ${a.end}] and ${bases[i].path} [${b.start}, ${b.end}] both cover key groups ${b.start}..${Math.min(a.end, b.end)}; a reader would take one and lose the other's rows`,
+      });
+    }
+  }
+  const covered = new Uint8Array(maxP);
+  for (const c of savepoint ? bases : st.chunks) for (let g = c.keyGroupRange!.start; g <= c.keyGroupRange!.end && g < maxP; g++) covered[g] = 1;
+  const gaps: string[] = [];
+  for (let g = 0; g < maxP; g++) {
+    if (covered[g]) continue;
+    let e = g;
+    while (e + 1 < maxP && !covered[e + 1]) e++;
+    gaps.push(g === e ? `${g}` : `${g}..${e}`);
+    g = e;
+  }
+  if (gaps.length) out.push({ code: "range-gap", message: `key groups ${gaps.slice(0, 8).join(", ")}${gaps.length > 8 ? ", …" : ""} are covered by no chunk; their rows are lost (maxParallelism ${maxP})` });
+  return out;
+}
+
+async function checkChunk(snap: Snapshot, st: StateSnapshot, ref: ChunkRef, maxP: number, options: ValidateOptions): Promise<PartialFinding[]> {
+  const where = `${snap.location.replace(/\/+$/, "")} → ${ref.path}`;
+  let stored: Uint8Array;
+  try {
+    stored = await snap.storage.get(chunkPath(snap, ref));
+  } catch (e) {
+    if (e instanceof NotFoundError) return [{ code: "chunk-missing", message: `chunk listed in the manifest is missing (${chunkPath(snap, ref)}); the snapshot is incomplete` }];
+    throw e;
+  }
+  if (stored.length !== ref.bytes) {
+    return [{ code: "size-mismatch", message: `chunk is ${stored.length} bytes but the manifest records ${ref.bytes}; it was truncated or replaced` }];
+  }
+  try {
+    verifyChecksum(stored, ref.checksum, where);
+  } catch (e) {
+    if (e instanceof ChecksumMismatchError) return [{ code: "checksum-mismatch", message: `checksum mismatch: the manifest records ${e.expected}, the bytes give ${e.actual}; the chunk is corrupt` }];
+    throw e;
+  }
+  let raw: Uint8Array;
+  let file: ReturnType<typeof openChunk>;
+  try {
+    raw = decompress(stored, { compression: ref.compression, rawBytes: ref.rawBytes, path: where });
+    file = openChunk(raw, { path: where, compression: "none" });
+  } catch (e) {
+    if (e instanceof ArrowpointError) return [{ code: "chunk-corrupt", message: e.message }];
+    throw e;
+  }
+  const out: PartialFinding[] = [];
+  const expected = checkLayout(layoutOf(st));
+  if (expected.layout && JSON.stringify(expected.layout) !== JSON.stringify(file.plan.layout)) {
+    out.push({ code: "layout-mismatch", message: `chunk columns are ${JSON.stringify(file.plan.layout)} but the state declares ${JSON.stringify(expected.layout)}` });
+    return out;
+  }
+  if (file.rows !== ref.rows) out.push({ code: "row-count-mismatch", message: `chunk holds ${file.rows} rows but the manifest records ${ref.rows}` });
+  if (st.keyed) {
+    const ix = file.keyGroupIndex;
+    const r = ref.keyGroupRange!;
+    if (ix && ix.keyGroups.length && (ix.keyGroups[0] < r.start || ix.keyGroups[ix.keyGroups.length - 1] > r.end)) {
+      const outside = ix.keyGroups.filter((g) => g < r.start || g > r.end);
+      out.push({ code: "key-group-outside-range", message: `chunk holds rows of key groups ${outside.slice(0, 8).join(", ")}${outside.length > 8 ? ", …" : ""} outside its manifest range [${r.start}, ${r.end}]` });
+    }
+  }
+  if (options.rows === false) return out;
+  try {
+    out.push(...checkRows(raw, file, st, ref, maxP, where, options.batchRows ?? 65_536));
+  } catch (e) {
+    if (e instanceof ArrowpointError) out.push({ code: "chunk-corrupt", message: e.message });
+    else throw e;
+  }
+  return out;
+}
+
+function checkRows(raw: Uint8Array, file: ReturnType<typeof openChunk>, st: StateSnapshot, ref: ChunkRef, maxP: number, where: string, batchRows: number): PartialFinding[] {
+  const out: PartialFinding[] = [];
+  const check = valueChecker(layoutOf(st));
+  const checkValues = st.value.encoding === "msgpack" ? check : undefined; // Arrow types are the chunk's own schema
+  const info = { path: where, compression: "none" as const };
+  let wrong = 0;
+  let firstWrong = "";
+  let dups = 0;
+  let firstDup = "";
+  let badValue = 0;
+  let firstBad = "";
+  const namespaced = st.namespaced === true;
+  const map = st.kind === "map";
+  const visit = (d: DecodedChunk) => {
+    let seen = new Set<string>();
+    let kgPrev = -1;
+    for (let i = 0; i < d.length; i++) {
+      if (st.keyed) {
+        const kg = d.keyGroups![i];
+        const key = d.keys![i] as Key;
+        let actual: number | undefined;
+        try {
+          actual = assignKeyGroup(key, maxP);
+        } catch {
+          actual = undefined;
+        }
+        if (actual !== kg) {
+          if (wrong++ === 0) firstWrong = `key ${keyText(key)} is stored in key group ${kg} but hashes to ${actual ?? "nothing (unhashable)"}`;
+        }
+        if (kg !== kgPrev) {
+          seen = new Set();
+          kgPrev = kg;
+        }
+        if (ref.type === "base") {
+          const id = rowId(key, d.namespaces?.[i], d.userKeys?.[i], namespaced, map);
+          if (seen.has(id)) {
+            if (dups++ === 0) firstDup = `key ${keyText(key)}${namespaced ? ` (namespace ${JSON.stringify(d.namespaces![i])})` : ""}${map ? ` (user key ${keyText(d.userKeys![i])})` : ""} appears twice`;
+          } else seen.add(id);
+        }
+        if (d.ops && d.ops[i] === 1) continue;
+      }
+      if (checkValues) {
+        const why = checkValues(d.values[i]);
+        if (why && badValue++ === 0) firstBad = `${st.keyed ? `key ${keyText(d.keys![i])}` : `item ${i}`}: ${why}`;
+      }
+    }
+  };
+  if (!st.keyed || !file.keyGroupIndex) visit(decodeChunk(raw, info));
+  else {
+    // Key group by key group, about `batchRows` rows at a time, using the chunk's key-group index.
+    const { keyGroups, offsets } = file.keyGroupIndex;
+    let i = 0;
+    while (i < keyGroups.length) {
+      let j = i;
+      while (j + 1 < keyGroups.length && offsets[j + 2] - offsets[i] <= batchRows) j++;
+      visit(readKeyGroupRange(raw, { start: keyGroups[i], end: keyGroups[j] }, info));
+      i = j + 1;
+    }
+  }
+  if (wrong) out.push({ code: "wrong-key-group", message: `${wrong} row(s) in the wrong key group; first: ${firstWrong} (maxParallelism ${maxP}); a reader restoring by key would miss them` });
+  if (dups) out.push({ code: "duplicate-row", message: `${dups} duplicate row(s); first: ${firstDup}` });
+  if (badValue) out.push({ code: "value-schema", message: `${badValue} value(s) fail the state's JSON Schema; first: ${firstBad}` });
+  return out;
+}
