@@ -105,16 +105,22 @@ function resolve(snap: Snapshot, m: Migrations): Resolved {
   const ops = snap.manifest.operators;
   const current = new Map<string, string | null>(ops.map((o) => [o.uid, o.uid]));
   const droppedStates = new Set<string>();
+  const aliases = new Map<string, Set<string>>(ops.map((o) => [o.uid, new Set([o.uid])]));
   const known = () => [...current.values()].filter((u): u is string => u !== null);
   for (const step of m.operators) {
     if (step.op === "renameOperator") {
       const src = ops.find((o) => current.get(o.uid) === step.from);
       if (!src) {
-        if (known().includes(step.to)) continue; // already renamed in this snapshot
+        const done = ops.find((o) => current.get(o.uid) === step.to);
+        if (done) {
+          aliases.get(done.uid)!.add(step.from); // already renamed in this snapshot: chains may use the old uid
+          continue;
+        }
         throw new MigrationError(`renameOperator(${JSON.stringify(step.from)}, ${JSON.stringify(step.to)}): the snapshot has no operator ${JSON.stringify(step.from)} (operators: ${known().join(", ") || "none"})`);
       }
       if (known().includes(step.to)) throw new MigrationError(`renameOperator(${JSON.stringify(step.from)}, ${JSON.stringify(step.to)}): operator ${JSON.stringify(step.to)} already exists; drop it first`);
       current.set(src.uid, step.to);
+      aliases.get(src.uid)!.add(step.to);
     } else if (step.op === "dropOperator") {
       for (const o of ops) if (o.uid === step.uid || current.get(o.uid) === step.uid) current.set(o.uid, null);
     } else {
@@ -139,7 +145,7 @@ function resolve(snap: Snapshot, m: Migrations): Resolved {
       let chain: readonly StateStep[] | undefined;
       for (const [key, steps] of Object.entries(m.states)) {
         for (const cand of chainNames(key, steps)) {
-          if (cand.uid !== op.uid && cand.uid !== outUid) continue;
+          if (!aliases.get(op.uid)!.has(cand.uid)) continue;
           const at = Math.min(st.schemaVersion, cand.names.length) - 1;
           if (cand.names[at] === st.name) {
             if (chain && chain !== steps) throw new MigrationError(`state ${op.uid}/${st.name} matches two migration chains; keep one`);
