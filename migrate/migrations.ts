@@ -39,9 +39,24 @@ export interface RowContext {
   readonly fromVersion: number;
 }
 
+/**
+ * The default of an added field: a value (copied into every row) or a function of the row's old value
+ * and context.
+ */
+export type FieldDefault =
+  | string
+  | number
+  | bigint
+  | boolean
+  | null
+  | Uint8Array
+  | readonly unknown[]
+  | { readonly [field: string]: unknown }
+  | ((value: unknown, ctx: RowContext) => unknown);
+
 /** A step of a state's chain: it takes the state from schema version n to n + 1. */
 export type StateStep =
-  | { readonly op: "addField"; readonly name: string; readonly type: FieldType; readonly default: unknown; readonly nullable: boolean }
+  | { readonly op: "addField"; readonly name: string; readonly type: FieldType; readonly default: FieldDefault; readonly nullable: boolean }
   | { readonly op: "dropField"; readonly name: string }
   | { readonly op: "renameField"; readonly from: string; readonly to: string }
   | { readonly op: "widenType"; readonly field: string | undefined; readonly to: ScalarType }
@@ -95,7 +110,7 @@ function checkType(type: unknown): FieldType {
  * const computed = addField("big", "bool", (v) => (v as { count: number }).count > 100);
  * ```
  */
-export function addField(name: string, type: FieldType, defaultValue: unknown, options: { nullable?: boolean } = {}): StateStep {
+export function addField(name: string, type: FieldType, defaultValue: FieldDefault, options: { nullable?: boolean } = {}): StateStep {
   return { op: "addField", name: checkName(name, "the field name"), type: checkType(type), default: defaultValue, nullable: options.nullable === true };
 }
 

@@ -28,6 +28,7 @@ export {
   dropField,
   dropOperator,
   dropState,
+  type FieldDefault,
   isMigrations,
   type Migrations,
   type OperatorStep,
