@@ -23,7 +23,10 @@ export const DEFAULT_MAX_RATIO = 64;
 const SLACK = 1 << 20;
 /** DEFLATE cannot expand more than ~1032:1; a `rawBytes` beyond that is a lie. */
 const DEFLATE_MAX_RATIO = 1032;
-const PUSH_SIZE = 16 * 1024;
+/** Inflate output per push we aim for; with at most 1032× expansion, pushes start tiny and grow. */
+const PUSH_OUTPUT = 256 * 1024;
+const MIN_PUSH = 256;
+const MAX_PUSH = 256 * 1024;
 
 /**
  * Compresses a whole file. `"none"` returns `bytes` itself.
@@ -137,9 +140,17 @@ export function decompress(bytes: Uint8Array, options: DecompressOptions = {}): 
     total += chunk.length;
   });
   try {
-    for (let p = 0; p < bytes.length && !overflow; p += PUSH_SIZE) {
-      const end = Math.min(bytes.length, p + PUSH_SIZE);
+    // Push sizes follow the ratio seen so far (aiming at PUSH_OUTPUT per push), and one push may inflate
+    // (at worst 1032×) to at most a quarter of the cap: transient memory stays a small multiple of the cap.
+    let ratio = DEFLATE_MAX_RATIO;
+    const worstCase = Math.floor(cap / 4 / DEFLATE_MAX_RATIO);
+    for (let p = 0; p < bytes.length && !overflow;) {
+      const size = Math.max(MIN_PUSH, Math.min(MAX_PUSH, worstCase, Math.floor(PUSH_OUTPUT / ratio)));
+      const end = Math.min(bytes.length, p + size);
+      const before = total;
       stream.push(bytes.subarray(p, end), end === bytes.length);
+      ratio = Math.max(1, (total - before) / (end - p));
+      p = end;
     }
     if (bytes.length === 0) stream.push(bytes, true);
   } catch (e) {

@@ -1,5 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import process from "node:process";
 import { compress, decompress, detectCompression } from "./compression.ts";
 import { SnapshotFormatError } from "./errors.ts";
 
@@ -69,4 +70,14 @@ test("decompress() turns corrupt or truncated deflate data into SnapshotFormatEr
       assert.ok(e instanceof SnapshotFormatError, String(e));
     }
   }
+});
+
+test("decompress() keeps transient memory near the cap while refusing a bomb", () => {
+  const bomb = compress(new Uint8Array(32 << 20), "deflate", 9); // 32 MiB of zeros in ~32 KiB
+  const cap = 64 * bomb.length + (1 << 20);
+  const external = () => Math.max(process.memoryUsage().external, process.memoryUsage().arrayBuffers);
+  const before = external();
+  assert.throws(() => decompress(bomb, { compression: "deflate" }), SnapshotFormatError);
+  const grew = external() - before;
+  assert.ok(grew <= 2 * cap, `grew ${grew} bytes for a cap of ${cap}`);
 });
