@@ -1,15 +1,19 @@
 /**
  * Whole-file compression of chunks: `"none"` (the default: an uncompressed chunk is a plain Arrow IPC file
  * that DuckDB, pyarrow or polars open as-is) or `"deflate"` — the whole Arrow file as one zlib stream
- * (RFC 1950: a 2-byte header, DEFLATE data, Adler-32), written with fflate.
+ * (RFC 1950: a 2-byte header, DEFLATE data, Adler-32).
  *
- * Decompression is streaming and capped: it stops with a {@link SnapshotFormatError} as soon as the output
- * would exceed `rawBytes` (the uncompressed size the manifest records) or, when that is unknown,
- * `64 × input + 1 MiB`. A decompression bomb therefore never allocates more than that bound.
+ * Compression uses fflate (pure JS: the same bytes, hence the same checksum, in Node and Deno).
+ * Decompression uses `node:zlib`'s native `inflateSync` with `maxOutputLength` (Node and Deno): it stops
+ * with a {@link SnapshotFormatError} as soon as the output would exceed `rawBytes` (the uncompressed size the
+ * manifest records) or, when that is unknown, `64 × input + 1 MiB`, so a decompression bomb never allocates
+ * more than that bound. Measured on a 37 MB chunk: ~500–590 MB/s, against ~190 MB/s for fflate's streaming
+ * inflate, whose capped use also left ~5× the cap of transient garbage.
  *
  * @module
  */
-import { Unzlib, zlibSync } from "fflate";
+import { zlibSync } from "fflate";
+import { inflateSync } from "node:zlib";
 import { SnapshotFormatError } from "./errors.ts";
 
 /** How a chunk file is compressed as a whole. */
@@ -23,10 +27,6 @@ export const DEFAULT_MAX_RATIO = 64;
 const SLACK = 1 << 20;
 /** DEFLATE cannot expand more than ~1032:1; a `rawBytes` beyond that is a lie. */
 const DEFLATE_MAX_RATIO = 1032;
-/** Inflate output per push we aim for; with at most 1032× expansion, pushes start tiny and grow. */
-const PUSH_OUTPUT = 256 * 1024;
-const MIN_PUSH = 256;
-const MAX_PUSH = 256 * 1024;
 
 /**
  * Compresses a whole file. `"none"` returns `bytes` itself.
@@ -124,56 +124,26 @@ export function decompress(bytes: Uint8Array, options: DecompressOptions = {}): 
     const ratio = options.maxRatio ?? DEFAULT_MAX_RATIO;
     cap = Math.min(physicalMax, ratio * bytes.length + SLACK);
   }
-  // With a known size, inflate straight into the final buffer; else collect pieces.
-  const out = rawBytes !== undefined ? new Uint8Array(rawBytes) : null;
-  const pieces: Uint8Array[] = [];
-  let total = 0;
-  let overflow = false;
-  const stream = new Unzlib((chunk: Uint8Array) => {
-    if (overflow) return;
-    if (total + chunk.length > cap) {
-      overflow = true;
-      return;
-    }
-    if (out) out.set(chunk, total);
-    else pieces.push(chunk);
-    total += chunk.length;
-  });
+  let out: Uint8Array;
   try {
-    // Push sizes follow the ratio seen so far (aiming at PUSH_OUTPUT per push), and one push may inflate
-    // (at worst 1032×) to at most a quarter of the cap: transient memory stays a small multiple of the cap.
-    let ratio = DEFLATE_MAX_RATIO;
-    const worstCase = Math.floor(cap / 4 / DEFLATE_MAX_RATIO);
-    for (let p = 0; p < bytes.length && !overflow;) {
-      const size = Math.max(MIN_PUSH, Math.min(MAX_PUSH, worstCase, Math.floor(PUSH_OUTPUT / ratio)));
-      const end = Math.min(bytes.length, p + size);
-      const before = total;
-      stream.push(bytes.subarray(p, end), end === bytes.length);
-      ratio = Math.max(1, (total - before) / (end - p));
-      p = end;
-    }
-    if (bytes.length === 0) stream.push(bytes, true);
+    // node:zlib (native in Node and Deno) stops as soon as the output would pass maxOutputLength, so a bomb
+    // allocates at most the cap; it also checks the Adler-32 trailer.
+    out = inflateSync(bytes, { maxOutputLength: Math.max(1, cap) });
   } catch (e) {
-    if (!overflow) throw new SnapshotFormatError(`corrupt deflate data: ${(e as Error).message}`, { path }, { cause: e });
+    const code = (e as { code?: string }).code;
+    if (code === "ERR_BUFFER_TOO_LARGE" || e instanceof RangeError) {
+      throw new SnapshotFormatError(
+        rawBytes !== undefined
+          ? `decompressed data exceeds rawBytes ${rawBytes}; the chunk or its manifest entry is corrupt`
+          : `decompressed data exceeds ${cap} bytes (${options.maxRatio ?? DEFAULT_MAX_RATIO}× the input + 1 MiB); pass rawBytes from the manifest to read a chunk this compressible`,
+        { path },
+      );
+    }
+    throw new SnapshotFormatError(`corrupt deflate data: ${(e as Error)?.message ?? String(e)}`, { path }, { cause: e });
   }
-  if (overflow) {
-    throw new SnapshotFormatError(
-      rawBytes !== undefined
-        ? `decompressed data exceeds rawBytes ${rawBytes}; the chunk or its manifest entry is corrupt`
-        : `decompressed data exceeds ${cap} bytes (${options.maxRatio ?? DEFAULT_MAX_RATIO}× the input + 1 MiB); pass rawBytes from the manifest to read a chunk this compressible`,
-      { path },
-    );
+  if (rawBytes !== undefined && out.length !== rawBytes) {
+    throw new SnapshotFormatError(`decompressed ${out.length} bytes but rawBytes says ${rawBytes}; the chunk or its manifest entry is corrupt`, { path });
   }
-  if (rawBytes !== undefined && total !== rawBytes) {
-    throw new SnapshotFormatError(`decompressed ${total} bytes but rawBytes says ${rawBytes}; the chunk or its manifest entry is corrupt`, { path });
-  }
-  if (out) return out;
-  if (pieces.length === 1) return pieces[0];
-  const joined = new Uint8Array(total);
-  let at = 0;
-  for (const piece of pieces) {
-    joined.set(piece, at);
-    at += piece.length;
-  }
-  return joined;
+  // A plain Uint8Array view (not a Node Buffer), so callers see one type in every runtime.
+  return new Uint8Array(out.buffer, out.byteOffset, out.length);
 }
