@@ -8,6 +8,7 @@
 import { parseArgs } from "node:util";
 import { ArrowpointError } from "../format/errors.ts";
 import { VERSION } from "../format/version.ts";
+import { ProgressBar } from "./progress.ts";
 
 /** Exit codes of the CLI. */
 export const EXIT = { ok: 0, findings: 1, error: 2 } as const;
@@ -30,6 +31,24 @@ export interface VerbContext {
   out: (line: string) => void;
   /** Writes a line to standard error. */
   err: (line: string) => void;
+  /** Writes raw bytes to standard output (for `export` without `--out`). */
+  write: (bytes: Uint8Array) => Promise<void>;
+  /** The progress bar on standard error (draws only on a terminal). */
+  bar: ProgressBar;
+}
+
+/** Where the CLI reads and writes; every field defaults to the process's own streams. */
+export interface CliIo {
+  /** Writes a line to standard output. */
+  out?: (s: string) => void;
+  /** Writes a line to standard error. */
+  err?: (s: string) => void;
+  /** Writes raw bytes to standard output. */
+  write?: (bytes: Uint8Array) => Promise<void>;
+  /** Whether standard error is a terminal (progress bars are drawn only then). */
+  tty?: boolean;
+  /** Writes raw text to standard error (the progress bar). */
+  errRaw?: (s: string) => void;
 }
 
 /** One CLI verb. */
@@ -60,20 +79,38 @@ export function registerVerb(name: string, verb: Verb): void {
 }
 
 function help(): string {
-  const width = Math.max(...[...verbs.values()].map((v) => v.usage.length), 10);
   const lines = [
     `arrowpoint ${VERSION} — Arrow-native checkpoints and savepoints for keyed streaming state`,
     "",
     "Usage: arrowpoint <verb> [arguments] [flags]",
     "",
     "Verbs:",
-    ...[...verbs.values()].map((v) => `  ${v.usage.padEnd(width)}  ${v.summary}`),
+    ...[...verbs.values()].map((v) => (v.usage.length <= 34 ? `  ${v.usage.padEnd(36)}${v.summary}` : `  ${v.usage}\n  ${"".padEnd(36)}${v.summary}`)),
     "",
     "Storage URIs: a path, file:///abs/path, s3://bucket/prefix (AWS_REGION, AWS_ENDPOINT_URL_S3, credentials",
     "chain as the AWS SDK reads them) or memory:name.",
     "Flags for every verb: --help, --debug (stack traces). Exit codes: 0 ok, 1 findings, 2 usage or I/O error.",
   ];
   return lines.join("\n");
+}
+
+/** Standard output closed early (`arrowpoint export ... | head`): the verb stops, quietly. */
+class OutputClosed extends ArrowpointError {
+  constructor() {
+    super("ARROWPOINT_OUTPUT_CLOSED", "standard output was closed");
+  }
+}
+
+function stdoutWriter(): (bytes: Uint8Array) => Promise<void> {
+  let closed = false;
+  process.stdout.on("error", (e: NodeJS.ErrnoException) => {
+    if (e.code === "EPIPE") closed = true;
+  });
+  return (bytes) =>
+    new Promise<void>((resolve, reject) => {
+      if (closed) return reject(new OutputClosed());
+      process.stdout.write(bytes, (e) => (e ? reject((e as NodeJS.ErrnoException).code === "EPIPE" ? new OutputClosed() : e) : resolve()));
+    });
 }
 
 /**
@@ -85,9 +122,12 @@ function help(): string {
  * const code = await main(["--help"]); // prints the verbs, 0
  * ```
  */
-export async function main(argv: string[], io: { out?: (s: string) => void; err?: (s: string) => void } = {}): Promise<number> {
+export async function main(argv: string[], io: CliIo = {}): Promise<number> {
   const out = io.out ?? ((s: string) => console.log(s));
   const err = io.err ?? ((s: string) => console.error(s));
+  const write = io.write ?? stdoutWriter();
+  const tty = io.tty ?? (process.stderr.isTTY === true);
+  const bar = new ProgressBar(io.errRaw ?? ((s: string) => process.stderr.write(s)), tty, process.stderr.columns ?? 100);
   await import("./verbs.ts");
   const [verbName, ...rest] = argv;
   if (!verbName || verbName === "--help" || verbName === "-h" || verbName === "help") {
@@ -117,8 +157,13 @@ export async function main(argv: string[], io: { out?: (s: string) => void; err?
       out(`Usage: arrowpoint ${verb.usage}\n\n${verb.summary}`);
       return EXIT.ok;
     }
-    return await verb.run({ args: parsed.positionals, flags: parsed.values as VerbContext["flags"], out, err });
+    try {
+      return await verb.run({ args: parsed.positionals, flags: parsed.values as VerbContext["flags"], out, err, write, bar });
+    } finally {
+      bar.done();
+    }
   } catch (e) {
+    if (e instanceof OutputClosed) return EXIT.ok;
     if (e instanceof ArrowpointError) err(`arrowpoint: ${e.message}`);
     else err(`arrowpoint: unexpected error: ${(e as Error)?.message ?? String(e)} (run with --debug for details)`);
     if (debug) err((e as Error)?.stack ?? String(e));
