@@ -1,0 +1,232 @@
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { pathToFileURL } from "node:url";
+import { tableFromIPC } from "apache-arrow";
+import { clearMemoryStorage } from "../backends/memory.ts";
+import { openStorage } from "../backends/open.ts";
+import type { Manifest } from "../format/manifest.ts";
+import { readManifest } from "../format/manifest.ts";
+import { entries, listAll, stateMap, writeChain, writeSavepoint } from "../migrate/_test_util.ts";
+import { main } from "./main.ts";
+import { ProgressBar } from "./progress.ts";
+
+let dir: string;
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), "arrowpoint-cli-"));
+});
+after(async () => {
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+interface Run {
+  code: number;
+  out: string;
+  err: string;
+  bytes: Uint8Array;
+}
+
+async function run(...argv: string[]): Promise<Run> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const bytes: Uint8Array[] = [];
+  const code = await main(argv, {
+    out: (s) => out.push(s),
+    err: (s) => err.push(s),
+    write: async (b) => {
+      bytes.push(b.slice());
+    },
+    tty: false,
+  });
+  const all = new Uint8Array(bytes.reduce((n, b) => n + b.length, 0));
+  let at = 0;
+  for (const b of bytes) {
+    all.set(b, at);
+    at += b.length;
+  }
+  return { code, out: out.join("\n"), err: err.join("\n"), bytes: all };
+}
+
+function noStack(r: Run): void {
+  assert.doesNotMatch(r.err, /\n\s+at /, "no stack trace");
+  assert.equal(r.err.split("\n").length, 1, `one line: ${r.err}`);
+  assert.match(r.err, /^arrowpoint: /);
+}
+
+test("arrowpoint --help lists every verb; no verb is a usage error", async () => {
+  const r = await run("--help");
+  assert.equal(r.code, 0);
+  for (const v of ["inspect", "validate", "ls", "compact", "rekey", "migrate", "diff", "export", "cp", "gc"]) assert.match(r.out, new RegExp(`\\n  ${v} `));
+  assert.equal((await run()).code, 2);
+  const unknown = await run("frobnicate");
+  assert.equal(unknown.code, 2);
+  noStack(unknown);
+});
+
+test("arrowpoint inspect prints a tree with a skew chart, or JSON", async () => {
+  clearMemoryStorage("cli-insp");
+  await writeSavepoint(await openStorage("memory:cli-insp/sp"), entries(1000), { offsets: [[1], [2, 3]] });
+  const r = await run("inspect", "memory:cli-insp/sp");
+  assert.equal(r.code, 0);
+  assert.match(r.out, /^savepoint sp-test/);
+  assert.match(r.out, /└─ counter {2}parallelism 4 · 1,003 rows/);
+  assert.match(r.out, /counts {2}value<string → \{count: int64, label: utf8\}> {2}v1 · 1,000 rows/);
+  assert.match(r.out, /key groups [▁▂▃▄▅▆▇█ ]+ {2}max\/mean \d\.\d\d/);
+  assert.match(r.out, /offsets {2}operator-list \(split\) msgpack {2}v1 · 3 items/);
+  const j = await run("inspect", "memory:cli-insp/sp", "--json");
+  const info = JSON.parse(j.out);
+  assert.equal(info.operators[0].states[0].rows, 1000);
+  assert.equal(info.operators[0].states[0].keyGroupRows.length, 128);
+});
+
+test("arrowpoint validate exits 0 when valid, 1 with findings, 2 when there is no snapshot", async () => {
+  clearMemoryStorage("cli-val");
+  const s = await openStorage("memory:cli-val/sp");
+  const m = await writeSavepoint(s, entries(300));
+  const ok = await run("validate", "memory:cli-val/sp");
+  assert.deepEqual([ok.code, ok.out], [0, "valid: memory:cli-val/sp"]);
+  const path = m.operators[0].states[0].chunks[1].path;
+  const bytes = await s.get(path);
+  bytes[bytes.length - 20] ^= 0xff;
+  await s.put(path, bytes);
+  const bad = await run("validate", "memory:cli-val/sp");
+  assert.equal(bad.code, 1);
+  assert.match(bad.out, new RegExp(`checksum-mismatch {2}counter/counts ${path.replace(/[.]/g, "\\.")}`));
+  const j = await run("validate", "memory:cli-val/sp", "--json");
+  assert.equal(j.code, 1);
+  assert.deepEqual(JSON.parse(j.out).findings.map((f: { code: string }) => f.code), ["checksum-mismatch"]);
+  const none = await run("validate", "memory:cli-val/nothing");
+  assert.equal(none.code, 2);
+  noStack(none);
+  assert.match(none.err, /not found; no _manifest\.json there/);
+});
+
+test("user errors print one clear line and exit 2; --debug adds the stack", async () => {
+  clearMemoryStorage("cli-err");
+  await writeSavepoint(await openStorage("memory:cli-err/sp"), entries(10));
+  const cases: [string[], RegExp][] = [
+    [["inspect", "ftp://nowhere"], /cannot open storage "ftp:\/\/nowhere": unknown scheme/],
+    [["rekey", "memory:cli-err/sp", "memory:cli-err/b", "--parallelism", "zero"], /--parallelism must be an integer ≥ 1: got "zero"/],
+    [["rekey", "memory:cli-err/sp", "memory:cli-err/b"], /give --parallelism and\/or --max-parallelism/],
+    [["rekey", "memory:cli-err/sp", "memory:cli-err/b", "--parallelism", "500"], /parallelism 500 for operator "counter"/],
+    [["inspect", "memory:cli-err/sp", "--colour"], /Unknown option '--colour'.*usage: arrowpoint inspect/],
+    [["export", "memory:cli-err/sp", "--operator", "counter", "--state", "nope"], /no state "nope" in operator "counter" \(states of counter: counts\)/],
+    [["export", "memory:cli-err/sp"], /--operator and --state are required/],
+    [["migrate", "memory:cli-err/sp", "memory:cli-err/m"], /--migrations <module> is required/],
+    [["migrate", "memory:cli-err/sp", "memory:cli-err/m", "--migrations", join(dir, "missing.mts")], /cannot load migrations module/],
+    [["compact", "memory:cli-err/sp", "memory:cli-err/sp"], /never write in place/],
+  ];
+  for (const [argv, message] of cases) {
+    const r = await run(...argv);
+    assert.equal(r.code, 2, argv.join(" "));
+    noStack(r);
+    assert.match(r.err, message);
+  }
+  // A newer format version names both versions.
+  const s = await openStorage("memory:cli-err/future");
+  const m = JSON.parse(new TextDecoder().decode(await (await openStorage("memory:cli-err/sp")).get("_manifest.json")));
+  delete m.checksum;
+  m.formatVersion = 7;
+  await s.put("_manifest.json", new TextEncoder().encode(JSON.stringify(m)));
+  const fut = await run("inspect", "memory:cli-err/future");
+  assert.equal(fut.code, 2);
+  noStack(fut);
+  assert.match(fut.err, /formatVersion 7 is newer than this arrowpoint understands \(up to 1\); upgrade arrowpoint/);
+  const dbg = await run("inspect", "ftp://nowhere", "--debug");
+  assert.match(dbg.err, /\n\s+at /);
+});
+
+test("arrowpoint compact, rekey, diff and ls work on a checkpoint root", async () => {
+  clearMemoryStorage("cli-tools");
+  const live = await writeChain(await openStorage("memory:cli-tools"), [{ set: [...entries(500)] }, { del: ["k1", "k2"] }]);
+  const c = await run("compact", "memory:cli-tools", "memory:cli-tools/savepoints/sp-2");
+  assert.equal(c.code, 0);
+  assert.match(c.out, /^compact: wrote savepoint sp-2 to memory:cli-tools\/savepoints\/sp-2: 498 rows, 4 chunks/);
+  assert.deepEqual(await stateMap("memory:cli-tools/savepoints/sp-2"), live);
+  const r = await run("rekey", "memory:cli-tools/savepoints/sp-2", "memory:cli-tools/savepoints/sp-2-p3", "--parallelism", "3", "--max-parallelism", "256");
+  assert.equal(r.code, 0, r.err);
+  assert.deepEqual(await stateMap("memory:cli-tools/savepoints/sp-2-p3"), live);
+  const v = await run("validate", "memory:cli-tools/savepoints/sp-2-p3");
+  assert.equal(v.code, 0, v.out);
+  const same = await run("diff", "memory:cli-tools/savepoints/sp-2", "memory:cli-tools/chk-000002");
+  assert.equal(same.code, 0, same.out);
+  assert.match(same.out, /^identical/);
+  const d = await run("diff", "memory:cli-tools/chk-000001", "memory:cli-tools/savepoints/sp-2", "--json");
+  assert.equal(d.code, 1);
+  assert.equal(JSON.parse(d.out).states[0].removed, 2);
+  const l = await run("ls", "memory:cli-tools");
+  assert.equal(l.code, 0);
+  assert.match(l.out, /chk-000001 +checkpoint/);
+  assert.match(l.out, /savepoints\/sp-2-p3 +savepoint/);
+  const lj = JSON.parse((await run("ls", "memory:cli-tools", "--json")).out);
+  assert.equal(lj.snapshots.length, 4);
+});
+
+test("arrowpoint migrate loads a migrations module; --dry-run prints the plan and writes nothing", async () => {
+  clearMemoryStorage("cli-mig");
+  await writeSavepoint(await openStorage("memory:cli-mig/v1"), entries(100));
+  const mod = join(dir, "migrations.mts");
+  const lib = pathToFileURL(join(import.meta.dirname ?? new URL(".", import.meta.url).pathname, "..", "migrate", "mod.ts")).href;
+  await writeFile(mod, `import { addField, defineMigrations, renameField } from ${JSON.stringify(lib)};\n` +
+    `export default defineMigrations({ "counter/counts": [addField("seen", "bool", false), renameField("label", "tag")] });\n`);
+  const root = await openStorage("memory:cli-mig");
+  const before = await listAll(root);
+  const dry = await run("migrate", "memory:cli-mig/v1", "memory:cli-mig/v3", "--migrations", mod, "--dry-run");
+  assert.equal(dry.code, 0, dry.err);
+  assert.match(dry.out, /counter\/counts: v1 → v3 · 100 rows/);
+  assert.match(dry.out, /v1 → v2: addField seen: bool\n\s+v2 → v3: renameField label → tag/);
+  assert.match(dry.out, /dry run: nothing written/);
+  assert.deepEqual(await listAll(root), before);
+  const real = await run("migrate", "memory:cli-mig/v1", "memory:cli-mig/v3", "--migrations", mod);
+  assert.equal(real.code, 0, real.err);
+  const got = await stateMap("memory:cli-mig/v3");
+  assert.deepEqual(got.get("k7"), { count: 7n, tag: "l2", seen: false });
+});
+
+test("arrowpoint export writes NDJSON to stdout and Arrow to a file; cp and gc work", async () => {
+  clearMemoryStorage("cli-exp");
+  const data = entries(200);
+  await writeSavepoint(await openStorage("memory:cli-exp/sp"), data);
+  const nd = await run("export", "memory:cli-exp/sp", "--operator", "counter", "--state", "counts");
+  assert.equal(nd.code, 0);
+  const lines = new TextDecoder().decode(nd.bytes).trim().split("\n").map((l) => JSON.parse(l));
+  assert.equal(lines.length, 200);
+  assert.deepEqual(lines.find((l) => l.key === "k5").value, { count: 5, label: "l0" });
+  const file = join(dir, "counts.arrow");
+  const ar = await run("export", "memory:cli-exp/sp", "--operator", "counter", "--state", "counts", "--format", "arrow", "--out", file);
+  assert.equal(ar.code, 0, ar.err);
+  assert.equal(tableFromIPC(await readFile(file)).numRows, 200);
+  const target = join(dir, "copied-sp");
+  const cp = await run("cp", "memory:cli-exp/sp", target);
+  assert.equal(cp.code, 0, cp.err);
+  assert.equal((await run("validate", target)).code, 0);
+  const again = await run("cp", "memory:cli-exp/sp", target);
+  assert.equal(again.code, 2);
+  noStack(again);
+  const root = await openStorage("memory:cli-exp");
+  await root.put("chk-000009/orphan.arrow", new Uint8Array(5));
+  const dry = await run("gc", "memory:cli-exp", "--dry-run", "--grace-ms", "0");
+  assert.match(dry.out, /would delete chk-000009\/orphan\.arrow/);
+  assert.ok(await root.exists("chk-000009/orphan.arrow"));
+  const gc = await run("gc", "memory:cli-exp", "--grace-ms", "0");
+  assert.equal(gc.code, 0);
+  assert.equal(await root.exists("chk-000009/orphan.arrow"), false);
+  assert.ok(readManifest(await root.get("sp/_manifest.json")) as Manifest);
+});
+
+test("the progress bar draws rows, rate and ETA on a terminal and nothing otherwise", () => {
+  const drawn: string[] = [];
+  const bar = new ProgressBar((s) => drawn.push(s), true, 120);
+  assert.match(bar.line({ phase: "rekey", rows: 250_000, bytes: 8 * 1024 * 1024, totalRows: 1_000_000, elapsedMs: 1000 }), /rekey +\[██████░+\] +25% {2}250,000\/1,000,000 rows {2}8\.0 MiB {2}250,000 rows\/s {2}ETA 3\.0 s/);
+  bar.update({ phase: "rekey", rows: 1, bytes: 1, elapsedMs: 1 });
+  bar.done();
+  assert.equal(drawn.length, 2);
+  assert.match(drawn[0], /^\r.*\x1b\[K$/);
+  const silent: string[] = [];
+  const off = new ProgressBar((s) => silent.push(s), false);
+  off.update({ phase: "x", rows: 1, bytes: 1, elapsedMs: 1 });
+  off.done();
+  assert.deepEqual(silent, []);
+});
