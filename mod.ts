@@ -92,3 +92,11 @@ export {
   type Snapshot,
   type StateRows,
 } from "./snapshot/mod.ts";
+
+// runtime/: the streaming runtime
+export * from "./runtime/mod.ts";
+export type { SnapshotInfo } from "./runtime/mod.ts";
+
+// migrate/: offline tools
+export * from "./migrate/mod.ts";
+export type { SnapshotInfo as InspectReport } from "./migrate/mod.ts";
