@@ -18,7 +18,7 @@ import type { Storage } from "../backends/storage.ts";
 import { subStorage } from "../backends/sub.ts";
 import { IncompatibleSnapshotError, SchemaViolationError } from "../format/errors.ts";
 import { encodeChunk, type EncodedChunk } from "../format/encode_chunk.ts";
-import { sliceChunk } from "./_slice.ts";
+import { sliceChunk } from "../format/chunk_slice.ts";
 import { assignKeyGroup, type Key, type KeyGroupRange, keyGroupRangeFor } from "../format/key_group.ts";
 import type { ChunkRef, Manifest, OperatorSnapshot, StateSnapshot } from "../format/manifest.ts";
 import type { KeyType, StateLayout } from "../format/state_layout.ts";
@@ -254,7 +254,7 @@ async function writeKeyedState(plan: RewritePlan, op: OperatorPlan, sp: StatePla
       if (sameRange(part, c.range)) {
         chunk = { bytes: lastBytes.bytes, rows: ref.rows, keyGroupRange: part, checksum: ref.checksum, compression: ref.compression, rawBytes: ref.rawBytes ?? lastBytes.bytes.length };
       } else {
-        chunk = sliceChunk(lastBytes.bytes, part, { path: chunkLocation(plan.src, ref), checksum: ref.checksum, compression: ref.compression, rawBytes: ref.rawBytes }, { compression: opts.compression ?? ref.compression, state: `${op.uid}/${sp.name}` });
+        chunk = sliceChunk(lastBytes.bytes, part, { path: chunkLocation(plan.src, ref), checksum: ref.checksum, compression: ref.compression, rawBytes: ref.rawBytes }, { compression: opts.compression ?? ref.compression });
       }
       await out.addEncoded(part, chunk);
     }
