@@ -10,6 +10,7 @@
  * @module
  */
 import { Decoder as MsgpackDecoder } from "@msgpack/msgpack";
+import { codegen, compileFunction } from "./_chunk_codegen.ts";
 import { verifyChecksum } from "./checksum.ts";
 import { type ChunkFile, type ColumnData, readChunkFile } from "./chunk_ipc.ts";
 import { rowsOfKeyGroups } from "./chunk_schema.ts";
@@ -236,40 +237,39 @@ type Assembler = (
   sv: Uint8Array | null,
 ) => unknown[];
 
-const assemblers = new Map<string, Assembler | null>();
-let codegenAllowed = true;
+const assemblers = new Map<string, Assembler>();
 
 function generateAssembler(names: readonly string[], reads: readonly FieldRead[], nullable: readonly boolean[]): Assembler | null {
+  if (!codegen.enabled) return null; // code generation disallowed: the generic loop below
   const key = JSON.stringify([names, reads, nullable]);
-  if (assemblers.has(key)) return assemblers.get(key)!;
-  let fn: Assembler | null = null;
-  if (codegenAllowed) {
-    const decl: string[] = [];
-    const props: string[] = [];
-    for (let j = 0; j < names.length; j++) {
-      decl.push(`c${j} = cols[${j}]`, `v${j} = vals[${j}]`, `d${j} = dicts[${j}]`);
-      let e: string;
-      switch (reads[j]) {
-        case "num":
-          e = `c${j}[i]`;
-          break;
-        case "ts":
-          e = `c${j}[2 * i + 1] * 4294967296 + (c${j}[2 * i] >>> 0)`;
-          break;
-        case "bool":
-          e = `((c${j}[i >> 3] >> (i & 7)) & 1) === 1`;
-          break;
-        case "dict":
-          e = `d${j}[c${j}[i]]`;
-          break;
-        case "arr":
-          e = `c${j}[i - from]`;
-          break;
-      }
-      if (nullable[j] && reads[j] !== "arr") e = `(v${j} === null || ((v${j}[i >> 3] >> (i & 7)) & 1) === 1 ? ${e} : null)`;
-      props.push(`${JSON.stringify(names[j])}: ${e}`);
+  const cached = assemblers.get(key);
+  if (cached) return cached;
+  const decl: string[] = [];
+  const props: string[] = [];
+  for (let j = 0; j < names.length; j++) {
+    decl.push(`c${j} = cols[${j}]`, `v${j} = vals[${j}]`, `d${j} = dicts[${j}]`);
+    let e: string;
+    switch (reads[j]) {
+      case "num":
+        e = `c${j}[i]`;
+        break;
+      case "ts":
+        e = `c${j}[2 * i + 1] * 4294967296 + (c${j}[2 * i] >>> 0)`;
+        break;
+      case "bool":
+        e = `((c${j}[i >> 3] >> (i & 7)) & 1) === 1`;
+        break;
+      case "dict":
+        e = `d${j}[c${j}[i]]`;
+        break;
+      case "arr":
+        e = `c${j}[i - from]`;
+        break;
     }
-    const body = `"use strict";
+    if (nullable[j] && reads[j] !== "arr") e = `(v${j} === null || ((v${j}[i >> 3] >> (i & 7)) & 1) === 1 ? ${e} : null)`;
+    props.push(`${JSON.stringify(names[j])}: ${e}`);
+  }
+  const body = `"use strict";
 const out = new Array(to - from);
 const ${decl.join(", ")};
 if (sv === null) {
@@ -278,13 +278,8 @@ if (sv === null) {
   for (let i = from; i < to; i++) out[i - from] = ((sv[i >> 3] >> (i & 7)) & 1) === 1 ? {${props.join(", ")}} : null;
 }
 return out;`;
-    try {
-      fn = new Function("cols", "vals", "dicts", "from", "to", "sv", body) as Assembler;
-    } catch {
-      codegenAllowed = false; // e.g. --disallow-code-generation-from-strings: use the generic loop
-      fn = null;
-    }
-  }
+  const fn = compileFunction<Assembler>(["cols", "vals", "dicts", "from", "to", "sv"], body);
+  if (!fn) return null;
   if (assemblers.size > 1000) assemblers.clear();
   assemblers.set(key, fn);
   return fn;

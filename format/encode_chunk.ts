@@ -23,6 +23,7 @@ import {
   tableToIPC,
   Utf8,
 } from "apache-arrow";
+import { codegen, compileFunction } from "./_chunk_codegen.ts";
 import { checksumOf } from "./checksum.ts";
 import { arrowField, arrowSchema, buildKeyGroupIndex, checkLayout, type ChunkPlan, chunkPlan, type ColumnPlan, type KeyGroupIndex, MAX_KEY_GROUP } from "./chunk_schema.ts";
 import { compress, type Compression } from "./compression.ts";
@@ -468,6 +469,8 @@ function compileColumn(c: ColumnPlan, type: DataType, userNullable: boolean): En
       };
     }
     case "struct": {
+      const fused = compileFusedStruct(c, type, userNullable, label);
+      if (fused) return fused;
       const names = c.children.map((ch) => ch.name);
       const paths = names.map((name) => "." + name);
       const encs = c.children.map((ch, j) => compileColumn(ch, type.children[j].type as DataType, ch.nullable));
@@ -533,6 +536,296 @@ function compileColumn(c: ColumnPlan, type: DataType, userNullable: boolean): En
       };
     }
   }
+}
+
+// ---- fused struct encoder ---------------------------------------------------------------------------------
+// A struct's fields are read in one pass over the rows (one generated loop with monomorphic property loads),
+// converting scalars straight into their column buffers. State objects live scattered on the heap (a job's
+// Map, reordered by key group), so one visit per object instead of one per field saves a cache miss per
+// field per row: measured 2–3× on 1M rows. Nested structs, lists and msgpack fields are gathered into
+// arrays in the same pass and encoded afterwards by their own encoders.
+
+/** What the generated loop does for one field. */
+type FusedKind = "float" | "int" | "int64" | "timestamp" | "uint64" | "bool" | "utf8" | "dictionary" | "binary" | "other";
+
+/** Mutable per-field state shared with the generated loop. */
+interface FieldState {
+  data: ArrayBufferView | null;
+  words: Int32Array | Uint32Array | null;
+  validity: Uint8Array | null;
+  nulls: number;
+  buf: Uint8Array<ArrayBuffer> | null;
+  pos: number;
+  offsets: Int32Array | null;
+  codes: Map<string, number> | null;
+  words_: string[] | null;
+  defaults: boolean;
+  sub: unknown[] | null;
+}
+
+type FusedLoop = (src: readonly unknown[], n: number, env: FusedEnv, S: FieldState[]) => [Uint8Array | null, number];
+
+interface FusedEnv {
+  readonly NULL_ROW: symbol;
+  readonly allValid: (n: number) => Uint8Array;
+  readonly grow: (buf: Uint8Array, used: number, need: number, path: string) => Uint8Array<ArrayBuffer>;
+  readonly te: TextEncoder;
+  readonly LONE: RegExp;
+  readonly INT64_MIN: bigint;
+  readonly INT64_MAX: bigint;
+  readonly UINT64_MAX: bigint;
+  readonly fail: (j: number, i: number, v: unknown, lone?: boolean) => Error;
+  readonly failStruct: (i: number, v: unknown) => Error;
+}
+
+const fusedLoops = new Map<string, FusedLoop>();
+
+function fusedKind(c: ColumnPlan): FusedKind {
+  switch (c.type) {
+    case "float32":
+    case "float64":
+      return "float";
+    case "int8":
+    case "int16":
+    case "int32":
+    case "uint8":
+    case "uint16":
+    case "uint32":
+      return "int";
+    case "int64":
+    case "timestamp":
+    case "uint64":
+    case "bool":
+    case "utf8":
+    case "dictionary":
+      return c.type;
+    case "binary":
+      return c.msgpack ? "other" : "binary";
+    default:
+      return "other";
+  }
+}
+
+const INT_RANGE: Record<string, [number, number]> = {
+  int8: [-128, 127],
+  int16: [-32768, 32767],
+  int32: [-2147483648, 2147483647],
+  uint8: [0, 255],
+  uint16: [0, 65535],
+  uint32: [0, 4294967295],
+};
+
+/** Source of the generated loop for a struct with these fields. */
+function fusedSource(c: ColumnPlan, userNullable: boolean): string {
+  const decl: string[] = [];
+  const body: string[] = [];
+  const back: string[] = [];
+  c.children.forEach((ch, j) => {
+    const kind = fusedKind(ch);
+    const nullCode = ch.nullable
+      ? `if (v${j} === null) v${j} = allValid(n); v${j}[i >> 3] &= ~(1 << (i & 7)); n${j}++;`
+      : kind === "dictionary" ? `f${j} = true;` : "";
+    const isNull = `v === NULL_ROW${ch.nullable ? " || v === null || v === undefined" : ""}`;
+    const tail = `else if (${isNull}) { ${nullCode} } else throw fail(${j}, i, v);`;
+    decl.push(`let v${j} = null, n${j} = 0;`);
+    back.push(`S[${j}].validity = v${j}; S[${j}].nulls = n${j};`);
+    let code: string;
+    switch (kind) {
+      case "float":
+        decl.push(`const d${j} = S[${j}].data;`);
+        code = `if (typeof v === "number") d${j}[i] = v; ${tail}`;
+        break;
+      case "int": {
+        const [lo, hi] = INT_RANGE[ch.type];
+        decl.push(`const d${j} = S[${j}].data;`);
+        code = `if (typeof v === "number" && v >= ${lo} && v <= ${hi} && Math.floor(v) === v) d${j}[i] = v; ${tail}`;
+        break;
+      }
+      case "int64":
+      case "timestamp":
+        decl.push(`const d${j} = S[${j}].data, w${j} = S[${j}].words;`);
+        code = `${kind === "timestamp" ? "if (v instanceof Date) v = v.getTime(); " : ""}if (typeof v === "number") {
+          if ((v | 0) === v) { w${j}[2 * i] = v; w${j}[2 * i + 1] = v < 0 ? -1 : 0; }
+          else if (Math.floor(v) === v && v >= -9223372036854775808 && v < 9223372036854775808) { const h = Math.floor(v / 4294967296); w${j}[2 * i] = v - h * 4294967296; w${j}[2 * i + 1] = h; }
+          else throw fail(${j}, i, v);
+        } ${kind === "int64" ? `else if (typeof v === "bigint") { if (v >= INT64_MIN && v <= INT64_MAX) d${j}[i] = v; else throw fail(${j}, i, v); } ` : ""}${tail}`;
+        break;
+      case "uint64":
+        decl.push(`const d${j} = S[${j}].data, w${j} = S[${j}].words;`);
+        code = `if (typeof v === "number") {
+          if (Math.floor(v) === v && v >= 0 && v < 18446744073709551616) { const h = Math.floor(v / 4294967296); w${j}[2 * i] = v - h * 4294967296; w${j}[2 * i + 1] = h; }
+          else throw fail(${j}, i, v);
+        } else if (typeof v === "bigint") { if (v >= 0n && v <= UINT64_MAX) d${j}[i] = v; else throw fail(${j}, i, v); } ${tail}`;
+        break;
+      case "bool":
+        decl.push(`const d${j} = S[${j}].data;`);
+        code = `if (v === true) d${j}[i >> 3] |= 1 << (i & 7); else if (v === false) {} ${tail}`;
+        break;
+      case "utf8":
+        decl.push(`let b${j} = S[${j}].buf, p${j} = 0; const o${j} = S[${j}].offsets;`);
+        back.push(`S[${j}].buf = b${j}; S[${j}].pos = p${j};`);
+        code = `if (typeof v === "string") {
+          const len = v.length;
+          if (p${j} + len * 3 > b${j}.length) b${j} = grow(b${j}, p${j}, p${j} + len * 3, ${JSON.stringify(ch.name)});
+          let k = 0;
+          for (; k < len; k++) { const ch = v.charCodeAt(k); if (ch >= 0x80) break; b${j}[p${j} + k] = ch; }
+          if (k === len) p${j} += len;
+          else { if (LONE.test(v)) throw fail(${j}, i, v, true); p${j} += te.encodeInto(v, b${j}.subarray(p${j})).written; }
+        } ${tail}
+        o${j}[i + 1] = p${j};`;
+        break;
+      case "binary":
+        decl.push(`let b${j} = S[${j}].buf, p${j} = 0; const o${j} = S[${j}].offsets;`);
+        back.push(`S[${j}].buf = b${j}; S[${j}].pos = p${j};`);
+        code = `if (v instanceof Uint8Array) {
+          if (p${j} + v.length > b${j}.length) b${j} = grow(b${j}, p${j}, p${j} + v.length, ${JSON.stringify(ch.name)});
+          b${j}.set(v, p${j}); p${j} += v.length;
+        } ${tail}
+        o${j}[i + 1] = p${j};`;
+        break;
+      case "dictionary":
+        decl.push(`const d${j} = S[${j}].data, m${j} = S[${j}].codes, x${j} = S[${j}].words_; let f${j} = false;`);
+        back.push(`S[${j}].defaults = f${j};`);
+        code = `if (typeof v === "string") {
+          let k = m${j}.get(v);
+          if (k === undefined) { if (LONE.test(v)) throw fail(${j}, i, v, true); k = x${j}.length; m${j}.set(v, k); x${j}.push(v); }
+          d${j}[i] = k;
+        } ${tail}`;
+        break;
+      case "other":
+        decl.push(`const s${j} = S[${j}].sub;`);
+        code = `s${j}[i] = v;`;
+        break;
+    }
+    body.push(`{ let v = dead ? NULL_ROW : o[${JSON.stringify(ch.name)}]; ${code} }`);
+  });
+  return `"use strict";
+const { NULL_ROW, allValid, grow, te, LONE, INT64_MIN, INT64_MAX, UINT64_MAX, fail, failStruct } = env;
+let sv = null, sn = 0;
+${decl.join("\n")}
+for (let i = 0; i < n; i++) {
+  const o = src[i];
+  let dead = false;
+  if (typeof o !== "object" || o === null) {
+    if (o === NULL_ROW || ${userNullable ? "o === null || o === undefined" : "false"}) {
+      ${c.nullable ? "if (sv === null) sv = allValid(n); sv[i >> 3] &= ~(1 << (i & 7)); sn++;" : ""}
+      dead = true;
+    } else throw failStruct(i, o);
+  }
+  ${body.join("\n  ")}
+}
+${back.join("\n")}
+return [sv, sn];`;
+}
+
+function fusedLoop(c: ColumnPlan, userNullable: boolean): FusedLoop | null {
+  if (!codegen.enabled) return null; // code generation disallowed: use the per-field passes
+  const key = JSON.stringify([c, userNullable]);
+  let loop = fusedLoops.get(key);
+  if (loop) return loop;
+  loop = compileFunction<FusedLoop>(["src", "n", "env", "S"], fusedSource(c, userNullable)) ?? undefined;
+  if (!loop) return null;
+  if (fusedLoops.size > 1000) fusedLoops.clear();
+  fusedLoops.set(key, loop);
+  return loop;
+}
+
+function compileFusedStruct(c: ColumnPlan, type: DataType, userNullable: boolean, label: string): Enc | null {
+  const loop = fusedLoop(c, userNullable);
+  if (!loop) return null;
+  const kinds = c.children.map(fusedKind);
+  const childTypes = c.children.map((_, j) => type.children[j].type as DataType);
+  const others = c.children.map((ch, j) => (kinds[j] === "other" ? compileColumn(ch, childTypes[j], ch.nullable) : null));
+  const labels = c.children.map((ch) => `${ch.nullable ? "nullable " : ""}${ch.type}`);
+  const expected: Record<FusedKind, string> = {
+    float: "a number",
+    int: "an integer",
+    int64: "a bigint or an integer number in int64 range",
+    timestamp: "milliseconds since the epoch as an integer number or a Date",
+    uint64: "a bigint or an integer number in uint64 range",
+    bool: "a boolean",
+    utf8: "a string",
+    dictionary: "a string",
+    binary: "a Uint8Array",
+    other: "",
+  };
+  return (src, prop, n, ctx, loc) => {
+    let own = src;
+    if (prop !== null) {
+      const picked = new Array<unknown>(n);
+      for (let i = 0; i < n; i++) picked[i] = pick(src[i], prop);
+      own = picked;
+    }
+    const S: FieldState[] = c.children.map((ch, j) => {
+      const st: FieldState = { data: null, words: null, validity: null, nulls: 0, buf: null, pos: 0, offsets: null, codes: null, words_: null, defaults: false, sub: null };
+      switch (kinds[j]) {
+        case "float":
+        case "int": {
+          const A = { float32: Float32Array, float64: Float64Array, int8: Int8Array, int16: Int16Array, int32: Int32Array, uint8: Uint8Array, uint16: Uint16Array, uint32: Uint32Array }[ch.type as "int8"];
+          st.data = new A(scratch(n * A.BYTES_PER_ELEMENT), 0, n);
+          break;
+        }
+        case "int64":
+        case "timestamp":
+          st.data = new BigInt64Array(scratch(n * 8), 0, n);
+          st.words = new Int32Array(st.data.buffer, 0, 2 * n);
+          break;
+        case "uint64":
+          st.data = new BigUint64Array(scratch(n * 8), 0, n);
+          st.words = new Uint32Array(st.data.buffer, 0, 2 * n);
+          break;
+        case "bool":
+          st.data = u8((n + 7) >> 3);
+          break;
+        case "utf8":
+        case "binary":
+          st.buf = u8(64 + n * (kinds[j] === "utf8" ? 12 : 16));
+          st.offsets = new Int32Array(scratch(4 * (n + 1)), 0, n + 1);
+          break;
+        case "dictionary":
+          st.data = new Int32Array(scratch(4 * n), 0, n);
+          st.codes = new Map();
+          st.words_ = [];
+          break;
+        case "other":
+          st.sub = new Array<unknown>(n);
+          break;
+      }
+      return st;
+    });
+    const env: FusedEnv = {
+      NULL_ROW,
+      allValid,
+      grow: (buf, used, need, name) => grow(buf, used, need, `${loc.path}.${name}`),
+      te: textEncoder,
+      LONE: LONE_SURROGATE,
+      INT64_MIN,
+      INT64_MAX,
+      UINT64_MAX,
+      fail: (j, i, v, lone) =>
+        violation(ctx, { path: `${loc.path}.${c.children[j].name}`, row: loc.row }, i, v, lone ? "well-formed Unicode (it has a lone surrogate, which UTF-8 cannot hold)" : `${expected[kinds[j]]}${kinds[j] === "int" ? ` in ${INT_RANGE[c.children[j].type].join("..")}` : ""} (${labels[j]})`),
+      failStruct: (i, v) => violation(ctx, loc, i, v, `an object (${label})`),
+    };
+    const [validity, nulls] = loop(own, n, env, S);
+    const children = S.map((st, j): Data => {
+      const t = childTypes[j];
+      const base = { type: t, length: n, nullCount: st.nulls, nullBitmap: st.validity ?? undefined };
+      switch (kinds[j]) {
+        case "utf8":
+        case "binary":
+          return makeData({ ...base, valueOffsets: st.offsets!, data: st.buf!.subarray(0, st.pos) } as never);
+        case "dictionary": {
+          if (st.defaults && st.words_!.length === 0) st.words_!.push("");
+          return makeData({ ...base, data: st.data!, dictionary: makeVector(utf8Data(st.words_!, `${loc.path}.${c.children[j].name}`)) } as never);
+        }
+        case "other":
+          return others[j]!(st.sub!, null, n, ctx, { path: `${loc.path}.${c.children[j].name}`, row: loc.row });
+        default:
+          return makeData({ ...base, data: st.data! } as never);
+      }
+    });
+    return makeData({ type, length: n, nullCount: nulls, nullBitmap: validity ?? undefined, children } as never);
+  };
 }
 
 /** The compiled encoder of one layout and chunk kind (base or delta). */

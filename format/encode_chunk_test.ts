@@ -335,3 +335,37 @@ test("encodeChunk() encodes a large chunk twice identically (scratch memory is r
   assert.deepEqual(d.values[3], { c: 3000n, s: null, l: "l3" });
   assert.deepEqual(decodeChunk(small.bytes).keys, ["q"]);
 });
+
+test("encodeChunk() and decodeChunk() give the same bytes and values without code generation", async () => {
+  const { codegen } = await import("./_chunk_codegen.ts");
+  const layout: StateLayout = {
+    kind: "value",
+    keyType: "string",
+    value: {
+      encoding: "arrow",
+      type: {
+        struct: [
+          ...(ALL_SCALARS as { struct: { name: string; type: FieldType }[] }).struct.map((f, i) => ({ ...f, nullable: i % 2 === 0 })),
+          { name: "inner", type: { struct: [{ name: "x", type: "int16" }, { name: "l", type: "dictionary" }] }, nullable: true },
+          { name: "list", type: { list: "utf8" } },
+        ],
+      },
+    },
+  };
+  const full = { b: true, i8: 1, i16: 2, i32: 3, i64: 4n, u8: 5, u16: 6, u32: 7, u64: 8n, f32: 0.5, f64: 9.25, s: "é", d: "x", bin: new Uint8Array([1]), ts: 10, inner: { x: 11, l: "y" }, list: ["a"] };
+  const sparse = { i8: 1, i32: 3, u8: 5, u32: 7, f32: 0.5, s: "s", bin: new Uint8Array(0), inner: null, list: [] }; // nullable fields left out
+  const rows = { length: 3, keyGroups: [0, 1, 2], keys: ["a", "b", "c"], values: [full, sparse, full], ops: Uint8Array.of(0, 0, 1) };
+  const fused = encodeChunk(layout, rows);
+  const decoded = decodeChunk(fused.bytes);
+  codegen.enabled = false;
+  try {
+    const plain = encodeChunk(layout, rows);
+    assert.deepEqual(plain.bytes, fused.bytes);
+    assert.deepEqual(decodeChunk(plain.bytes), decoded);
+    assert.throws(() => encodeChunk(layout, { ...rows, values: [{ ...full, i64: "x" }, full, full] }), /value\.i64 must be/);
+  } finally {
+    codegen.enabled = true;
+  }
+  assert.throws(() => encodeChunk(layout, { ...rows, values: [{ ...full, i64: "x" }, full, full] }), /value\.i64 must be/);
+  assert.deepEqual(decoded.values[1], { b: null, i8: 1, i16: null, i32: 3, i64: null, u8: 5, u16: null, u32: 7, u64: null, f32: 0.5, f64: null, s: "s", d: null, bin: new Uint8Array(0), ts: null, inner: null, list: [] });
+});
