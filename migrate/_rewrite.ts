@@ -83,7 +83,7 @@ export interface RewritePlan {
   canonical: boolean;
   /** Storage for spilled pieces (scatter/gather); default a fresh folder in the OS temp directory. */
   tempUri?: string;
-  /** Rows buffered before spilling (default 262,144). */
+  /** Rows buffered before spilling (default 65,536). */
   spillRows?: number;
 }
 
@@ -280,7 +280,7 @@ async function scatterGather(plan: RewritePlan, op: OperatorPlan, sp: StatePlan,
   const keyType = op.keyType ?? sp.src.keyType!;
   const layout: StateLayout = { ...sp.layout, keyType };
   const where = `${op.src.uid}/${sp.src.name}`;
-  const spillRows = Math.max(1, plan.spillRows ?? 262_144);
+  const spillRows = Math.max(1, plan.spillRows ?? 65_536);
   const buckets = windows.map(() => new RowBuffer(namespaced, map));
   const pieces: { path: string; range: KeyGroupRange; rows: number }[][] = windows.map(() => []);
   let buffered = 0;

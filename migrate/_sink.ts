@@ -15,6 +15,9 @@ import { commitManifest, savepointChunkPath, writeChunk } from "../snapshot/writ
 import type { Progress } from "./progress.ts";
 import { type RangeBatch, RowBuffer, type Rows } from "./_rows.ts";
 
+/** Rows per chunk written from JS rows, unless `maxChunkRows` says otherwise. */
+export const DEFAULT_MAX_CHUNK_ROWS = 65_536;
+
 const ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
 /** The layout part of a state descriptor. */
@@ -63,9 +66,9 @@ export interface WriteOptions {
   id?: string;
   /** Compression of the chunks written (default `"none"`). */
   compression?: ChunkCompression;
-  /** Largest number of rows of one chunk written from rows (default 524,288); split at key-group boundaries. */
+  /** Largest number of rows of one chunk written from rows (default 65,536); split at key-group boundaries. */
   maxChunkRows?: number;
-  /** Rows read per batch (default 65,536). */
+  /** Rows read per batch (default 16,384). */
   batchRows?: number;
   /** Called as work progresses. */
   onProgress?: (p: Progress) => void;
@@ -166,7 +169,7 @@ export class SavepointWriter {
    * ended), it writes one chunk per window, split at batch boundaries once `maxChunkRows` is reached.
    */
   keyed(uid: string, state: string, layout: StateLayout): KeyedStateWriter {
-    return new KeyedStateWriter(this, uid, state, layout, this.#opts.maxChunkRows ?? 524_288);
+    return new KeyedStateWriter(this, uid, state, layout, this.#opts.maxChunkRows ?? DEFAULT_MAX_CHUNK_ROWS);
   }
 
   /** Validates and commits the manifest: the savepoint exists from here on. */

@@ -78,7 +78,7 @@ export interface SweepOptions {
    * keep, overlapping inputs are interleaved by key group in input order (spill pieces, plain base sets).
    */
   mode: "chain" | "concat";
-  /** Rows a batch aims at (default 65,536). */
+  /** Rows a batch aims at (default 16,384). */
   batchRows?: number;
   /** Whether the state is namespaced (row identity). */
   namespaced: boolean;
@@ -175,7 +175,7 @@ function mergeChain(parts: ChainPart[], opts: SweepOptions): Rows {
  * manifest entry once the sweep has read all of it.
  */
 export async function* sweep(inputs: readonly ChunkInput[], windows: readonly KeyGroupRange[], opts: SweepOptions): AsyncGenerator<RangeBatch> {
-  const batchRows = Math.max(1, opts.batchRows ?? 65_536);
+  const batchRows = Math.max(1, opts.batchRows ?? 16_384);
   const ordered = [...inputs].sort((a, b) => a.order - b.order);
   const cache = new Map<ChunkInput, Promise<Uint8Array>>();
   const seen = new Map<ChunkInput, number>();

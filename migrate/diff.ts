@@ -65,7 +65,7 @@ export interface SnapshotDiff {
 export interface DiffOptions {
   /** Examples kept per kind (default 5). */
   sample?: number;
-  /** Rows per batch (default 65,536). */
+  /** Rows per batch (default 16,384). */
   batchRows?: number;
   /** When maxParallelism differs, states up to this many rows are compared in memory (default 2,000,000). */
   maxInMemoryRows?: number;
@@ -178,7 +178,7 @@ async function diffKeyed(a: Snapshot, sa: StateSnapshot, b: Snapshot, sb: StateS
   const ib = snapshotInputs(b, sb);
   const namespaced = sa.namespaced === true || sb.namespaced === true;
   const map = sa.kind === "map";
-  const batchRows = opts.batchRows ?? 65_536;
+  const batchRows = opts.batchRows ?? 16_384;
   const mode = (i: ChunkInput[]) => (isPlainBaseSet(i) ? "concat" as const : "chain" as const);
   const maxA = a.manifest.maxParallelism;
   const maxB = b.manifest.maxParallelism;

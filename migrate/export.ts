@@ -22,7 +22,7 @@ export interface ExportOptions {
   state: string;
   /** `ndjson` (default) or `arrow`. */
   format?: "ndjson" | "arrow";
-  /** Rows per batch (default 65,536). */
+  /** Rows per batch (default 16,384). */
   batchRows?: number;
   /** Called after each batch. */
   onProgress?: (p: Progress) => void;

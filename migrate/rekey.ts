@@ -35,7 +35,7 @@ export interface RekeyOptions extends WriteOptions {
   merge?: Record<string, MergeFunction>;
   /** Storage URI for spilled pieces while re-hashing (default: a fresh folder in the OS temp directory). */
   tempUri?: string;
-  /** Rows buffered in memory before spilling while re-hashing (default 262,144). */
+  /** Rows buffered in memory before spilling while re-hashing (default 65,536). */
   spillRows?: number;
 }
 

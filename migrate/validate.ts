@@ -77,7 +77,7 @@ export interface ValidateOptions {
    * manifest, sizes, checksums, chunk structure, row counts and ranges only.
    */
   rows?: boolean;
-  /** Rows decoded per batch (default 65,536). */
+  /** Rows decoded per batch (default 16,384). */
   batchRows?: number;
   /** Called after each chunk. */
   onProgress?: (p: Progress) => void;
@@ -226,7 +226,7 @@ async function checkChunk(snap: Snapshot, st: StateSnapshot, ref: ChunkRef, maxP
   }
   if (options.rows === false) return out;
   try {
-    out.push(...checkRows(raw, file, st, ref, maxP, where, options.batchRows ?? 65_536));
+    out.push(...checkRows(raw, file, st, ref, maxP, where, options.batchRows ?? 16_384));
   } catch (e) {
     if (e instanceof ArrowpointError) out.push({ code: "chunk-corrupt", message: e.message });
     else throw e;
