@@ -40,7 +40,20 @@ import {
   type ValueEncoding,
 } from "./state_layout.ts";
 
-/** The chunk format version this module writes and the newest it reads. */
+/**
+ * The chunk format version this module writes and the newest it reads; with the metadata keys below it is
+ * what makes a chunk self-describing (docs/format-chunks.md).
+ *
+ * @example Reading a chunk's metadata with apache-arrow
+ * ```ts
+ * import { tableFromIPC } from "apache-arrow";
+ * import { encodeChunk } from "./encode_chunk.ts";
+ * import { META_FORMAT_VERSION, META_KEY_GROUP_INDEX, META_LAYOUT } from "./chunk_schema.ts";
+ * const { bytes } = encodeChunk({ kind: "value", keyType: "string", value: { encoding: "msgpack" } }, { length: 1, keyGroups: [4], keys: ["a"], values: [1] });
+ * const meta = tableFromIPC(bytes).schema.metadata;
+ * console.log(meta.get(META_FORMAT_VERSION), JSON.parse(meta.get(META_LAYOUT)!).kind, meta.get(META_KEY_GROUP_INDEX)); // "1" "value" '{"keyGroups":[4],"offsets":[0,1]}'
+ * ```
+ */
 export const CHUNK_FORMAT_VERSION: number = 1;
 /** Schema metadata key: the chunk's {@link StateLayout} as canonical JSON. */
 export const META_LAYOUT: string = "arrowpoint.layout";

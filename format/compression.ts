@@ -16,7 +16,16 @@ import { zlibSync } from "fflate";
 import { inflateSync } from "node:zlib";
 import { SnapshotFormatError } from "./errors.ts";
 
-/** How a chunk file is compressed as a whole. */
+/**
+ * How a chunk file is compressed as a whole.
+ *
+ * @example
+ * ```ts
+ * import { COMPRESSIONS, type Compression } from "./compression.ts";
+ * const c: Compression = "deflate";
+ * console.log(COMPRESSIONS.includes(c)); // true
+ * ```
+ */
 export type Compression = "none" | "deflate";
 
 /** Every compression, as a runtime list. */

@@ -18,7 +18,18 @@ import { type Compression, decompress } from "./compression.ts";
 import { ArrowpointError, SnapshotFormatError } from "./errors.ts";
 import type { StateLayout } from "./state_layout.ts";
 
-/** A decoded chunk (or key-group range of one), column-wise, as JS values. */
+/**
+ * A decoded chunk (or key-group range of one), column-wise, as JS values.
+ *
+ * @example
+ * ```ts
+ * import { encodeChunk } from "./encode_chunk.ts";
+ * import { decodeChunk } from "./decode_chunk.ts";
+ * const d = decodeChunk(encodeChunk({ kind: "value", keyType: "int32", value: { encoding: "arrow", type: "bool" } },
+ *   { length: 2, keyGroups: [0, 3], keys: [7, 8], ops: Uint8Array.of(0, 1), values: [true, null] }).bytes);
+ * console.log(d.keyGroups, d.keys, d.ops, d.values, d.layout.kind); // Uint16Array [0, 3] [7, 8] Uint8Array [0, 1] [true, null] "value"
+ * ```
+ */
 export interface DecodedChunk {
   /** Number of rows. */
   readonly length: number;
@@ -38,7 +49,15 @@ export interface DecodedChunk {
   readonly layout: StateLayout;
 }
 
-/** What the manifest says about a chunk file; every field optional. */
+/**
+ * What the manifest says about a chunk file; every field optional.
+ *
+ * @example
+ * ```ts
+ * import type { ChunkReadInfo } from "./decode_chunk.ts";
+ * const info: ChunkReadInfo = { path: "sp-1/op/s/kg-0-127.arrow", checksum: "crc32:1a2b3c4d", compression: "deflate", rawBytes: 4096 };
+ * ```
+ */
 export interface ChunkReadInfo {
   /** The file, for error messages. */
   path?: string;

@@ -36,6 +36,15 @@ export type { Compression } from "./compression.ts";
  * The rows of one chunk, column-wise: `length` rows, each array holding (at least) `length` entries.
  * Keyed state needs `keyGroups` (ascending, each 0..32767) and `keys`; namespaced state `namespaces`;
  * map state `userKeys`; a delta chunk `ops` (0 upsert, 1 delete; values of delete rows are ignored).
+ *
+ * @example A delta chunk of map state
+ * ```ts
+ * import type { ChunkRows } from "./encode_chunk.ts";
+ * const rows: ChunkRows = {
+ *   length: 2, keyGroups: [5, 5], keys: ["user-1", "user-1"], userKeys: ["page-a", "page-b"],
+ *   ops: Uint8Array.of(0, 1), values: [3, null],
+ * };
+ * ```
  */
 export interface ChunkRows {
   /** The number of rows. */
@@ -54,7 +63,17 @@ export interface ChunkRows {
   readonly values: readonly unknown[];
 }
 
-/** An encoded chunk and what a manifest records about it. */
+/**
+ * An encoded chunk and what a manifest records about it.
+ *
+ * @example
+ * ```ts
+ * import { encodeChunk } from "./encode_chunk.ts";
+ * const c = encodeChunk({ kind: "value", keyType: "string", value: { encoding: "msgpack" } },
+ *   { length: 1, keyGroups: [9], keys: ["k"], values: [{ a: 1 }] }, { compression: "deflate" });
+ * console.log(c.compression, c.keyGroupRange, c.checksum.startsWith("crc32:"), c.rawBytes > 0); // "deflate" { start: 9, end: 9 } true true
+ * ```
+ */
 export interface EncodedChunk {
   /** The bytes to store (compressed if `compression` is not `"none"`). */
   bytes: Uint8Array;
