@@ -56,14 +56,26 @@ export function withHook<T>(source: Source<T>, hook: (records: number) => void):
   };
 }
 
-/** A one-split source over `items` that reads only as far as `allow(n)` let it. */
-export function gatedSource<T>(items: readonly T[], name = "gated"): { source: Source<T>; allow(n: number): void } {
+/**
+ * A one-split source over `items` that reads only as far as `allow(n)` let it, and ends only after
+ * `end()` (or when `allow` reaches the end with `endAtLast`).
+ */
+export function gatedSource<T>(items: readonly T[], name = "gated", endAtLast = false): { source: Source<T>; allow(n: number): void; end(): void } {
   let allowed = 0;
+  let ended = endAtLast;
   const waiters: (() => void)[] = [];
+  const wake = () => {
+    for (const w of waiters.splice(0)) w();
+  };
   return {
     allow(n: number) {
       allowed = Math.max(allowed, n);
-      for (const w of waiters.splice(0)) w();
+      wake();
+    },
+    end() {
+      ended = true;
+      allowed = items.length;
+      wake();
     },
     source: {
       name,
@@ -72,8 +84,8 @@ export function gatedSource<T>(items: readonly T[], name = "gated"): { source: S
         let i = typeof position === "number" ? position : 0;
         return {
           read(out, max) {
-            if (i >= items.length) return -1;
-            if (i >= allowed) return new Promise<number>((resolve) => waiters.push(() => resolve(0)));
+            if (i >= items.length && ended) return -1;
+            if (i >= allowed || i >= items.length) return new Promise<number>((resolve) => waiters.push(() => resolve(0)));
             const stop = Math.min(allowed, items.length, i + max);
             const c = stop - i;
             while (i < stop) out.push(items[i++]);

@@ -189,6 +189,7 @@ export function ndjsonFileSink<T>(target: Storage | string, options: NdjsonSinkO
     return await opening;
   };
   const encoder = new TextEncoder();
+  let chain: Promise<void> = Promise.resolve();
   return {
     name: options.name ?? "ndjson",
     createWriter(ctx) {
@@ -208,7 +209,19 @@ export function ndjsonFileSink<T>(target: Storage | string, options: NdjsonSinkO
         },
       };
     },
-    async commit(cs) {
+    commit(cs) {
+      // One commit at a time per sink: subtasks commit concurrently otherwise, and a filesystem removing
+      // an emptied `_staging/` folder under a concurrent delete reports the folder as vanished.
+      const run = chain.then(() => commitAll(cs));
+      chain = run.catch(() => {});
+      return run;
+    },
+    async close() {
+      if (typeof target === "string" && storage) await storage.close();
+    },
+  };
+  async function commitAll(cs: readonly NdjsonCommittable[]): Promise<void> {
+    {
       const s = await get();
       for (const c of cs) {
         if (await s.exists(c.final)) {
@@ -227,11 +240,8 @@ export function ndjsonFileSink<T>(target: Storage | string, options: NdjsonSinkO
         await s.put(c.final, bytes);
         await s.delete([c.staged]);
       }
-    },
-    async close() {
-      if (typeof target === "string" && storage) await storage.close();
-    },
-  };
+    }
+  }
 }
 
 /**

@@ -20,8 +20,10 @@ export interface SourceSplit {
 
 /**
  * Reads one split. `read` fills `out` with up to `max` records and returns how many it added, or -1 when
- * the split is finished; it may return a promise (I/O, throttling). `position()` is where a restored
- * reader resumes: just after the last record returned.
+ * the split is finished; it may return a promise (I/O, throttling, waiting for data). While such a
+ * promise is pending the reader must not touch `out` and `position()` must not move: the source emits
+ * checkpoint barriers meanwhile. `position()` is where a restored reader resumes: just after the last
+ * record returned.
  */
 export interface SplitReader<T> {
   /** Appends up to `max` records to `out`; the count added, or -1 at the end of the split. */

@@ -449,15 +449,53 @@ export class SourceTask extends Task {
         continue;
       }
       s.reader ??= await this.vertex.source!.reader(s.split, s.position);
-      let n = s.reader.read(buf, max);
-      if (typeof n !== "number") {
+      const r = s.reader.read(buf, max);
+      let n: number;
+      if (typeof r === "number") n = r;
+      else {
+        // An idle source still takes part in checkpoints: barriers are emitted while the read is pending
+        // (a pending read changes neither `buf` nor the reader's position until it resolves).
         out.flushAll();
-        n = await n;
+        const pending = { done: false, value: 0, error: undefined as unknown, failed: false };
+        r.then(
+          (v) => {
+            pending.done = true;
+            pending.value = v;
+            this.wake();
+          },
+          (e) => {
+            pending.done = pending.failed = true;
+            pending.error = e;
+            this.wake();
+          },
+        );
+        while (!pending.done) {
+          if (host.aborted) return;
+          if (this.finishing) break; // the pending read is abandoned: nothing after the last barrier is emitted
+          const pb = this.pendingBarrier;
+          if (pb !== null) {
+            this.pendingBarrier = null;
+            this.emitBarrier(pb);
+            if (out.anyFull()) await out.waitSpace();
+            continue;
+          }
+          await this.sleep();
+        }
         if (host.aborted) return;
+        if (!pending.done) continue;
+        if (pending.failed) throw pending.error;
+        n = pending.value;
+        if (this.halted || this.finishing) {
+          buf.length = 0; // read after a stop barrier: not emitted; a restore reads it again
+          continue;
+        }
+      }
+      if (!Number.isInteger(n) || n < -1 || n > max) {
+        throw new TypeError(`Cannot read source ${JSON.stringify(this.uid)} split ${JSON.stringify(s.split.id)} as its reader returned ${n}: read() must return the number of records added (0..${max}) or -1 at the end`);
       }
       if (n < 0) {
         s.done = true;
-        s.position = s.reader.position();
+        s.position = s.reader!.position();
         await s.reader.close?.();
         s.reader = undefined;
         continue;
