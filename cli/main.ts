@@ -10,10 +10,27 @@ import { ArrowpointError } from "../format/errors.ts";
 import { VERSION } from "../format/version.ts";
 import { ProgressBar } from "./progress.ts";
 
-/** Exit codes of the CLI. */
+/**
+ * Exit codes of the CLI: 0 ok, 1 findings (validate) or differences (diff), 2 usage or I/O error.
+ *
+ * @example
+ * ```ts
+ * import { EXIT, main } from "./main.ts";
+ * const code = await main(["validate", "./sp-1"]);
+ * if (code === EXIT.findings) console.log("the savepoint has problems");
+ * ```
+ */
 export const EXIT = { ok: 0, findings: 1, error: 2 } as const;
 
-/** A usage error: bad flag, missing argument. */
+/**
+ * A usage error: bad flag, missing argument. Printed as one line, exit code 2.
+ *
+ * @example
+ * ```ts
+ * import { UsageError } from "./main.ts";
+ * console.log(new UsageError("--parallelism must be an integer ≥ 1: got \"x\"").code); // "ARROWPOINT_USAGE"
+ * ```
+ */
 export class UsageError extends ArrowpointError {
   /** Creates the error. */
   constructor(message: string) {
