@@ -3,14 +3,17 @@
  * compare: the machine is noisy).
  *
  * ```
- * npx tsx bench/chunk_bench.ts [--rows 1000000] [--iterations 7]
+ * npx tsx bench/chunk_bench.ts [--rows 1000000] [--rounds 3] [--iterations 3] [--only chunk.]
  * npx deno run -A bench/chunk_bench.ts [--rows 1000000]
+ * node --expose-gc --import tsx bench/chunk_bench.ts          # gc() before each iteration: steadier
+ * npx deno run -A --v8-flags=--expose-gc bench/chunk_bench.ts
  * ```
  *
  * Data: `rows` entries `{ key: "user-000123", value: { count: int64, sum: float64, label: one of 50 } }` with
  * their key groups (maxParallelism 128), the benchmark suite's deterministic data set (bench/data.ts).
  * Every case runs on tinybench with a fixed iteration count (`time: 0`: tinybench's time budget counts only
- * measured time, PERFORMANCE-NOTES pitfall 8).
+ * measured time, PERFORMANCE-NOTES pitfall 8), in interleaved rounds; a case's figure is the median of its
+ * per-round medians.
  *
  * @module
  */
@@ -81,14 +84,30 @@ function fmt(results: readonly CaseResult[]): string {
 
 /** Runs the benchmark with command-line arguments and prints the table. */
 export async function main(argv: readonly string[]): Promise<void> {
-  const { values } = parseArgs({ args: [...argv], options: { rows: { type: "string", default: "1000000" }, iterations: { type: "string", default: "7" }, only: { type: "string" } }, strict: true });
+  const { values } = parseArgs({
+    args: [...argv],
+    options: { rows: { type: "string", default: "1000000" }, iterations: { type: "string", default: "3" }, rounds: { type: "string", default: "3" }, only: { type: "string" } },
+    strict: true,
+  });
   const rows = Number(values.rows);
   if (!Number.isSafeInteger(rows) || rows < 1) throw new RangeError(`Cannot run the benchmark as --rows must be a positive integer: current value is ${values.rows}`);
+  const rounds = Math.max(1, Number(values.rounds));
   const deno = (globalThis as { Deno?: { version: { deno: string } } }).Deno;
-  console.log(`chunk bench: ${rows} rows, ${deno ? `Deno ${deno.version.deno}` : `Node ${process.version}`}, ${values.iterations} iterations per case`);
+  const gc = (globalThis as { gc?: () => void }).gc;
+  console.log(
+    `chunk bench: ${rows} rows, ${deno ? `Deno ${deno.version.deno}` : `Node ${process.version}`}, ${rounds} interleaved rounds × ${values.iterations} iterations per case` +
+      (gc ? ", gc() before each iteration" : " (run with --expose-gc, or deno --v8-flags=--expose-gc, for steadier figures)"),
+  );
   let cases = chunkBenchCases(rows);
   if (values.only) cases = cases.filter((c) => c.name.includes(values.only!));
-  const results = await runCases(cases, { iterations: Number(values.iterations) });
+  if (gc) cases = cases.map((c) => ({ ...c, beforeEach: () => gc() }));
+  const perRound: CaseResult[][] = [];
+  for (let r = 0; r < rounds; r++) perRound.push(await runCases(cases, { iterations: Number(values.iterations) }));
+  // Median over the rounds of each case's median: rounds interleave cases, so load changes hit all alike.
+  const results = cases.map((_, i) => {
+    const sorted = perRound.map((round) => round[i]).sort((a, b) => a.medianMs - b.medianMs);
+    return sorted[sorted.length >> 1];
+  });
   console.log(fmt(results));
 }
 
