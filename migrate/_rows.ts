@@ -220,3 +220,22 @@ export function intersect(a: KeyGroupRange, b: KeyGroupRange): KeyGroupRange | u
   const end = Math.min(a.end, b.end);
   return start <= end ? { start, end } : undefined;
 }
+
+/**
+ * How many of `ranges` cover each key group `0..size-1`, by a difference array: O(ranges + size), whatever
+ * the ranges (clipped to `[0, size)`). `weight` gives each range's contribution per key group (default 1).
+ */
+export function coverage(ranges: readonly KeyGroupRange[], size: number, weight?: (i: number) => number): Float64Array {
+  const diff = new Float64Array(size + 1);
+  ranges.forEach((r, i) => {
+    const start = Math.max(0, r.start);
+    const end = Math.min(size - 1, r.end);
+    if (start > end) return;
+    const w = weight ? weight(i) : 1;
+    diff[start] += w;
+    diff[end + 1] -= w;
+  });
+  const out = new Float64Array(size);
+  for (let g = 0, d = 0; g < size; g++) out[g] = d += diff[g];
+  return out;
+}

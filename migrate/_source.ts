@@ -176,29 +176,52 @@ function mergeChain(parts: ChainPart[], opts: SweepOptions): Rows {
  */
 export async function* sweep(inputs: readonly ChunkInput[], windows: readonly KeyGroupRange[], opts: SweepOptions): AsyncGenerator<RangeBatch> {
   const batchRows = Math.max(1, opts.batchRows ?? 16_384);
-  const ordered = [...inputs].sort((a, b) => a.order - b.order);
   const cache = new Map<ChunkInput, Promise<Uint8Array>>();
   const seen = new Map<ChunkInput, number>();
   const first = windows.length ? windows[0].start : 0;
   const last = windows.length ? windows[windows.length - 1].end : -1;
+  // Expected rows per key group (each chunk's rows spread evenly over its range), as prefix sums:
+  // O(chunks + key groups), whatever a manifest holds.
+  let top = last;
+  for (const c of inputs) if (c.range.end > top) top = c.range.end;
+  top += 2;
+  const diff = new Float64Array(top + 1);
+  for (const c of inputs) {
+    diff[c.range.start] += density(c);
+    diff[c.range.end + 1] -= density(c);
+  }
+  const prefix = new Float64Array(top + 1); // prefix[g] = expected rows of key groups < g
+  for (let g = 0, d = 0; g < top; g++) {
+    d += diff[g];
+    prefix[g + 1] = prefix[g] + d;
+  }
+  // Chunks by start; `active` holds those that may overlap the current position, in apply order.
+  const byStart = [...inputs].sort((a, b) => a.range.start - b.range.start);
+  let nextStart = 0;
+  let active: ChunkInput[] = [];
   for (let w = 0; w < windows.length; w++) {
     const win = windows[w];
     let pos = win.start;
     while (pos <= win.end) {
       opts.signal?.throwIfAborted();
-      // Width from the density of the chunks covering `pos`; shrink once if a denser chunk starts inside.
-      let end = win.end;
-      for (let round = 0; round < 2; round++) {
-        let d = 0;
-        for (const c of ordered) if (c.range.start <= end && c.range.end >= pos) d += density(c);
-        const width = d > 0 ? Math.max(1, Math.floor(batchRows / d)) : win.end - pos + 1;
-        const next = Math.min(win.end, pos + width - 1);
-        if (next >= end) break;
-        end = next;
+      // The largest end whose expected rows stay within batchRows (at least one key group).
+      let lo = pos;
+      let hi = win.end;
+      while (lo < hi) {
+        const mid = (lo + hi + 1) >>> 1;
+        if (prefix[mid + 1] - prefix[pos] <= batchRows) lo = mid;
+        else hi = mid - 1;
       }
+      const end = lo;
       const sub = { start: pos, end };
+      let added = false;
+      while (nextStart < byStart.length && byStart[nextStart].range.start <= end) {
+        active.push(byStart[nextStart++]);
+        added = true;
+      }
+      if (added) active.sort((a, b) => a.order - b.order);
       const parts: ChainPart[] = [];
-      for (const c of ordered) {
+      for (const c of active) {
         const overlap = intersect(c.range, sub);
         if (!overlap) continue;
         let bytes = cache.get(c);
@@ -208,18 +231,22 @@ export async function* sweep(inputs: readonly ChunkInput[], windows: readonly Ke
         opts.onPart?.(c, part, overlap);
         parts.push({ part, base: c.type === "base", sub: overlap });
       }
-      const rows = opts.mode === "chain" && parts.some((p) => !p.base || (p.part.ops?.some((o) => o !== 0) ?? false)) || (opts.mode === "chain" && parts.length > 1)
+      const rows = opts.mode === "chain" && (parts.length > 1 || parts.some((p) => !p.base || (p.part.ops?.some((o) => o !== 0) ?? false)))
         ? mergeChain(parts, opts)
         : concatParts(parts.map((p) => p.part), opts);
       // Chunks the sweep has passed: check their row counts, drop their bytes.
-      for (const c of ordered) {
-        if (c.range.end <= end && cache.has(c)) {
-          cache.delete(c);
-          if (c.range.start >= first && c.range.end <= last && (seen.get(c) ?? 0) !== c.rows) {
-            throw new SnapshotFormatError(`chunk holds ${seen.get(c) ?? 0} rows but the manifest records ${c.rows}`, { path: c.path });
-          }
+      const still: ChunkInput[] = [];
+      for (const c of active) {
+        if (c.range.end > end) {
+          still.push(c);
+          continue;
+        }
+        cache.delete(c);
+        if (c.range.start >= first && c.range.end <= last && (seen.get(c) ?? 0) !== c.rows) {
+          throw new SnapshotFormatError(`chunk holds ${seen.get(c) ?? 0} rows but the manifest records ${c.rows}`, { path: c.path });
         }
       }
+      active = still;
       yield { range: sub, window: w, rows };
       pos = end + 1;
     }

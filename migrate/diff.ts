@@ -9,7 +9,7 @@ import type { StateSnapshot } from "../format/manifest.ts";
 import type { ValueEncoding } from "../format/state_layout.ts";
 import type { Snapshot } from "../snapshot/read.ts";
 import { withSnapshot } from "./_open.ts";
-import { idPart, keyText, type RangeBatch, rowId, type Rows, valuesEqual } from "./_rows.ts";
+import { coverage, idPart, keyText, type RangeBatch, rowId, type Rows, valuesEqual } from "./_rows.ts";
 import { type ChunkInput, isPlainBaseSet, readOperatorItems, snapshotInputs, sweep } from "./_source.ts";
 import type { Progress } from "./progress.ts";
 
@@ -154,11 +154,7 @@ function concatRows(parts: Rows[]): Rows {
 
 /** Windows of about `batchRows` rows over both states' chunks. */
 function windowsFor(inputs: ChunkInput[], maxP: number, batchRows: number): KeyGroupRange[] {
-  const density = new Float64Array(maxP);
-  for (const c of inputs) {
-    const per = c.rows / (c.range.end - c.range.start + 1);
-    for (let g = c.range.start; g <= c.range.end; g++) density[g] += per;
-  }
+  const density = coverage(inputs.map((c) => c.range), maxP, (i) => inputs[i].rows / (inputs[i].range.end - inputs[i].range.start + 1));
   const out: KeyGroupRange[] = [];
   let start = 0;
   let acc = 0;

@@ -10,6 +10,7 @@ import { operatorIndexFor } from "../format/key_group.ts";
 import { readVerifiedChunk, type Snapshot } from "../snapshot/read.ts";
 import { withSnapshot } from "./_open.ts";
 import { chunkLocation } from "./_source.ts";
+import { coverage } from "./_rows.ts";
 import type { Progress } from "./progress.ts";
 
 /** Options of {@link inspect}. */
@@ -191,11 +192,8 @@ export async function inspect(uri: string | Snapshot, options: InspectOptions = 
             for (let g = 0; g < maxP; g++) subtaskRows[operatorIndexFor(g, op.parallelism, maxP)] += keyGroupRows[g];
           } else {
             // Manifest only: spread each base chunk's rows evenly over its key groups.
-            for (const c of bases) {
-              const r = c.keyGroupRange!;
-              const per = c.rows / (r.end - r.start + 1);
-              for (let g = r.start; g <= r.end; g++) subtaskRows[operatorIndexFor(g, op.parallelism, maxP)] += per;
-            }
+            const spread = coverage(bases.map((c) => c.keyGroupRange!), maxP, (i) => bases[i].rows / (bases[i].keyGroupRange!.end - bases[i].keyGroupRange!.start + 1));
+            for (let g = 0; g < maxP; g++) subtaskRows[operatorIndexFor(g, op.parallelism, maxP)] += spread[g];
             for (let i = 0; i < subtaskRows.length; i++) subtaskRows[i] = Math.round(subtaskRows[i]);
           }
         } else {
@@ -266,11 +264,50 @@ export async function inspect(uri: string | Snapshot, options: InspectOptions = 
  * ```
  */
 export function chainDepth(chunks: readonly { range: { start: number; end: number }; type: "base" | "delta"; order: number }[], maxParallelism: number): number {
-  const depth = new Uint32Array(maxParallelism);
-  for (const c of [...chunks].sort((a, b) => a.order - b.order)) {
-    for (let g = Math.max(0, c.range.start); g <= Math.min(c.range.end, maxParallelism - 1); g++) depth[g] = c.type === "base" ? 1 : depth[g] + 1;
+  // O((chunks + key groups) · log), whatever a manifest holds: the order of the last base of each key
+  // group by a "next unassigned" walk over bases newest first, then the chunks newer than it per key group
+  // by a Fenwick tree (range add, point query) swept from the newest order down.
+  const n = maxParallelism;
+  const clip = (c: { range: { start: number; end: number } }) => ({ s: Math.max(0, c.range.start), e: Math.min(n - 1, c.range.end) });
+  const lastBase = new Float64Array(n).fill(-Infinity);
+  const next = Int32Array.from({ length: n + 1 }, (_, i) => i);
+  const find = (x: number): number => {
+    while (next[x] !== x) {
+      next[x] = next[next[x]];
+      x = next[x];
+    }
+    return x;
+  };
+  for (const b of chunks.filter((c) => c.type === "base").sort((a, z) => z.order - a.order)) {
+    const { s, e } = clip(b);
+    for (let g = s <= e ? find(s) : n; g <= e; g = find(g + 1)) {
+      lastBase[g] = b.order;
+      next[g] = g + 1;
+    }
   }
+  const tree = new Float64Array(n + 1);
+  const add = (i: number, v: number) => {
+    for (i++; i <= n; i += i & -i) tree[i] += v;
+  };
+  const at = (i: number) => {
+    let sum = 0;
+    for (i++; i > 0; i -= i & -i) sum += tree[i];
+    return sum;
+  };
+  const deltas = chunks.filter((c) => c.type === "delta").sort((a, z) => z.order - a.order);
+  const groups = Array.from({ length: n }, (_, g) => g).sort((a, z) => lastBase[z] - lastBase[a]);
+  let k = 0;
   let max = 0;
-  for (const d of depth) if (d > max) max = d;
+  for (const g of groups) {
+    while (k < deltas.length && deltas[k].order > lastBase[g]) {
+      const { s, e } = clip(deltas[k++]);
+      if (s <= e) {
+        add(s, 1);
+        add(e + 1, -1);
+      }
+    }
+    const depth = at(g) + (lastBase[g] > -Infinity ? 1 : 0);
+    if (depth > max) max = depth;
+  }
   return max;
 }

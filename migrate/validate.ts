@@ -20,7 +20,7 @@ import type { ChunkRef, StateSnapshot } from "../format/manifest.ts";
 import { checkLayout } from "../format/chunk_schema.ts";
 import { chunkPath, openSnapshot, type Snapshot } from "../snapshot/read.ts";
 import { layoutOf } from "./_sink.ts";
-import { keyText, rowId } from "./_rows.ts";
+import { coverage, keyText, rowId } from "./_rows.ts";
 import { valueChecker } from "./_value_check.ts";
 import type { Progress } from "./progress.ts";
 
@@ -168,8 +168,7 @@ function checkRanges(st: StateSnapshot, maxP: number, savepoint: boolean): Parti
       });
     }
   }
-  const covered = new Uint8Array(maxP);
-  for (const c of savepoint ? bases : st.chunks) for (let g = c.keyGroupRange!.start; g <= c.keyGroupRange!.end && g < maxP; g++) covered[g] = 1;
+  const covered = coverage((savepoint ? bases : st.chunks).map((c) => c.keyGroupRange!), maxP);
   const gaps: string[] = [];
   for (let g = 0; g < maxP; g++) {
     if (covered[g]) continue;
