@@ -20,7 +20,7 @@
  *
  * @module
  */
-import type { Field, FieldType, ScalarType, StateLayout, ValueEncoding } from "../format/state_layout.ts";
+import type { FieldType, ScalarType, ValueEncoding } from "../format/state_layout.ts";
 import { SCALAR_TYPES } from "../format/state_layout.ts";
 
 /** What a custom step's function gets besides the value. */
