@@ -45,8 +45,8 @@ export interface StatePlan {
   schemaVersion: number;
   /** Per-batch transform of keyed rows (may drop rows; keys and key groups must stay). */
   transform?: (rows: Rows) => Rows;
-  /** Transform of operator-state items. */
-  transformItems?: (values: unknown[]) => unknown[];
+  /** Transform of one operator-state item; `undefined` drops it. */
+  transformItem?: (value: unknown) => unknown;
 }
 
 /** What happens to one operator. */
@@ -196,15 +196,37 @@ async function openTemp(uri: string | undefined): Promise<{ storage: Storage; cl
 }
 
 async function writeOperatorState(plan: RewritePlan, op: OperatorPlan, sp: StatePlan, writer: SavepointWriter): Promise<ChunkRef[]> {
-  const { values, subtasks } = await readOperatorItems(plan.src, sp.src);
-  const items = sp.transformItems ? sp.transformItems(values) : values;
-  const from = items === values ? subtasks : items.map(() => 0);
-  const lists = redistributeItems(sp.src.redistribution ?? "split", items, from, op.src.parallelism, op.parallelism);
+  const read = await readOperatorItems(plan.src, sp.src);
+  let values = read.values;
+  let subtasks = read.subtasks;
+  if (sp.transformItem) {
+    // Items keep the subtask they came from, so broadcast and union lists stay what they were.
+    const kept: unknown[] = [];
+    const from: number[] = [];
+    for (let i = 0; i < values.length; i++) {
+      const v = sp.transformItem(values[i]);
+      if (v === undefined) continue;
+      kept.push(v);
+      from.push(subtasks[i]);
+    }
+    values = kept;
+    subtasks = from;
+  }
+  // Same parallelism: every subtask keeps its own list. Otherwise redistribute by the state's mode.
+  const lists = op.parallelism === op.src.parallelism
+    ? ownLists(values, subtasks, op.parallelism)
+    : redistributeItems(sp.src.redistribution ?? "split", values, subtasks, op.src.parallelism, op.parallelism);
   const refs: ChunkRef[] = [];
   for (let i = 0; i < lists.length; i++) {
     if (lists[i].length) refs.push(await writer.writeOperator(op.uid, sp.name, sp.layout, i, lists[i]));
   }
   return refs;
+}
+
+function ownLists(values: readonly unknown[], subtasks: readonly number[], parallelism: number): unknown[][] {
+  const lists: unknown[][] = Array.from({ length: parallelism }, () => []);
+  for (let i = 0; i < values.length; i++) lists[Math.min(subtasks[i], parallelism - 1)].push(values[i]);
+  return lists;
 }
 
 function sweepOpts(sp: StatePlan, mode: "chain" | "concat", plan: RewritePlan, opts: WriteOptions) {

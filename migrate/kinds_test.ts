@@ -131,3 +131,38 @@ test("map and namespaced list state survive compact, rekey and a 3-step migratio
   for await (const b of exportState("memory:kinds/sp", { operator: "op", state: "windows" })) text += new TextDecoder().decode(b);
   assert.ok(text.split("\n").some((l) => l.includes('"namespace":"w0"')));
 });
+
+test("operator state: split, union and broadcast lists through rekey and migrate", async () => {
+  clearMemoryStorage("opstate");
+  const storage = await openStorage("memory:opstate/sp");
+  const layout: StateLayout = { kind: "operator-list", value: { encoding: "msgpack" } };
+  const lists: Record<string, unknown[][]> = { split: [["a", "b"], ["c"]], union: [["u1"], ["u2", "u3"]], broadcast: [["x", "y"], ["x", "y"]] };
+  const states: StateSnapshot[] = [];
+  for (const [mode, perSubtask] of Object.entries(lists)) {
+    const chunks: ChunkRef[] = [];
+    for (let i = 0; i < perSubtask.length; i++) {
+      chunks.push(await writeChunk(storage, `src/${mode}/subtask-${i}.arrow`, encodeChunk(layout, { length: perSubtask[i].length, values: perSubtask[i] }), { type: "base", order: 0, subtask: i }));
+    }
+    states.push({ name: mode, keyed: false, schemaVersion: 1, redistribution: mode as "split" | "union" | "broadcast", ...layout, chunks });
+  }
+  await commitManifest(storage, "", {
+    format: "arrowpoint", formatVersion: 1, kind: "savepoint", id: "sp", createdAt: new Date(0).toISOString(), writer: { name: "t", version: "0" },
+    job: "j", maxParallelism: 128, hash: "flink-murmur-java-hashcode", chunkRoot: ".", operators: [{ uid: "src", parallelism: 2, states }],
+  });
+  const perSubtask = async (uri: string, name: string) => {
+    const snap = await openSnapshot(uri);
+    const r = await readState(snap, "src", name);
+    const out: unknown[][] = Array.from({ length: snap.manifest.operators[0].parallelism }, () => []);
+    for (let i = 0; i < r.length; i++) out[r.subtasks![i]].push(r.values[i]);
+    return out;
+  };
+  await rekey("memory:opstate/sp", "memory:opstate/p3", { parallelism: 3 });
+  assert.deepEqual(await perSubtask("memory:opstate/p3", "split"), [["a"], ["b"], ["c"]]);
+  assert.deepEqual((await perSubtask("memory:opstate/p3", "union")).flat().sort(), ["u1", "u2", "u3"], "union items stored once");
+  assert.deepEqual(await perSubtask("memory:opstate/p3", "broadcast"), [["x", "y"], ["x", "y"], ["x", "y"]]);
+  // A migration at the same parallelism keeps every subtask's own list.
+  await migrate("memory:opstate/sp", "memory:opstate/v2", defineMigrations({ "src/broadcast": [custom((v) => `${v}!`)], "src/union": [custom((v) => (v === "u2" ? undefined : v))] }));
+  assert.deepEqual(await perSubtask("memory:opstate/v2", "broadcast"), [["x!", "y!"], ["x!", "y!"]]);
+  assert.deepEqual(await perSubtask("memory:opstate/v2", "union"), [["u1"], ["u3"]]);
+  assert.deepEqual(await perSubtask("memory:opstate/v2", "split"), lists.split);
+});

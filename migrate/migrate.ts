@@ -195,7 +195,7 @@ function resolve(snap: Snapshot, m: Migrations): Resolved {
             return buf.take();
           };
         } else {
-          sp.transformItems = (values) => values.map((v) => apply(v, undefined, undefined, undefined)).filter((v) => v !== undefined);
+          sp.transformItem = (v) => apply(v, undefined, undefined, undefined);
         }
       }
       statePlans.push(sp);
