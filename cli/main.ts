@@ -187,3 +187,11 @@ export async function main(argv: string[], io: CliIo = {}): Promise<number> {
     return EXIT.error;
   }
 }
+
+// `deno run -A cli/main.ts <verb> ...` (Node runs cli/bin.mjs). No top-level await: verbs.ts imports this
+// module, and awaiting here would make that import wait for itself.
+if ((import.meta as { main?: boolean }).main) {
+  void main(process.argv.slice(2)).then((code) => {
+    process.exitCode = code;
+  });
+}
