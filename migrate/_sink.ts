@@ -109,8 +109,15 @@ export class SavepointWriter {
     try {
       if (src) {
         const srcDir = `${src.storage.uri.replace(/\/+$/, "")}${src.dir ? "/" + src.dir : ""}`;
-        if (storage.uri.replace(/\/+$/, "") === srcDir) {
+        const dstDir = storage.uri.replace(/\/+$/, "");
+        if (dstDir === srcDir) {
           throw new IncompatibleSnapshotError(`the destination ${storage.uri} is the source snapshot; tools never write in place, choose a new folder`);
+        }
+        if (srcDir.startsWith(dstDir + "/") || src.manifest.chunkRoot === ".." && dstDir === srcDir.replace(/\/[^/]*$/, "")) {
+          throw new IncompatibleSnapshotError(`the destination ${storage.uri} contains the source snapshot; write the new savepoint into its own folder, e.g. ${dstDir}/savepoints/<id>`);
+        }
+        if (dstDir.startsWith(srcDir + "/") && src.manifest.chunkRoot === ".") {
+          throw new IncompatibleSnapshotError(`the destination ${storage.uri} is inside the source savepoint; choose a folder outside it`);
         }
       }
       if (await storage.exists(manifestPath(""))) throw new AlreadyExistsError(`${storage.uri.replace(/\/+$/, "")}/${manifestPath("")}`);

@@ -83,6 +83,8 @@ test("compact() never writes in place or over an existing snapshot", async () =>
   const before = await listAll(root);
   await assert.rejects(compact("memory:compact-refuse", "memory:compact-refuse/savepoints/sp-1"), AlreadyExistsError);
   await assert.rejects(compact("memory:compact-refuse/savepoints/sp-1", "memory:compact-refuse/savepoints/sp-1"), IncompatibleSnapshotError);
+  await assert.rejects(compact("memory:compact-refuse", "memory:compact-refuse"), /contains the source snapshot/);
+  await assert.rejects(compact("memory:compact-refuse/savepoints/sp-1", "memory:compact-refuse/savepoints/sp-1/inner"), /inside the source savepoint/);
   assert.deepEqual(await listAll(root), before);
 });
 
