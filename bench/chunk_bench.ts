@@ -5,8 +5,6 @@
  * ```
  * npx tsx bench/chunk_bench.ts [--rows 1000000] [--rounds 3] [--iterations 3] [--only chunk.]
  * npx deno run -A bench/chunk_bench.ts [--rows 1000000]
- * node --expose-gc --import tsx bench/chunk_bench.ts          # gc() before each iteration: steadier
- * npx deno run -A --v8-flags=--expose-gc bench/chunk_bench.ts
  * ```
  *
  * Data: `rows` entries `{ key: "user-000123", value: { count: int64, sum: float64, label: one of 50 } }` with
@@ -93,14 +91,13 @@ export async function main(argv: readonly string[]): Promise<void> {
   if (!Number.isSafeInteger(rows) || rows < 1) throw new RangeError(`Cannot run the benchmark as --rows must be a positive integer: current value is ${values.rows}`);
   const rounds = Math.max(1, Number(values.rounds));
   const deno = (globalThis as { Deno?: { version: { deno: string } } }).Deno;
-  const gc = (globalThis as { gc?: () => void }).gc;
   console.log(
-    `chunk bench: ${rows} rows, ${deno ? `Deno ${deno.version.deno}` : `Node ${process.version}`}, ${rounds} interleaved rounds × ${values.iterations} iterations per case` +
-      (gc ? ", gc() before each iteration" : " (run with --expose-gc, or deno --v8-flags=--expose-gc, for steadier figures)"),
+    `chunk bench: ${rows} rows, ${deno ? `Deno ${deno.version.deno}` : `Node ${process.version}`}, ${rounds} interleaved rounds × ${values.iterations} iterations per case`,
   );
   let cases = chunkBenchCases(rows);
   if (values.only) cases = cases.filter((c) => c.name.includes(values.only!));
-  if (gc) cases = cases.map((c) => ({ ...c, beforeEach: () => gc() }));
+  // No gc() between iterations: in this VM a forced full GC made even crc32 of a live buffer 5× slower
+  // for the next iteration, distorting every memory-bound case.
   const perRound: CaseResult[][] = [];
   for (let r = 0; r < rounds; r++) perRound.push(await runCases(cases, { iterations: Number(values.iterations) }));
   // Median over the rounds of each case's median: rounds interleave cases, so load changes hit all alike.
