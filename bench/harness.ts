@@ -94,19 +94,16 @@ export async function runCases(cases: readonly BenchCase[], options: RunOptions)
     bench.add(c.name, async () => {
       await c.run();
       if (c.offline) peak = Math.max(peak, rss());
-    }, {
-      beforeAll: async () => {
-        await c.beforeAll?.();
-        if (c.offline) timer = setInterval(() => (peak = Math.max(peak, rss())), 5);
-      },
-      beforeEach: c.beforeEach,
-      afterEach: c.afterEach,
-      afterAll: async () => {
-        if (timer) clearInterval(timer);
-        await c.afterAll?.();
-      },
-    });
-    await bench.run();
+    }, { beforeEach: c.beforeEach, afterEach: c.afterEach });
+    // tinybench runs its beforeAll/afterAll hooks once per phase (warmup and run); a case's are once.
+    await c.beforeAll?.();
+    if (c.offline) timer = setInterval(() => (peak = Math.max(peak, rss())), 5);
+    try {
+      await bench.run();
+    } finally {
+      if (timer) clearInterval(timer);
+      await c.afterAll?.();
+    }
     const task = bench.tasks[0];
     const result = task.result;
     if (result.state !== "completed") {

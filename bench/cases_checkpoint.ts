@@ -1,0 +1,268 @@
+/**
+ * arrowpoint's own cases on the filesystem, all through the public API: a running job's keyed state
+ * checkpointed in full and incrementally, restored, then the offline tools (compact, rekey, migrate) on the
+ * snapshots it wrote.
+ *
+ * @module
+ */
+import { rmSync } from "node:fs";
+import { join } from "node:path";
+import { Job, type SnapshotInfo } from "../runtime/mod.ts";
+import { valueState } from "../runtime/state.ts";
+import type { Sink, Source } from "../runtime/mod.ts";
+import { compact, defineMigrations, migrate, addField, rekey } from "../migrate/mod.ts";
+import type { BenchCase } from "./harness.ts";
+import type { BenchContext } from "./cases_baseline.ts";
+import { type BenchValue, touch } from "./data.ts";
+import { VALUE_LAYOUT } from "./cases_format.ts";
+
+/** A record that sets one key's value. */
+interface Put {
+  key: string;
+  value: BenchValue;
+}
+
+/** A source fed from the benchmark: records are released with `feed` and never end until `end`. */
+export function feedSource(): { source: Source<Put>; feed(items: Put[]): void; end(): void } {
+  const queue: Put[] = [];
+  let ended = false;
+  let wake: (() => void) | undefined;
+  return {
+    feed(items) {
+      for (const x of items) queue.push(x);
+      wake?.();
+    },
+    end() {
+      ended = true;
+      wake?.();
+    },
+    source: {
+      name: "feed",
+      splits: () => [{ id: "0" }],
+      reader() {
+        let at = 0;
+        return {
+          read(out, max) {
+            if (queue.length === 0) {
+              if (ended) return -1;
+              return new Promise<number>((resolve) => (wake = () => resolve(0)));
+            }
+            const batch = queue.splice(0, max);
+            for (const x of batch) out.push(x);
+            at += batch.length;
+            return batch.length;
+          },
+          position: () => at,
+        };
+      },
+    },
+  };
+}
+
+/** A sink that only counts (checkpoint cases measure state, not output). */
+function discardSink(): Sink<number, number> {
+  return { name: "discard", createWriter: () => ({ write() {}, prepareCommit: () => undefined }), commit: async () => {} };
+}
+
+const VALUE = valueState<BenchValue>("value", { value: VALUE_LAYOUT.value });
+
+/** A job holding the benchmark's state: keyBy(key) → value state. `processed` counts records applied. */
+function stateJob(root: string, options: { incremental: boolean; parallelism: number; restore?: string; fullEvery?: number }) {
+  const feed = feedSource();
+  const progress = { processed: 0 };
+  const job = new Job("bench", {
+    maxParallelism: 128,
+    checkpoints: { storage: root, incremental: options.incremental, fullEvery: options.fullEvery ?? 1000, maxChainLength: 1000, retain: 2 },
+    restore: options.restore ? { from: options.restore } : undefined,
+    batchSize: 4096,
+  });
+  job.fromSource(feed.source, { uid: "feed" })
+    .keyBy((p) => p.key)
+    .process<number>({
+      open(ctx) {
+        ctx.getState(VALUE);
+      },
+      processElement(p, ctx) {
+        ctx.getState(VALUE).update(p.value);
+        progress.processed++;
+      },
+    }, { uid: "state", parallelism: options.parallelism })
+    .sinkTo(discardSink(), { uid: "out" });
+  return { job, feed, progress };
+}
+
+async function until(cond: () => boolean): Promise<void> {
+  while (!cond()) await new Promise((r) => setTimeout(r, 2));
+}
+
+/**
+ * checkpoint.full.write, checkpoint.incremental.write (1%, and 0.1% / 10%), restore.full,
+ * savepoint.compact, rekey.parallelism, rekey.maxParallelism, migrate.addField.
+ *
+ * @example
+ * ```ts
+ * import { cases } from "./cases_checkpoint.ts";
+ * // const list = await cases(ctx);
+ * ```
+ */
+export async function cases(ctx: BenchContext): Promise<BenchCase[]> {
+  const { data, dir } = ctx;
+  const all: Put[] = [...data.state].map(([key, value]) => ({ key, value }));
+  let full: ReturnType<typeof stateJob> | undefined;
+  let incr: ReturnType<typeof stateJob> | undefined;
+  let last: SnapshotInfo | undefined;
+  let bytes = 0;
+  let restored: Job | undefined;
+  let step = 0;
+  let spBytes = 0;
+  const fullRoot = join(dir, "ckpt-full");
+  const incrRoot = join(dir, "ckpt-incr");
+  const sp4 = join(dir, "sp-p4");
+  const out = join(dir, "tool-out");
+
+  const incremental = (fraction: number, name: string): BenchCase => {
+    let changed: Put[] = [];
+    return {
+      name,
+      what: `the same after ${fraction * 100}% of keys changed: delta chunks + manifest`,
+      group: "arrowpoint",
+      rows: Math.max(1, Math.round(data.rows * fraction)),
+      bytes: () => bytes,
+      beforeEach: async () => {
+        changed = touch(data, fraction, ++step).map((key) => ({ key, value: data.state.get(key)! }));
+        const target = incr!.progress.processed + changed.length;
+        incr!.feed.feed(changed);
+        await until(() => incr!.progress.processed >= target);
+      },
+      run: async () => {
+        last = await incr!.job.triggerCheckpoint();
+        bytes = last.newBytes;
+      },
+    };
+  };
+
+  return [
+    {
+      name: "checkpoint.full.write",
+      what: "a running job's keyed state → Arrow chunks → filesystem, fsync and manifest included (parallelism 4)",
+      group: "arrowpoint",
+      rows: data.rows,
+      bytes: () => bytes,
+      beforeAll: async () => {
+        full = stateJob(fullRoot, { incremental: false, parallelism: 4 });
+        await full.job.start();
+        full.feed.feed(all);
+        await until(() => full!.progress.processed >= data.rows);
+      },
+      run: async () => {
+        last = await full!.job.triggerCheckpoint();
+        bytes = last.newBytes;
+        if (last.newRows < data.rows) throw new Error(`full checkpoint wrote ${last.newRows} rows`);
+      },
+      afterAll: async () => {
+        full!.feed.end();
+        await full!.job.cancel();
+      },
+    },
+    {
+      ...incremental(0.01, "checkpoint.incremental.write"),
+      beforeAll: async () => {
+        incr = stateJob(incrRoot, { incremental: true, parallelism: 4 });
+        await incr.job.start();
+        incr.feed.feed(all);
+        await until(() => incr!.progress.processed >= data.rows);
+        await incr.job.triggerCheckpoint(); // the base
+      },
+    },
+    incremental(0.001, "checkpoint.incremental.write.0.1pct"),
+    incremental(0.1, "checkpoint.incremental.write.10pct"),
+    {
+      name: "savepoint.compact",
+      what: "base + 10 incremental deltas → self-contained savepoint",
+      group: "arrowpoint",
+      offline: true,
+      rows: data.rows,
+      bytes: () => bytes,
+      iterations: 3,
+      beforeAll: async () => {
+        // The incremental job's chain: one base plus deltas; take ten fresh deltas on top of a new base.
+        await incr!.job.triggerCheckpoint();
+        for (let i = 0; i < 10; i++) {
+          const changed = touch(data, 0.01, 1000 + i).map((key) => ({ key, value: data.state.get(key)! }));
+          const target = incr!.progress.processed + changed.length;
+          incr!.feed.feed(changed);
+          await until(() => incr!.progress.processed >= target);
+          last = await incr!.job.triggerCheckpoint();
+        }
+        // The savepoint of the parallelism-4 job, for the rekey and migrate cases.
+        spBytes = (await incr!.job.savepoint(sp4)).newBytes;
+        incr!.feed.end();
+        await incr!.job.cancel();
+      },
+      run: async () => {
+        const r = await compact(last!.location, join(out, "compact"));
+        bytes = r.bytes;
+      },
+      afterEach: () => rmSync(out, { recursive: true, force: true }),
+    },
+    {
+      name: "rekey.parallelism",
+      what: "savepoint at 4 subtasks → 7 (whole key groups move)",
+      group: "arrowpoint",
+      offline: true,
+      rows: data.rows,
+      bytes: () => bytes,
+      run: async () => {
+        bytes = (await rekey(sp4, join(out, "p7"), { parallelism: 7 })).bytes;
+      },
+      afterEach: () => rmSync(out, { recursive: true, force: true }),
+    },
+    {
+      name: "rekey.maxParallelism",
+      what: "savepoint with 128 key groups → 512 (every key re-hashed)",
+      group: "arrowpoint",
+      offline: true,
+      rows: data.rows,
+      bytes: () => bytes,
+      iterations: 3,
+      run: async () => {
+        bytes = (await rekey(sp4, join(out, "m512"), { maxParallelism: 512 })).bytes;
+      },
+      afterEach: () => rmSync(out, { recursive: true, force: true }),
+    },
+    {
+      name: "migrate.addField",
+      what: "one-step schema migration adding a field to every row",
+      group: "arrowpoint",
+      offline: true,
+      rows: data.rows,
+      bytes: () => bytes,
+      iterations: 3,
+      run: async () => {
+        const m = defineMigrations({ "state/value": [addField("region", "utf8", "eu")] });
+        const r = await migrate(sp4, join(out, "migrated"), m);
+        bytes = r.written?.bytes ?? 0;
+      },
+      afterEach: () => rmSync(out, { recursive: true, force: true }),
+    },
+    {
+      name: "restore.full",
+      what: "filesystem → a new job's live keyed state, all rows (parallelism 4)",
+      group: "arrowpoint",
+      rows: data.rows,
+      bytes: () => spBytes,
+      beforeEach: () => {
+        restored = stateJob(join(dir, "ckpt-restore"), { incremental: true, parallelism: 4, restore: sp4 }).job;
+      },
+      run: async () => {
+        await restored!.start();
+        const report = restored!.restoreReport;
+        if (!report) throw new Error("restore.full did not restore");
+      },
+      afterEach: async () => {
+        await restored!.cancel();
+        rmSync(join(dir, "ckpt-restore"), { recursive: true, force: true });
+      },
+    },
+  ];
+}
