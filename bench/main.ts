@@ -18,6 +18,9 @@ import { type BenchReport, checkGoals, formatGoals, formatTable, renderSvg } fro
 import { generateData } from "./data.ts";
 import { baselineCases, type BenchContext } from "./cases_baseline.ts";
 import { chunkRowsOf, formatCases, VALUE_LAYOUT } from "./cases_format.ts";
+import { cases as checkpointCases } from "./cases_checkpoint.ts";
+import { cases as s3Cases } from "./cases_s3.ts";
+import { cases as runtimeCases } from "./cases_runtime.ts";
 import { encodeChunk } from "../format/encode_chunk.ts";
 
 const isDeno = typeof (globalThis as { Deno?: unknown }).Deno !== "undefined";
@@ -27,19 +30,15 @@ function runtimeInfo(): { runtime: string; version: string } {
   return deno ? { runtime: "deno", version: deno.version.deno } : { runtime: "node", version: process.version.slice(1) };
 }
 
-/** Collects every case group; later groups (runtime, tools, S3) register through `extraCases`. */
+/** Every case, in report order: arrowpoint's first, then the baselines and limits they are compared with. */
 async function allCases(ctx: BenchContext): Promise<BenchCase[]> {
-  const cases: BenchCase[] = [...formatCases(ctx)];
-  for (const mod of ["./cases_checkpoint.ts", "./cases_tools.ts", "./cases_s3.ts", "./cases_runtime.ts"]) {
-    try {
-      const m = await import(mod) as { cases: (c: BenchContext) => Promise<BenchCase[]> | BenchCase[] };
-      cases.push(...(await m.cases(ctx)));
-    } catch (e) {
-      if (!(e instanceof Error && /Cannot find module|Module not found|ERR_MODULE_NOT_FOUND/.test(String(e.message) + String((e as { code?: string }).code)))) throw e;
-    }
-  }
-  cases.push(...baselineCases(ctx));
-  return cases;
+  return [
+    ...formatCases(ctx),
+    ...(await checkpointCases(ctx)),
+    ...s3Cases(ctx),
+    ...runtimeCases(ctx),
+    ...baselineCases(ctx),
+  ];
 }
 
 /** Runs the benchmark with command-line arguments; resolves to the exit code. */
