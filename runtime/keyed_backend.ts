@@ -80,6 +80,10 @@ export interface CapturedRows {
 interface Entry {
   key: unknown;
   value: unknown;
+  /** The change epoch in which the entry was last put on a dirty list (-1: never). */
+  epoch: number;
+  /** False once removed from its table (it then stands for a delete on the dirty list). */
+  live: boolean;
 }
 
 interface MapEntry {
@@ -145,12 +149,17 @@ function emptyRows(delta: boolean): CapturedRows {
   return delta ? { length: 0, keyGroups: [], keys: [], values: [], ops: new Uint8Array(0) } : { length: 0, keyGroups: [], keys: [], values: [] };
 }
 
-/** Value, list, reducing and aggregating state: one row per key. */
+/**
+ * Value, list, reducing and aggregating state: one row per key. Changes are tracked by epoch: an entry
+ * changed for the first time since the last capture goes on its key group's dirty list (a removed entry
+ * stays there as a delete), so repeated updates of a hot key cost one comparison, not a hash lookup.
+ */
 class SingleTable extends StateTable {
   readonly tables: (Map<KeyId, Entry> | undefined)[];
-  dirty: (Map<KeyId, unknown> | undefined)[] | null;
+  dirty: (Entry[] | undefined)[] | null;
   readonly handle: unknown;
   private readonly b: KeyedStateBackend;
+  private epoch = 0;
 
   constructor(b: KeyedStateBackend, desc: KeyedStateDescriptor, layout: StateLayout) {
     super(desc, layout);
@@ -175,6 +184,11 @@ class SingleTable extends StateTable {
     }
   }
 
+  entry(): Entry | undefined {
+    const m = this.tables[this.b.kgi];
+    return m === undefined ? undefined : m.get(this.b.keyId);
+  }
+
   get(): unknown {
     const m = this.tables[this.b.kgi];
     if (m === undefined) return undefined;
@@ -186,26 +200,37 @@ class SingleTable extends StateTable {
     const b = this.b;
     let m = this.tables[b.kgi];
     if (m === undefined) m = this.tables[b.kgi] = new Map();
-    const e = m.get(b.keyId);
+    let e = m.get(b.keyId);
     if (e !== undefined) e.value = value;
-    else m.set(b.keyId, { key: b.key, value });
-    this.touch();
+    else {
+      e = { key: b.key, value, epoch: -1, live: true };
+      m.set(b.keyId, e);
+    }
+    if (this.dirty !== null && e.epoch !== this.epoch) this.mark(e);
   }
 
-  /** Marks the current key changed (after an in-place change of its value). */
-  touch(): void {
-    const dirty = this.dirty;
-    if (dirty === null) return;
-    const b = this.b;
-    let d = dirty[b.kgi];
-    if (d === undefined) d = dirty[b.kgi] = new Map();
-    d.set(b.keyId, b.key);
+  /** Marks an entry changed (after an in-place change of its value). */
+  touch(e: Entry): void {
+    if (this.dirty !== null && e.epoch !== this.epoch) this.mark(e);
+  }
+
+  private mark(e: Entry): void {
+    e.epoch = this.epoch;
+    const g = this.b.kgi;
+    const list = this.dirty![g];
+    if (list === undefined) this.dirty![g] = [e];
+    else list.push(e);
   }
 
   remove(): void {
     const b = this.b;
     const m = this.tables[b.kgi];
-    if (m !== undefined && m.delete(b.keyId)) this.touch();
+    if (m === undefined) return;
+    const e = m.get(b.keyId);
+    if (e === undefined) return;
+    m.delete(b.keyId);
+    e.live = false;
+    if (this.dirty !== null && e.epoch !== this.epoch) this.mark(e);
   }
 
   size(): number {
@@ -216,7 +241,12 @@ class SingleTable extends StateTable {
 
   dirtySize(): number {
     let n = 0;
-    if (this.dirty) for (const d of this.dirty) if (d) n += d.size;
+    if (this.dirty) {
+      for (let g = 0; g < this.dirty.length; g++) {
+        const list = this.dirty[g];
+        if (list) for (const e of list) if (e.live || !this.tables[g]?.has(keyIdOf(e.key))) n++;
+      }
+    }
     return n;
   }
 
@@ -244,33 +274,36 @@ class SingleTable extends StateTable {
   captureDirty(start: number): CapturedRows {
     const dirty = this.dirty;
     if (dirty === null) return emptyRows(true);
-    const n = this.dirtySize();
-    const keyGroups: number[] = new Array(n);
-    const keys: unknown[] = new Array(n);
-    const values: unknown[] = new Array(n);
-    const ops = new Uint8Array(n);
-    let i = 0;
+    const keyGroups: number[] = [];
+    const keys: unknown[] = [];
+    const values: unknown[] = [];
+    const opList: number[] = [];
     for (let g = 0; g < dirty.length; g++) {
-      const d = dirty[g];
-      if (d === undefined || d.size === 0) continue;
+      const list = dirty[g];
+      if (list === undefined) continue;
       const m = this.tables[g];
       const kg = start + g;
-      for (const [id, key] of d) {
-        const e = m === undefined ? undefined : m.get(id);
-        keyGroups[i] = kg;
-        keys[i] = key;
-        if (e === undefined) {
-          ops[i] = 1;
-          values[i] = null;
-        } else values[i] = e.value;
-        i++;
+      for (const e of list) {
+        if (e.live) {
+          keyGroups.push(kg);
+          keys.push(e.key);
+          values.push(e.value);
+          opList.push(0);
+        } else if (m === undefined || !m.has(keyIdOf(e.key))) {
+          // removed and not re-created (a re-created key has its own live entry on the list)
+          keyGroups.push(kg);
+          keys.push(e.key);
+          values.push(null);
+          opList.push(1);
+        }
       }
     }
-    return { length: n, keyGroups, keys, values, ops };
+    return { length: keys.length, keyGroups, keys, values, ops: Uint8Array.from(opList) };
   }
 
   clearDirty(): void {
     if (this.dirty) this.dirty.fill(undefined);
+    this.epoch++;
   }
 
   restore(start: number, end: number, rows: RestoredRows): void {
@@ -283,7 +316,7 @@ class SingleTable extends StateTable {
       let m = this.tables[g];
       if (m === undefined) m = this.tables[g] = new Map();
       const v = rows.values[i];
-      m.set(keyIdOf(keys[i]), { key: keys[i], value: this.desc.kind === "list" && Array.isArray(v) ? v.slice() : v });
+      m.set(keyIdOf(keys[i]), { key: keys[i], value: this.desc.kind === "list" && Array.isArray(v) ? v.slice() : v, epoch: -1, live: true });
     }
   }
 }
@@ -315,21 +348,21 @@ class ListHandle<T> implements ListState<T> {
   }
   add(value: T): void {
     this.b.checkKey();
-    const list = this.t.get() as T[] | undefined;
-    if (list === undefined) this.t.set([value]);
+    const e = this.t.entry();
+    if (e === undefined) this.t.set([value]);
     else {
-      list.push(value);
-      this.t.touch();
+      (e.value as T[]).push(value);
+      this.t.touch(e);
     }
   }
   addAll(values: readonly T[]): void {
     this.b.checkKey();
     if (values.length === 0) return;
-    const list = this.t.get() as T[] | undefined;
-    if (list === undefined) this.t.set(values.slice());
+    const e = this.t.entry();
+    if (e === undefined) this.t.set(values.slice());
     else {
-      for (const v of values) list.push(v);
-      this.t.touch();
+      for (const v of values) (e.value as T[]).push(v);
+      this.t.touch(e);
     }
   }
   update(values: readonly T[]): void {
