@@ -169,7 +169,7 @@ function bufferTooLarge(path: string): RangeError {
 // builds ~40 MB of columns). Power-of-two size classes; at most POOL_MAX_BYTES kept; handed out zeroed.
 // A nested encode (a value's getter calling encodeChunk) allocates fresh memory instead.
 const POOL_MIN_BYTES = 64 * 1024;
-const POOL_MAX_BYTES = 256 * 1024 * 1024;
+const POOL_MAX_BYTES = 128 * 1024 * 1024;
 const pool = { free: new Map<number, ArrayBuffer[]>(), used: [] as ArrayBuffer[], depth: 0, bytes: 0 };
 
 function scratch(bytes: number): ArrayBuffer {
