@@ -8,7 +8,8 @@ import type { Storage } from "../backends/storage.ts";
 import { joinPath } from "../backends/path.ts";
 import { openStorage } from "../backends/open.ts";
 import { IncompatibleSnapshotError, NotFoundError, SnapshotFormatError } from "../format/errors.ts";
-import { type ChunkRef, findState, type Manifest, readManifest, type StateSnapshot } from "../format/manifest.ts";
+import { type ChunkRef, findState, type Manifest, MAX_MANIFEST_BYTES, readManifest, type StateSnapshot } from "../format/manifest.ts";
+import { checkLayout } from "../format/chunk_schema.ts";
 import type { KeyGroupRange } from "../format/key_group.ts";
 import { rangesOverlap } from "../format/key_group.ts";
 import { type DecodedChunk, decodeChunk, readKeyGroupRange } from "../format/decode_chunk.ts";
@@ -71,7 +72,8 @@ export function splitUri(uri: string): { parent: string; name: string } {
 async function loadManifest(storage: Storage, dir: string): Promise<Manifest | undefined> {
   let bytes: Uint8Array;
   try {
-    bytes = await storage.get(manifestPath(dir));
+    // One byte past the limit at most: an oversized manifest is refused without being read whole.
+    bytes = await storage.getRange(manifestPath(dir), 0, MAX_MANIFEST_BYTES + 1);
   } catch (e) {
     if (e instanceof NotFoundError) return undefined;
     throw e;
@@ -188,7 +190,8 @@ async function readChunkBytes(snap: Snapshot, ref: ChunkRef): Promise<Uint8Array
   const path = chunkPath(snap, ref);
   let bytes: Uint8Array;
   try {
-    bytes = await snap.storage.get(path);
+    // One byte past the recorded size at most: an oversized file is refused without being read whole.
+    bytes = await snap.storage.getRange(path, 0, Math.min(ref.bytes + 1, Number.MAX_SAFE_INTEGER));
   } catch (e) {
     if (e instanceof NotFoundError) {
       throw new SnapshotFormatError(`chunk listed in the manifest is missing; the snapshot is incomplete`, { path: `${snap.location} → ${ref.path}` }, { cause: e });
@@ -215,10 +218,19 @@ export async function readChunk(snap: Snapshot, ref: ChunkRef, range?: KeyGroupR
   const bytes = await readChunkBytes(snap, ref);
   const info = { path: `${snap.location} → ${ref.path}`, checksum: ref.checksum, compression: ref.compression, rawBytes: ref.rawBytes };
   const r = ref.keyGroupRange;
-  const decoded = range && r && (range.start > r.start || range.end < r.end)
-    ? readKeyGroupRange(bytes, range, info)
-    : decodeChunk(bytes, info);
+  const partial = range !== undefined && r !== undefined && (range.start > r.start || range.end < r.end);
+  let decoded: DecodedChunk;
+  try {
+    decoded = partial ? readKeyGroupRange(bytes, range, info) : decodeChunk(bytes, info);
+  } catch (e) {
+    // readKeyGroupRange's TypeError for a chunk without key groups: here the bytes contradict the manifest.
+    if (e instanceof TypeError) throw new SnapshotFormatError("chunk holds operator state but the manifest lists it as keyed state", { path: info.path }, { cause: e });
+    throw e;
+  }
   checkRows(decoded, ref, info.path);
+  if (!partial && decoded.length !== ref.rows) {
+    throw new SnapshotFormatError(`chunk holds ${decoded.length} rows but the manifest records ${ref.rows}`, { path: info.path });
+  }
   return decoded;
 }
 
@@ -239,11 +251,30 @@ export async function readVerifiedChunk(snap: Snapshot, ref: ChunkRef): Promise<
 }
 
 function checkRows(decoded: DecodedChunk, ref: ChunkRef, path: string): void {
+  if ((decoded.layout.kind === "operator-list") !== (ref.keyGroupRange === undefined)) {
+    throw new SnapshotFormatError(`chunk holds ${decoded.layout.kind} state, which contradicts its manifest entry`, { path });
+  }
+  if (ref.type === "base" && decoded.ops) throw new SnapshotFormatError("chunk is a delta (it has an op column) but the manifest records a base", { path });
   const r = ref.keyGroupRange;
   const kgs = decoded.keyGroups;
   if (r && kgs && kgs.length > 0 && (kgs[0] < r.start || kgs[kgs.length - 1] > r.end)) {
     throw new SnapshotFormatError(`chunk holds key groups ${kgs[0]}..${kgs[kgs.length - 1]} outside its manifest range [${r.start}, ${r.end}]`, { path });
   }
+}
+
+/** The column layout a state's chunks must have (value JSON Schemas aside: they may change without a rewrite). */
+function layoutKey(layout: unknown): string {
+  const l = checkLayout(layout).layout;
+  if (!l) return "invalid";
+  return JSON.stringify([l.kind, l.keyType, l.userKeyType, l.namespaced === true, l.value.encoding, l.value.encoding === "arrow" ? l.value.type : null]);
+}
+
+async function readStateChunk(snap: Snapshot, st: StateSnapshot, ref: ChunkRef, range?: KeyGroupRange): Promise<DecodedChunk> {
+  const d = await readChunk(snap, ref, range);
+  if (layoutKey(d.layout) !== layoutKey(st)) {
+    throw new SnapshotFormatError(`chunk layout ${JSON.stringify(d.layout)} differs from its state's descriptor in the manifest`, { path: `${snap.location} → ${ref.path}` });
+  }
+  return d;
 }
 
 /**
@@ -334,7 +365,7 @@ async function readOperatorState(snap: Snapshot, st: StateSnapshot): Promise<Sta
   const subtasks: number[] = [];
   const chunks = [...st.chunks].sort((a, b) => (a.subtask! - b.subtask!) || a.order - b.order);
   for (const ref of chunks) {
-    const d = await readChunk(snap, ref);
+    const d = await readStateChunk(snap, st, ref);
     for (let i = 0; i < d.length; i++) {
       values.push(d.values[i]);
       subtasks.push(ref.subtask!);
@@ -346,7 +377,7 @@ async function readOperatorState(snap: Snapshot, st: StateSnapshot): Promise<Sta
 async function concatBases(snap: Snapshot, st: StateSnapshot, chunks: ChunkRef[], range?: KeyGroupRange): Promise<StateRows> {
   const sorted = [...chunks].sort((a, b) => a.keyGroupRange!.start - b.keyGroupRange!.start);
   const parts: DecodedChunk[] = [];
-  for (const ref of sorted) parts.push(await readChunk(snap, ref, range));
+  for (const ref of sorted) parts.push(await readStateChunk(snap, st, ref, range));
   if (parts.length === 1) {
     const p = parts[0];
     return { length: p.length, keyGroups: p.keyGroups, keys: p.keys, namespaces: p.namespaces, userKeys: p.userKeys, values: p.values };
@@ -380,7 +411,7 @@ async function concatBases(snap: Snapshot, st: StateSnapshot, chunks: ChunkRef[]
 async function mergeChain(snap: Snapshot, st: StateSnapshot, chunks: ChunkRef[], range?: KeyGroupRange): Promise<StateRows> {
   const groups = new Map<number, Map<string, Row>>();
   for (const ref of chunks) {
-    const d = await readChunk(snap, ref, range);
+    const d = await readStateChunk(snap, st, ref, range);
     if (ref.type === "base") {
       const r = ref.keyGroupRange!;
       for (const kg of [...groups.keys()]) if (kg >= r.start && kg <= r.end) groups.delete(kg);
