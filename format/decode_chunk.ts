@@ -115,6 +115,24 @@ function decodeStrings(col: ColumnData, from: number, to: number, ctx: Dctx, nam
   return out;
 }
 
+/**
+ * Deepest msgpack nesting a reader accepts. msgpack decodes any depth iteratively, but key hashing, merging,
+ * printing and re-encoding recurse (and the encoder stops at 100): deeper values are hostile.
+ */
+const MAX_MSGPACK_DEPTH = 128;
+
+/** Whether arrays/maps nest deeper than `max` levels (iterative: safe for any depth). */
+function nestsDeeper(value: unknown, max: number): boolean {
+  const stack: [unknown, number][] = [[value, 0]];
+  while (stack.length > 0) {
+    const [x, depth] = stack.pop()!;
+    if (typeof x !== "object" || x === null || ArrayBuffer.isView(x)) continue;
+    if (depth >= max) return true;
+    for (const v of Array.isArray(x) ? x : Object.values(x)) if (typeof v === "object" && v !== null) stack.push([v, depth + 1]);
+  }
+  return false;
+}
+
 function msgpackDecoder(ctx: Dctx): MsgpackDecoder {
   // Every limit bounded by the file size: a blob cannot describe more items than it has bytes.
   const max = Math.max(16, ctx.dataBytes);
@@ -147,10 +165,15 @@ function decodeColumn(col: ColumnData, from: number, to: number, ctx: Dctx, name
             out[i - from] = null;
             continue;
           }
+          const blob = data.subarray(off[i], off[i + 1]);
           try {
-            out[i - from] = dec.decode(data.subarray(off[i], off[i + 1]));
+            out[i - from] = dec.decode(blob);
           } catch (e) {
             throw formatError(ctx, name, `invalid msgpack at slot ${i}: ${(e as Error).message}`, e);
+          }
+          // Nesting needs a byte per level, so only long blobs can be too deep for recursive consumers.
+          if (blob.length > MAX_MSGPACK_DEPTH && nestsDeeper(out[i - from], MAX_MSGPACK_DEPTH)) {
+            throw formatError(ctx, name, `msgpack value at slot ${i} nests deeper than ${MAX_MSGPACK_DEPTH} levels (writers stop at 100)`);
           }
         }
       } else {
