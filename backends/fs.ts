@@ -26,10 +26,10 @@ import { randomBytes } from "node:crypto";
 import { promises as fsp } from "node:fs";
 import type { FileHandle } from "node:fs/promises";
 import * as nodePath from "node:path";
-import { pathToFileURL } from "node:url";
 import { ArrowpointError, NotFoundError, PathEscapeError, StorageError } from "../format/errors.ts";
 import { comparePaths, isValidPath } from "./path.ts";
 import { BaseStorage, type ObjectInfo } from "./storage.ts";
+import { fileUri } from "./uri.ts";
 
 const TEMP_NAME = /^\..*\.tmp-[0-9a-f]{16}$/;
 
@@ -130,7 +130,7 @@ export class FsStorage extends BaseStorage {
   constructor(root: string) {
     super();
     this.root = nodePath.resolve(root);
-    this.uri = pathToFileURL(this.root).href.replace(/\/+$/, "");
+    this.uri = fileUri(this.root);
   }
 
   #full(path: string): string {

@@ -11,6 +11,12 @@
 import { PathEscapeError } from "../format/errors.ts";
 
 /**
+ * A UTF-16 surrogate without its pair: such a string has no UTF-8 form, so a filesystem or S3 would store
+ * it as U+FFFD and two paths would name one object.
+ */
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+/**
  * Throws {@linkcode PathEscapeError} unless `path` is a valid object path (see the module doc).
  *
  * @example
@@ -22,7 +28,7 @@ import { PathEscapeError } from "../format/errors.ts";
  */
 export function validatePath(path: string, context = "storage"): void {
   if (typeof path !== "string" || path.length === 0) throw new PathEscapeError(String(path), context);
-  if (path.includes("\\") || path.includes("\0")) throw new PathEscapeError(path, context);
+  if (path.includes("\\") || path.includes("\0") || LONE_SURROGATE.test(path)) throw new PathEscapeError(path, context);
   for (const segment of path.split("/")) {
     if (segment === "" || segment === "." || segment === "..") throw new PathEscapeError(path, context);
   }
@@ -43,7 +49,7 @@ export function validatePath(path: string, context = "storage"): void {
 export function validatePrefix(prefix: string, context = "storage"): void {
   if (typeof prefix !== "string") throw new PathEscapeError(String(prefix), context);
   if (prefix === "") return;
-  if (prefix.includes("\\") || prefix.includes("\0")) throw new PathEscapeError(prefix, context);
+  if (prefix.includes("\\") || prefix.includes("\0") || LONE_SURROGATE.test(prefix)) throw new PathEscapeError(prefix, context);
   const segments = prefix.split("/");
   for (let i = 0; i < segments.length - 1; i++) {
     const s = segments[i];

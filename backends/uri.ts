@@ -50,6 +50,9 @@ export function parseStorageUri(uri: string | URL): StorageLocation {
   const text = uri instanceof URL ? uri.href : uri;
   if (typeof text !== "string" || text.trim() === "") throw new InvalidUriError(String(text), "it is empty");
   if (text.includes("\0")) throw new InvalidUriError(text, "it contains NUL");
+  if (/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/.test(text)) {
+    throw new InvalidUriError(text, "it is not well-formed Unicode (a lone surrogate has no UTF-8 form)");
+  }
   const windowsDrive = process.platform === "win32" && /^[a-zA-Z]:[\\/]/.test(text);
   const scheme = windowsDrive ? undefined : /^([a-zA-Z][a-zA-Z0-9+.-]*):/.exec(text)?.[1]?.toLowerCase();
   if (scheme === undefined) return { scheme: "file", path: nodePath.resolve(text) };
@@ -57,7 +60,9 @@ export function parseStorageUri(uri: string | URL): StorageLocation {
   switch (scheme) {
     case "file": {
       try {
-        return { scheme: "file", path: nodePath.resolve(fileURLToPath(new URL(`file:${rest}`))) };
+        const path = nodePath.resolve(fileURLToPath(new URL(`file:${rest}`)));
+        if (path.includes("\0")) throw new Error("it contains an encoded NUL (%00)");
+        return { scheme: "file", path };
       } catch (e) {
         throw new InvalidUriError(text, `not a valid local file URI (${e instanceof Error ? e.message : String(e)})`);
       }
@@ -85,6 +90,23 @@ export function parseStorageUri(uri: string | URL): StorageLocation {
 }
 
 /**
+ * The `file:` URI of an absolute local path, without a trailing "/". Node 20's `pathToFileURL` drops
+ * trailing control characters ("/a/b\x04" → "file:///a/b"), which would name another folder; such paths
+ * are encoded segment by segment instead.
+ *
+ * @example
+ * ```ts
+ * import { fileUri } from "./uri.ts";
+ * console.log(fileUri("/tmp/a b")); // "file:///tmp/a%20b"
+ * ```
+ */
+export function fileUri(path: string): string {
+  const href = pathToFileURL(path).href.replace(/\/+$/, "");
+  if (nodePath.sep === "\\" || fileURLToPath(href + "/").replace(/\/+$/, "") === path.replace(/\/+$/, "")) return href;
+  return "file://" + path.replace(/\/+$/, "").split("/").map(encodeURIComponent).join("/");
+}
+
+/**
  * The canonical URI of a location (`file:///abs/dir` percent-encoded, `s3://bucket/prefix`, `memory:name/prefix`).
  *
  * @example
@@ -96,7 +118,7 @@ export function parseStorageUri(uri: string | URL): StorageLocation {
 export function formatStorageUri(location: StorageLocation): string {
   switch (location.scheme) {
     case "file":
-      return pathToFileURL(location.path).href.replace(/\/+$/, "");
+      return fileUri(location.path);
     case "s3":
       return `s3://${location.bucket}${location.prefix === "" ? "" : `/${location.prefix}`}`;
     case "memory":
