@@ -111,7 +111,8 @@ test("path checks agree with each other and never let a path leave its root", as
     }
     // Every public storage method refuses an invalid path before doing anything.
     if (!v.ok) {
-      for (const op of [() => root.put(path, new Uint8Array(1)), () => root.get(path), () => root.exists(path), () => root.delete([path]), () => root.putIfAbsent(path, new Uint8Array(1))]) {
+      const ops: (() => Promise<unknown>)[] = [() => root.put(path, new Uint8Array(1)), () => root.get(path), () => root.exists(path), () => root.delete([path]), () => root.putIfAbsent(path, new Uint8Array(1))];
+      for (const op of ops) {
         const r = await t.checkAsync(op);
         assert.ok(!r.ok && r.error instanceof PathEscapeError);
       }
