@@ -9,11 +9,35 @@
  * @module
  */
 
-/** Tag of a {@link RecordBatch}. */
+/**
+ * Tag of a {@link RecordBatch}.
+ *
+ * @example
+ * ```ts
+ * import { BATCH, RecordBatch } from "./channel.ts";
+ * console.log(new RecordBatch([], null, null).tag === BATCH); // true
+ * ```
+ */
 export const BATCH = 0 as const;
-/** Tag of a {@link Barrier}. */
+/**
+ * Tag of a {@link Barrier}.
+ *
+ * @example
+ * ```ts
+ * import { BARRIER, Barrier } from "./channel.ts";
+ * console.log(new Barrier(1, "checkpoint", false).tag === BARRIER); // true
+ * ```
+ */
 export const BARRIER = 1 as const;
-/** Tag of an {@link EndOfInput}. */
+/**
+ * Tag of an {@link EndOfInput}.
+ *
+ * @example
+ * ```ts
+ * import { END, END_OF_INPUT } from "./channel.ts";
+ * console.log(END_OF_INPUT.tag === END); // true
+ * ```
+ */
 export const END = 2 as const;
 
 /**
@@ -79,7 +103,17 @@ export class EndOfInput {
   readonly tag: typeof END = END;
 }
 
-/** The one end-of-input marker. */
+/**
+ * The one end-of-input marker.
+ *
+ * @example
+ * ```ts
+ * import { Channel, END_OF_INPUT } from "./channel.ts";
+ * const ch = new Channel(1);
+ * ch.push(END_OF_INPUT);
+ * console.log(ch.poll() === END_OF_INPUT); // true
+ * ```
+ */
 export const END_OF_INPUT: EndOfInput = new EndOfInput();
 
 /** What travels through a channel. */

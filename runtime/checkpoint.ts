@@ -11,9 +11,17 @@ import { safeSegment } from "../format/snapshot_path.ts";
 import { VERSION } from "../format/version.ts";
 import { checkpointDirName, SHARED_DIR } from "../snapshot/layout.ts";
 import { savepointChunkPath } from "../snapshot/write.ts";
-import type { ChunkTarget, TaskSnapshot } from "./tasks.ts";
+import type { ChunkTarget, TaskSnapshot } from "./_tasks.ts";
 
-/** Joins relative storage paths, skipping empty parts. */
+/**
+ * Joins relative storage paths, skipping empty parts.
+ *
+ * @example
+ * ```ts
+ * import { joinRelative } from "./checkpoint.ts";
+ * console.log(joinRelative("", "savepoints", "sp-1")); // "savepoints/sp-1"
+ * ```
+ */
 export function joinRelative(...parts: string[]): string {
   return parts.filter((p) => p !== "").join("/");
 }
@@ -125,7 +133,15 @@ export interface ManifestInput {
   readonly metadata?: Record<string, string>;
 }
 
-/** The key of a state in `previous` maps. */
+/**
+ * The key of a state in `previous` maps.
+ *
+ * @example
+ * ```ts
+ * import { stateKey } from "./checkpoint.ts";
+ * console.log(stateKey("sessions", "count") === stateKey("sessions", "count")); // true
+ * ```
+ */
 export function stateKey(uid: string, state: string): string {
   return `${uid}\u0000${state}`;
 }
@@ -196,14 +212,32 @@ export function assembleManifest(input: ManifestInput): Manifest {
   return manifest;
 }
 
-/** The keyed-state chunks of a manifest, per `uid\0state`. */
+/**
+ * The keyed-state chunks of a manifest, per `uid\0state` (see {@link stateKey}).
+ *
+ * @example
+ * ```ts
+ * import { assembleManifest, chunksByState } from "./checkpoint.ts";
+ * const m = assembleManifest({ kind: "checkpoint", id: "chk-000001", checkpointId: 1, job: "j", maxParallelism: 128, operators: [], snapshots: [] });
+ * console.log(chunksByState(m).size); // 0
+ * ```
+ */
 export function chunksByState(manifest: Manifest): Map<string, ChunkRef[]> {
   const out = new Map<string, ChunkRef[]>();
   for (const op of manifest.operators) for (const st of op.states) if (st.keyed) out.set(stateKey(op.uid, st.name), st.chunks.slice());
   return out;
 }
 
-/** How many chunks of a list overlap a key-group range. */
+/**
+ * How many chunks of a list overlap a key-group range (a subtask's chain length after a restore).
+ *
+ * @example
+ * ```ts
+ * import { overlapping } from "./checkpoint.ts";
+ * const c = { path: "a", type: "base" as const, order: 1, keyGroupRange: { start: 0, end: 63 }, rows: 1, bytes: 1, checksum: "crc32:0", compression: "none" as const };
+ * console.log(overlapping([c], { start: 32, end: 95 }), overlapping([c], { start: 64, end: 127 })); // 1 0
+ * ```
+ */
 export function overlapping(chunks: readonly ChunkRef[], range: KeyGroupRange): number {
   let n = 0;
   for (const c of chunks) {

@@ -24,7 +24,7 @@ import { listState, mapState, reducingState, valueState } from "./state.ts";
 import type { KeyedProcessFunction } from "./stream.ts";
 
 /** One click of a user. */
-export interface Click {
+interface Click {
   user: string;
   page: string;
   amount: number;
@@ -33,7 +33,7 @@ export interface Click {
 }
 
 /** What the job emits per click. */
-export interface SessionUpdate {
+interface SessionUpdate {
   user: string;
   session: number;
   clicks: number;
@@ -48,7 +48,7 @@ const GAP_MS = 30 * 60_000;
 const PAGES = ["home", "search", "item", "cart", "checkout", "help", "account", "deals", "blog", "about"];
 
 /** The current session of a user, as typed Arrow columns. */
-export const SESSION = valueState<{ id: number; start: number; last: number; clicks: number; amount: number }>("session", {
+const SESSION = valueState<{ id: number; start: number; last: number; clicks: number; amount: number }>("session", {
   value: {
     encoding: "arrow",
     type: {
@@ -63,14 +63,14 @@ export const SESSION = valueState<{ id: number; start: number; last: number; cli
   },
 });
 /** Clicks per page in the current session. */
-export const PAGES_SEEN = mapState<string, number>("pages", { value: { encoding: "arrow", type: "int32" } });
+const PAGES_SEEN = mapState<string, number>("pages", { value: { encoding: "arrow", type: "int32" } });
 /** The last five amounts. */
-export const RECENT = listState<number>("recent", { value: { encoding: "arrow", type: "float64" } });
+const RECENT = listState<number>("recent", { value: { encoding: "arrow", type: "float64" } });
 /** Lifetime amount. */
-export const LIFETIME = reducingState<number>("lifetime", (a, b) => Math.round((a + b) * 100) / 100, { value: { encoding: "arrow", type: "float64" } });
+const LIFETIME = reducingState<number>("lifetime", (a, b) => Math.round((a + b) * 100) / 100, { value: { encoding: "arrow", type: "float64" } });
 
 /** The generated click stream: deterministic from the seed; every user belongs to one split. */
-export function clicks(count: number, users: number, ratePerSecond?: number): Source<Click> {
+function clicks(count: number, users: number, ratePerSecond?: number): Source<Click> {
   const perSplit = Math.max(1, Math.floor(users / SPLITS));
   return generatorSource<Click>({
     count,
@@ -88,7 +88,7 @@ export function clicks(count: number, users: number, ratePerSecond?: number): So
 }
 
 /** Per-user sessions: a new session after 30 minutes of (event-time) silence. */
-export function sessions(): KeyedProcessFunction<string, Click, SessionUpdate> {
+function sessions(): KeyedProcessFunction<string, Click, SessionUpdate> {
   return {
     open(ctx) {
       ctx.getState(SESSION);
@@ -118,7 +118,7 @@ export function sessions(): KeyedProcessFunction<string, Click, SessionUpdate> {
 }
 
 /** Options of {@link sessionsJob}. */
-export interface DemoJobOptions {
+interface DemoJobOptions {
   source: Source<Click>;
   sink: Sink<SessionUpdate, unknown>;
   parallelism: number;
@@ -129,7 +129,7 @@ export interface DemoJobOptions {
 }
 
 /** clicks → keyBy(user) → sessions → sink. */
-export function sessionsJob(o: DemoJobOptions): Job {
+function sessionsJob(o: DemoJobOptions): Job {
   const job = new Job("user-sessions", {
     maxParallelism: 128,
     checkpoints: o.checkpoints && { storage: o.checkpoints, intervalMs: 100, retain: 3, fullEvery: 5 },

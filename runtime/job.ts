@@ -20,7 +20,8 @@ import { JobFailedError, JobKilledError, type NonRestoredState, NonRestoredState
 import { KeyedStateBackend } from "./keyed_backend.ts";
 import { redistribute } from "./operator_state.ts";
 import type { Source } from "./sources.ts";
-import { DataStream, Graph, type OperatorOptions, type Vertex } from "./stream.ts";
+import { DataStream, type OperatorOptions } from "./stream.ts";
+import { Graph, type Vertex } from "./_graph.ts";
 import {
   type ChainSettings,
   type ChunkTarget,
@@ -31,7 +32,7 @@ import {
   type Task,
   type TaskHost,
   type TaskSnapshot,
-} from "./tasks.ts";
+} from "./_tasks.ts";
 
 /** Checkpointing of a job. */
 export interface CheckpointOptions {

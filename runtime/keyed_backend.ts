@@ -106,7 +106,19 @@ export interface ChainInfo {
   forceBase: boolean;
 }
 
-/** One registered keyed state of a backend. */
+/**
+ * One registered keyed state of a backend: its entries per key group, what changed, and its chain.
+ *
+ * @example
+ * ```ts
+ * import { KeyedStateBackend } from "./keyed_backend.ts";
+ * import { valueState } from "./state.ts";
+ * const b = new KeyedStateBackend({ start: 0, end: 127 }, "string", true);
+ * b.getState(valueState<number>("n"));
+ * const table = b.table("n")!;
+ * console.log(table.size(), table.layout.kind); // 0 "value"
+ * ```
+ */
 export abstract class StateTable {
   /** The descriptor. */
   readonly desc: KeyedStateDescriptor;
@@ -615,7 +627,16 @@ class MapHandle<UK, V> implements MapState<UK, V> {
   }
 }
 
-/** The layout of a keyed state's chunks. */
+/**
+ * The layout of a keyed state's chunks.
+ *
+ * @example
+ * ```ts
+ * import { keyedLayout } from "./keyed_backend.ts";
+ * import { mapState } from "./state.ts";
+ * console.log(keyedLayout(mapState<string, number>("m"), "string").userKeyType); // "string"
+ * ```
+ */
 export function keyedLayout(desc: KeyedStateDescriptor, keyType: KeyType): StateLayout {
   return desc.kind === "map"
     ? { kind: "map", keyType, userKeyType: desc.userKeyType, value: desc.value }
@@ -755,7 +776,15 @@ export class KeyedStateBackend {
   }
 }
 
-/** JSON with object keys sorted, so equal structures give equal text whatever their key order. */
+/**
+ * JSON with object keys sorted, so equal structures give equal text whatever their key order.
+ *
+ * @example
+ * ```ts
+ * import { stableStringify } from "./keyed_backend.ts";
+ * console.log(stableStringify({ b: 1, a: [2] })); // {"a":[2],"b":1}
+ * ```
+ */
 export function stableStringify(v: unknown): string {
   if (Array.isArray(v)) return "[" + v.map(stableStringify).join(",") + "]";
   if (v !== null && typeof v === "object") {
@@ -769,7 +798,16 @@ function describe(l: StateLayout): string {
   return stableStringify({ kind: l.kind, keyType: l.keyType, userKeyType: l.userKeyType, value: l.value });
 }
 
-/** Whether two layouts encode the same columns. */
+/**
+ * Whether two layouts encode the same columns.
+ *
+ * @example
+ * ```ts
+ * import { sameLayout } from "./keyed_backend.ts";
+ * const a = { kind: "value" as const, keyType: "string" as const, value: { encoding: "msgpack" as const } };
+ * console.log(sameLayout(a, { ...a }), sameLayout(a, { ...a, keyType: "int32" })); // true false
+ * ```
+ */
 export function sameLayout(a: StateLayout, b: StateLayout): boolean {
   return describe(a) === describe(b);
 }

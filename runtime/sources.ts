@@ -109,6 +109,13 @@ export function arraySource<T>(items: readonly T[], options: { splits?: number; 
 /**
  * A small deterministic random generator (mulberry32), reseeded per record by the generator source so
  * record i is the same whatever was read before it.
+ *
+ * @example
+ * ```ts
+ * import { Rng } from "./sources.ts";
+ * const a = new Rng().seed(7), b = new Rng().seed(7);
+ * console.log(a.int(100) === b.int(100)); // true
+ * ```
  */
 export class Rng {
   private s = 0;

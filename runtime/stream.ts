@@ -23,6 +23,7 @@ import type {
   ValueStateDescriptor,
 } from "./state.ts";
 import { valueState } from "./state.ts";
+import type { FunctionOrFactory, Graph, InputEdge, Vertex } from "./_graph.ts";
 
 /** Where a function runs. */
 export interface RuntimeInfo {
@@ -144,45 +145,6 @@ export interface OperatorOptions {
   name?: string;
   /** Number of subtasks (default: the job's parallelism). */
   parallelism?: number;
-}
-
-/** @internal A function given as an object or a factory of objects. */
-export type FunctionOrFactory<F> = F | (() => F);
-
-/** @internal An input of a vertex. */
-export interface InputEdge {
-  readonly from: Vertex;
-  readonly keySelector?: (value: unknown) => Key;
-  readonly keyType?: KeyType;
-}
-
-/** @internal A node of the job graph. */
-export interface Vertex {
-  readonly id: number;
-  readonly kind: "source" | "keyed" | "operator" | "sink";
-  uid?: string;
-  name: string;
-  parallelism?: number;
-  /** Whether the operator needs a uid (holds or may hold state). */
-  readonly stateful: boolean;
-  readonly inputs: InputEdge[];
-  readonly source?: Source<unknown>;
-  readonly keyedFn?: FunctionOrFactory<KeyedProcessFunction<unknown, unknown, unknown>>;
-  readonly fn?: FunctionOrFactory<ProcessFunction<unknown, unknown>>;
-  readonly sink?: Sink<unknown, unknown>;
-}
-
-/** @internal The graph a job builds. */
-export class Graph {
-  readonly vertices: Vertex[] = [];
-  frozen = false;
-
-  add(v: Omit<Vertex, "id">): Vertex {
-    if (this.frozen) throw new TypeError("Cannot add an operator as the job was already started");
-    const vertex: Vertex = { ...v, id: this.vertices.length };
-    this.vertices.push(vertex);
-    return vertex;
-  }
 }
 
 function applyOptions(v: Vertex, options: OperatorOptions | undefined): void {

@@ -1,6 +1,6 @@
 /**
- * Subtasks: how records, barriers and end-of-input flow through one operator instance. Internal to the
- * runtime; the job creates and drives them.
+ * Subtasks: how records, barriers and end-of-input flow through one operator instance. Private to the
+ * runtime (the leading underscore): the job creates and drives them; nothing here is public API.
  *
  * @module
  */
@@ -17,14 +17,8 @@ import { OperatorStateStore } from "./operator_state.ts";
 import type { SinkWriter } from "./sinks.ts";
 import type { SplitReader, SourceSplit } from "./sources.ts";
 import { operatorListState, type OperatorListState } from "./state.ts";
-import type {
-  FunctionOrFactory,
-  KeyedProcessContext,
-  KeyedProcessFunction,
-  ProcessContext,
-  ProcessFunction,
-  Vertex,
-} from "./stream.ts";
+import type { KeyedProcessContext, KeyedProcessFunction, ProcessContext, ProcessFunction } from "./stream.ts";
+import type { FunctionOrFactory, Vertex } from "./_graph.ts";
 
 /** Where the chunks of one snapshot go. */
 export interface ChunkTarget {
