@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { FaultyStorage } from "../backends/faulty.ts";
 import { MemoryStorage, clearMemoryStorage } from "../backends/memory.ts";
 import { openStorage } from "../backends/open.ts";
 import { IncompatibleSnapshotError } from "../format/errors.ts";
@@ -430,4 +431,35 @@ test("an unbounded job stops with a savepoint and resumes from it", async () => 
   await b.run();
   assert.deepEqual(sink.committed, Array.from({ length: n + 100 }, (_, i) => i));
   clearMemoryStorage(spTarget.slice("memory:".length));
+});
+
+test("a tolerated checkpoint failure makes the next checkpoint re-base, and restoring it gives the right state", async () => {
+  const inner = new MemoryStorage(uniq("tolerate"));
+  const items: Upd[] = [];
+  for (let i = 0; i < 200; i++) items.push({ user: `user-${i % 50}` });
+  const gate = gatedSource(items);
+  const faulty = new FaultyStorage(inner, {});
+  const events: string[] = [];
+  const job = new Job("tolerate", { maxParallelism: 128, checkpoints: { storage: faulty, tolerableFailures: 1, retain: 5 }, onEvent: (e) => events.push(e.type) });
+  job.fromSource(gate.source, { uid: "upd" }).keyBy((u) => u.user).reduce((a) => ({ user: a.user, del: !a.del }), { uid: "r", parallelism: 2 }).sinkTo(new CollectingSink<Upd>(), { uid: "out" });
+  await job.start();
+  gate.allow(100);
+  await waitFor("100", () => job.records >= 100);
+  await job.triggerCheckpoint();
+  gate.allow(150);
+  await waitFor("150", () => job.records >= 150);
+  faulty.reset({ failAt: 1, mode: "fail" }); // the next write fails, once
+  await assert.rejects(job.triggerCheckpoint());
+  assert.deepEqual(events.slice(-1), ["checkpoint-failed"]);
+  gate.allow(200);
+  await waitFor("200", () => job.records >= 200);
+  const after = await job.triggerCheckpoint();
+  assert.equal(job.status, "running", "one failure is tolerated");
+  const st = after.manifest.operators.find((o) => o.uid === "r")!.states[0];
+  assert.ok(st.chunks.every((c) => c.type === "base" && c.order === after.id), "the chain lost a link: every subtask re-bases");
+  await job.cancel();
+  const rows = await readState(await openSnapshot(inner, `chk-${String(after.id).padStart(6, "0")}`), "r", "reduce");
+  assert.equal(rows.length, 50);
+  // 4 records per key: the first is stored as is, the next three toggle `del`: true, false, true
+  for (let i = 0; i < rows.length; i++) assert.equal((rows.values[i] as Upd).del, true, "each key saw all 4 records exactly once");
 });

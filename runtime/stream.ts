@@ -325,6 +325,9 @@ export class KeyedStream<K extends Key, T> {
   reduce(fn: (acc: T, value: T) => T, options?: OperatorOptions): DataStream<T> {
     const desc = valueState<T>("reduce");
     return this.process<T>({
+      open(ctx) {
+        ctx.getState(desc);
+      },
       processElement(value, ctx) {
         const s = ctx.getState(desc);
         const cur = s.value();
