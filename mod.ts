@@ -60,6 +60,7 @@ export { MANIFEST_SCHEMA } from "./format/manifest_schema.ts";
 export type { Field, FieldType, KeyType, Redistribution, ScalarType, StateKind, StateLayout, ValueEncoding } from "./format/state_layout.ts";
 export { type ChunkRows, type Compression, type EncodedChunk, encodeChunk, type EncodeChunkOptions } from "./format/encode_chunk.ts";
 export { type ChunkReadInfo, type DecodedChunk, decodeChunk, readKeyGroupRange } from "./format/decode_chunk.ts";
+export { sliceChunk } from "./format/chunk_slice.ts";
 export { checksumOf, verifyChecksum } from "./format/checksum.ts";
 export { VERSION } from "./format/version.ts";
 

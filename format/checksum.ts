@@ -4,7 +4,7 @@
  *
  * CRC-32 is computed by `node:zlib`'s native `crc32` (Node ≥ 20.15, Deno 2), which measured 7 GB/s under Node
  * and ~39 GB/s under Deno on a 37 MB chunk, against 2.1 GB/s for the best pure-JS table version
- * (slicing-by-8) and 0.5 GB/s for a byte-at-a-time table (bench in docs/format-chunks.md). The JS version is
+ * (slicing-by-8) and 0.5 GB/s for a byte-at-a-time table (bench in docs/format.md, Chunks). The JS version is
  * kept as the fallback for Node 20.0–20.14, which lack `zlib.crc32`; both give identical values.
  *
  * @module

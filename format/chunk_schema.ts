@@ -2,7 +2,7 @@
  * The one description of a chunk's columns that encoding, decoding and slicing share: the Arrow schema a
  * {@link StateLayout} gives, the schema-level metadata keys, and the key-group index.
  *
- * Columns, in order (docs/format-chunks.md): `kg` Uint16 · `key` · `ns` Utf8 · `ukey` · `op` Uint8 · `value`.
+ * Columns, in order (docs/format.md, Chunks): `kg` Uint16 · `key` · `ns` Utf8 · `ukey` · `op` Uint8 · `value`.
  *
  * @module
  */
@@ -42,7 +42,7 @@ import {
 
 /**
  * The chunk format version this module writes and the newest it reads; with the metadata keys below it is
- * what makes a chunk self-describing (docs/format-chunks.md).
+ * what makes a chunk self-describing (docs/format.md, Chunks).
  *
  * @example Reading a chunk's metadata with apache-arrow
  * ```ts

@@ -1,6 +1,6 @@
 /**
  * Encoding state rows into a chunk: an Arrow IPC file whose columns a {@link StateLayout} describes
- * (chunk_schema.ts, docs/format-chunks.md).
+ * (chunk_schema.ts, docs/format.md, Chunks).
  *
  * Columns are built by hand, not with apache-arrow's generic builders (which run slower than JSON): typed
  * arrays filled in one pass per column, UTF-8 written with an ASCII fast path into one growing buffer with
