@@ -115,10 +115,39 @@ export async function cases(ctx: BenchContext): Promise<BenchCase[]> {
   let restored: Job | undefined;
   let step = 0;
   let spBytes = 0;
+  let chainTip = "";
   const fullRoot = join(dir, "ckpt-full");
   const incrRoot = join(dir, "ckpt-incr");
   const sp4 = join(dir, "sp-p4");
   const out = join(dir, "tool-out");
+
+  let incrReady: Promise<void> | undefined;
+  const startIncremental = () =>
+    (incrReady ??= (async () => {
+      incr = stateJob(incrRoot, { incremental: true, parallelism: 4 });
+      await incr.job.start();
+      incr.feed.feed(all);
+      await until(() => incr!.progress.processed >= data.rows);
+      await incr.job.triggerCheckpoint(); // the base
+    })());
+  // A fresh base plus ten 1% deltas, and the savepoint of the parallelism-4 job, for the offline tools.
+  let chainReady: Promise<void> | undefined;
+  const prepareChain = () =>
+    (chainReady ??= (async () => {
+      await startIncremental();
+      await incr!.job.triggerCheckpoint();
+      for (let i = 0; i < 10; i++) {
+        const changed = touch(data, 0.01, 1000 + i).map((key) => ({ key, value: data.state.get(key)! }));
+        const target = incr!.progress.processed + changed.length;
+        incr!.feed.feed(changed);
+        await until(() => incr!.progress.processed >= target);
+        last = await incr!.job.triggerCheckpoint();
+      }
+      chainTip = last!.location;
+      spBytes = (await incr!.job.savepoint(sp4)).newBytes;
+      incr!.feed.end();
+      await incr!.job.cancel();
+    })());
 
   const incremental = (fraction: number, name: string): BenchCase => {
     let changed: Put[] = [];
@@ -128,6 +157,7 @@ export async function cases(ctx: BenchContext): Promise<BenchCase[]> {
       group: "arrowpoint",
       rows: Math.max(1, Math.round(data.rows * fraction)),
       bytes: () => bytes,
+      beforeAll: startIncremental,
       beforeEach: async () => {
         changed = touch(data, fraction, ++step).map((key) => ({ key, value: data.state.get(key)! }));
         const target = incr!.progress.processed + changed.length;
@@ -164,16 +194,7 @@ export async function cases(ctx: BenchContext): Promise<BenchCase[]> {
         await full!.job.cancel();
       },
     },
-    {
-      ...incremental(0.01, "checkpoint.incremental.write"),
-      beforeAll: async () => {
-        incr = stateJob(incrRoot, { incremental: true, parallelism: 4 });
-        await incr.job.start();
-        incr.feed.feed(all);
-        await until(() => incr!.progress.processed >= data.rows);
-        await incr.job.triggerCheckpoint(); // the base
-      },
-    },
+    incremental(0.01, "checkpoint.incremental.write"),
     incremental(0.001, "checkpoint.incremental.write.0.1pct"),
     incremental(0.1, "checkpoint.incremental.write.10pct"),
     {
@@ -184,23 +205,9 @@ export async function cases(ctx: BenchContext): Promise<BenchCase[]> {
       rows: data.rows,
       bytes: () => bytes,
       iterations: 3,
-      beforeAll: async () => {
-        // The incremental job's chain: one base plus deltas; take ten fresh deltas on top of a new base.
-        await incr!.job.triggerCheckpoint();
-        for (let i = 0; i < 10; i++) {
-          const changed = touch(data, 0.01, 1000 + i).map((key) => ({ key, value: data.state.get(key)! }));
-          const target = incr!.progress.processed + changed.length;
-          incr!.feed.feed(changed);
-          await until(() => incr!.progress.processed >= target);
-          last = await incr!.job.triggerCheckpoint();
-        }
-        // The savepoint of the parallelism-4 job, for the rekey and migrate cases.
-        spBytes = (await incr!.job.savepoint(sp4)).newBytes;
-        incr!.feed.end();
-        await incr!.job.cancel();
-      },
+      beforeAll: prepareChain,
       run: async () => {
-        const r = await compact(last!.location, join(out, "compact"));
+        const r = await compact(chainTip, join(out, "compact"));
         bytes = r.bytes;
       },
       afterEach: () => rmSync(out, { recursive: true, force: true }),
@@ -212,6 +219,7 @@ export async function cases(ctx: BenchContext): Promise<BenchCase[]> {
       offline: true,
       rows: data.rows,
       bytes: () => bytes,
+      beforeAll: prepareChain,
       run: async () => {
         bytes = (await rekey(sp4, join(out, "p7"), { parallelism: 7 })).bytes;
       },
@@ -224,6 +232,7 @@ export async function cases(ctx: BenchContext): Promise<BenchCase[]> {
       offline: true,
       rows: data.rows,
       bytes: () => bytes,
+      beforeAll: prepareChain,
       iterations: 3,
       run: async () => {
         bytes = (await rekey(sp4, join(out, "m512"), { maxParallelism: 512 })).bytes;
@@ -237,6 +246,7 @@ export async function cases(ctx: BenchContext): Promise<BenchCase[]> {
       offline: true,
       rows: data.rows,
       bytes: () => bytes,
+      beforeAll: prepareChain,
       iterations: 3,
       run: async () => {
         const m = defineMigrations({ "state/value": [addField("region", "utf8", "eu")] });
@@ -251,6 +261,7 @@ export async function cases(ctx: BenchContext): Promise<BenchCase[]> {
       group: "arrowpoint",
       rows: data.rows,
       bytes: () => spBytes,
+      beforeAll: prepareChain,
       beforeEach: () => {
         restored = stateJob(join(dir, "ckpt-restore"), { incremental: true, parallelism: 4, restore: sp4 }).job;
       },
