@@ -59,14 +59,25 @@ console.log(r, m);
   assert.match(help, /Usage: arrowpoint <verb>/);
   console.log("npx arrowpoint --help: ok");
 
-  const script = process.env.ARROWPOINT_PACK_SAVEPOINT_SCRIPT;
-  if (script) {
-    writeFileSync(join(app, "make.mjs"), readFileSync(script, "utf8"));
-    const sp = run(process.execPath, ["make.mjs"], app).trim().split("\n").pop();
-    const out = run("npx", ["--no-install", "arrowpoint", "inspect", sp], app);
-    assert.match(out, /maxParallelism/);
-    console.log("npx arrowpoint inspect <savepoint>: ok");
-  }
+  writeFileSync(
+    join(app, "make.mjs"),
+    `import { Job, generatorSource, CollectingSink, valueState, compact } from "arrowpoint";
+const COUNT = valueState("count", { value: { encoding: "arrow", type: "int32" } });
+const job = new Job("packed", { checkpoints: { storage: "./ckpt" } });
+job.fromSource(generatorSource({ count: 1000, make: (i) => ({ user: "u" + (i % 10) }) }), { uid: "events" })
+  .keyBy((e) => e.user)
+  .process({ open(ctx) { ctx.getState(COUNT); }, processElement(e, ctx) { const s = ctx.getState(COUNT); s.update((s.value() ?? 0) + 1); ctx.collect(e.user); } }, { uid: "count" })
+  .sinkTo(new CollectingSink(), { uid: "out" });
+await job.run();
+await compact("./ckpt", "./ckpt/savepoints/sp-1");
+`,
+  );
+  run(process.execPath, ["make.mjs"], app);
+  const inspected = run("npx", ["--no-install", "arrowpoint", "inspect", "./ckpt/savepoints/sp-1"], app);
+  assert.match(inspected, /maxParallelism 128/);
+  assert.match(inspected, /10 rows/);
+  const valid = run("npx", ["--no-install", "arrowpoint", "validate", "./ckpt/savepoints/sp-1"], app);
+  console.log("npx arrowpoint inspect / validate <savepoint>: ok — " + valid.trim().split("\n")[0]);
   console.log(`pack test passed (${statSync(tarball).size} bytes)`);
 } finally {
   rmSync(work, { recursive: true, force: true });
