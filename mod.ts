@@ -66,6 +66,7 @@ export { VERSION } from "./format/version.ts";
 
 // backends/: where bytes live
 export {
+  BaseStorage,
   FsStorage,
   MemoryStorage,
   type ObjectInfo,
