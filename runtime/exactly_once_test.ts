@@ -1,5 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import process from "node:process";
 import { FaultyStorage } from "../backends/faulty.ts";
 import { MemoryStorage, clearMemoryStorage } from "../backends/memory.ts";
 import type { Storage } from "../backends/storage.ts";
@@ -10,7 +11,7 @@ import { Rng } from "./sources.ts";
 import { events, sessionJob, sorted, withHook } from "./_test_util.ts";
 
 const N = 2400;
-const RUNS = 60;
+const RUNS = Number(process.env.ARROWPOINT_EO_RUNS ?? 60); // raise for a soak: ARROWPOINT_EO_RUNS=1000
 
 async function cleanRun(seed: number): Promise<string[]> {
   const sink = new CollectingSink<string>();
