@@ -40,7 +40,16 @@ export class JobKilledError extends JobFailedError {
   }
 }
 
-/** One operator or state of a snapshot that a job did not take over. */
+/**
+ * One operator or state of a snapshot that a job did not take over.
+ *
+ * @example
+ * ```ts
+ * import type { NonRestoredState } from "./errors.ts";
+ * const missing: NonRestoredState = { uid: "sessions", state: "recent", reason: "state-not-registered" };
+ * console.log(`${missing.uid}/${missing.state}`); // "sessions/recent"
+ * ```
+ */
 export interface NonRestoredState {
   /** The operator uid in the snapshot. */
   readonly uid: string;

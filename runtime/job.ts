@@ -34,7 +34,16 @@ import {
   type TaskSnapshot,
 } from "./_tasks.ts";
 
-/** Checkpointing of a job. */
+/**
+ * Checkpointing of a job.
+ *
+ * @example
+ * ```ts
+ * import type { CheckpointOptions } from "./job.ts";
+ * const options: CheckpointOptions = { storage: "./checkpoints", intervalMs: 1000, retain: 3, fullEvery: 10 };
+ * console.log(options.intervalMs); // 1000
+ * ```
+ */
 export interface CheckpointOptions {
   /** The checkpoint root: a Storage or a URI/path (`./ckpt`, `file:///…`, `s3://bucket/prefix`, `memory:name`). */
   storage: Storage | string;
@@ -54,7 +63,17 @@ export interface CheckpointOptions {
   tolerableFailures?: number;
 }
 
-/** Where and how a job restores. */
+/**
+ * Where and how a job restores.
+ *
+ * @example
+ * ```ts
+ * import type { RestoreOptions } from "./job.ts";
+ * const fromLatest: RestoreOptions = { from: "latest" };
+ * const fromSavepoint: RestoreOptions = { from: "s3://bucket/job/savepoints/sp-000042-1a2b3c4d", allowNonRestoredState: true };
+ * console.log(fromLatest.from, fromSavepoint.allowNonRestoredState); // "latest" true
+ * ```
+ */
 export interface RestoreOptions {
   /**
    * `"latest"`: the newest committed checkpoint of the checkpoint root (a fresh start when there is
@@ -65,7 +84,16 @@ export interface RestoreOptions {
   allowNonRestoredState?: boolean;
 }
 
-/** Where a job is killed, for failure-injection tests. */
+/**
+ * Where a job is killed, for failure-injection tests.
+ *
+ * @example
+ * ```ts
+ * import type { FaultPoint } from "./job.ts";
+ * const betweenDataAndManifest = (p: FaultPoint) => p.kind === "checkpoint" && p.stage === "acked" && p.checkpointId === 3;
+ * console.log(betweenDataAndManifest({ stage: "acked", checkpointId: 3, kind: "checkpoint", records: 100 })); // true
+ * ```
+ */
 export interface FaultPoint {
   /** `triggered`: barriers injected; `acked`: all chunks written, manifest not yet; `committed`: manifest written, sinks not yet told. */
   readonly stage: "triggered" | "acked" | "committed";
@@ -77,7 +105,17 @@ export interface FaultPoint {
   readonly records: number;
 }
 
-/** Failure injection: kill the job as a crash would, at a chosen point. */
+/**
+ * Failure injection: kill the job as a crash would, at a chosen point.
+ *
+ * @example
+ * ```ts
+ * import type { FaultPlan } from "./job.ts";
+ * const crashMidStream: FaultPlan = { killAfterRecords: 50_000 };
+ * const crashBeforeManifest: FaultPlan = { killAt: (p) => p.stage === "acked" };
+ * console.log(crashMidStream.killAfterRecords, typeof crashBeforeManifest.killAt); // 50000 "function"
+ * ```
+ */
 export interface FaultPlan {
   /** Kill once the sources emitted this many records. */
   killAfterRecords?: number;
@@ -85,7 +123,16 @@ export interface FaultPlan {
   killAt?: (point: FaultPoint) => boolean;
 }
 
-/** Options of a job. */
+/**
+ * Options of a job.
+ *
+ * @example
+ * ```ts
+ * import type { JobOptions } from "./job.ts";
+ * const options: JobOptions = { maxParallelism: 128, parallelism: 2, checkpoints: { storage: "memory:ckpt", intervalMs: 500 }, restore: { from: "latest" } };
+ * console.log(options.maxParallelism); // 128
+ * ```
+ */
 export interface JobOptions {
   /** Number of key groups (default: the snapshot's when restoring, else Flink's default for the largest parallelism). */
   maxParallelism?: number;
@@ -105,14 +152,35 @@ export interface JobOptions {
   onEvent?: (event: JobEvent) => void;
 }
 
-/** A progress event. */
+/**
+ * A progress event.
+ *
+ * @example
+ * ```ts
+ * import type { JobEvent } from "./job.ts";
+ * const log = (e: JobEvent) => {
+ *   if (e.type === "checkpoint") console.log(`checkpoint ${e.info.id}: ${e.info.newRows} rows in ${e.info.durationMs.toFixed(0)} ms`);
+ * };
+ * log({ type: "retention-failed", error: new Error("x") });
+ * ```
+ */
 export type JobEvent =
   | { type: "restored"; report: RestoreReport }
   | { type: "checkpoint"; info: SnapshotInfo }
   | { type: "checkpoint-failed"; id: number; error: unknown }
   | { type: "retention-failed"; error: unknown };
 
-/** A completed checkpoint or savepoint. */
+/**
+ * A completed checkpoint or savepoint.
+ *
+ * @example
+ * ```ts
+ * import type { SnapshotInfo } from "./job.ts";
+ * function describe(info: SnapshotInfo): string {
+ *   return `${info.kind} ${info.id} at ${info.location}: ${info.newChunks} new chunks, ${info.totalChunks} referenced`;
+ * }
+ * ```
+ */
 export interface SnapshotInfo {
   /** The checkpoint id (savepoints share the sequence). */
   readonly id: number;
@@ -134,7 +202,17 @@ export interface SnapshotInfo {
   readonly manifest: Manifest;
 }
 
-/** What a restore did. */
+/**
+ * What a restore did.
+ *
+ * @example
+ * ```ts
+ * import type { RestoreReport } from "./job.ts";
+ * function dropped(report: RestoreReport): string[] {
+ *   return report.nonRestored.map((s) => (s.state ? `${s.uid}/${s.state}` : s.uid));
+ * }
+ * ```
+ */
 export interface RestoreReport {
   /** URI of the snapshot restored. */
   readonly location: string;
@@ -146,7 +224,17 @@ export interface RestoreReport {
   readonly nonRestored: readonly NonRestoredState[];
 }
 
-/** How a job ended. */
+/**
+ * How a job ended.
+ *
+ * @example
+ * ```ts
+ * import type { JobResult } from "./job.ts";
+ * function summary(r: JobResult): string {
+ *   return `${r.status}: ${r.records} records, ${r.snapshots.length} snapshots${r.savepoint ? `, savepoint ${r.savepoint.location}` : ""}`;
+ * }
+ * ```
+ */
 export interface JobResult {
   /** `finished`: the sources ended; `stopped`: stop-with-savepoint; `cancelled`: `cancel()`. */
   readonly status: "finished" | "stopped" | "cancelled";
@@ -160,7 +248,16 @@ export interface JobResult {
   readonly restore?: RestoreReport;
 }
 
-/** The state of a job. */
+/**
+ * The state of a job.
+ *
+ * @example
+ * ```ts
+ * import type { JobStatus } from "./job.ts";
+ * const done = (s: JobStatus) => s === "finished" || s === "stopped" || s === "cancelled" || s === "failed";
+ * console.log(done("running")); // false
+ * ```
+ */
 export type JobStatus = "created" | "starting" | "running" | "finishing" | "finished" | "stopped" | "cancelled" | "failed";
 
 interface PendingSnapshot {

@@ -13,7 +13,16 @@ import type { Storage } from "../backends/storage.ts";
 import { openStorage } from "../backends/open.ts";
 import { NotFoundError } from "../format/errors.ts";
 
-/** What a sink writer knows about where it runs. */
+/**
+ * What a sink writer knows about where it runs.
+ *
+ * @example
+ * ```ts
+ * import type { SinkContext } from "./sinks.ts";
+ * const partName = (ctx: SinkContext, checkpoint: number) => `part-${checkpoint}-${ctx.subtask}-${ctx.attempt}`;
+ * console.log(partName({ uid: "out", subtask: 1, parallelism: 2, attempt: "ab12" }, 7)); // "part-7-1-ab12"
+ * ```
+ */
 export interface SinkContext {
   /** The sink's operator uid. */
   readonly uid: string;
@@ -28,6 +37,15 @@ export interface SinkContext {
 /**
  * The per-subtask writer of a sink: buffers records into the open transaction and stages it.
  * Committables must be msgpack-serialisable (they are stored in snapshots).
+ *
+ * @example
+ * ```ts
+ * import type { SinkWriter } from "./sinks.ts";
+ * function buffering(stage: (rows: string[], id: number) => string): SinkWriter<string, string> {
+ *   let open: string[] = [];
+ *   return { write(v) { open.push(...v); }, prepareCommit(id) { if (!open.length) return undefined; const t = stage(open, id); open = []; return t; } };
+ * }
+ * ```
  */
 export interface SinkWriter<T, C> {
   /** Adds records to the open transaction. */
@@ -137,7 +155,16 @@ export class CollectingSink<T> implements Sink<T, string> {
   }
 }
 
-/** A staged NDJSON part file. */
+/**
+ * A staged NDJSON part file.
+ *
+ * @example
+ * ```ts
+ * import type { NdjsonCommittable } from "./sinks.ts";
+ * const c: NdjsonCommittable = { staged: "out/_staging/part-000003-0-ab12.ndjson", final: "out/part-000003-0-ab12.ndjson" };
+ * console.log(c.final); // "out/part-000003-0-ab12.ndjson"
+ * ```
+ */
 export interface NdjsonCommittable {
   /** Where it was staged. */
   staged: string;
@@ -145,7 +172,16 @@ export interface NdjsonCommittable {
   final: string;
 }
 
-/** Options of {@link ndjsonFileSink}. */
+/**
+ * Options of {@link ndjsonFileSink}.
+ *
+ * @example
+ * ```ts
+ * import type { NdjsonSinkOptions } from "./sinks.ts";
+ * const options: NdjsonSinkOptions<{ user: string; n: number }> = { prefix: "counts", stringify: (r) => `${r.user}\t${r.n}` };
+ * console.log(options.prefix); // "counts"
+ * ```
+ */
 export interface NdjsonSinkOptions<T> {
   /** Folder inside the storage for the part files (default the root). */
   prefix?: string;

@@ -10,7 +10,16 @@ import type { Storage } from "../backends/storage.ts";
 import { openStorage } from "../backends/open.ts";
 import { murmurHash } from "../format/key_group.ts";
 
-/** One split of a source: an id plus whatever the source needs (msgpack-serialisable). */
+/**
+ * One split of a source: an id plus whatever the source needs (msgpack-serialisable).
+ *
+ * @example
+ * ```ts
+ * import type { SourceSplit } from "./sources.ts";
+ * const split: SourceSplit = { id: "part-3", path: "events/part-3.ndjson" };
+ * console.log(split.id); // "part-3"
+ * ```
+ */
 export interface SourceSplit {
   /** Unique within the source. */
   readonly id: string;
@@ -24,6 +33,18 @@ export interface SourceSplit {
  * promise is pending the reader must not touch `out` and `position()` must not move: the source emits
  * checkpoint barriers meanwhile. `position()` is where a restored reader resumes: just after the last
  * record returned.
+ *
+ * @example
+ * ```ts
+ * import type { SplitReader } from "./sources.ts";
+ * function countdown(from: number): SplitReader<number> {
+ *   let n = from;
+ *   return {
+ *     read(out, max) { if (n <= 0) return -1; let c = 0; while (n > 0 && c < max) { out.push(n--); c++; } return c; },
+ *     position: () => n,
+ *   };
+ * }
+ * ```
  */
 export interface SplitReader<T> {
   /** Appends up to `max` records to `out`; the count added, or -1 at the end of the split. */
@@ -137,7 +158,16 @@ export class Rng {
   }
 }
 
-/** Options of {@link generatorSource}. */
+/**
+ * Options of {@link generatorSource}.
+ *
+ * @example
+ * ```ts
+ * import type { GeneratorOptions } from "./sources.ts";
+ * const options: GeneratorOptions<{ user: string }> = { count: 1_000, splits: 2, seed: 7, make: (i, rng, split) => ({ user: `u${rng.int(10) * 2 + split}` }) };
+ * console.log(options.count); // 1000
+ * ```
+ */
 export interface GeneratorOptions<T> {
   /** Total number of records (Infinity: unbounded). */
   count: number;
@@ -209,7 +239,16 @@ export function generatorSource<T>(options: GeneratorOptions<T>): Source<T> {
   };
 }
 
-/** Options of {@link ndjsonSource}. */
+/**
+ * Options of {@link ndjsonSource}.
+ *
+ * @example
+ * ```ts
+ * import type { NdjsonSourceOptions } from "./sources.ts";
+ * const options: NdjsonSourceOptions<{ user: string }> = { storage: "./input", paths: ["day-1.ndjson", "day-2.ndjson"] };
+ * console.log(options.paths.length); // 2
+ * ```
+ */
 export interface NdjsonSourceOptions<T> {
   /** Where the files are: a Storage or a URI/path opened on first read. */
   storage: Storage | string;

@@ -14,7 +14,17 @@
 import type { KeyType, Redistribution, StateKind, ValueEncoding } from "../format/state_layout.ts";
 import { MSGPACK_VALUES } from "../format/state_layout.ts";
 
-/** What every state descriptor has. */
+/**
+ * What every state descriptor has.
+ *
+ * @example
+ * ```ts
+ * import type { StateDescriptorBase } from "./state.ts";
+ * import { valueState } from "./state.ts";
+ * const d: StateDescriptorBase = valueState<number>("n");
+ * console.log(d.kind, d.value.encoding, d.schemaVersion); // "value" "msgpack" 1
+ * ```
+ */
 export interface StateDescriptorBase {
   /** The state name, unique within its operator; it is the name in snapshots. */
   readonly name: string;
@@ -26,7 +36,16 @@ export interface StateDescriptorBase {
   readonly schemaVersion: number;
 }
 
-/** Options shared by keyed state descriptors. */
+/**
+ * Options shared by keyed state descriptors.
+ *
+ * @example
+ * ```ts
+ * import type { StateOptions } from "./state.ts";
+ * const typed: StateOptions = { value: { encoding: "arrow", type: "float64" }, schemaVersion: 2 };
+ * console.log(typed.schemaVersion); // 2
+ * ```
+ */
 export interface StateOptions {
   /** Value encoding; default msgpack (any msgpack-serialisable value). */
   value?: ValueEncoding;
@@ -34,7 +53,17 @@ export interface StateOptions {
   schemaVersion?: number;
 }
 
-/** Descriptor of a {@link ValueState}. */
+/**
+ * Descriptor of a {@link ValueState}.
+ *
+ * @example
+ * ```ts
+ * import type { ValueStateDescriptor } from "./state.ts";
+ * import { valueState } from "./state.ts";
+ * const d: ValueStateDescriptor<{ n: number }> = valueState("count");
+ * console.log(d.name); // "count"
+ * ```
+ */
 export interface ValueStateDescriptor<T> extends StateDescriptorBase {
   /** `value`. */
   readonly kind: "value";
@@ -42,7 +71,17 @@ export interface ValueStateDescriptor<T> extends StateDescriptorBase {
   readonly __type?: T;
 }
 
-/** Descriptor of a {@link ListState}. */
+/**
+ * Descriptor of a {@link ListState}.
+ *
+ * @example
+ * ```ts
+ * import type { ListStateDescriptor } from "./state.ts";
+ * import { listState } from "./state.ts";
+ * const d: ListStateDescriptor<string> = listState("recent-pages");
+ * console.log(d.kind); // "list"
+ * ```
+ */
 export interface ListStateDescriptor<T> extends StateDescriptorBase {
   /** `list`. */
   readonly kind: "list";
@@ -50,7 +89,17 @@ export interface ListStateDescriptor<T> extends StateDescriptorBase {
   readonly __type?: T;
 }
 
-/** Descriptor of a {@link MapState}. */
+/**
+ * Descriptor of a {@link MapState}.
+ *
+ * @example
+ * ```ts
+ * import type { MapStateDescriptor } from "./state.ts";
+ * import { mapState } from "./state.ts";
+ * const d: MapStateDescriptor<bigint, string> = mapState("by-id", { userKeyType: "int64" });
+ * console.log(d.userKeyType); // "int64"
+ * ```
+ */
 export interface MapStateDescriptor<UK, V> extends StateDescriptorBase {
   /** `map`. */
   readonly kind: "map";
@@ -60,7 +109,17 @@ export interface MapStateDescriptor<UK, V> extends StateDescriptorBase {
   readonly __type?: [UK, V];
 }
 
-/** Descriptor of a {@link ReducingState}. */
+/**
+ * Descriptor of a {@link ReducingState}.
+ *
+ * @example
+ * ```ts
+ * import type { ReducingStateDescriptor } from "./state.ts";
+ * import { reducingState } from "./state.ts";
+ * const d: ReducingStateDescriptor<number> = reducingState("max", Math.max);
+ * console.log(d.reduce(2, 5)); // 5
+ * ```
+ */
 export interface ReducingStateDescriptor<T> extends StateDescriptorBase {
   /** `reducing`. */
   readonly kind: "reducing";
@@ -68,7 +127,20 @@ export interface ReducingStateDescriptor<T> extends StateDescriptorBase {
   readonly reduce: (acc: T, value: T) => T;
 }
 
-/** How an {@link AggregatingState} folds inputs into an accumulator. */
+/**
+ * How an {@link AggregatingState} folds inputs into an accumulator.
+ *
+ * @example
+ * ```ts
+ * import type { AggregateFunction } from "./state.ts";
+ * const mean: AggregateFunction<number, [number, number], number> = {
+ *   createAccumulator: () => [0, 0],
+ *   add: (v, [n, s]) => [n + 1, s + v],
+ *   getResult: ([n, s]) => s / n,
+ * };
+ * console.log(mean.getResult(mean.add(4, mean.add(2, mean.createAccumulator())))); // 3
+ * ```
+ */
 export interface AggregateFunction<IN, ACC, OUT> {
   /** A fresh accumulator. */
   createAccumulator(): ACC;
@@ -78,7 +150,19 @@ export interface AggregateFunction<IN, ACC, OUT> {
   getResult(acc: ACC): OUT;
 }
 
-/** Descriptor of an {@link AggregatingState}; the accumulator is what is stored. */
+/**
+ * Descriptor of an {@link AggregatingState}; the accumulator is what is stored.
+ *
+ * @example
+ * ```ts
+ * import type { AggregatingStateDescriptor } from "./state.ts";
+ * import { aggregatingState } from "./state.ts";
+ * const d: AggregatingStateDescriptor<number, number, string> = aggregatingState("sum", {
+ *   createAccumulator: () => 0, add: (v, acc) => acc + v, getResult: (acc) => acc.toFixed(2),
+ * });
+ * console.log(d.kind); // "aggregating"
+ * ```
+ */
 export interface AggregatingStateDescriptor<IN, ACC, OUT> extends StateDescriptorBase {
   /** `aggregating`. */
   readonly kind: "aggregating";
@@ -86,7 +170,17 @@ export interface AggregatingStateDescriptor<IN, ACC, OUT> extends StateDescripto
   readonly aggregate: AggregateFunction<IN, ACC, OUT>;
 }
 
-/** Descriptor of an {@link OperatorListState}. */
+/**
+ * Descriptor of an {@link OperatorListState}.
+ *
+ * @example
+ * ```ts
+ * import type { OperatorListStateDescriptor } from "./state.ts";
+ * import { operatorListState } from "./state.ts";
+ * const d: OperatorListStateDescriptor<string> = operatorListState("rules", { redistribution: "broadcast" });
+ * console.log(d.redistribution); // "broadcast"
+ * ```
+ */
 export interface OperatorListStateDescriptor<T> extends StateDescriptorBase {
   /** `operator-list`. */
   readonly kind: "operator-list";
@@ -96,7 +190,17 @@ export interface OperatorListStateDescriptor<T> extends StateDescriptorBase {
   readonly __type?: T;
 }
 
-/** Any keyed state descriptor. */
+/**
+ * Any keyed state descriptor.
+ *
+ * @example
+ * ```ts
+ * import type { KeyedStateDescriptor } from "./state.ts";
+ * import { listState, valueState } from "./state.ts";
+ * const all: KeyedStateDescriptor[] = [valueState<number>("a"), listState<string>("b")];
+ * console.log(all.map((d) => d.kind)); // ["value", "list"]
+ * ```
+ */
 export type KeyedStateDescriptor =
   // deno-lint-ignore no-explicit-any
   | ValueStateDescriptor<any>

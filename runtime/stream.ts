@@ -25,7 +25,16 @@ import type {
 import { valueState } from "./state.ts";
 import type { FunctionOrFactory, Graph, InputEdge, Vertex } from "./_graph.ts";
 
-/** Where a function runs. */
+/**
+ * Where a function runs.
+ *
+ * @example
+ * ```ts
+ * import type { RuntimeInfo } from "./stream.ts";
+ * const where = (info: RuntimeInfo) => `${info.uid}[${info.subtaskIndex}/${info.parallelism}]`;
+ * console.log(where({ uid: "count", subtaskIndex: 1, parallelism: 4, maxParallelism: 128 })); // "count[1/4]"
+ * ```
+ */
 export interface RuntimeInfo {
   /** The operator uid. */
   readonly uid: string;
@@ -37,7 +46,17 @@ export interface RuntimeInfo {
   readonly maxParallelism: number;
 }
 
-/** Access to keyed state (registered on first use; register in `open` so restore can match it). */
+/**
+ * Access to keyed state (registered on first use; register in `open` so restore can match it).
+ *
+ * @example
+ * ```ts
+ * import type { KeyedStateAccess } from "./stream.ts";
+ * import { valueState } from "./state.ts";
+ * const COUNT = valueState<number>("count");
+ * const register = (ctx: KeyedStateAccess) => ctx.getState(COUNT);
+ * ```
+ */
 export interface KeyedStateAccess {
   /** A value state. */
   getState<T>(desc: ValueStateDescriptor<T>): ValueState<T>;
@@ -51,10 +70,34 @@ export interface KeyedStateAccess {
   getAggregatingState<IN, ACC, OUT>(desc: AggregatingStateDescriptor<IN, ACC, OUT>): AggregatingState<IN, OUT>;
 }
 
-/** The context of a keyed function's `open`. */
+/**
+ * The context of a keyed function's `open`.
+ *
+ * @example
+ * ```ts
+ * import type { KeyedOpenContext } from "./stream.ts";
+ * import { mapState } from "./state.ts";
+ * const PAGES = mapState<string, number>("pages");
+ * const open = (ctx: KeyedOpenContext) => console.log(`subtask ${ctx.subtaskIndex}`, ctx.getMapState(PAGES));
+ * ```
+ */
 export interface KeyedOpenContext extends RuntimeInfo, KeyedStateAccess {}
 
-/** The context of one record in a keyed function. */
+/**
+ * The context of one record in a keyed function.
+ *
+ * @example
+ * ```ts
+ * import type { KeyedProcessContext } from "./stream.ts";
+ * import { valueState } from "./state.ts";
+ * const LAST = valueState<number>("last");
+ * function onEvent(ts: number, ctx: KeyedProcessContext<string, string>): void {
+ *   const last = ctx.getState(LAST);
+ *   if ((last.value() ?? 0) < ts) ctx.collect(`${ctx.currentKey} advanced to ${ts}`);
+ *   last.update(ts);
+ * }
+ * ```
+ */
 export interface KeyedProcessContext<K, OUT> extends KeyedOpenContext {
   /** The key of the record being processed. */
   readonly currentKey: K;
@@ -96,13 +139,31 @@ export interface KeyedProcessFunction<K, IN, OUT> {
   close?(): void | Promise<void>;
 }
 
-/** The context of a non-keyed function's `open`. */
+/**
+ * The context of a non-keyed function's `open`.
+ *
+ * @example
+ * ```ts
+ * import type { OperatorOpenContext } from "./stream.ts";
+ * import { operatorListState } from "./state.ts";
+ * const OFFSETS = operatorListState<number>("offsets");
+ * const open = (ctx: OperatorOpenContext) => ctx.getListState(OFFSETS).get().length;
+ * ```
+ */
 export interface OperatorOpenContext extends RuntimeInfo {
   /** An operator list state (register in `open`). */
   getListState<T>(desc: OperatorListStateDescriptor<T>): OperatorListState<T>;
 }
 
-/** The context of one record in a non-keyed function. */
+/**
+ * The context of one record in a non-keyed function.
+ *
+ * @example
+ * ```ts
+ * import type { ProcessContext } from "./stream.ts";
+ * const upper = (s: string, ctx: ProcessContext<string>) => ctx.collect(s.toUpperCase());
+ * ```
+ */
 export interface ProcessContext<OUT> extends OperatorOpenContext {
   /** Emits a record downstream. */
   collect(value: OUT): void;
@@ -137,7 +198,16 @@ export interface ProcessFunction<IN, OUT> {
   close?(): void | Promise<void>;
 }
 
-/** Options of an operator. */
+/**
+ * Options of an operator.
+ *
+ * @example
+ * ```ts
+ * import type { OperatorOptions } from "./stream.ts";
+ * const options: OperatorOptions = { uid: "sessions", name: "per-user sessions", parallelism: 4 };
+ * console.log(options.uid); // "sessions"
+ * ```
+ */
 export interface OperatorOptions {
   /** Stable id: the operator's name in snapshots. Required for stateful operators. */
   uid?: string;
