@@ -536,7 +536,8 @@ class Execution implements TaskHost {
       if (v.parallelism! > maxP) throw new RangeError(`Cannot run operator ${JSON.stringify(v.uid)} at parallelism ${v.parallelism} as it exceeds maxParallelism ${maxP}`);
     }
     const latest = this.root ? (await latestCheckpoint(this.root)) ?? 0 : 0;
-    this.nextId = Math.max(latest, snap?.manifest.checkpointId ?? 0) + 1;
+    const savepoints = this.root ? await this.savepointsIn(this.root) : [];
+    this.nextId = Math.max(latest, snap?.manifest.checkpointId ?? 0, ...savepoints.map((s) => s.id)) + 1;
 
     this.buildTasks();
     try {
@@ -580,27 +581,35 @@ class Execution implements TaskHost {
     return { snap, inherit };
   }
 
+  /** This job's committed savepoints under `<root>/savepoints/`, with their checkpoint ids. */
+  private async savepointsIn(root: Storage): Promise<{ id: number; dir: string }[]> {
+    const out: { id: number; dir: string }[] = [];
+    for await (const o of root.list(`${SAVEPOINTS_DIR}/`)) {
+      const parts = o.path.split("/");
+      if (parts.length !== 3 || parts[2] !== "_manifest.json") continue;
+      const dir = `${parts[0]}/${parts[1]}`;
+      try {
+        const m = (await openSnapshot(root, dir)).manifest;
+        if (m.job === this.name && m.checkpointId !== undefined) out.push({ id: m.checkpointId, dir });
+      } catch {
+        // not ours to judge here; `arrowpoint validate` reports it
+      }
+    }
+    return out;
+  }
+
   /**
    * The newest committed snapshot of the root by checkpoint id: its latest checkpoint, or a newer savepoint
    * of this job under `savepoints/` (a stop-with-savepoint commits output past the last checkpoint, and a
    * running savepoint newer than every checkpoint holds exactly what the sinks have not committed yet).
+   * New checkpoint ids always start above every snapshot of the root, so the newest is always of the
+   * newest lineage.
    */
   private async latestSnapshot(root: Storage): Promise<Snapshot | undefined> {
     const chk = await latestCheckpoint(root);
-    let best = chk === undefined ? undefined : await openSnapshot(root, checkpointDirName(chk));
-    for await (const o of root.list(`${SAVEPOINTS_DIR}/`)) {
-      const parts = o.path.split("/");
-      if (parts.length !== 3 || parts[2] !== "_manifest.json") continue;
-      let sp: Snapshot;
-      try {
-        sp = await openSnapshot(root, `${parts[0]}/${parts[1]}`);
-      } catch {
-        continue; // not ours to judge here; `arrowpoint validate` reports it
-      }
-      const id = sp.manifest.checkpointId;
-      if (sp.manifest.job === this.name && id !== undefined && id > (best?.manifest.checkpointId ?? -1)) best = sp;
-    }
-    return best;
+    let best = { id: chk ?? -1, dir: chk === undefined ? undefined as string | undefined : checkpointDirName(chk) };
+    for (const sp of await this.savepointsIn(root)) if (sp.id > best.id) best = sp;
+    return best.dir === undefined ? undefined : await openSnapshot(root, best.dir);
   }
 
   private buildTasks(): void {

@@ -10,7 +10,8 @@ import { IncompatibleSnapshotError } from "../format/errors.ts";
 import { assignKeyGroup, keyGroupRangeFor } from "../format/key_group.ts";
 import { openSnapshot, readChunk, readState } from "../snapshot/read.ts";
 import { JobFailedError, NonRestoredStateError } from "./errors.ts";
-import { Job } from "./job.ts";
+import { Job, type RestoreOptions } from "./job.ts";
+import type { Storage } from "../backends/storage.ts";
 import { CollectingSink, ndjsonFileSink, readNdjsonParts } from "./sinks.ts";
 import { arraySource, generatorSource, ndjsonSource, type Source } from "./sources.ts";
 import { operatorListState, valueState, type OperatorListState } from "./state.ts";
@@ -35,8 +36,8 @@ interface Upd {
 }
 const V = valueState<number>("v");
 
-function updJob(name: string, storage: string, source: ReturnType<typeof gatedSource<Upd>>["source"], parallelism: number, fullEvery = 10): Job {
-  const job = new Job(name, { maxParallelism: 128, checkpoints: { storage, fullEvery, retain: 10 } });
+function updJob(name: string, storage: string | Storage, source: ReturnType<typeof gatedSource<Upd>>["source"], parallelism: number, fullEvery = 10, restore?: RestoreOptions): Job {
+  const job = new Job(name, { maxParallelism: 128, checkpoints: { storage, fullEvery, retain: 10 }, restore });
   job.fromSource(source, { uid: "upd" })
     .keyBy((u) => u.user)
     .process<string>({
@@ -462,4 +463,30 @@ test("a tolerated checkpoint failure makes the next checkpoint re-base, and rest
   assert.equal(rows.length, 50);
   // 4 records per key: the first is stored as is, the next three toggle `del`: true, false, true
   for (let i = 0; i < rows.length; i++) assert.equal((rows.values[i] as Upd).del, true, "each key saw all 4 records exactly once");
+});
+
+test("'latest' follows the newest lineage: after restoring an older checkpoint, new ids start above every snapshot of the root", async () => {
+  const storage = new MemoryStorage(uniq("lineage"));
+  const items: Upd[] = [];
+  for (let i = 0; i < 100; i++) items.push({ user: `user-${i % 10}` });
+  const gate = gatedSource(items);
+  const a = updJob("lineage", storage, gate.source, 2);
+  await a.start();
+  gate.allow(10);
+  await waitFor("10", () => a.records >= 10);
+  const c1 = await a.triggerCheckpoint();
+  gate.allow(20);
+  await waitFor("20", () => a.records >= 20);
+  await a.triggerCheckpoint();
+  const sp = await a.savepoint(); // a running savepoint under <root>/savepoints/
+  await a.cancel();
+  const b = updJob("lineage", storage, gatedSource(items).source, 3, 10, { from: c1.id });
+  await b.start();
+  const first = await b.triggerCheckpoint();
+  assert.ok(first.id > sp.id, `the new lineage's checkpoint ${first.id} is newer than savepoint ${sp.id}`);
+  await b.cancel();
+  const c = updJob("lineage", storage, gatedSource(items).source, 1, 10, { from: "latest" });
+  await c.start();
+  assert.equal(c.restoreReport?.checkpointId, b.snapshots[b.snapshots.length - 1].id);
+  await c.cancel();
 });
