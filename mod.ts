@@ -73,6 +73,7 @@ export {
   openStorage,
   type OpenStorageOptions,
   S3Storage,
+  type S3Credentials,
   type S3StorageOptions,
   type Storage,
   subStorage,

@@ -22,4 +22,4 @@ export { formatStorageUri, joinUri, parseStorageUri, type StorageLocation } from
 export { subStorage } from "./sub.ts";
 export { clearMemoryStorage, MemoryStorage } from "./memory.ts";
 export { FsStorage, isTempFileName } from "./fs.ts";
-export { s3ClientConfig, S3Storage, type S3StorageOptions } from "./s3.ts";
+export { type S3Credentials, s3ClientConfig, S3Storage, type S3StorageOptions } from "./s3.ts";

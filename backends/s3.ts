@@ -59,6 +59,26 @@ const MIN_PART_SIZE = 5 * MiB;
 const MAX_PARTS = 10_000;
 
 /**
+ * Static AWS credentials (what the SDK's credential providers resolve to).
+ *
+ * @example
+ * ```ts
+ * import type { S3Credentials } from "./s3.ts";
+ * const creds: S3Credentials = { accessKeyId: "AKIA…", secretAccessKey: "…" };
+ * ```
+ */
+export interface S3Credentials {
+  /** The access key id. */
+  accessKeyId: string;
+  /** The secret access key. */
+  secretAccessKey: string;
+  /** A session token, for temporary credentials. */
+  sessionToken?: string;
+  /** When temporary credentials expire. */
+  expiration?: Date;
+}
+
+/**
  * Options of the S3 backend; every one is optional and defaults follow the AWS SDK (see the module doc).
  *
  * @example
@@ -75,9 +95,13 @@ export interface S3StorageOptions {
   endpoint?: string;
   /** Path-style addressing; default `true` when a custom endpoint is set, else the SDK's default. */
   forcePathStyle?: boolean;
-  /** Credentials or a provider; default the SDK's default credential chain. */
-  credentials?: S3ClientConfig["credentials"];
-  /** A ready client to use instead of building one (it is not destroyed by `close`). */
+  /** Credentials or a provider of them; default the SDK's default credential chain. */
+  credentials?: S3Credentials | (() => Promise<S3Credentials>);
+  /**
+   * A ready `S3Client` (from `@aws-sdk/client-s3`) to use instead of building one; it is not destroyed by
+   * `close`. Hidden from the generated docs, which would otherwise document the SDK's own types.
+   * @ignore
+   */
   client?: S3Client;
   /** Multipart part size in bytes, at least 5 MiB; default 8 MiB. */
   partSize?: number;
@@ -153,7 +177,10 @@ export class S3Storage extends BaseStorage {
   readonly bucket: string;
   /** The key prefix of the root, without leading or trailing "/" (`""` = the whole bucket). */
   readonly prefix: string;
-  /** The SDK client in use (add middleware to it, e.g. for metrics). */
+  /**
+   * The SDK client in use (add middleware to it, e.g. for metrics).
+   * @ignore
+   */
   readonly client: S3Client;
   readonly #ownsClient: boolean;
   readonly #partSize: number;

@@ -10,7 +10,16 @@ import type { Sink } from "./sinks.ts";
 import type { Source } from "./sources.ts";
 import type { KeyedProcessFunction, ProcessFunction } from "./stream.ts";
 
-/** A function given as an object or a factory of objects. */
+/**
+ * A function object, or a factory called once per subtask to make a fresh one (for functions that keep
+ * per-subtask fields).
+ *
+ * @example
+ * ```ts
+ * import type { FunctionOrFactory } from "./_graph.ts";
+ * const f: FunctionOrFactory<{ n: number }> = () => ({ n: 0 });
+ * ```
+ */
 export type FunctionOrFactory<F> = F | (() => F);
 
 /** An input of a vertex. */

@@ -252,10 +252,12 @@ export class DataStream<T> {
     this.heads = heads;
   }
 
+  /** The input edges a downstream operator of this stream gets. */
   private edges(): InputEdge[] {
     return this.heads.map((from) => ({ from }));
   }
 
+  /** The single operator behind this stream (not a union). */
   private last(): Vertex {
     if (this.heads.length !== 1) throw new TypeError("Cannot set uid, name or parallelism on a union of streams; set them on each input");
     return this.heads[0];
