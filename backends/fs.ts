@@ -480,7 +480,13 @@ export class FsStorage extends BaseStorage {
       }
     });
     try {
-      for (const dir of touched) await fsyncDir(dir);
+      for (const dir of touched) {
+        // A concurrent delete may have removed the emptied folder already: then there is nothing left
+        // in it to make durable.
+        await fsyncDir(dir).catch((e) => {
+          if (errorCode(e) !== "ENOENT") throw e;
+        });
+      }
       // Remove folders left empty, deepest first, never the root.
       const dirs = [...touched].sort((a, b) => b.length - a.length);
       const removed = new Set<string>();

@@ -169,3 +169,19 @@ describe("fs specifics", () => {
     assert.equal(viaRelative.uri, s.uri);
   });
 });
+
+test("concurrent deletes in one folder never fail because the other removed the folder", async () => {
+  const root = await fsp.mkdtemp(nodePath.join(os.tmpdir(), "arrowpoint-fs-race-"));
+  try {
+    const s = new FsStorage(root);
+    for (let round = 0; round < 60; round++) {
+      const names = Array.from({ length: 6 }, (_, i) => `d${round}/f${i}`);
+      for (const n of names) await s.put(n, new Uint8Array([1]));
+      // A batch delete empties the folder and removes it while single deletes still fsync it.
+      await Promise.all([s.delete(names.slice(0, 5)), ...names.map((n, i) => new Promise((r) => setTimeout(r, i % 3)).then(() => s.delete([n])))]);
+      assert.equal(await s.exists(names[0]), false);
+    }
+  } finally {
+    await fsp.rm(root, { recursive: true, force: true });
+  }
+});
