@@ -1,6 +1,7 @@
 // Private helpers of migrate/: columnar row batches, row identity, stable ordering by key group,
 // value equality and printable keys. Nothing here touches storage.
 import type { KeyGroupRange } from "../format/key_group.ts";
+import { keyIdentity } from "../snapshot/read.ts";
 
 /** Rows of one keyed state (or operator state, without key columns), column by column. */
 export interface Rows {
@@ -134,32 +135,8 @@ export function permute(rows: Rows, perm: ArrayLike<number>): Rows {
   };
 }
 
-/**
- * A stable text identity of a key, namespace or user key, for merging chains and finding collisions:
- * equal values give equal text whatever their object identity (same rules as snapshot/read.ts).
- */
-export function idPart(v: unknown): string {
-  switch (typeof v) {
-    case "string":
-      return "s" + v;
-    case "number":
-      return "n" + v;
-    case "bigint":
-      return "b" + v;
-    case "boolean":
-      return v ? "t" : "f";
-    case "undefined":
-      return "_";
-  }
-  if (v === null) return "_";
-  if (v instanceof Uint8Array) {
-    let s = "u";
-    for (let i = 0; i < v.length; i++) s += v[i].toString(16).padStart(2, "0");
-    return s;
-  }
-  if (Array.isArray(v)) return "a" + v.map(idPart).join("\u0001") + "\u0002";
-  return "j" + JSON.stringify(v, (_k, x) => (typeof x === "bigint" ? `${x}n` : x));
-}
+/** A stable text identity of a key, namespace or user key (one definition, in snapshot/read.ts). */
+export const idPart: (v: unknown) => string = keyIdentity;
 
 /** The identity of a row: key, namespace (when namespaced) and user key (map state). */
 export function rowId(key: unknown, ns: string | undefined, ukey: unknown, namespaced: boolean, map: boolean): string {

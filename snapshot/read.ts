@@ -296,8 +296,17 @@ export function requireState(snap: Snapshot, uid: string, state: string): StateS
   throw new IncompatibleSnapshotError(`snapshot ${snap.location} has no state ${JSON.stringify(state)} in operator ${JSON.stringify(uid)} (${known})`);
 }
 
-/** A stable identity of a key/namespace/user-key triple, for merging chains. */
-function idPart(v: unknown): string {
+/**
+ * A stable text identity of a key, namespace or user key, for merging chains and finding collisions:
+ * equal values give equal text whatever their object identity.
+ *
+ * @example
+ * ```ts
+ * import { keyIdentity } from "./read.ts";
+ * console.log(keyIdentity(new Uint8Array([1, 255])) === keyIdentity(new Uint8Array([1, 255]))); // true
+ * ```
+ */
+export function keyIdentity(v: unknown): string {
   switch (typeof v) {
     case "string":
       return "s" + v;
@@ -316,7 +325,7 @@ function idPart(v: unknown): string {
     for (let i = 0; i < v.length; i++) s += v[i].toString(16).padStart(2, "0");
     return s;
   }
-  if (Array.isArray(v)) return "a" + v.map(idPart).join("\u0001") + "\u0002";
+  if (Array.isArray(v)) return "a" + v.map(keyIdentity).join("\u0001") + "\u0002";
   return "j" + JSON.stringify(v, (_k, x) => (typeof x === "bigint" ? `${x}n` : x));
 }
 
@@ -425,7 +434,7 @@ async function mergeChain(snap: Snapshot, st: StateSnapshot, chunks: ChunkRef[],
       const key = d.keys![i];
       const ns = d.namespaces?.[i];
       const ukey = d.userKeys?.[i];
-      const id = idPart(key) + (ns !== undefined ? "\u0000" + ns : "") + (d.userKeys ? "\u0000" + idPart(ukey) : "");
+      const id = keyIdentity(key) + (ns !== undefined ? "\u0000" + ns : "") + (d.userKeys ? "\u0000" + keyIdentity(ukey) : "");
       if (d.ops && d.ops[i] === 1) g.delete(id);
       else g.set(id, { key, ns, ukey, value: d.values[i] });
     }
