@@ -15,7 +15,8 @@
  *   the object. Override with `checksums: "when-supported"`.
  *
  * Retries are the SDK's own (`maxAttempts`, `retryMode` "standard" or "adaptive"; also `AWS_MAX_ATTEMPTS`,
- * `AWS_RETRY_MODE`). Credentials are never logged nor put in error messages.
+ * `AWS_RETRY_MODE`). A connection attempt or a silent request is abandoned (and retried) after `timeoutMs`
+ * (default 60 s; the SDK alone would wait forever). Credentials are never logged nor put in error messages.
  *
  * Writes are atomic (S3 makes an object visible only when its PUT or multipart upload completes). Bodies
  * larger than `multipartThreshold` (16 MiB) and streams that grow past it are uploaded in parts of
@@ -113,6 +114,12 @@ export interface S3StorageOptions {
   maxAttempts?: number;
   /** The SDK's retry mode (default: the SDK's, "standard"). */
   retryMode?: "standard" | "adaptive";
+  /**
+   * Milliseconds a connection attempt, or a request that sends and receives nothing, may take before it is
+   * abandoned (and retried); default 60,000. The SDK's own default is no timeout: a stalled connection would
+   * hang a checkpoint forever.
+   */
+  timeoutMs?: number;
   /** How `putIfAbsent` is made atomic: `"native"` (If-None-Match, default) or the racy `"check-then-put"`. */
   conditionalWrites?: "native" | "check-then-put";
   /** Flexible checksums; default `"when-required"` with a custom endpoint, else the SDK's default. */
@@ -295,7 +302,9 @@ export class S3Storage extends BaseStorage {
         );
         return true;
       } catch (e) {
-        if (ifNoneMatch && isPreconditionFailed(e)) return false;
+        // 412: an object is there. If the SDK retried a PUT whose response was lost, it is ours: tell
+        // the two apart by content (a writer of identical bytes is, for a commit, the same commit).
+        if (ifNoneMatch && isPreconditionFailed(e)) return await this.#holds(path, bytes);
         // AWS answers 409 ConditionalRequestConflict while another conditional write to the key is in
         // flight; the SDK does not retry it, and a retry then settles who won.
         if (ifNoneMatch && (errorName(e) === "ConditionalRequestConflict" || httpStatus(e) === 409) && attempt < 5) {
@@ -305,6 +314,20 @@ export class S3Storage extends BaseStorage {
         throw this.#error(operation, path, e);
       }
     }
+  }
+
+  /** Whether the object at `path` holds exactly `bytes`. */
+  async #holds(path: string, bytes: Uint8Array): Promise<boolean> {
+    let stored: Uint8Array;
+    try {
+      stored = await this._get(path);
+    } catch (e) {
+      if (e instanceof NotFoundError) return false;
+      throw e;
+    }
+    if (stored.byteLength !== bytes.byteLength) return false;
+    for (let i = 0; i < stored.byteLength; i++) if (stored[i] !== bytes[i]) return false;
+    return true;
   }
 
   async #abort(key: string, uploadId: string): Promise<void> {
@@ -597,5 +620,8 @@ export function s3ClientConfig(options: S3StorageOptions = {}): S3ClientConfig {
   if (options.credentials !== undefined) config.credentials = options.credentials;
   if (options.maxAttempts !== undefined) config.maxAttempts = options.maxAttempts;
   if (options.retryMode !== undefined) config.retryMode = options.retryMode;
+  const timeout = options.timeoutMs ?? 60_000;
+  if (!Number.isSafeInteger(timeout) || timeout < 1) throw new RangeError(`Cannot configure S3 as timeoutMs must be a positive integer: current value is ${timeout}`);
+  config.requestHandler = { connectionTimeout: timeout, socketTimeout: timeout };
   return config;
 }
