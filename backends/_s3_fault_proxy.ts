@@ -1,0 +1,209 @@
+/**
+ * A fault-injecting HTTP proxy for S3 tests: it listens on 127.0.0.1, forwards every request unchanged to
+ * an S3 endpoint (s3rver from `_s3_test_server.ts`; headers are kept, so SigV4 signatures stay valid) and,
+ * when a rule matches, answers with an S3 error (500 InternalError, 503 SlowDown / ServiceUnavailable),
+ * resets the connection, never answers (a timeout), or forwards and then drops the response (the request
+ * took effect, the client never hears it).
+ *
+ * ```ts
+ * const proxy = await startS3FaultProxy(server.endpoint);
+ * proxy.inject({ match: (r) => r.method === "PUT", fault: "slowdown", times: 2 });
+ * // new S3Storage(bucket, prefix, { ...server.storageOptions, endpoint: proxy.endpoint })
+ * await proxy.stop();
+ * ```
+ *
+ * @module
+ */
+import http from "node:http";
+import type { AddressInfo, Socket } from "node:net";
+
+/** What the proxy knows about a request when matching rules. */
+export interface ProxiedRequest {
+  /** HTTP method. */
+  readonly method: string;
+  /** Bucket and key part of the path, decoded (`/bucket/key`). */
+  readonly path: string;
+  /** Query parameters (`uploadId`, `partNumber`, `list-type`, `continuation-token`, `uploads`, `delete`...). */
+  readonly query: URLSearchParams;
+  /** Request headers. */
+  readonly headers: http.IncomingHttpHeaders;
+  /** The S3 operation, as far as the proxy can tell. */
+  readonly operation: S3Operation;
+}
+
+/** The S3 operations arrowpoint sends. */
+export type S3Operation =
+  | "PutObject"
+  | "GetObject"
+  | "HeadObject"
+  | "DeleteObjects"
+  | "ListObjectsV2"
+  | "CreateMultipartUpload"
+  | "UploadPart"
+  | "CompleteMultipartUpload"
+  | "AbortMultipartUpload"
+  | "ListMultipartUploads"
+  | "Other";
+
+/** A fault. */
+export type Fault = "internal-error" | "slowdown" | "unavailable" | "reset" | "timeout" | "lost-response";
+
+/** A rule: which requests, which fault, how many times. */
+export interface FaultRule {
+  /** Which requests it applies to (default: all). */
+  match?: (r: ProxiedRequest) => boolean;
+  /** The fault. */
+  fault: Fault;
+  /** How many matching requests get it (default: unlimited). */
+  times?: number;
+  /** Probability per matching request (default 1), drawn from the proxy's seeded generator. */
+  probability?: number;
+}
+
+/** A running proxy. */
+export interface S3FaultProxy {
+  /** `http://127.0.0.1:<port>`: use as the S3 endpoint. */
+  readonly endpoint: string;
+  /** Requests seen, by operation. */
+  readonly requests: Map<S3Operation, number>;
+  /** Faults injected, by fault. */
+  readonly injected: Map<Fault, number>;
+  /** Adds a rule (rules are tried in order; the first that fires wins). */
+  inject(rule: FaultRule): void;
+  /** Removes every rule. */
+  clear(): void;
+  /** Stops listening and drops held connections; safe to call twice. */
+  stop(): Promise<void>;
+}
+
+function operationOf(method: string, path: string, q: URLSearchParams): S3Operation {
+  const hasKey = /^\/[^/]+\/.+/.test(path);
+  if (method === "GET" && !hasKey) return q.has("uploads") ? "ListMultipartUploads" : "ListObjectsV2";
+  if (method === "POST" && !hasKey && q.has("delete")) return "DeleteObjects";
+  if (method === "POST" && q.has("uploads")) return "CreateMultipartUpload";
+  if (method === "POST" && q.has("uploadId")) return "CompleteMultipartUpload";
+  if (method === "PUT" && q.has("uploadId")) return "UploadPart";
+  if (method === "PUT") return "PutObject";
+  if (method === "DELETE" && q.has("uploadId")) return "AbortMultipartUpload";
+  if (method === "GET") return "GetObject";
+  if (method === "HEAD") return "HeadObject";
+  return "Other";
+}
+
+const ERRORS: Record<"internal-error" | "slowdown" | "unavailable", [number, string, string]> = {
+  "internal-error": [500, "InternalError", "We encountered an internal error. Please try again."],
+  slowdown: [503, "SlowDown", "Please reduce your request rate."],
+  unavailable: [503, "ServiceUnavailable", "Service is unable to handle request."],
+};
+
+/**
+ * Starts a proxy in front of `target` (e.g. `http://127.0.0.1:40123`). `seed` makes probabilistic rules
+ * repeatable.
+ *
+ * @example
+ * ```ts
+ * import { startS3FaultProxy } from "./_s3_fault_proxy.ts";
+ * const proxy = await startS3FaultProxy("http://127.0.0.1:9000");
+ * proxy.inject({ fault: "reset", times: 1 });
+ * await proxy.stop();
+ * ```
+ */
+export async function startS3FaultProxy(target: string, seed = 1): Promise<S3FaultProxy> {
+  const upstream = new URL(target);
+  const rules: (FaultRule & { used: number })[] = [];
+  const requests = new Map<S3Operation, number>();
+  const injected = new Map<Fault, number>();
+  const sockets = new Set<Socket>();
+  const agent = new http.Agent({ keepAlive: false });
+  let state = seed >>> 0 || 1;
+  const random = () => {
+    state ^= state << 13;
+    state ^= state >>> 17;
+    state ^= state << 5;
+    return (state >>> 0) / 4294967296;
+  };
+
+  const server = http.createServer((req, res) => {
+    const url = new URL(req.url ?? "/", "http://proxy");
+    let path = url.pathname;
+    try {
+      path = decodeURIComponent(path);
+    } catch {
+      // keep it encoded
+    }
+    const r: ProxiedRequest = { method: req.method ?? "GET", path, query: url.searchParams, headers: req.headers, operation: operationOf(req.method ?? "GET", path, url.searchParams) };
+    requests.set(r.operation, (requests.get(r.operation) ?? 0) + 1);
+    let fault: Fault | undefined;
+    for (const rule of rules) {
+      if (rule.times !== undefined && rule.used >= rule.times) continue;
+      if (rule.match && !rule.match(r)) continue;
+      if (rule.probability !== undefined && random() >= rule.probability) continue;
+      rule.used++;
+      fault = rule.fault;
+      break;
+    }
+    if (fault) injected.set(fault, (injected.get(fault) ?? 0) + 1);
+
+    if (fault === "reset") {
+      req.socket.destroy();
+      return;
+    }
+    if (fault === "timeout") {
+      req.resume(); // read the body, never answer; the client's timeout fires, stop() drops the socket
+      return;
+    }
+    if (fault === "internal-error" || fault === "slowdown" || fault === "unavailable") {
+      const [status, code, message] = ERRORS[fault];
+      req.resume();
+      req.on("end", () => {
+        const body = `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>${message}</Message><RequestId>fault-proxy</RequestId></Error>`;
+        res.writeHead(status, { "content-type": "application/xml", "content-length": Buffer.byteLength(body), "x-amz-request-id": "fault-proxy" });
+        res.end(body);
+      });
+      return;
+    }
+    const up = http.request(
+      { host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers, agent },
+      (ur) => {
+        if (fault === "lost-response") {
+          ur.resume();
+          ur.on("end", () => req.socket.destroy()); // it happened; the client never learns
+          return;
+        }
+        res.writeHead(ur.statusCode ?? 502, ur.headers);
+        ur.pipe(res);
+      },
+    );
+    up.on("error", () => req.socket.destroy());
+    req.pipe(up);
+  });
+  server.on("connection", (s) => {
+    sockets.add(s);
+    s.on("close", () => sockets.delete(s));
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => resolve());
+  });
+  const { port } = server.address() as AddressInfo;
+  let stopped = false;
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    requests,
+    injected,
+    inject(rule) {
+      rules.push({ ...rule, used: 0 });
+    },
+    clear() {
+      rules.length = 0;
+    },
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      for (const s of sockets) s.destroy();
+      agent.destroy();
+      await closed;
+    },
+  };
+}
