@@ -182,6 +182,9 @@ export async function main(argv: string[], io: CliIo = {}): Promise<number> {
   } catch (e) {
     if (e instanceof OutputClosed) return EXIT.ok;
     if (e instanceof ArrowpointError) err(`arrowpoint: ${e.message}`);
+    // The library's misuse errors ("Cannot <do X> as <reason>: current value is <Z>", STYLE.md) that reach
+    // here were caused by an argument (say --id "a b"): say so like any usage error.
+    else if ((e instanceof TypeError || e instanceof RangeError) && /^Cannot .+ as .+: current value is /s.test(e.message)) err(`arrowpoint: ${e.message}`);
     else err(`arrowpoint: unexpected error: ${(e as Error)?.message ?? String(e)} (run with --debug for details)`);
     if (debug) err((e as Error)?.stack ?? String(e));
     return EXIT.error;
