@@ -58,7 +58,10 @@ export interface CaseResult {
   rows: number;
   /** Bytes per iteration. */
   bytes: number;
-  /** Peak resident set size seen during the case, bytes (offline tools only). */
+  /**
+   * Peak resident set size seen during the case above the RSS when it started, bytes (offline tools
+   * only): the tool's own working memory, without the benchmark's data set.
+   */
   peakRssBytes?: number;
 }
 
@@ -89,6 +92,7 @@ export async function runCases(cases: readonly BenchCase[], options: RunOptions)
   const results: CaseResult[] = [];
   for (const c of cases) {
     let peak = 0;
+    let startRss = 0;
     let timer: ReturnType<typeof setInterval> | undefined;
     const bench = new Bench({ time: 0, iterations: c.iterations ?? options.iterations, warmup: true, warmupIterations: 1, warmupTime: 0, throws: true, retainSamples: true });
     bench.add(c.name, async () => {
@@ -97,6 +101,8 @@ export async function runCases(cases: readonly BenchCase[], options: RunOptions)
     }, { beforeEach: c.beforeEach, afterEach: c.afterEach });
     // tinybench runs its beforeAll/afterAll hooks once per phase (warmup and run); a case's are once.
     await c.beforeAll?.();
+    startRss = rss();
+    peak = startRss;
     if (c.offline) timer = setInterval(() => (peak = Math.max(peak, rss())), 5);
     try {
       await bench.run();
@@ -122,7 +128,7 @@ export async function runCases(cases: readonly BenchCase[], options: RunOptions)
       rows: c.rows,
       bytes,
     };
-    if (c.offline) r.peakRssBytes = peak;
+    if (c.offline) r.peakRssBytes = Math.max(0, peak - startRss);
     results.push(r);
     options.onResult?.(r);
   }

@@ -81,7 +81,7 @@ export function formatTable(results: readonly CaseResult[]): string {
       ratios.join(", "),
     ];
   });
-  const head = ["case", "rows/s (median)", "spread", "bytes/s", "median", "peak RSS", "vs same-run baselines"];
+  const head = ["case", "rows/s (median)", "spread", "bytes/s", "median", "RSS +peak", "vs same-run baselines"];
   const all = [head, ...rows];
   const widths = head.map((_, i) => Math.max(...all.map((r) => r[i].length)));
   const line = (r: string[]) => r.map((c, i) => (i === 0 || i === r.length - 1 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join("  ").trimEnd();
@@ -124,7 +124,7 @@ export function checkGoals(results: readonly CaseResult[]): GoalCheck[] {
   add("rekey.parallelism ≤ 5% of a full rewrite", ratio(ms("rekey.parallelism"), ms("rekey.maxParallelism")), (v) => v <= 0.05, (v) => `${P(v)} of rekey.maxParallelism`);
   for (const n of ["rekey.maxParallelism", "savepoint.compact", "migrate.addField"]) add(`${n} ≥ 3 M rows/s`, rate(n), (v) => v >= 3e6, M);
   add("runtime ≥ 1 M events/s", rate("runtime.records"), (v) => v >= 1e6, (v) => `${(v / 1e6).toFixed(2)} M events/s`);
-  add("checkpointing every second costs ≤ 10%", ratio(rate("runtime.records.checkpointing"), rate("runtime.records")), (v) => v >= 0.9, (v) => `${P(1 - v)} slower`);
+  add("checkpointing every second costs ≤ 10%", ratio(rate("runtime.records.checkpointing"), rate("runtime.records")), (v) => v >= 0.9, (v) => `${P(v)} of the checkpoint-free rate`);
   return goals;
 }
 
