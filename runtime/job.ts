@@ -769,6 +769,11 @@ class Execution implements TaskHost {
 
   sourceExhausted(_task: SourceTask): void {
     if (++this.exhausted < this.sources.length || this.stopping) return;
+    this.finishInput();
+  }
+
+  /** Every source is exhausted: take the final checkpoint, then end the sources' output. */
+  private finishInput(): void {
     this.finishing = true;
     this.setStatus("finishing");
     if (this.timer !== undefined) clearTimeout(this.timer);
@@ -860,7 +865,9 @@ class Execution implements TaskHost {
       this.stopping = false;
       if (!this.aborted) {
         for (const s of this.sources) s.resume();
-        this.schedule();
+        // Sources that ran dry during the stop were told nothing (the stop would end them): end them now.
+        if (this.exhausted >= this.sources.length) this.finishInput();
+        else this.schedule();
       }
       throw e;
     }
