@@ -145,12 +145,15 @@ function randomArb(): fc.Arbitrary<string[]> {
     const dest = destinations();
     const argv = [verb];
     let d = 0;
-    for (const p of positional) argv.push(p === "DEST" ? dest[d++ % dest.length] : p);
+    // Random text stays random, but anything a verb could write to lands in the temporary folder, never
+    // in the working directory (a fuzz run once left a savepoint named `$F!ErkRW` in the checkout).
+    const confined = (x: string) => (/^[a-z][a-z0-9+.-]*:/i.test(x) ? x : join(dir, "random", x));
+    for (const p of positional) argv.push(p === "DEST" ? dest[d++ % dest.length] : sources().includes(p) ? p : confined(p));
     for (const [flag, value] of flags) {
       argv.push(flag);
       if (value === "MIGRATIONS") argv.push([join(dir, "garbage.json"), join(dir, "not-migrations.mjs"), join(dir, "throws.mjs"), join(dir, "missing.mjs")][fresh % 4]);
       else if (value === "OUTFILE") argv.push(join(dir, `export-${fresh}.out`));
-      else if (value !== undefined) argv.push(value);
+      else if (value !== undefined) argv.push(VALUES.includes(value) ? value : confined(value));
     }
     return argv.filter((a) => a !== "--debug");
   });
