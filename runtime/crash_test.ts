@@ -221,3 +221,76 @@ test("a stop-with-savepoint that fails while the sources run dry neither hangs t
     assert.deepEqual(sorted(sink.committed), sorted(reference.committed));
   }
 });
+
+test("real process kills: SIGKILL the job's process at random times, restart it, and the output equals a failure-free run", async () => {
+  const { spawn } = await import("node:child_process");
+  const { mkdtemp, rm, readdir } = await import("node:fs/promises");
+  const { tmpdir } = await import("node:os");
+  const { join } = await import("node:path");
+  const { FsStorage } = await import("../backends/fs.ts");
+  const { subStorage } = await import("../backends/sub.ts");
+  const { readNdjsonParts } = await import("./sinks.ts");
+  const count = LONG ? 250_000 : 20_000;
+  const rate = 10_000;
+  const kills = cases(3, 25);
+  const reference = new CollectingSink<string>();
+  await sessionJob({ source: events(count, 11), sink: reference, parallelism: 2 }).run();
+  const want = reference.committed.map((l) => JSON.stringify(l)).sort();
+  const dir = await mkdtemp(join(tmpdir(), "arrowpoint-kill-"));
+  const isDeno = "Deno" in globalThis;
+  const child = new URL("./_test_kill_child.ts", import.meta.url).pathname;
+  const rnd = prng(SEED);
+  const figures = { kind: "kills", operation: "SIGKILL of a running job process", backend: "filesystem", kills: 0, killedAfterStart: 0, finishedBeforeKill: 0, checkpointsSeen: 0, tempFilesLeft: 0, exactlyOnce: false };
+  const runChild = (parallelism: number, killAfterMs: number | undefined) =>
+    new Promise<"killed" | "done">((resolve, reject) => {
+      const args = isDeno ? ["run", "-A", child, dir, String(count), String(parallelism), String(rate)] : ["--import", "tsx", child, dir, String(count), String(parallelism), String(rate)];
+      const p = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
+      let out = "";
+      let err = "";
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      p.stdout.on("data", (b: Uint8Array) => {
+        out += new TextDecoder().decode(b);
+        if (killAfterMs !== undefined && timer === undefined && out.includes("STARTED")) {
+          timer = setTimeout(() => p.kill("SIGKILL"), killAfterMs);
+        }
+      });
+      p.stderr.on("data", (b: Uint8Array) => (err += new TextDecoder().decode(b)));
+      p.on("exit", (code, signal) => {
+        clearTimeout(timer);
+        if (signal === "SIGKILL") resolve("killed");
+        else if (code === 0 && out.includes("DONE")) resolve("done");
+        else reject(new Error(`child exited ${code} ${signal}: ${out}\n${err}`));
+      });
+    });
+  const tempFiles = async (d: string): Promise<number> => {
+    let n = 0;
+    for (const e of await readdir(d, { withFileTypes: true }).catch(() => [])) {
+      if (e.isDirectory()) n += await tempFiles(join(d, e.name));
+      else if (/^\..*\.tmp-[0-9a-f]{16}$/.test(e.name)) n++;
+    }
+    return n;
+  };
+  try {
+    for (let i = 0; i < kills; i++) {
+      const outcome = await runChild(2 + (i % 3), Math.floor(50 + rnd() * 1500));
+      if (outcome === "done") {
+        figures.finishedBeforeKill++;
+        break;
+      }
+      figures.kills++;
+      figures.killedAfterStart++;
+      // Whatever the kill interrupted, every committed checkpoint reads completely.
+      const facts = await snapshotFacts(subStorage(new FsStorage(dir), "checkpoints"));
+      figures.checkpointsSeen = Math.max(figures.checkpointsSeen, ...facts.checkpoints.keys(), 0);
+    }
+    figures.tempFilesLeft = await tempFiles(dir);
+    if (figures.finishedBeforeKill === 0) assert.equal(await runChild(3, undefined), "done");
+    const got = (await readNdjsonParts<string>(new FsStorage(dir), "output")).map((l) => JSON.stringify(l)).sort();
+    assert.equal(got.length, want.length, "output lines lost or duplicated");
+    assert.deepEqual(got, want);
+    figures.exactlyOnce = true;
+  } finally {
+    recordFigure(figures);
+    await rm(dir, { recursive: true, force: true });
+  }
+});
