@@ -154,6 +154,16 @@ export class FsStorage extends BaseStorage {
     return real === rootReal || real.startsWith(rootReal.endsWith(nodePath.sep) ? rootReal : rootReal + nodePath.sep);
   }
 
+  /**
+   * Resolves an existing object's real path for reading: refuses symlinks that leave the root and anything
+   * but a regular file (opening a named pipe would block forever). Throws ENOENT, or EISDIR for the rest.
+   */
+  async #resolveReadable(path: string): Promise<string> {
+    const real = await this.#resolveExisting(path);
+    if (!(await fsp.stat(real)).isFile()) throw Object.assign(new Error("not a regular file"), { code: "EISDIR" });
+    return real;
+  }
+
   /** Resolves an existing object's real file path, refusing symlinks that leave the root. Throws ENOENT. */
   async #resolveExisting(path: string): Promise<string> {
     const rootReal = await this.#realRoot();
@@ -318,11 +328,11 @@ export class FsStorage extends BaseStorage {
   /** The `get` hook of {@linkcode BaseStorage} for this backend. */
   protected async _get(path: string): Promise<Uint8Array> {
     try {
-      const real = await this.#resolveExisting(path);
+      const real = await this.#resolveReadable(path);
       const buffer = await fsp.readFile(real);
       return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength);
     } catch (e) {
-      if (errorCode(e) === "EISDIR") throw new NotFoundError("get", this.location(path), "it is a folder, not an object", { cause: e });
+      if (errorCode(e) === "EISDIR") throw new NotFoundError("get", this.location(path), "it is a folder (or a pipe or device), not an object", { cause: e });
       throw fsError("get", this.location(path), e, true);
     }
   }
@@ -331,7 +341,7 @@ export class FsStorage extends BaseStorage {
   protected async _getRange(path: string, offset: number, length: number): Promise<Uint8Array> {
     let handle: FileHandle | undefined;
     try {
-      const real = await this.#resolveExisting(path);
+      const real = await this.#resolveReadable(path);
       handle = await fsp.open(real, "r");
       const stat = await handle.stat();
       if (!stat.isFile()) throw Object.assign(new Error("not a file"), { code: "EISDIR" });
@@ -345,7 +355,7 @@ export class FsStorage extends BaseStorage {
       }
       return done === n ? out : out.subarray(0, done);
     } catch (e) {
-      if (errorCode(e) === "EISDIR") throw new NotFoundError("getRange", this.location(path), "it is a folder, not an object", { cause: e });
+      if (errorCode(e) === "EISDIR") throw new NotFoundError("getRange", this.location(path), "it is a folder (or a pipe or device), not an object", { cause: e });
       throw fsError("getRange", this.location(path), e, true);
     } finally {
       await handle?.close().catch(() => {});
