@@ -204,3 +204,34 @@ test("a bad --id is a usage error, not an unexpected error (regression)", async 
   }
 });
 
+
+test("code named inside a snapshot is never loaded: only a --migrations module given on the command line runs", async () => {
+  const { existsSync } = await import("node:fs");
+  const { subStorage } = await import("../backends/sub.ts");
+  const pwned = join(dir, "pwned");
+  const evil = join(dir, "evil.mjs");
+  await writeFile(evil, `import { writeFileSync } from "node:fs"; writeFileSync(${JSON.stringify(pwned)}, "loaded");\nexport default {};\n`);
+  // A savepoint whose every free-form string names the module.
+  const root = await openStorage("memory:cli-evil");
+  const sp = subStorage(root, "savepoints/sp-1");
+  const { writeSavepoint: write } = await import("../migrate/_test_util.ts");
+  const manifest = await write(sp, entries(5));
+  const { commitManifest } = await import("../snapshot/write.ts");
+  await sp.delete(["_manifest.json"]);
+  await commitManifest(sp, "", { ...manifest, job: evil, metadata: { migrations: evil, module: `file://${evil}`, import: `import("${evil}")` } });
+  const verbs = [
+    ["inspect", "memory:cli-evil/savepoints/sp-1"], ["validate", "memory:cli-evil/savepoints/sp-1"], ["ls", "memory:cli-evil"],
+    ["diff", "memory:cli-evil/savepoints/sp-1", "memory:cli-fuzz/savepoints/sp-1"], ["export", "memory:cli-evil/savepoints/sp-1", "--operator", "counter", "--state", "counts"],
+    ["compact", "memory:cli-evil/savepoints/sp-1", "memory:cli-evil-out/a"], ["rekey", "memory:cli-evil/savepoints/sp-1", "memory:cli-evil-out/b", "--parallelism", "2"],
+    ["cp", "memory:cli-evil/savepoints/sp-1", "memory:cli-evil-out/c"], ["gc", "memory:cli-evil", "--dry-run"],
+    ["migrate", "memory:cli-evil/savepoints/sp-1", "memory:cli-evil-out/d", "--migrations", join(dir, "not-migrations.mjs")],
+  ];
+  for (const argv of verbs) {
+    const code = await main(argv, { out: () => {}, err: () => {}, write: async () => {}, tty: false, errRaw: () => {} });
+    assert.ok(code === 0 || code === 1 || code === 2);
+    assert.equal(existsSync(pwned), false, `${argv[0]} loaded a module named inside the snapshot`);
+  }
+  // The control: a module named on the command line does run (that is what --migrations is for; see docs).
+  await main(["migrate", "memory:cli-evil/savepoints/sp-1", "memory:cli-evil-out/e", "--migrations", evil], { out: () => {}, err: () => {}, tty: false, errRaw: () => {} });
+  assert.equal(existsSync(pwned), true);
+});
