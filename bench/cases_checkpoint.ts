@@ -149,6 +149,22 @@ export async function cases(ctx: BenchContext): Promise<BenchCase[]> {
       await incr!.job.cancel();
     })());
 
+  // An offline tool over the chain's savepoint: its output is removed after each iteration.
+  const tool = (name: string, what: string, iterations: number | undefined, run: () => Promise<number>): BenchCase => ({
+    name,
+    what,
+    group: "arrowpoint",
+    offline: true,
+    rows: data.rows,
+    bytes: () => bytes,
+    iterations,
+    beforeAll: prepareChain,
+    run: async () => {
+      bytes = await run();
+    },
+    afterEach: () => rmSync(out, { recursive: true, force: true }),
+  });
+
   const incremental = (fraction: number, name: string): BenchCase => {
     let changed: Put[] = [];
     return {
@@ -197,64 +213,13 @@ export async function cases(ctx: BenchContext): Promise<BenchCase[]> {
     incremental(0.01, "checkpoint.incremental.write"),
     incremental(0.001, "checkpoint.incremental.write.0.1pct"),
     incremental(0.1, "checkpoint.incremental.write.10pct"),
-    {
-      name: "savepoint.compact",
-      what: "base + 10 incremental deltas → self-contained savepoint",
-      group: "arrowpoint",
-      offline: true,
-      rows: data.rows,
-      bytes: () => bytes,
-      iterations: 3,
-      beforeAll: prepareChain,
-      run: async () => {
-        const r = await compact(chainTip, join(out, "compact"));
-        bytes = r.bytes;
-      },
-      afterEach: () => rmSync(out, { recursive: true, force: true }),
-    },
-    {
-      name: "rekey.parallelism",
-      what: "savepoint at 4 subtasks → 7 (whole key groups move)",
-      group: "arrowpoint",
-      offline: true,
-      rows: data.rows,
-      bytes: () => bytes,
-      beforeAll: prepareChain,
-      run: async () => {
-        bytes = (await rekey(sp4, join(out, "p7"), { parallelism: 7 })).bytes;
-      },
-      afterEach: () => rmSync(out, { recursive: true, force: true }),
-    },
-    {
-      name: "rekey.maxParallelism",
-      what: "savepoint with 128 key groups → 512 (every key re-hashed)",
-      group: "arrowpoint",
-      offline: true,
-      rows: data.rows,
-      bytes: () => bytes,
-      beforeAll: prepareChain,
-      iterations: 3,
-      run: async () => {
-        bytes = (await rekey(sp4, join(out, "m512"), { maxParallelism: 512 })).bytes;
-      },
-      afterEach: () => rmSync(out, { recursive: true, force: true }),
-    },
-    {
-      name: "migrate.addField",
-      what: "one-step schema migration adding a field to every row",
-      group: "arrowpoint",
-      offline: true,
-      rows: data.rows,
-      bytes: () => bytes,
-      beforeAll: prepareChain,
-      iterations: 3,
-      run: async () => {
-        const m = defineMigrations({ "state/value": [addField("region", "utf8", "eu")] });
-        const r = await migrate(sp4, join(out, "migrated"), m);
-        bytes = r.written?.bytes ?? 0;
-      },
-      afterEach: () => rmSync(out, { recursive: true, force: true }),
-    },
+    tool("savepoint.compact", "base + 10 incremental deltas → self-contained savepoint", 3, async () => (await compact(chainTip, join(out, "compact"))).bytes),
+    tool("rekey.parallelism", "savepoint at 4 subtasks → 7 (whole key groups move)", undefined, async () => (await rekey(sp4, join(out, "p7"), { parallelism: 7 })).bytes),
+    tool("rekey.maxParallelism", "savepoint with 128 key groups → 512 (every key re-hashed)", 3, async () => (await rekey(sp4, join(out, "m512"), { maxParallelism: 512 })).bytes),
+    tool("migrate.addField", "one-step schema migration adding a field to every row", 3, async () => {
+      const m = defineMigrations({ "state/value": [addField("region", "utf8", "eu")] });
+      return (await migrate(sp4, join(out, "migrated"), m)).written?.bytes ?? 0;
+    }),
     {
       name: "restore.full",
       what: "filesystem → a new job's live keyed state, all rows (parallelism 4)",
