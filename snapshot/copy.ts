@@ -7,7 +7,7 @@
 import { openStorage } from "../backends/open.ts";
 import type { Storage } from "../backends/storage.ts";
 import { AlreadyExistsError } from "../format/errors.ts";
-import { readManifest, writeManifest } from "../format/manifest.ts";
+import { MAX_MANIFEST_BYTES, readManifest, writeManifest } from "../format/manifest.ts";
 import { manifestPath } from "./layout.ts";
 import { openSnapshot, readVerifiedChunk, type Snapshot } from "./read.ts";
 
@@ -52,7 +52,7 @@ export async function copySnapshot(src: string | Snapshot, dst: string | Storage
     await Promise.all(Array.from({ length: Math.max(1, options.concurrency ?? 4) }, worker));
     let manifestBytes: Uint8Array;
     if (snap.manifest.chunkRoot === ".") {
-      manifestBytes = await snap.storage.get(manifestPath(snap.dir));
+      manifestBytes = await snap.storage.getRange(manifestPath(snap.dir), 0, MAX_MANIFEST_BYTES + 1);
       readManifest(manifestBytes, `${snap.location}/${manifestPath("")}`); // unchanged since opened, or refused
     } else {
       manifestBytes = writeManifest({ ...snap.manifest, chunkRoot: "." });
