@@ -7,7 +7,7 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { ListMultipartUploadsCommand, S3Client } from "@aws-sdk/client-s3";
 import { StorageError } from "../format/errors.ts";
-import { cases, prng, recordFigure, SEED } from "../format/_test_fuzz.ts";
+import { longOr, prng, recordFigure, SEED } from "../format/_test_fuzz.ts";
 import { openSnapshot } from "../snapshot/read.ts";
 import { checkpointDirName } from "../snapshot/layout.ts";
 import { applyRetention } from "../snapshot/retention.ts";
@@ -184,7 +184,7 @@ test("incremental checkpoints through a flaky S3 complete or fail cleanly; commi
   const { storage } = flaky({ maxAttempts: 3, timeoutMs: 400 });
   const reader = new S3Storage(server.bucket, storage.prefix, server.storageOptions); // not through the proxy
   const rnd = prng(SEED);
-  const rounds = cases(12, 60);
+  const rounds = longOr(12, 60);
   let chunks: ChunkRef[] = [];
   let id = 0;
   const figures = { operation: "checkpoints through a flaky S3 proxy", rounds, completed: 0, failedCleanly: 0, unknownOutcome: 0, faults: 0 };

@@ -26,6 +26,11 @@ export function cases(quick: number, long = 10_000): number {
   return LONG ? Math.max(long, 10_000) : quick;
 }
 
+/** A count that is `quick` normally and `long` in long mode (no 10,000 floor: crash points, kills, rounds). */
+export function longOr(quick: number, long: number): number {
+  return LONG ? long : quick;
+}
+
 /** The runtime the tests run under, for figures. */
 export const RUNTIME: string = "Deno" in globalThis ? "deno" : "node";
 

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import type { Storage } from "../backends/storage.ts";
 import { MemoryStorage } from "../backends/memory.ts";
 import { ArrowpointError } from "../format/errors.ts";
-import { cases, LONG, prng, recordFigure, SEED } from "../format/_test_fuzz.ts";
+import { LONG, longOr, prng, recordFigure, SEED } from "../format/_test_fuzz.ts";
 import { checkpointDirName, manifestPath } from "../snapshot/layout.ts";
 import { chunkPath, committedCheckpoints, openSnapshot } from "../snapshot/read.ts";
 import { gc } from "../snapshot/retention.ts";
@@ -184,11 +184,11 @@ test("a job crashed at every storage operation of its checkpoints and stop-with-
 });
 
 test("the same on the filesystem (a sample of crash points in quick mode, all in long mode)", async () => {
-  await crashJob(env.backends[1], LONG ? ["fail", "kill", "torn"] : ["kill", "torn"], cases(10, Infinity));
+  await crashJob(env.backends[1], LONG ? ["fail", "kill", "torn"] : ["kill", "torn"], longOr(10, Infinity));
 });
 
 test("the same on S3 (s3rver; a sample of crash points in quick mode, all in long mode)", async () => {
-  await crashJob(env.backends[2], LONG ? ["fail", "kill", "torn"] : ["kill", "torn"], cases(6, Infinity));
+  await crashJob(env.backends[2], LONG ? ["fail", "kill", "torn"] : ["kill", "torn"], longOr(6, Infinity));
 });
 
 test("a stop-with-savepoint that fails while the sources run dry neither hangs the job nor loses output (regression)", async () => {
@@ -232,7 +232,7 @@ test("real process kills: SIGKILL the job's process at random times, restart it,
   const { readNdjsonParts } = await import("./sinks.ts");
   const count = LONG ? 250_000 : 20_000;
   const rate = 10_000;
-  const kills = cases(3, 25);
+  const kills = longOr(3, 25);
   const reference = new CollectingSink<string>();
   await sessionJob({ source: events(count, 11), sink: reference, parallelism: 2 }).run();
   const want = reference.committed.map((l) => JSON.stringify(l)).sort();

@@ -13,7 +13,7 @@ import { MemoryStorage } from "../backends/memory.ts";
 import { encodeChunk } from "../format/encode_chunk.ts";
 import { assignKeyGroup } from "../format/key_group.ts";
 import type { ChunkRef, Manifest } from "../format/manifest.ts";
-import { cases, LONG, recordFigure } from "../format/_test_fuzz.ts";
+import { LONG, longOr, recordFigure } from "../format/_test_fuzz.ts";
 import { copySnapshot } from "./copy.ts";
 import { checkpointDirName, manifestPath } from "./layout.ts";
 import { chunkPath, committedCheckpoints, openSnapshot } from "./read.ts";
@@ -226,7 +226,7 @@ async function crashPoints(op: Operation, backend: CrashBackend): Promise<void> 
   await probeRoot.close();
   assert.ok(n > 0, `${op.name}: no mutating operations`);
   const figures = { operation: op.name, backend: backend.name, operations: n, points: 0, intact: 0, completedAnyway: 0, invisibleDebris: 0, modes: MODES };
-  const repeats = cases(1, 3);
+  const repeats = longOr(1, 3);
   for (let rep = 0; rep < repeats; rep++) {
     for (const mode of MODES) {
       for (let k = 1; k <= n; k++) {
