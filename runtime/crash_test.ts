@@ -6,6 +6,7 @@
 // checkpoint) gives exactly the output of a failure-free run: nothing lost, nothing twice.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
+import process from "node:process";
 import type { Storage } from "../backends/storage.ts";
 import { MemoryStorage } from "../backends/memory.ts";
 import { ArrowpointError } from "../format/errors.ts";
@@ -26,13 +27,29 @@ const HANG_MS = 30_000;
 
 let env: Awaited<ReturnType<typeof crashBackends>>;
 let expected: string[];
+const savedEnv = new Map<string, string | undefined>();
 before(async () => {
   env = await crashBackends();
+  // A restore from a savepoint URI (s3://…) opens it like a user would: through the SDK's environment.
+  const vars: Record<string, string> = {
+    AWS_ENDPOINT_URL_S3: env.server.endpoint,
+    AWS_ACCESS_KEY_ID: env.server.credentials.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: env.server.credentials.secretAccessKey,
+    AWS_REGION: env.server.region,
+  };
+  for (const [k, v] of Object.entries(vars)) {
+    savedEnv.set(k, process.env[k]);
+    process.env[k] = v;
+  }
   const sink = new CollectingSink<string>();
   await sessionJob({ source: events(N, DATA_SEED), sink, parallelism: 2 }).run();
   expected = sorted(sink.committed);
 });
 after(async () => {
+  for (const [k, v] of savedEnv) {
+    if (v === undefined) delete process.env[k];
+    else process.env[k] = v;
+  }
   await env?.stop();
 });
 
