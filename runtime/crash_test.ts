@@ -92,7 +92,10 @@ async function runJob(storage: Storage, reader: Storage, sink: CollectingSink<st
     onEvent(e) {
       if (e.type !== "checkpoint") return;
       const dir = e.info.kind === "checkpoint" ? checkpointDirName(e.info.id) : e.info.location.slice(e.info.location.indexOf("savepoints/"));
-      reads.push(stateText(reader, dir).then((t) => void committed.set(dir, t)));
+      // Retention may retire it while it is read (the job goes on): then there is nothing to compare.
+      reads.push(stateText(reader, dir).then((t) => void committed.set(dir, t), async (e) => {
+        if (await reader.exists(manifestPath(dir))) throw e;
+      }));
     },
   });
   job.fromSource(source, { uid: "events", parallelism: 2 })
