@@ -372,8 +372,14 @@ class FileReader {
       const offset = fb.i64(p, "buffer offset");
       const len = fb.i64(p + 8, "buffer length");
       if (offset + len > bodyLength) fail(`${what}: buffer ${i} lies outside the message body`);
+      // The IPC format aligns buffers to 8 bytes and never shares bytes between them; a file that does
+      // either was not written by an Arrow writer, and apache-arrow's writer (used to slice chunks)
+      // re-serializes such views into a corrupt file.
+      if ((bodyStart + offset) % 8 !== 0) fail(`${what}: buffer ${i} is not 8-byte aligned`);
       buffers.push({ offset, length: len });
     }
+    const used = buffers.filter((b) => b.length > 0).sort((a, b) => a.offset - b.offset);
+    for (let i = 1; i < used.length; i++) if (used[i].offset < used[i - 1].offset + used[i - 1].length) fail(`${what}: two buffers overlap`);
     return { length, nodes, buffers, bodyStart, what };
   }
 
