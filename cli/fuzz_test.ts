@@ -136,6 +136,15 @@ function argvArb(): fc.Arbitrary<string[]> {
   return fc.oneof({ weight: 3, arbitrary: shapedArb() }, { weight: 1, arbitrary: randomArb() });
 }
 
+/** Verbs that write or delete. */
+const WRITES = new Set(["compact", "rekey", "migrate", "cp", "gc"]);
+
+/** Whether a URI or path lies inside this test's sandbox (fresh memory stores, the temp folder, the test bucket). */
+function sandboxed(x: string): boolean {
+  if (x.includes("..")) return false;
+  return x.startsWith("memory:") || x.startsWith(`s3://${server.bucket}/`) || x.startsWith(dir + "/");
+}
+
 function randomArb(): fc.Arbitrary<string[]> {
   return fc.tuple(
     fc.constantFrom(...VERBS),
@@ -148,11 +157,18 @@ function randomArb(): fc.Arbitrary<string[]> {
     // Random text stays random, but anything a verb could write to lands in the temporary folder, never
     // in the working directory (a fuzz run once left a savepoint named `$F!ErkRW` in the checkout).
     const confined = (x: string) => (/^[a-z][a-z0-9+.-]*:/i.test(x) ? x : join(dir, "random", x));
-    for (const p of positional) argv.push(p === "DEST" ? dest[d++ % dest.length] : sources().includes(p) ? p : confined(p));
+    // A verb that writes or deletes (its destination, gc's root) gets only places inside the sandbox: a
+    // hostile source like "../../../etc" or "-" as a destination once made a run write a savepoint into
+    // /etc and into the checkout.
+    const writes = WRITES.has(verb);
+    positional.forEach((p, i) => {
+      const v = p === "DEST" ? dest[d++ % dest.length] : sources().includes(p) ? p : confined(p);
+      argv.push(writes && (i >= 1 || verb === "gc") && !sandboxed(v) ? dest[d++ % dest.length] : v);
+    });
     for (const [flag, value] of flags) {
       argv.push(flag);
       if (value === "MIGRATIONS") argv.push([join(dir, "garbage.json"), join(dir, "not-migrations.mjs"), join(dir, "throws.mjs"), join(dir, "missing.mjs")][fresh % 4]);
-      else if (value === "OUTFILE") argv.push(join(dir, `export-${fresh}.out`));
+      else if (value === "OUTFILE" || (value !== undefined && (flag === "--out" || flag === "--temp"))) argv.push(join(dir, `${flag.slice(2)}-${fresh}.out`));
       else if (value !== undefined) argv.push(VALUES.includes(value) ? value : confined(value));
     }
     return argv.filter((a) => a !== "--debug");
@@ -164,6 +180,9 @@ test("main() never throws, exits 0/1/2 and prints no stack trace or unexpected e
   const codes = new Map<number, number>();
   const firstWords = new Map<string, number>();
   const samples = fc.sample(argvArb(), { numRuns: cases(300, 10_000), seed: SEED });
+  const { existsSync, readdirSync } = await import("node:fs");
+  const etcBefore = readdirSync("/etc").sort().join("\n");
+  const cwdBefore = new Set(readdirSync(process.cwd()));
   for (const argv of samples) {
     const out: string[] = [];
     const err: string[] = [];
@@ -186,6 +205,10 @@ test("main() never throws, exits 0/1/2 and prints no stack trace or unexpected e
       firstWords.set(kind, (firstWords.get(kind) ?? 0) + 1);
     } else t.valid++;
   }
+  // Nothing was written outside the sandbox: /etc is as it was, and no new snapshot folder is in the cwd.
+  assert.equal(readdirSync("/etc").sort().join("\n"), etcBefore, "the CLI fuzzer wrote into /etc");
+  const strays = readdirSync(process.cwd()).filter((e) => !cwdBefore.has(e) && (existsSync(join(e, "_manifest.json")) || ["-", " ", "random"].includes(e)));
+  assert.deepEqual(strays, [], "the CLI fuzzer wrote into the working directory");
   t.extra.exit0 = codes.get(0) ?? 0;
   t.extra.exit1 = codes.get(1) ?? 0;
   t.extra.exit2 = codes.get(2) ?? 0;
