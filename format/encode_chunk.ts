@@ -29,6 +29,7 @@ import { arrowField, arrowSchema, buildKeyGroupIndex, checkLayout, type ChunkPla
 import { compress, type Compression } from "./compression.ts";
 import { SchemaViolationError } from "./errors.ts";
 import type { StateLayout } from "./state_layout.ts";
+import { INTEGER_RANGES } from "./state_layout.ts";
 
 export type { Compression } from "./compression.ts";
 
@@ -642,14 +643,7 @@ function fusedKind(c: ColumnPlan): FusedKind {
   }
 }
 
-const INT_RANGE: Record<string, [number, number]> = {
-  int8: [-128, 127],
-  int16: [-32768, 32767],
-  int32: [-2147483648, 2147483647],
-  uint8: [0, 255],
-  uint16: [0, 65535],
-  uint32: [0, 4294967295],
-};
+const INT_RANGE: Readonly<Record<string, readonly [number, number]>> = INTEGER_RANGES;
 
 /** Source of the generated loop for a struct with these fields. */
 function fusedSource(c: ColumnPlan, userNullable: boolean): string {

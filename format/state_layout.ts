@@ -117,3 +117,22 @@ export interface StateLayout {
 
 /** The msgpack value encoding without a schema: the default for states that declare none. */
 export const MSGPACK_VALUES: ValueEncoding = { encoding: "msgpack" };
+
+/**
+ * The value range of each narrow integer scalar type (inclusive): the one table the encoder and
+ * the migration validator both check against.
+ *
+ * @example
+ * ```ts
+ * import { INTEGER_RANGES } from "./state_layout.ts";
+ * console.log(INTEGER_RANGES.uint8); // [0, 255]
+ * ```
+ */
+export const INTEGER_RANGES: Readonly<Record<"int8" | "int16" | "int32" | "uint8" | "uint16" | "uint32", readonly [number, number]>> = {
+  int8: [-128, 127],
+  int16: [-32768, 32767],
+  int32: [-2147483648, 2147483647],
+  uint8: [0, 255],
+  uint16: [0, 65535],
+  uint32: [0, 4294967295],
+};

@@ -1,16 +1,9 @@
 // Private: checking JS values against a state's value encoding, with a reason a user can act on:
 // Arrow types for typed values, the state's JSON Schema (ajv) for msgpack values.
 import { Ajv, type ValidateFunction } from "ajv";
-import type { FieldType, StateLayout } from "../format/state_layout.ts";
+import { type FieldType, INTEGER_RANGES, type StateLayout } from "../format/state_layout.ts";
 
-const RANGES: Record<string, [number, number]> = {
-  int8: [-128, 127],
-  int16: [-32768, 32767],
-  int32: [-2147483648, 2147483647],
-  uint8: [0, 255],
-  uint16: [0, 65535],
-  uint32: [0, 4294967295],
-};
+const RANGES: Readonly<Record<string, readonly [number, number]>> = INTEGER_RANGES;
 
 function describe(v: unknown): string {
   if (v === null) return "null";
