@@ -28,8 +28,7 @@ import { checksumOf } from "./checksum.ts";
 import { arrowField, arrowSchema, buildKeyGroupIndex, checkLayout, type ChunkPlan, chunkPlan, type ColumnPlan, type KeyGroupIndex, MAX_KEY_GROUP } from "./chunk_schema.ts";
 import { compress, type Compression } from "./compression.ts";
 import { SchemaViolationError } from "./errors.ts";
-import type { StateLayout } from "./state_layout.ts";
-import { INTEGER_RANGES } from "./state_layout.ts";
+import { INTEGER_RANGES, type StateLayout } from "./state_layout.ts";
 
 export type { Compression } from "./compression.ts";
 
