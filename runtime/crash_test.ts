@@ -12,9 +12,8 @@ import { MemoryStorage } from "../backends/memory.ts";
 import { ArrowpointError } from "../format/errors.ts";
 import { LONG, longOr, prng, recordFigure, SEED } from "../format/_test_fuzz.ts";
 import { checkpointDirName, manifestPath } from "../snapshot/layout.ts";
-import { chunkPath, committedCheckpoints, openSnapshot } from "../snapshot/read.ts";
 import { gc } from "../snapshot/retention.ts";
-import { allPaths, type CrashBackend, crashBackends, type CrashMode, CrashStorage, snapshotFacts, stateText } from "../snapshot/_test_crash.ts";
+import { type CrashBackend, crashBackends, type CrashMode, CrashStorage, snapshotFacts, stateText, unreferenced } from "../snapshot/_test_crash.ts";
 import { Job, type SnapshotInfo } from "./job.ts";
 import { CollectingSink } from "./sinks.ts";
 import { events, sessionFunction, sessionJob, sorted, withHook } from "./_test_util.ts";
@@ -127,19 +126,6 @@ async function runJob(storage: Storage, reader: Storage, sink: CollectingSink<st
   return { status, error, committed, stop };
 }
 
-/** Visible objects that no committed checkpoint or savepoint references. */
-async function unreferenced(storage: Storage): Promise<string[]> {
-  const refs = new Set<string>();
-  for (const id of await committedCheckpoints(storage)) {
-    const dir = checkpointDirName(id);
-    const snap = await openSnapshot(storage, dir);
-    refs.add(manifestPath(dir));
-    for (const op of snap.manifest.operators) for (const st of op.states) for (const c of st.chunks) refs.add(chunkPath(snap, c));
-  }
-  const paths = await allPaths(storage);
-  const savepoints = new Set(paths.filter((p) => /^savepoints\/[^/]+\/_manifest\.json$/.test(p)).map((p) => p.split("/")[1]));
-  return paths.filter((p) => !refs.has(p) && !(p.startsWith("savepoints/") && savepoints.has(p.split("/")[1])));
-}
 
 async function crashJob(backend: CrashBackend, modes: CrashMode[], sample: number): Promise<void> {
   // A clean run counts the storage operations.

@@ -22,8 +22,8 @@ import { S3Storage } from "../backends/s3.ts";
 import type { ObjectInfo, Storage } from "../backends/storage.ts";
 import { startS3Server, type S3TestServer } from "../backends/_s3_test_server.ts";
 import { ArrowpointError } from "../format/errors.ts";
-import { checkpointDirName } from "./layout.ts";
-import { committedCheckpoints, openSnapshot, readState } from "./read.ts";
+import { checkpointDirName, manifestPath } from "./layout.ts";
+import { chunkPath, committedCheckpoints, openSnapshot, readState } from "./read.ts";
 
 /** How a crash point behaves. */
 export type CrashMode = "fail" | "kill" | "torn";
@@ -329,4 +329,18 @@ export interface CrashFigures {
   completedAnyway: number;
   invisibleDebris: number;
   modes: string[];
+}
+
+/** Visible objects no committed snapshot references (savepoint folders with a manifest count as referenced). */
+export async function unreferenced(storage: Storage): Promise<string[]> {
+  const refs = new Set<string>();
+  for (const id of await committedCheckpoints(storage)) {
+    const dir = checkpointDirName(id);
+    const snap = await openSnapshot(storage, dir);
+    refs.add(manifestPath(dir));
+    for (const op of snap.manifest.operators) for (const st of op.states) for (const c of st.chunks) refs.add(chunkPath(snap, c));
+  }
+  const paths = await allPaths(storage);
+  const savepoints = new Set(paths.filter((p) => /^savepoints\/[^/]+\/_manifest\.json$/.test(p)).map((p) => p.split("/")[1]));
+  return paths.filter((p) => !refs.has(p) && !(p.startsWith("savepoints/") && savepoints.has(p.split("/")[1])));
 }

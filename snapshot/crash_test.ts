@@ -15,13 +15,13 @@ import { assignKeyGroup } from "../format/key_group.ts";
 import type { ChunkRef, Manifest } from "../format/manifest.ts";
 import { LONG, longOr, recordFigure } from "../format/_test_fuzz.ts";
 import { copySnapshot } from "./copy.ts";
-import { checkpointDirName, manifestPath } from "./layout.ts";
-import { chunkPath, committedCheckpoints, openSnapshot } from "./read.ts";
+import { checkpointDirName } from "./layout.ts";
+import { committedCheckpoints, openSnapshot } from "./read.ts";
 import { applyRetention, gc } from "./retention.ts";
 import { commitManifest, writeChunk } from "./write.ts";
 import { LAYOUT, rowsOf, type Value } from "./_test_util.ts";
 import {
-  allPaths,
+  unreferenced,
   assertIntact,
   type CrashBackend,
   crashBackends,
@@ -114,19 +114,6 @@ async function chainsOfLatest(storage: Storage): Promise<{ id: number; chains: C
   return { id, chains };
 }
 
-/** Visible objects no committed snapshot references (savepoint folders with a manifest count as referenced). */
-async function unreferenced(storage: Storage): Promise<string[]> {
-  const refs = new Set<string>();
-  for (const id of await committedCheckpoints(storage)) {
-    const dir = checkpointDirName(id);
-    const snap = await openSnapshot(storage, dir);
-    refs.add(manifestPath(dir));
-    for (const op of snap.manifest.operators) for (const st of op.states) for (const c of st.chunks) refs.add(chunkPath(snap, c));
-  }
-  const paths = await allPaths(storage);
-  const savepoints = new Set(paths.filter((p) => /^savepoints\/[^/]+\/_manifest\.json$/.test(p)).map((p) => p.split("/")[1]));
-  return paths.filter((p) => !refs.has(p) && !(p.startsWith("savepoints/") && savepoints.has(p.split("/")[1])));
-}
 
 // ---- the operations -------------------------------------------------------------------------------------
 
