@@ -6,7 +6,7 @@
 
 import { FsStorage } from "./fs.ts";
 import { MemoryStorage } from "./memory.ts";
-import { S3Storage, type S3StorageOptions } from "./s3.ts";
+import type { S3StorageOptions } from "./s3.ts";
 import type { Storage } from "./storage.ts";
 import { parseStorageUri } from "./uri.ts";
 
@@ -29,7 +29,9 @@ export interface OpenStorageOptions {
  * Opens a storage from a URI: a plain path (relative ones are resolved against the current directory),
  * `file:///abs/dir`, `s3://bucket/prefix` or `memory:name[/prefix]` (an in-process store shared by name;
  * see `clearMemoryStorage`). Unknown schemes raise `InvalidUriError`. Nothing is created until the first
- * write; a missing folder or prefix just lists empty.
+ * write; a missing folder or prefix just lists empty. The S3 backend (and the AWS SDK, which reads the
+ * environment as it loads) is loaded only when an `s3://` URI is opened, so local work needs no AWS setup,
+ * nor, in Deno, `--allow-env`.
  *
  * @example
  * ```ts
@@ -47,8 +49,10 @@ export async function openStorage(uri: string | URL, options: OpenStorageOptions
   switch (location.scheme) {
     case "file":
       return new FsStorage(location.path);
-    case "s3":
+    case "s3": {
+      const { S3Storage } = await import("./s3.ts");
       return new S3Storage(location.bucket, location.prefix, options.s3);
+    }
     case "memory":
       return new MemoryStorage(location.name, location.prefix);
   }

@@ -185,6 +185,9 @@ export async function main(argv: string[], io: CliIo = {}): Promise<number> {
     // The library's misuse errors ("Cannot <do X> as <reason>: current value is <Z>", STYLE.md) that reach
     // here were caused by an argument (say --id "a b"): say so like any usage error.
     else if ((e instanceof TypeError || e instanceof RangeError) && /^Cannot .+ as .+: current value is /s.test(e.message)) err(`arrowpoint: ${e.message}`);
+    // Deno refuses an access the process was not granted (NotCapable; PermissionDenied before Deno 2):
+    // its message names the permission and the flag, which is all the user needs.
+    else if (e instanceof Error && (e.name === "NotCapable" || e.name === "PermissionDenied")) err(`arrowpoint: missing Deno permission: ${e.message.replace(/, run again with the (--allow-\w+) flag$/, "; run again with $1 (or -A)")}`);
     else err(`arrowpoint: unexpected error: ${(e as Error)?.message ?? String(e)} (run with --debug for details)`);
     if (debug) err((e as Error)?.stack ?? String(e));
     return EXIT.error;
