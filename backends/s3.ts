@@ -16,7 +16,9 @@
  *
  * Retries are the SDK's own (`maxAttempts`, `retryMode` "standard" or "adaptive"; also `AWS_MAX_ATTEMPTS`,
  * `AWS_RETRY_MODE`). A connection attempt or a silent request is abandoned (and retried) after `timeoutMs`
- * (default 60 s; the SDK alone would wait forever). Credentials are never logged nor put in error messages.
+ * (default `ARROWPOINT_S3_TIMEOUT_MS`, else 60 s; the SDK alone would wait forever), so a stalled endpoint
+ * fails after at most `maxAttempts` × `timeoutMs` with a `StorageError` saying so. Credentials are never
+ * logged nor put in error messages.
  *
  * Writes are atomic (S3 makes an object visible only when its PUT or multipart upload completes). Bodies
  * larger than `multipartThreshold` (16 MiB) and streams that grow past it are uploaded in parts of
@@ -116,8 +118,8 @@ export interface S3StorageOptions {
   retryMode?: "standard" | "adaptive";
   /**
    * Milliseconds a connection attempt, or a request that sends and receives nothing, may take before it is
-   * abandoned (and retried); default 60,000. The SDK's own default is no timeout: a stalled connection would
-   * hang a checkpoint forever.
+   * abandoned (and retried); default the environment variable `ARROWPOINT_S3_TIMEOUT_MS`, else 60,000. The
+   * SDK's own default is no timeout: a stalled connection would hang a checkpoint forever.
    */
   timeoutMs?: number;
   /** How `putIfAbsent` is made atomic: `"native"` (If-None-Match, default) or the racy `"check-then-put"`. */
@@ -194,6 +196,7 @@ export class S3Storage extends BaseStorage {
   readonly #threshold: number;
   readonly #concurrency: number;
   readonly #conditional: "native" | "check-then-put";
+  readonly #timeoutMs: number | undefined;
 
   /** Opens `bucket` under `prefix` (a valid path or `""`). */
   constructor(bucket: string, prefix = "", options: S3StorageOptions = {}) {
@@ -227,8 +230,11 @@ export class S3Storage extends BaseStorage {
     if (options.client) {
       this.client = options.client;
       this.#ownsClient = false;
+      this.#timeoutMs = options.timeoutMs;
     } else {
-      this.client = new S3Client(s3ClientConfig(options));
+      const config = s3ClientConfig(options);
+      this.#timeoutMs = (config.requestHandler as { socketTimeout?: number }).socketTimeout;
+      this.client = new S3Client(config);
       this.#ownsClient = true;
     }
   }
@@ -271,6 +277,15 @@ export class S3Storage extends BaseStorage {
     }
     if (name === "PermanentRedirect" || name === "AuthorizationHeaderMalformed" || status === 301) {
       return new StorageError(operation, where, `the bucket is in another region (${name}${http}); set AWS_REGION to the bucket's region`, { cause: e });
+    }
+    if (name === "TimeoutError") {
+      const within = this.#timeoutMs === undefined ? "in time" : `within ${this.#timeoutMs} ms`;
+      return new StorageError(
+        operation,
+        where,
+        `the S3 endpoint did not answer ${within} (after the SDK's retries); check the endpoint and the network, or raise ARROWPOINT_S3_TIMEOUT_MS (the timeoutMs option)`,
+        { cause: e },
+      );
     }
     const code = field(e, "code");
     if (typeof code === "string" && NETWORK_CODES.has(code)) {
@@ -620,8 +635,15 @@ export function s3ClientConfig(options: S3StorageOptions = {}): S3ClientConfig {
   if (options.credentials !== undefined) config.credentials = options.credentials;
   if (options.maxAttempts !== undefined) config.maxAttempts = options.maxAttempts;
   if (options.retryMode !== undefined) config.retryMode = options.retryMode;
-  const timeout = options.timeoutMs ?? 60_000;
-  if (!Number.isSafeInteger(timeout) || timeout < 1) throw new RangeError(`Cannot configure S3 as timeoutMs must be a positive integer: current value is ${timeout}`);
+  const fromEnv = env("ARROWPOINT_S3_TIMEOUT_MS");
+  if (options.timeoutMs === undefined && fromEnv !== undefined && !/^\d+$/.test(fromEnv.trim())) {
+    throw new RangeError(`Cannot configure S3 as ARROWPOINT_S3_TIMEOUT_MS must be a positive integer of milliseconds: current value is ${JSON.stringify(fromEnv)}`);
+  }
+  const timeout = options.timeoutMs ?? (fromEnv !== undefined ? Number(fromEnv.trim()) : 60_000);
+  if (!Number.isSafeInteger(timeout) || timeout < 1) {
+    const what = options.timeoutMs === undefined ? "ARROWPOINT_S3_TIMEOUT_MS" : "timeoutMs";
+    throw new RangeError(`Cannot configure S3 as ${what} must be a positive integer of milliseconds: current value is ${timeout}`);
+  }
   config.requestHandler = { connectionTimeout: timeout, socketTimeout: timeout };
   return config;
 }
