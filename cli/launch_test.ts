@@ -4,6 +4,8 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
+import { createServer, type Socket } from "node:net";
+import type { AddressInfo } from "node:net";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -73,4 +75,36 @@ test("Deno without -A: inspect of a local folder needs only --allow-read, and a 
   assert.equal(noEnv.code, 2);
   assert.equal(noEnv.err.trim().split("\n").length, 1, noEnv.err);
   assert.match(noEnv.err.trim(), /^arrowpoint: missing Deno permission: Requires env access to .*; run again with --allow-env \(or -A\)$/);
+});
+
+test("an S3 command prints no AWS SDK NodeVersionSupportWarning, and a stalled endpoint ends within ARROWPOINT_S3_TIMEOUT_MS with one line", async () => {
+  // Before: on Node 20 every S3 command printed the SDK's 8-line NodeVersionSupportWarning, and a stalled
+  // endpoint took 3 × 60 s to fail whatever the user set.
+  const sockets = new Set<Socket>();
+  const server = createServer((socket) => {
+    sockets.add(socket);
+    socket.on("error", () => {});
+    socket.on("close", () => sockets.delete(socket));
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  try {
+    const r = await cli(["ls", "s3://stalled-bucket/job"], {
+      env: {
+        AWS_ENDPOINT_URL_S3: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+        AWS_ACCESS_KEY_ID: "test",
+        AWS_SECRET_ACCESS_KEY: "test",
+        AWS_REGION: "us-east-1",
+        AWS_MAX_ATTEMPTS: "1",
+        ARROWPOINT_S3_TIMEOUT_MS: "200",
+        AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: undefined,
+      },
+    });
+    assert.equal(r.code, 2, r.err);
+    assert.doesNotMatch(r.err, /NodeVersionSupportWarning|Warning/);
+    assert.equal(r.err.trim().split("\n").length, 1, r.err);
+    assert.match(r.err.trim(), /^arrowpoint: list s3:\/\/stalled-bucket\/job failed: the S3 endpoint did not answer within 200 ms .*ARROWPOINT_S3_TIMEOUT_MS/);
+  } finally {
+    for (const s of sockets) s.destroy();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
 });

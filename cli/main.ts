@@ -131,6 +131,20 @@ function stdoutWriter(): (bytes: Uint8Array) => Promise<void> {
 }
 
 /**
+ * The AWS SDK prints an 8-line NodeVersionSupportWarning on Node < 22 ("versions published after January
+ * 2027 will require node >= 22") with every command that touches S3. It concerns SDK versions arrowpoint
+ * does not use: the SDK is pinned to an exact version that supports Node 20. So the command turns it off
+ * with the SDK's own switch, unless the user set that switch either way.
+ */
+function quietSdkWarning(): void {
+  try {
+    process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
+  } catch {
+    // Deno without --allow-env: the SDK cannot read the variable either, and S3 needs --allow-env anyway.
+  }
+}
+
+/**
  * Runs the CLI with `argv` (without the program name) and resolves to the exit code. Never throws.
  *
  * @example
@@ -145,6 +159,7 @@ export async function main(argv: string[], io: CliIo = {}): Promise<number> {
   const write = io.write ?? stdoutWriter();
   const tty = io.tty ?? (process.stderr.isTTY === true);
   const bar = new ProgressBar(io.errRaw ?? ((s: string) => process.stderr.write(s)), tty, process.stderr.columns ?? 100);
+  quietSdkWarning();
   await import("./verbs.ts");
   const [verbName, ...rest] = argv;
   if (!verbName || verbName === "--help" || verbName === "-h" || verbName === "help") {
