@@ -109,7 +109,7 @@ test("user errors print one clear line and exit 2; --debug adds the stack", asyn
   await writeSavepoint(await openStorage("memory:cli-err/sp"), entries(10));
   const cases: [string[], RegExp][] = [
     [["inspect", "ftp://nowhere"], /cannot open storage "ftp:\/\/nowhere": unknown scheme/],
-    [["rekey", "memory:cli-err/sp", "memory:cli-err/b", "--parallelism", "zero"], /--parallelism must be an integer ≥ 1: got "zero"/],
+    [["rekey", "memory:cli-err/sp", "memory:cli-err/b", "--parallelism", "zero"], /--parallelism must be a positive integer: got "zero"/],
     [["rekey", "memory:cli-err/sp", "memory:cli-err/b"], /give --parallelism and\/or --max-parallelism/],
     [["rekey", "memory:cli-err/sp", "memory:cli-err/b", "--parallelism", "500"], /parallelism 500 for operator "counter"/],
     [["inspect", "memory:cli-err/sp", "--colour"], /Unknown option '--colour'.*usage: arrowpoint inspect/],
@@ -230,4 +230,24 @@ test("the progress bar draws rows, rate and ETA on a terminal and nothing otherw
   off.update({ phase: "x", rows: 1, bytes: 1, elapsedMs: 1 });
   off.done();
   assert.deepEqual(silent, []);
+});
+
+test("a negative number as a flag's value says what the value must be", async () => {
+  // Before: parseArgs' "argument is ambiguous … use '--parallelism=-XYZ'".
+  clearMemoryStorage("cli-neg");
+  await writeSavepoint(await openStorage("memory:cli-neg/sp"), entries(10));
+  const cases: [string[], RegExp][] = [
+    [["rekey", "memory:cli-neg/sp", "memory:cli-neg/b", "--parallelism", "-3"], /--parallelism must be a positive integer: got "-3"/],
+    [["rekey", "memory:cli-neg/sp", "memory:cli-neg/b", "--parallelism=-3"], /--parallelism must be a positive integer: got "-3"/],
+    [["compact", "memory:cli-neg/sp", "memory:cli-neg/c", "--parallelism", "-1.5"], /--parallelism must be a positive integer: got "-1\.5"/],
+    [["diff", "memory:cli-neg/sp", "memory:cli-neg/sp", "--sample", "-1"], /--sample must be an integer ≥ 0: got "-1"/],
+    [["gc", "memory:cli-neg", "--grace-ms", "-10"], /--grace-ms must be an integer ≥ 0: got "-10"/],
+  ];
+  for (const [argv, message] of cases) {
+    const r = await run(...argv);
+    assert.equal(r.code, 2, argv.join(" "));
+    noStack(r);
+    assert.match(r.err, message);
+    assert.doesNotMatch(r.err, /ambiguous/);
+  }
 });

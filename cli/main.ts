@@ -111,6 +111,23 @@ function help(): string {
   return lines.join("\n");
 }
 
+/**
+ * `--parallelism -3`: parseArgs takes a value starting with "-" for an option and refuses it as ambiguous,
+ * suggesting `--parallelism=-XYZ`. A number is never an option, so join it to its flag and let the verb
+ * say what the value must be.
+ */
+function negativeValues(args: string[], verb: Verb): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const flag = /^--([^=]+)$/.exec(args[i])?.[1];
+    if (flag !== undefined && verb.options[flag]?.type === "string" && /^-\d/.test(args[i + 1] ?? "")) {
+      out.push(`${args[i]}=${args[i + 1]}`);
+      i++;
+    } else out.push(args[i]);
+  }
+  return out;
+}
+
 /** Standard output closed early (`arrowpoint export ... | head`): the verb stops, quietly. */
 class OutputClosed extends ArrowpointError {
   constructor() {
@@ -177,7 +194,7 @@ export async function main(argv: string[], io: CliIo = {}): Promise<number> {
     let parsed;
     try {
       parsed = parseArgs({
-        args: rest,
+        args: negativeValues(rest, verb),
         options: { ...verb.options, help: { type: "boolean", short: "h" }, debug: { type: "boolean" } },
         allowPositionals: true,
         strict: true,

@@ -39,7 +39,7 @@ function intFlag(ctx: VerbContext, name: string, min = 1): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
   if (typeof v !== "string" || !/^\d+$/.test(v) || !Number.isSafeInteger(n) || n < min) {
-    throw new UsageError(`--${name} must be an integer ≥ ${min}: got ${JSON.stringify(v)}`);
+    throw new UsageError(`--${name} must be ${min === 1 ? "a positive integer" : `an integer ≥ ${min}`}: got ${JSON.stringify(v)}`);
   }
   return n;
 }
