@@ -232,6 +232,20 @@ test("the progress bar draws rows, rate and ETA on a terminal and nothing otherw
   assert.deepEqual(silent, []);
 });
 
+test("export --out into a folder that does not exist creates it; a folder given as the file is one line", async () => {
+  // Before: "unexpected error: ENOENT … x.arrow.tmp-…".
+  clearMemoryStorage("cli-out");
+  await writeSavepoint(await openStorage("memory:cli-out/sp"), entries(20));
+  const file = join(dir, "no", "such", "dir", "x.arrow");
+  const r = await run("export", "memory:cli-out/sp", "--operator", "counter", "--state", "counts", "--format", "arrow", "--out", file);
+  assert.equal(r.code, 0, r.err);
+  assert.equal(tableFromIPC(await readFile(file)).numRows, 20);
+  const folder = await run("export", "memory:cli-out/sp", "--operator", "counter", "--state", "counts", "--out", dir);
+  assert.equal(folder.code, 2);
+  noStack(folder);
+  assert.match(folder.err, /^arrowpoint: export .* failed: it is a folder; give a file path/);
+});
+
 test("a negative number as a flag's value says what the value must be", async () => {
   // Before: parseArgs' "argument is ambiguous … use '--parallelism=-XYZ'".
   clearMemoryStorage("cli-neg");

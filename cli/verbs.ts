@@ -4,10 +4,11 @@
  *
  * @module
  */
-import { open, rename, rm } from "node:fs/promises";
-import { resolve } from "node:path";
+import { mkdir, open, rename, rm, stat } from "node:fs/promises";
+import { dirname, join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { openStorage } from "../backends/open.ts";
+import { StorageError } from "../format/errors.ts";
 import { copySnapshot } from "../snapshot/copy.ts";
 import { gc } from "../snapshot/retention.ts";
 import {
@@ -42,6 +43,24 @@ function intFlag(ctx: VerbContext, name: string, min = 1): number | undefined {
     throw new UsageError(`--${name} must be ${min === 1 ? "a positive integer" : `an integer ≥ ${min}`}: got ${JSON.stringify(v)}`);
   }
   return n;
+}
+
+/** Runs a file-system call on a local output file, turning its refusal into one line saying what to do. */
+async function localFile<T>(verb: string, path: string, run: () => Promise<T>): Promise<T> {
+  try {
+    return await run();
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException)?.code;
+    if (typeof code !== "string") throw e;
+    const why = code === "EISDIR"
+      ? "it is a folder; give a file path, e.g. --out " + join(path, "state.arrow")
+      : code === "ENOTDIR" || code === "EEXIST"
+      ? "a file is in the way of its folder; give a path whose parent is a folder"
+      : code === "EACCES" || code === "EPERM" || code === "EROFS"
+      ? `not allowed to write there (${code}); give a path you may write`
+      : `${code}: ${(e as Error).message}`;
+    throw new StorageError(verb, path, why, { cause: e });
+  }
 }
 
 function str(ctx: VerbContext, name: string): string | undefined {
@@ -188,9 +207,14 @@ const verbs: Record<string, Verb> = {
         for await (const bytes of stream) await ctx.write(bytes);
         return EXIT.ok;
       }
-      // Write to a temporary name and rename, so a failed export leaves no half file under the name.
+      // Write to a temporary name and rename, so a failed export leaves no half file under the name. The
+      // folder is created as a storage would create it; what the file system still refuses is one line.
       const tmp = `${outPath}.tmp-${Date.now().toString(36)}`;
-      const fh = await open(tmp, "wx");
+      const fh = await localFile("export", outPath, async () => {
+        await mkdir(dirname(resolve(outPath)), { recursive: true });
+        if ((await stat(outPath).catch(() => undefined))?.isDirectory()) throw Object.assign(new Error("is a folder"), { code: "EISDIR" });
+        return await open(tmp, "wx");
+      });
       let n = 0;
       try {
         for await (const bytes of stream) {
@@ -204,7 +228,7 @@ const verbs: Record<string, Verb> = {
         throw e;
       }
       await fh.close();
-      await rename(tmp, outPath);
+      await localFile("export", outPath, () => rename(tmp, outPath));
       ctx.bar.done();
       ctx.err(`export: wrote ${formatBytes(n)} to ${outPath}`);
       return EXIT.ok;
