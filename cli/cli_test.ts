@@ -246,6 +246,16 @@ test("export --out into a folder that does not exist creates it; a folder given 
   assert.match(folder.err, /^arrowpoint: export .* failed: it is a folder; give a file path/);
 });
 
+test("gc of a root that holds nothing is not found, exit 2", async () => {
+  // Before: `gc <missing-folder> --dry-run` exited 0 with "would free 0 B".
+  for (const uri of [join(dir, "missing-root"), "memory:cli-gc-missing"]) {
+    const r = await run("gc", uri, "--dry-run");
+    assert.equal(r.code, 2, uri);
+    noStack(r);
+    assert.match(r.err, /^arrowpoint: gc .*missing.* failed: not found; nothing is stored under this root/);
+  }
+});
+
 test("a negative number as a flag's value says what the value must be", async () => {
   // Before: parseArgs' "argument is ambiguous … use '--parallelism=-XYZ'".
   clearMemoryStorage("cli-neg");

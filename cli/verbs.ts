@@ -8,7 +8,7 @@ import { mkdir, open, rename, rm, stat } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { openStorage } from "../backends/open.ts";
-import { StorageError } from "../format/errors.ts";
+import { NotFoundError, StorageError } from "../format/errors.ts";
 import { copySnapshot } from "../snapshot/copy.ts";
 import { gc } from "../snapshot/retention.ts";
 import {
@@ -253,6 +253,13 @@ const verbs: Record<string, Verb> = {
       const [uri] = positionals(ctx, ["root-uri"], this.usage);
       const root = await openStorage(uri);
       try {
+        // A mistyped root lists nothing, and "would free 0 B" would read as "all clean".
+        let any = false;
+        for await (const _ of root.list("")) {
+          any = true;
+          break;
+        }
+        if (!any) throw new NotFoundError("gc", root.uri, "nothing is stored under this root; check the path or URI");
         const r = await gc(root, { dryRun: ctx.flags["dry-run"] === true, graceMs: intFlag(ctx, "grace-ms", 0) });
         if (ctx.flags.json) json(ctx, r);
         else {
