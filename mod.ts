@@ -20,6 +20,7 @@ export {
   ArrowpointError,
   type ArrowpointErrorOptions,
   ChecksumMismatchError,
+  DestinationExistsError,
   IncompatibleSnapshotError,
   InvalidUriError,
   KeyGroupError,

@@ -236,9 +236,34 @@ export class NotFoundError extends StorageError {
  * ```
  */
 export class AlreadyExistsError extends StorageError {
+  /** Creates the error; `operation` and `reason` default to a lost put-if-absent race. */
+  constructor(location: string, reason = "already exists; snapshots are never overwritten, choose a new id or path", operation = "putIfAbsent") {
+    super(operation, location, reason, {}, "ARROWPOINT_ALREADY_EXISTS");
+  }
+}
+
+/**
+ * A tool was asked to write a snapshot where one already is; refused before any work. An
+ * {@linkcode AlreadyExistsError}, so code catching that catches this too.
+ *
+ * @example
+ * ```ts
+ * import { AlreadyExistsError, DestinationExistsError } from "./errors.ts";
+ * const e = new DestinationExistsError("file:///data/sp-2");
+ * console.log(e instanceof AlreadyExistsError, e.destination); // true "file:///data/sp-2"
+ * ```
+ */
+export class DestinationExistsError extends AlreadyExistsError {
+  /** The destination folder (URI) that already holds a snapshot. */
+  readonly destination: string;
   /** Creates the error. */
-  constructor(location: string) {
-    super("putIfAbsent", location, "already exists; snapshots are never overwritten, choose a new id or path", {}, "ARROWPOINT_ALREADY_EXISTS");
+  constructor(destination: string) {
+    super(
+      destination,
+      "the destination already holds a snapshot (it has a _manifest.json); snapshots are never overwritten: choose a new destination folder, or delete that snapshot first",
+      "write to",
+    );
+    this.destination = destination;
   }
 }
 
