@@ -275,3 +275,41 @@ test("a negative number as a flag's value says what the value must be", async ()
     assert.doesNotMatch(r.err, /ambiguous/);
   }
 });
+
+test("cp refuses to nest a snapshot inside itself, exit 2", async () => {
+  // Before: `cp <sp> <sp>/inner` exited 0 and wrote a savepoint inside the source savepoint.
+  clearMemoryStorage("cli-nest");
+  await writeSavepoint(await openStorage("memory:cli-nest/sp"), entries(30));
+  const root = await openStorage("memory:cli-nest");
+  const before = await listAll(root);
+  const r = await run("cp", "memory:cli-nest/sp", "memory:cli-nest/sp/inner");
+  assert.equal(r.code, 2);
+  noStack(r);
+  assert.match(r.err, /the destination memory:cli-nest\/sp\/inner is inside the source savepoint memory:cli-nest\/sp; choose a folder outside it/);
+  assert.deepEqual(await listAll(root), before);
+});
+
+test("compact, rekey, cp and migrate to a destination holding a snapshot are refused up front, naming it", async () => {
+  // Before: the generic "putIfAbsent …/_manifest.json failed: already exists".
+  clearMemoryStorage("cli-dst");
+  await writeChain(await openStorage("memory:cli-dst/ck"), [{ set: [...entries(300)] }]);
+  await writeSavepoint(await openStorage("memory:cli-dst/sp"), entries(300));
+  await writeSavepoint(await openStorage("memory:cli-dst/taken"), entries(3));
+  const mod = join(dir, "noop-migrations.mts");
+  const lib = pathToFileURL(join(import.meta.dirname ?? new URL(".", import.meta.url).pathname, "..", "migrate", "mod.ts")).href;
+  await writeFile(mod, `import { addField, defineMigrations } from ${JSON.stringify(lib)};\nexport default defineMigrations({ "counter/counts": [addField("seen", "bool", false)] });\n`);
+  const taken = await openStorage("memory:cli-dst/taken");
+  const before = await listAll(taken);
+  for (const argv of [
+    ["compact", "memory:cli-dst/ck", "memory:cli-dst/taken"],
+    ["rekey", "memory:cli-dst/sp", "memory:cli-dst/taken", "--parallelism", "2"],
+    ["cp", "memory:cli-dst/sp", "memory:cli-dst/taken"],
+    ["migrate", "memory:cli-dst/sp", "memory:cli-dst/taken", "--migrations", mod],
+  ]) {
+    const r = await run(...argv);
+    assert.equal(r.code, 2, argv.join(" "));
+    noStack(r);
+    assert.match(r.err, /^arrowpoint: write to memory:cli-dst\/taken failed: the destination already holds a snapshot .*choose a new destination folder/, argv[0]);
+    assert.deepEqual(await listAll(taken), before, argv[0]);
+  }
+});

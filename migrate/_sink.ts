@@ -3,13 +3,12 @@
 // never touched: tools only ever write into a folder that has no manifest).
 import { openStorage } from "../backends/open.ts";
 import type { Storage } from "../backends/storage.ts";
-import { AlreadyExistsError, IncompatibleSnapshotError } from "../format/errors.ts";
 import { type EncodedChunk, encodeChunk } from "../format/encode_chunk.ts";
 import type { KeyGroupRange } from "../format/key_group.ts";
 import { type ChunkCompression, type ChunkRef, FORMAT_VERSION, HASH_FUNCTION, type Manifest, type OperatorSnapshot, type StateSnapshot } from "../format/manifest.ts";
 import type { StateLayout } from "../format/state_layout.ts";
 import { VERSION } from "../format/version.ts";
-import { manifestPath } from "../snapshot/layout.ts";
+import { checkDestination } from "../snapshot/destination.ts";
 import type { Snapshot } from "../snapshot/read.ts";
 import { commitManifest, savepointChunkPath, writeChunk } from "../snapshot/write.ts";
 import type { Progress } from "./progress.ts";
@@ -107,20 +106,7 @@ export class SavepointWriter {
     const storage = typeof dst === "string" ? await openStorage(dst) : dst;
     const owned = typeof dst === "string";
     try {
-      if (src) {
-        const srcDir = `${src.storage.uri.replace(/\/+$/, "")}${src.dir ? "/" + src.dir : ""}`;
-        const dstDir = storage.uri.replace(/\/+$/, "");
-        if (dstDir === srcDir) {
-          throw new IncompatibleSnapshotError(`the destination ${storage.uri} is the source snapshot; tools never write in place, choose a new folder`);
-        }
-        if (srcDir.startsWith(dstDir + "/") || src.manifest.chunkRoot === ".." && dstDir === srcDir.replace(/\/[^/]*$/, "")) {
-          throw new IncompatibleSnapshotError(`the destination ${storage.uri} contains the source snapshot; write the new savepoint into its own folder, e.g. ${dstDir}/savepoints/<id>`);
-        }
-        if (dstDir.startsWith(srcDir + "/") && src.manifest.chunkRoot === ".") {
-          throw new IncompatibleSnapshotError(`the destination ${storage.uri} is inside the source savepoint; choose a folder outside it`);
-        }
-      }
-      if (await storage.exists(manifestPath(""))) throw new AlreadyExistsError(`${storage.uri.replace(/\/+$/, "")}/${manifestPath("")}`);
+      await checkDestination(src, storage);
     } catch (e) {
       if (owned) await storage.close();
       throw e;

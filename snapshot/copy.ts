@@ -8,6 +8,7 @@ import { openStorage } from "../backends/open.ts";
 import type { Storage } from "../backends/storage.ts";
 import { AlreadyExistsError } from "../format/errors.ts";
 import { MAX_MANIFEST_BYTES, readManifest, writeManifest } from "../format/manifest.ts";
+import { checkDestination } from "./destination.ts";
 import { manifestPath } from "./layout.ts";
 import { openSnapshot, readVerifiedChunk, type Snapshot } from "./read.ts";
 
@@ -25,7 +26,8 @@ export interface CopyReport {
  * Copies a snapshot to `dst` (a URI or a Storage, whose root becomes the snapshot folder). A savepoint is
  * copied byte for byte, manifest included; a checkpoint becomes self-contained (its shared chunks are
  * copied into the folder and the manifest's `chunkRoot` becomes `"."`). Every chunk's checksum is verified
- * on the way; the manifest is written last and only if `dst` has none.
+ * on the way; the manifest is written last and only if `dst` has none. A destination that already holds a
+ * snapshot, or is the source, inside it or around it, is refused before anything is copied.
  *
  * @example
  * ```ts
@@ -37,7 +39,7 @@ export async function copySnapshot(src: string | Snapshot, dst: string | Storage
   const snap = typeof src === "string" ? await openSnapshot(src) : src;
   const target = typeof dst === "string" ? await openStorage(dst) : dst;
   try {
-    if (await target.exists(manifestPath(""))) throw new AlreadyExistsError(`${target.uri}/${manifestPath("")}`);
+    await checkDestination(snap, target);
     const refs = new Map<string, (typeof snap.manifest.operators)[number]["states"][number]["chunks"][number]>();
     for (const op of snap.manifest.operators) for (const st of op.states) for (const c of st.chunks) refs.set(c.path, c);
     const queue = [...refs.values()];
