@@ -299,7 +299,8 @@ async function main(): Promise<number> {
   const dir = arg("dir", "./arrowpoint-demo");
   const total = Number(arg("events", "200000"));
   const users = Number(arg("users", "5000"));
-  if (!Number.isInteger(total) || total < 1000) throw new RangeError(`Cannot run the demo as --events must be an integer ≥ 1000: current value is ${arg("events", "")}`);
+  // Below 20,000 clicks a checkpoint interval would be shorter than a read (512 clicks), and two marks could share one checkpoint.
+  if (!Number.isInteger(total) || total < 20_000) throw new RangeError(`Cannot run the demo as --events must be an integer ≥ 20000: current value is ${arg("events", "")}`);
   if (!Number.isInteger(users) || users < SPLITS) throw new RangeError(`Cannot run the demo as --users must be an integer ≥ ${SPLITS}: current value is ${arg("users", "")}`);
   const every = Math.floor(total / CHECKPOINTS_PER_STREAM);
   const crashAt = (CRASH_AFTER + 0.5) * every;
