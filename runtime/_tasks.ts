@@ -351,6 +351,8 @@ export class SourceTask extends Task {
   private positions!: OperatorListState<{ id: string; split: SourceSplit; position: unknown; done: boolean }>;
   private pendingBarrier: Barrier | null = null;
   private halted = false;
+  /** A stop was asked: read nothing more, but still emit barriers (the stop's own among them). */
+  private paused = false;
   private finishing = false;
   private exhausted = false;
   private sleeper: (() => void) | null = null;
@@ -374,9 +376,18 @@ export class SourceTask extends Task {
     this.wake();
   }
 
+  /**
+   * Stops reading before the next read (a stop-with-savepoint was asked): the stop's barrier, injected
+   * later, then finds every split where it was when the stop was asked.
+   */
+  pause(): void {
+    this.paused = true;
+  }
+
   /** Lets a halted source read again (a stop-with-savepoint that failed). */
   resume(): void {
     this.halted = false;
+    this.paused = false;
     this.wake();
   }
 
@@ -430,7 +441,7 @@ export class SourceTask extends Task {
         host.taskFinished(this);
         return;
       }
-      if (this.halted || this.exhausted) {
+      if (this.halted || this.paused || this.exhausted) {
         out.flushAll();
         await this.sleep();
         continue;

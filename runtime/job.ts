@@ -407,6 +407,24 @@ export class Job {
   /**
    * Stops the sources, takes a final savepoint (everything emitted before it is in it and committed by
    * the sinks), and ends the job; resolves with the savepoint once the job has stopped.
+   *
+   * The sources read nothing after the call, even while the savepoint waits for a checkpoint in
+   * progress: called from a source's read (see {@link tapSource}), the savepoint holds exactly the
+   * records read up to that read, so a job can stop at a position it reaches rather than at a time.
+   *
+   * @example Stop at the 5,000th record
+   * ```ts
+   * import { CollectingSink, generatorSource, Job, tapSource } from "./mod.ts";
+   * const sink = new CollectingSink<number>();
+   * const job = new Job("stop-at", { checkpoints: { storage: "memory:stop-at-example" } });
+   * let stopping: Promise<unknown> | undefined;
+   * const source = tapSource(generatorSource({ count: 100_000, make: (i) => i }), (records) => {
+   *   if (records >= 5_000) stopping ??= job.stopWithSavepoint();
+   * });
+   * job.fromSource(source, { uid: "numbers" }).sinkTo(sink, { uid: "out" });
+   * const result = await job.run();
+   * console.log(result.status, sink.committed.length); // "stopped" 5120 (the read that passed 5,000 ends at 5,120)
+   * ```
    */
   async stopWithSavepoint(target?: string | Storage): Promise<SnapshotInfo> {
     const exec = this.#running("stop with a savepoint");
@@ -854,6 +872,9 @@ class Execution implements TaskHost {
     if (this.stopping) throw new TypeError("Cannot stop with a savepoint as a stop is already in progress");
     this.stopping = true;
     if (this.timer !== undefined) clearTimeout(this.timer);
+    // Read nothing more from now on: the savepoint may wait behind a checkpoint in progress, and the
+    // sources must not run on (possibly to the end of their input) meanwhile.
+    for (const s of this.sources) s.pause();
     try {
       const info = await this.enqueue("savepoint", target, true);
       this.stopSavepoint = info;

@@ -71,6 +71,7 @@ export {
   type ValueStateDescriptor,
   valueState,
 } from "./state.ts";
+export { type SourceTap, tapSource } from "./tap_source.ts";
 export { arraySource, generatorSource, type GeneratorOptions, ndjsonSource, type NdjsonSourceOptions, Rng, type Source, type SourceSplit, type SplitReader } from "./sources.ts";
 export { CollectingSink, type NdjsonCommittable, ndjsonFileSink, type NdjsonSinkOptions, readNdjsonParts, type Sink, type SinkContext, type SinkWriter } from "./sinks.ts";
 export { JobFailedError, JobKilledError, type NonRestoredState, NonRestoredStateError } from "./errors.ts";
