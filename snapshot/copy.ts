@@ -9,7 +9,8 @@ import type { Storage } from "../backends/storage.ts";
 import { AlreadyExistsError } from "../format/errors.ts";
 import { MAX_MANIFEST_BYTES, readManifest, writeManifest } from "../format/manifest.ts";
 import { manifestPath } from "./layout.ts";
-import { openSnapshot, readVerifiedChunk, type Snapshot } from "./read.ts";
+import { readVerifiedChunk } from "./chunks.ts";
+import { openSnapshot, type Snapshot } from "./read.ts";
 
 /** What {@link copySnapshot} copied. */
 export interface CopyReport {
