@@ -94,7 +94,6 @@ export {
   type RetentionOptions,
   type RetentionReport,
   type Snapshot,
-  type StateRows,
 } from "./snapshot/mod.ts";
 
 // runtime/: the streaming runtime

@@ -383,7 +383,20 @@ export function openChunk(bytes: Uint8Array, info: ChunkReadInfo = {}): ChunkFil
   return readChunkFile(raw, info.path);
 }
 
-function decodeRows(file: ChunkFile, from: number, to: number, info: ChunkReadInfo): DecodedChunk {
+/**
+ * Decodes rows `[from, to)` of an opened chunk file (see {@link openChunk}, {@link keyGroupRows}): a file
+ * opened once is decoded range by range without being parsed again.
+ *
+ * @example
+ * ```ts
+ * import { encodeChunk } from "./encode_chunk.ts";
+ * import { decodeRows, openChunk } from "./decode_chunk.ts";
+ * const c = encodeChunk({ kind: "value", keyType: "string", value: { encoding: "msgpack" } },
+ *   { length: 3, keyGroups: [1, 5, 9], keys: ["a", "b", "c"], values: [1, 2, 3] });
+ * console.log(decodeRows(openChunk(c.bytes), 1, 3).keys); // ["b", "c"]
+ * ```
+ */
+export function decodeRows(file: ChunkFile, from: number, to: number, info: ChunkReadInfo = {}): DecodedChunk {
   const { plan, columns } = file;
   const ctx: Dctx = { path: info.path, dataBytes: columns.reduce((s, c) => s + ((c.values as Uint8Array | null)?.byteLength ?? 0), 0) };
   try {

@@ -29,6 +29,7 @@ import { arrowField, arrowSchema, buildKeyGroupIndex, checkLayout, type ChunkPla
 import { compress, type Compression } from "./compression.ts";
 import { SchemaViolationError } from "./errors.ts";
 import { INTEGER_RANGES, type StateLayout } from "./state_layout.ts";
+import { keyText } from "./key_identity.ts";
 
 export type { Compression } from "./compression.ts";
 
@@ -900,31 +901,6 @@ function compile(layout: StateLayout, delta: boolean): Compiled {
   pair[delta ? 1 : 0] = compiled;
   compiledByObject.set(layout, pair);
   return compiled;
-}
-
-/**
- * A short, printable form of a key for error messages.
- *
- * @example
- * ```ts
- * import { keyText } from "./encode_chunk.ts";
- * console.log(keyText(42n), keyText(["a", 1]), keyText(new Uint8Array([1, 255]))); // 42 ["a",1] 0x01ff
- * ```
- */
-export function keyText(key: unknown): string {
-  let s: string;
-  if (typeof key === "string") s = key;
-  else if (typeof key === "number" || typeof key === "bigint" || typeof key === "boolean") s = String(key);
-  else if (key instanceof Uint8Array) {
-    s = "0x" + Array.from(key.subarray(0, 32), (b) => b.toString(16).padStart(2, "0")).join("") + (key.length > 32 ? "…" : "");
-  } else {
-    try {
-      s = JSON.stringify(key, (_k, v) => (typeof v === "bigint" ? v.toString() : v)) ?? String(key);
-    } catch {
-      s = String(key);
-    }
-  }
-  return s.length > 200 ? s.slice(0, 200) + "…" : s;
 }
 
 function requireArray(rows: ChunkRows, name: "keyGroups" | "keys" | "namespaces" | "userKeys", why: string): ArrayLike<unknown> {

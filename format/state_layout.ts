@@ -136,3 +136,30 @@ export const INTEGER_RANGES: Readonly<Record<"int8" | "int16" | "int32" | "uint8
   uint16: [0, 65535],
   uint32: [0, 4294967295],
 };
+
+function sameType(a: FieldType, b: FieldType): boolean {
+  if (typeof a === "string" || typeof b === "string") return a === b;
+  if ("struct" in a) {
+    if (!("struct" in b) || a.struct.length !== b.struct.length) return false;
+    return a.struct.every((f, i) => f.name === b.struct[i].name && (f.nullable === true) === (b.struct[i].nullable === true) && sameType(f.type, b.struct[i].type));
+  }
+  return "list" in b && sameType(a.list, b.list);
+}
+
+/**
+ * Whether two layouts give chunks the same columns (the one layout-equality rule): kind, key types,
+ * namespace, value encoding and Arrow type (field names, order and nullability). A msgpack value's JSON
+ * Schema is not part of the columns: it may change without a rewrite (its schema version says so).
+ *
+ * @example
+ * ```ts
+ * import { sameLayout } from "./state_layout.ts";
+ * const a = { kind: "value" as const, keyType: "string" as const, value: { encoding: "msgpack" as const } };
+ * console.log(sameLayout(a, { ...a }), sameLayout(a, { ...a, keyType: "int32" })); // true false
+ * ```
+ */
+export function sameLayout(a: StateLayout, b: StateLayout): boolean {
+  if (a.kind !== b.kind || a.keyType !== b.keyType || a.userKeyType !== b.userKeyType || (a.namespaced === true) !== (b.namespaced === true)) return false;
+  if (a.value.encoding !== b.value.encoding) return false;
+  return a.value.encoding === "msgpack" || sameType(a.value.type, (b.value as { type: FieldType }).type);
+}

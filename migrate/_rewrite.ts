@@ -22,10 +22,14 @@ import { sliceChunk } from "../format/chunk_slice.ts";
 import { assignKeyGroup, type Key, type KeyGroupRange, keyGroupRangeFor } from "../format/key_group.ts";
 import type { ChunkRef, Manifest, OperatorSnapshot, StateSnapshot } from "../format/manifest.ts";
 import type { KeyType, StateLayout } from "../format/state_layout.ts";
-import { readVerifiedChunk, type Snapshot } from "../snapshot/read.ts";
-import { type ChunkInput, chunkLocation, isPlainBaseSet, readOperatorItems, snapshotInputs, storageInput, sweep } from "./_source.ts";
+import type { Snapshot } from "../snapshot/read.ts";
+import { chunkLocation, readVerifiedChunk } from "../snapshot/chunks.ts";
+import { isPlainBaseSet } from "../snapshot/chain.ts";
+import { type KeyId, keyFits, keyText, rowIdentity } from "../format/key_identity.ts";
+import { sameLayout } from "../format/state_layout.ts";
+import { type ChunkInput, readOperatorItems, shapeOf, snapshotInputs, storageInput, sweep } from "../snapshot/sweep.ts";
 import { layoutOf, SavepointWriter, stateEntry, type WriteOptions } from "./_sink.ts";
-import { intersect, keyText, type RangeBatch, RowBuffer, rowId, type Rows, sameRange, sortByKeyGroup } from "./_rows.ts";
+import { intersect, type RangeBatch, RowBuffer, type Rows, sameRange, sortByKeyGroup } from "../snapshot/rows.ts";
 import { redistributeItems } from "./_redistribute.ts";
 
 /** A new key for a row: `(key, value, state) => newKey`. */
@@ -108,24 +112,6 @@ export interface WriteReport {
 /** The subtask ranges of a parallelism. */
 export function subtaskRanges(parallelism: number, maxParallelism: number): KeyGroupRange[] {
   return Array.from({ length: parallelism }, (_, i) => keyGroupRangeFor(i, parallelism, maxParallelism));
-}
-
-/** Whether a key fits a key type. */
-export function keyFits(keyType: KeyType, key: unknown): boolean {
-  switch (keyType) {
-    case "string":
-      return typeof key === "string";
-    case "int32":
-      return typeof key === "number" && (key | 0) === key;
-    case "int64":
-      return typeof key === "bigint" && key >= -(1n << 63n) && key < 1n << 63n;
-    case "float64":
-      return typeof key === "number";
-    case "bytes":
-      return key instanceof Uint8Array;
-    case "msgpack":
-      return key !== undefined && key !== null && typeof key !== "function" && typeof key !== "symbol";
-  }
 }
 
 /** Runs a plan into `dst`: every chunk first, the manifest last. */
@@ -229,18 +215,17 @@ function ownLists(values: readonly unknown[], subtasks: readonly number[], paral
   return lists;
 }
 
-function sweepOpts(sp: StatePlan, mode: "chain" | "concat", plan: RewritePlan, opts: WriteOptions) {
-  return { mode, batchRows: opts.batchRows, namespaced: sp.src.namespaced === true, map: sp.src.kind === "map", canonical: plan.canonical, signal: opts.signal };
+function sweepOpts(sp: StatePlan, plan: RewritePlan, opts: WriteOptions) {
+  return { ...shapeOf(sp.src), batchRows: opts.batchRows, canonical: plan.canonical, signal: opts.signal };
 }
 
 /** Same key groups: copy, slice or sweep into the target subtask ranges. */
 async function writeKeyedState(plan: RewritePlan, op: OperatorPlan, sp: StatePlan, writer: SavepointWriter, opts: WriteOptions): Promise<ChunkRef[]> {
   const windows = subtaskRanges(op.parallelism, plan.maxParallelism);
   const inputs = snapshotInputs(plan.src, sp.src);
-  const plain = isPlainBaseSet(inputs);
+  const plain = isPlainBaseSet(sp.src.chunks);
   const out = writer.keyed(op.uid, sp.name, sp.layout);
-  const copyable = plain && !sp.transform && layoutEquals(sp.layout, layoutOf(sp.src));
-  const mode = plain ? "concat" : "chain";
+  const copyable = plain && !sp.transform && sameLayout(sp.layout, sp.src);
   // Fill each window; consecutive windows that need rows merged share one sweep (chunk cache kept).
   let pending: KeyGroupRange[] = [];
   const flushPending = async () => {
@@ -248,7 +233,7 @@ async function writeKeyedState(plan: RewritePlan, op: OperatorPlan, sp: StatePla
     const group = pending;
     pending = [];
     let current = -1;
-    for await (const batch of sweep(inputs, group, sweepOpts(sp, mode, plan, opts))) {
+    for await (const batch of sweep(inputs, group, sweepOpts(sp, plan, opts))) {
       if (batch.window !== current) {
         if (current >= 0) await out.end();
         current = batch.window;
@@ -286,17 +271,12 @@ async function writeKeyedState(plan: RewritePlan, op: OperatorPlan, sp: StatePla
   return out.refs;
 }
 
-function layoutEquals(a: StateLayout, b: StateLayout): boolean {
-  return JSON.stringify(layoutOf(a)) === JSON.stringify(layoutOf(b));
-}
-
 /** New maxParallelism or key function: re-hash every row, spill by target bucket, then write bucket by bucket. */
 async function scatterGather(plan: RewritePlan, op: OperatorPlan, sp: StatePlan, writer: SavepointWriter, temp: Storage, opts: WriteOptions): Promise<ChunkRef[]> {
   const maxP = plan.maxParallelism;
   const p = op.parallelism;
   const windows = subtaskRanges(p, maxP);
   const inputs = snapshotInputs(plan.src, sp.src);
-  const mode = isPlainBaseSet(inputs) ? "concat" : "chain";
   const namespaced = sp.src.namespaced === true;
   const map = sp.src.kind === "map";
   const keyType = op.keyType ?? sp.src.keyType!;
@@ -321,7 +301,7 @@ async function scatterGather(plan: RewritePlan, op: OperatorPlan, sp: StatePlan,
     buffered = 0;
   };
   writer.phase = "scatter";
-  for await (const batch of sweep(inputs, [{ start: 0, end: plan.src.manifest.maxParallelism - 1 }], { ...sweepOpts(sp, mode, plan, opts), canonical: false })) {
+  for await (const batch of sweep(inputs, [{ start: 0, end: plan.src.manifest.maxParallelism - 1 }], { ...sweepOpts(sp, plan, opts), canonical: false })) {
     const rows = sp.transform ? sp.transform(batch.rows) : batch.rows;
     for (let i = 0; i < rows.length; i++) {
       const oldKey = rows.keys![i] as Key;
@@ -349,7 +329,7 @@ async function scatterGather(plan: RewritePlan, op: OperatorPlan, sp: StatePlan,
     const ins = pieces[b].map((pc, i) => storageInput(temp, pc.path, pc.range, pc.rows, i));
     out.begin(windows[b]);
     for await (const batch of sweep(ins, [windows[b]], { mode: "concat", batchRows: opts.batchRows, namespaced, map, signal: opts.signal })) {
-      await out.add(op.keyBy ? { range: batch.range, rows: await combine(batch, op, sp, plan, inputs, mode) } : batch);
+      await out.add(op.keyBy ? { range: batch.range, rows: await combine(batch, op, sp, plan, inputs) } : batch);
     }
     await out.end();
     await temp.delete(pieces[b].map((pc) => pc.path));
@@ -358,16 +338,16 @@ async function scatterGather(plan: RewritePlan, op: OperatorPlan, sp: StatePlan,
 }
 
 /** Combines rows whose new keys collide (within a batch, since equal keys share a key group). */
-async function combine(batch: RangeBatch, op: OperatorPlan, sp: StatePlan, plan: RewritePlan, inputs: ChunkInput[], mode: "chain" | "concat"): Promise<Rows> {
+async function combine(batch: RangeBatch, op: OperatorPlan, sp: StatePlan, plan: RewritePlan, inputs: ChunkInput[]): Promise<Rows> {
   const rows = batch.rows;
   const namespaced = sp.src.namespaced === true;
   const map = sp.src.kind === "map";
-  const index = new Map<string, number>();
+  const index = new Map<KeyId, number>();
   const buf = new RowBuffer(namespaced, map);
   const values: unknown[] = [];
   const kept: number[] = [];
   for (let i = 0; i < rows.length; i++) {
-    const id = rowId(rows.keys![i], rows.namespaces?.[i], rows.userKeys?.[i], namespaced, map);
+    const id = rowIdentity(rows.keys![i], rows.namespaces?.[i], rows.userKeys?.[i], namespaced, map);
     const at = index.get(id);
     if (at === undefined) {
       index.set(id, kept.length);
@@ -377,7 +357,7 @@ async function combine(batch: RangeBatch, op: OperatorPlan, sp: StatePlan, plan:
     }
     const merge = op.merge?.(sp.src.name);
     if (!merge) {
-      const origins = await findOrigins(plan, op, sp, inputs, mode, id);
+      const origins = await findOrigins(plan, op, sp, inputs, id);
       throw new IncompatibleSnapshotError(
         `rekey of ${op.src.uid}/${sp.src.name}: ${origins.length >= 2 ? `keys ${origins.map((k) => keyText(k)).join(" and ")} both map` : "two rows map"} to the new key ${keyText(rows.keys![i])}` +
           `${namespaced ? ` (namespace ${JSON.stringify(rows.namespaces![i])})` : ""}; pass merge: { ${JSON.stringify(`${op.src.uid}/${sp.src.name}`)}: (a, b) => ... } to combine colliding values`,
@@ -394,15 +374,15 @@ async function combine(batch: RangeBatch, op: OperatorPlan, sp: StatePlan, plan:
 }
 
 /** The first two source keys whose new key has identity `id` (for the collision message). */
-async function findOrigins(plan: RewritePlan, op: OperatorPlan, sp: StatePlan, inputs: ChunkInput[], mode: "chain" | "concat", id: string): Promise<unknown[]> {
+async function findOrigins(plan: RewritePlan, op: OperatorPlan, sp: StatePlan, inputs: ChunkInput[], id: KeyId): Promise<unknown[]> {
   const found: unknown[] = [];
   const namespaced = sp.src.namespaced === true;
   const map = sp.src.kind === "map";
-  for await (const batch of sweep(inputs, [{ start: 0, end: plan.src.manifest.maxParallelism - 1 }], { mode, namespaced, map })) {
+  for await (const batch of sweep(inputs, [{ start: 0, end: plan.src.manifest.maxParallelism - 1 }], { namespaced, map })) {
     const r = batch.rows;
     for (let i = 0; i < r.length; i++) {
       const key = op.keyBy!(r.keys![i] as Key, r.values[i], sp.src.name);
-      if (rowId(key, r.namespaces?.[i], r.userKeys?.[i], namespaced, map) === id) {
+      if (rowIdentity(key, r.namespaces?.[i], r.userKeys?.[i], namespaced, map) === id) {
         found.push(r.keys![i]);
         if (found.length === 2) return found;
       }

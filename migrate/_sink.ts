@@ -12,7 +12,7 @@ import { checkDestination } from "../snapshot/destination.ts";
 import type { Snapshot } from "../snapshot/read.ts";
 import { commitManifest, savepointChunkPath, writeChunk } from "../snapshot/write.ts";
 import type { Progress } from "./progress.ts";
-import { type RangeBatch, RowBuffer, type Rows } from "./_rows.ts";
+import { type RangeBatch, RowBuffer, type Rows } from "../snapshot/rows.ts";
 
 /** Rows per chunk written from JS rows, unless `maxChunkRows` says otherwise. */
 export const DEFAULT_MAX_CHUNK_ROWS = 65_536;

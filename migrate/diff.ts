@@ -9,8 +9,10 @@ import type { StateSnapshot } from "../format/manifest.ts";
 import type { ValueEncoding } from "../format/state_layout.ts";
 import type { Snapshot } from "../snapshot/read.ts";
 import { withSnapshot } from "./_open.ts";
-import { coverage, idPart, keyText, type RangeBatch, rowId, type Rows, valuesEqual } from "./_rows.ts";
-import { type ChunkInput, isPlainBaseSet, readOperatorItems, snapshotInputs, sweep } from "./_source.ts";
+import { type KeyId, keyIdentity, keyText, rowIdentity } from "../format/key_identity.ts";
+import { rowDensity } from "../snapshot/chain.ts";
+import { type RangeBatch, type Rows, valuesEqual } from "../snapshot/rows.ts";
+import { type ChunkInput, readOperatorItems, shapeOf, snapshotInputs, sweep } from "../snapshot/sweep.ts";
 import type { Progress } from "./progress.ts";
 
 /** A changed row in a diff sample. */
@@ -106,11 +108,11 @@ class Tally {
   constructor(readonly sample: number) {}
 
   compare(a: Rows, b: Rows, namespaced: boolean, map: boolean): void {
-    const index = new Map<string, number>();
-    for (let i = 0; i < a.length; i++) index.set(rowId(a.keys?.[i], a.namespaces?.[i], a.userKeys?.[i], namespaced, map), i);
+    const index = new Map<KeyId, number>();
+    for (let i = 0; i < a.length; i++) index.set(rowIdentity(a.keys?.[i], a.namespaces?.[i], a.userKeys?.[i], namespaced, map), i);
     const matched = new Uint8Array(a.length);
     for (let j = 0; j < b.length; j++) {
-      const i = index.get(rowId(b.keys?.[j], b.namespaces?.[j], b.userKeys?.[j], namespaced, map));
+      const i = index.get(rowIdentity(b.keys?.[j], b.namespaces?.[j], b.userKeys?.[j], namespaced, map));
       if (i === undefined) {
         if (this.added++ < this.sample) this.samples.added.push(rowLabel(b, j));
         continue;
@@ -154,7 +156,7 @@ function concatRows(parts: Rows[]): Rows {
 
 /** Windows of about `batchRows` rows over both states' chunks. */
 function windowsFor(inputs: ChunkInput[], maxP: number, batchRows: number): KeyGroupRange[] {
-  const density = coverage(inputs.map((c) => c.range), maxP, (i) => inputs[i].rows / (inputs[i].range.end - inputs[i].range.start + 1));
+  const density = rowDensity(inputs.map((c) => ({ keyGroupRange: c.range, rows: c.rows })), maxP);
   const out: KeyGroupRange[] = [];
   let start = 0;
   let acc = 0;
@@ -175,7 +177,6 @@ async function diffKeyed(a: Snapshot, sa: StateSnapshot, b: Snapshot, sb: StateS
   const namespaced = sa.namespaced === true || sb.namespaced === true;
   const map = sa.kind === "map";
   const batchRows = opts.batchRows ?? 16_384;
-  const mode = (i: ChunkInput[]) => (isPlainBaseSet(i) ? "concat" as const : "chain" as const);
   const maxA = a.manifest.maxParallelism;
   const maxB = b.manifest.maxParallelism;
   if (maxA !== maxB) {
@@ -186,15 +187,15 @@ async function diffKeyed(a: Snapshot, sa: StateSnapshot, b: Snapshot, sb: StateS
     }
     const all = async (s: Snapshot, st: StateSnapshot, inputs: ChunkInput[]) => {
       const parts: Rows[] = [];
-      for await (const batch of sweep(inputs, [{ start: 0, end: s.manifest.maxParallelism - 1 }], { mode: mode(inputs), batchRows, namespaced: st.namespaced === true, map, signal: opts.signal })) parts.push(batch.rows);
+      for await (const batch of sweep(inputs, [{ start: 0, end: s.manifest.maxParallelism - 1 }], { batchRows, namespaced: st.namespaced === true, map, signal: opts.signal })) parts.push(batch.rows);
       return concatRows(parts.length ? parts : [{ length: 0, keys: [], values: [] }]);
     };
     tally.compare(await all(a, sa, ia), await all(b, sb, ib), namespaced, map);
     return;
   }
   const windows = windowsFor([...ia, ...ib], maxA, batchRows);
-  const ra = new WindowReader(sweep(ia, windows, { mode: mode(ia), batchRows, namespaced: sa.namespaced === true, map, signal: opts.signal }));
-  const rb = new WindowReader(sweep(ib, windows, { mode: mode(ib), batchRows, namespaced: sb.namespaced === true, map, signal: opts.signal }));
+  const ra = new WindowReader(sweep(ia, windows, { batchRows, namespaced: sa.namespaced === true, map, signal: opts.signal }));
+  const rb = new WindowReader(sweep(ib, windows, { batchRows, namespaced: sb.namespaced === true, map, signal: opts.signal }));
   for (let w = 0; w < windows.length; w++) {
     const pa = await ra.take(w);
     const pb = await rb.take(w);
@@ -205,9 +206,9 @@ async function diffKeyed(a: Snapshot, sa: StateSnapshot, b: Snapshot, sb: StateS
 async function diffOperatorState(a: Snapshot, sa: StateSnapshot, b: Snapshot, sb: StateSnapshot, tally: Tally): Promise<void> {
   // Operator state is a multiset of items: compare by value, ignoring which subtask holds each.
   const count = async (s: Snapshot, st: StateSnapshot) => {
-    const m = new Map<string, { n: number; v: unknown }>();
+    const m = new Map<KeyId, { n: number; v: unknown }>();
     for (const v of (await readOperatorItems(s, st)).values) {
-      const id = idPart(v);
+      const id = keyIdentity(v);
       const e = m.get(id);
       if (e) e.n++;
       else m.set(id, { n: 1, v });

@@ -9,9 +9,9 @@ import { encodeChunk } from "../format/encode_chunk.ts";
 import type { FieldType, KeyType, StateLayout } from "../format/state_layout.ts";
 import type { Snapshot } from "../snapshot/read.ts";
 import { openSnapshot, requireState } from "../snapshot/read.ts";
-import { isPlainBaseSet, readOperatorItems, snapshotInputs, sweep } from "./_source.ts";
+import { readOperatorItems, shapeOf, snapshotInputs, sweep } from "../snapshot/sweep.ts";
 import { layoutOf } from "./_sink.ts";
-import type { Rows } from "./_rows.ts";
+import type { Rows } from "../snapshot/rows.ts";
 import type { Progress } from "./progress.ts";
 
 /** Options of {@link exportState}. */
@@ -122,8 +122,7 @@ export async function* exportState(uri: string | Snapshot, options: ExportOption
         return;
       }
       const inputs = snapshotInputs(snap, st);
-      const mode = isPlainBaseSet(inputs) ? "concat" : "chain";
-      for await (const b of sweep(inputs, [{ start: 0, end: snap.manifest.maxParallelism - 1 }], { mode, batchRows: options.batchRows, namespaced: st.namespaced === true, map: st.kind === "map", signal: options.signal })) {
+      for await (const b of sweep(inputs, [{ start: 0, end: snap.manifest.maxParallelism - 1 }], { ...shapeOf(st), batchRows: options.batchRows, signal: options.signal })) {
         if (b.rows.length) yield { rows: b.rows };
       }
     };

@@ -7,10 +7,10 @@ import { openChunk } from "../format/decode_chunk.ts";
 import type { Redistribution, StateKind, ValueEncoding } from "../format/state_layout.ts";
 import type { KeyType } from "../format/state_layout.ts";
 import { operatorIndexFor } from "../format/key_group.ts";
-import { readVerifiedChunk, type Snapshot } from "../snapshot/read.ts";
+import type { Snapshot } from "../snapshot/read.ts";
+import { chunkLocation, readVerifiedChunk } from "../snapshot/chunks.ts";
+import { chainDepth, rowDensity } from "../snapshot/chain.ts";
 import { withSnapshot } from "./_open.ts";
-import { chunkLocation } from "./_source.ts";
-import { coverage } from "./_rows.ts";
 import type { Progress } from "./progress.ts";
 
 /** Options of {@link inspect}. */
@@ -176,7 +176,7 @@ export async function inspect(uri: string | Snapshot, options: InspectOptions = 
         let keyGroupRows: number[] | undefined;
         let depth = 0;
         if (st.keyed) {
-          depth = chainDepth(st.chunks.map((c) => ({ range: c.keyGroupRange!, type: c.type, order: c.order })), maxP);
+          depth = chainDepth(st.chunks, maxP);
           if (options.keyGroups !== false) {
             keyGroupRows = new Array<number>(maxP).fill(0);
             for (const c of bases) {
@@ -192,7 +192,7 @@ export async function inspect(uri: string | Snapshot, options: InspectOptions = 
             for (let g = 0; g < maxP; g++) subtaskRows[operatorIndexFor(g, op.parallelism, maxP)] += keyGroupRows[g];
           } else {
             // Manifest only: spread each base chunk's rows evenly over its key groups.
-            const spread = coverage(bases.map((c) => c.keyGroupRange!), maxP, (i) => bases[i].rows / (bases[i].keyGroupRange!.end - bases[i].keyGroupRange!.start + 1));
+            const spread = rowDensity(bases, maxP);
             for (let g = 0; g < maxP; g++) subtaskRows[operatorIndexFor(g, op.parallelism, maxP)] += spread[g];
             for (let i = 0; i < subtaskRows.length; i++) subtaskRows[i] = Math.round(subtaskRows[i]);
           }
@@ -250,64 +250,4 @@ export async function inspect(uri: string | Snapshot, options: InspectOptions = 
     if (m.checkpointId !== undefined) info.checkpointId = m.checkpointId;
     return info;
   });
-}
-
-/**
- * The longest chain of chunks a reader applies for one key group: the last base covering it and every
- * later chunk (in `order`) covering it.
- *
- * @example
- * ```ts
- * import { chainDepth } from "./inspect.ts";
- * const r = { start: 0, end: 127 };
- * console.log(chainDepth([{ range: r, type: "base", order: 1 }, { range: r, type: "delta", order: 2 }], 128)); // 2
- * ```
- */
-export function chainDepth(chunks: readonly { range: { start: number; end: number }; type: "base" | "delta"; order: number }[], maxParallelism: number): number {
-  // O((chunks + key groups) · log), whatever a manifest holds: the order of the last base of each key
-  // group by a "next unassigned" walk over bases newest first, then the chunks newer than it per key group
-  // by a Fenwick tree (range add, point query) swept from the newest order down.
-  const n = maxParallelism;
-  const clip = (c: { range: { start: number; end: number } }) => ({ s: Math.max(0, c.range.start), e: Math.min(n - 1, c.range.end) });
-  const lastBase = new Float64Array(n).fill(-Infinity);
-  const next = Int32Array.from({ length: n + 1 }, (_, i) => i);
-  const find = (x: number): number => {
-    while (next[x] !== x) {
-      next[x] = next[next[x]];
-      x = next[x];
-    }
-    return x;
-  };
-  for (const b of chunks.filter((c) => c.type === "base").sort((a, z) => z.order - a.order)) {
-    const { s, e } = clip(b);
-    for (let g = s <= e ? find(s) : n; g <= e; g = find(g + 1)) {
-      lastBase[g] = b.order;
-      next[g] = g + 1;
-    }
-  }
-  const tree = new Float64Array(n + 1);
-  const add = (i: number, v: number) => {
-    for (i++; i <= n; i += i & -i) tree[i] += v;
-  };
-  const at = (i: number) => {
-    let sum = 0;
-    for (i++; i > 0; i -= i & -i) sum += tree[i];
-    return sum;
-  };
-  const deltas = chunks.filter((c) => c.type === "delta").sort((a, z) => z.order - a.order);
-  const groups = Array.from({ length: n }, (_, g) => g).sort((a, z) => lastBase[z] - lastBase[a]);
-  let k = 0;
-  let max = 0;
-  for (const g of groups) {
-    while (k < deltas.length && deltas[k].order > lastBase[g]) {
-      const { s, e } = clip(deltas[k++]);
-      if (s <= e) {
-        add(s, 1);
-        add(e + 1, -1);
-      }
-    }
-    const depth = at(g) + (lastBase[g] > -Infinity ? 1 : 0);
-    if (depth > max) max = depth;
-  }
-  return max;
 }

@@ -8,8 +8,9 @@ import type { ObjectInfo, Storage } from "../backends/storage.ts";
 import { ArrowpointError, NotFoundError } from "../format/errors.ts";
 import { MANIFEST_FILE } from "../format/manifest.ts";
 import { manifestPath } from "../snapshot/layout.ts";
-import { chunkPath, openSnapshot, type Snapshot } from "../snapshot/read.ts";
-import { chainDepth } from "./inspect.ts";
+import { chunkPath } from "../snapshot/chunks.ts";
+import { openSnapshot, type Snapshot } from "../snapshot/read.ts";
+import { chainDepth } from "../snapshot/chain.ts";
 
 /** One snapshot found by {@link ls}. */
 export interface SnapshotEntry {
@@ -116,7 +117,7 @@ export async function ls(root: string | Storage, options: { now?: Date } = {}): 
         const t = Date.parse(m.createdAt);
         if (Number.isFinite(t)) entry.ageMs = Math.max(0, now - t);
         entry.job = m.job;
-        entry.chainDepth = Math.max(0, ...m.operators.flatMap((o) => o.states.filter((s) => s.keyed).map((s) => chainDepth(s.chunks.map((c) => ({ range: c.keyGroupRange!, type: c.type, order: c.order })), m.maxParallelism))));
+        entry.chainDepth = Math.max(0, ...m.operators.flatMap((o) => o.states.filter((s) => s.keyed).map((s) => chainDepth(s.chunks, m.maxParallelism))));
       }
       if (error) entry.error = error;
       return entry;

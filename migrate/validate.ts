@@ -3,24 +3,16 @@
  *
  * @module
  */
-import {
-  ArrowpointError,
-  ChecksumMismatchError,
-  ManifestSchemaError,
-  NotFoundError,
-  PathEscapeError,
-  SnapshotFormatError,
-  UnsupportedFormatVersionError,
-} from "../format/errors.ts";
-import { verifyChecksum } from "../format/checksum.ts";
-import { decompress } from "../format/compression.ts";
-import { type DecodedChunk, decodeChunk, openChunk, readKeyGroupRange } from "../format/decode_chunk.ts";
+import { ArrowpointError, ManifestSchemaError, PathEscapeError, SnapshotFormatError, UnsupportedFormatVersionError } from "../format/errors.ts";
+import type { ChunkFile } from "../format/chunk_ipc.ts";
+import { type DecodedChunk, decodeRows } from "../format/decode_chunk.ts";
 import { assignKeyGroup, type Key } from "../format/key_group.ts";
+import { type KeyId, keyText, rowIdentity } from "../format/key_identity.ts";
 import type { ChunkRef, StateSnapshot } from "../format/manifest.ts";
-import { checkLayout } from "../format/chunk_schema.ts";
-import { chunkPath, openSnapshot, type Snapshot } from "../snapshot/read.ts";
+import { rangeProblems } from "../snapshot/chain.ts";
+import { checkChunk, chunkLocation } from "../snapshot/chunks.ts";
+import { openSnapshot, type Snapshot } from "../snapshot/read.ts";
 import { layoutOf } from "./_sink.ts";
-import { coverage, keyText, rowId } from "./_rows.ts";
 import { valueChecker } from "./_value_check.ts";
 import type { Progress } from "./progress.ts";
 
@@ -137,10 +129,10 @@ async function validateOpened(snap: Snapshot, options: ValidateOptions): Promise
   for (const op of m.operators) {
     for (const st of op.states) {
       const at = { operator: op.uid, state: st.name };
-      if (st.keyed) findings.push(...checkRanges(st, maxP, m.kind === "savepoint").map((f) => ({ ...f, ...at })));
+      if (st.keyed) findings.push(...rangeProblems(st.chunks, maxP, m.kind === "savepoint").map((f) => ({ ...f, ...at })));
       for (const ref of st.chunks) {
         options.signal?.throwIfAborted();
-        const found = await checkChunk(snap, st, ref, maxP, options);
+        const found = await checkStateChunk(snap, st, ref, maxP, options);
         findings.push(...found.map((f) => ({ path: ref.path, ...f, ...at })));
         doneRows += ref.rows;
         doneBytes += ref.bytes;
@@ -153,80 +145,12 @@ async function validateOpened(snap: Snapshot, options: ValidateOptions): Promise
 
 type PartialFinding = Omit<Finding, "operator" | "state">;
 
-function checkRanges(st: StateSnapshot, maxP: number, savepoint: boolean): PartialFinding[] {
-  const out: PartialFinding[] = [];
-  if (st.chunks.length === 0) return out;
-  const bases = st.chunks.filter((c) => c.type === "base").sort((a, b) => a.keyGroupRange!.start - b.keyGroupRange!.start);
-  for (let i = 1; i < bases.length; i++) {
-    const a = bases[i - 1].keyGroupRange!;
-    const b = bases[i].keyGroupRange!;
-    if (b.start <= a.end) {
-      out.push({
-        code: "range-overlap",
-        path: bases[i].path,
-        message: `base chunks ${bases[i - 1].path} [${a.start}, ${a.end}] and ${bases[i].path} [${b.start}, ${b.end}] both cover key groups ${b.start}..${Math.min(a.end, b.end)}; a reader would take one and lose the other's rows`,
-      });
-    }
-  }
-  const covered = coverage((savepoint ? bases : st.chunks).map((c) => c.keyGroupRange!), maxP);
-  const gaps: string[] = [];
-  for (let g = 0; g < maxP; g++) {
-    if (covered[g]) continue;
-    let e = g;
-    while (e + 1 < maxP && !covered[e + 1]) e++;
-    gaps.push(g === e ? `${g}` : `${g}..${e}`);
-    g = e;
-  }
-  if (gaps.length) out.push({ code: "range-gap", message: `key groups ${gaps.slice(0, 8).join(", ")}${gaps.length > 8 ? ", …" : ""} are covered by no chunk; their rows are lost (maxParallelism ${maxP})` });
-  return out;
-}
-
-async function checkChunk(snap: Snapshot, st: StateSnapshot, ref: ChunkRef, maxP: number, options: ValidateOptions): Promise<PartialFinding[]> {
-  const where = `${snap.location.replace(/\/+$/, "")} → ${ref.path}`;
-  let stored: Uint8Array;
+async function checkStateChunk(snap: Snapshot, st: StateSnapshot, ref: ChunkRef, maxP: number, options: ValidateOptions): Promise<PartialFinding[]> {
+  const checked = await checkChunk(snap, st, ref);
+  const out: PartialFinding[] = checked.problems.map((p) => ({ code: p.code, message: p.error.message }));
+  if (!checked.file || checked.problems.some((p) => p.code === "layout-mismatch") || options.rows === false) return out;
   try {
-    // One byte past the recorded size at most: an oversized file is reported without being read whole.
-    stored = await snap.storage.getRange(chunkPath(snap, ref), 0, Math.min(ref.bytes + 1, Number.MAX_SAFE_INTEGER));
-  } catch (e) {
-    if (e instanceof NotFoundError) return [{ code: "chunk-missing", message: `chunk listed in the manifest is missing (${chunkPath(snap, ref)}); the snapshot is incomplete` }];
-    throw e;
-  }
-  if (stored.length !== ref.bytes) {
-    return [{ code: "size-mismatch", message: `chunk is ${stored.length > ref.bytes ? "larger than that" : `${stored.length} bytes`} but the manifest records ${ref.bytes}; it was truncated or replaced` }];
-  }
-  try {
-    verifyChecksum(stored, ref.checksum, where);
-  } catch (e) {
-    if (e instanceof ChecksumMismatchError) return [{ code: "checksum-mismatch", message: `checksum mismatch: the manifest records ${e.expected}, the bytes give ${e.actual}; the chunk is corrupt` }];
-    throw e;
-  }
-  let raw: Uint8Array;
-  let file: ReturnType<typeof openChunk>;
-  try {
-    raw = decompress(stored, { compression: ref.compression, rawBytes: ref.rawBytes, path: where });
-    file = openChunk(raw, { path: where, compression: "none" });
-  } catch (e) {
-    if (e instanceof ArrowpointError) return [{ code: "chunk-corrupt", message: e.message }];
-    throw e;
-  }
-  const out: PartialFinding[] = [];
-  const expected = checkLayout(layoutOf(st));
-  if (expected.layout && JSON.stringify(expected.layout) !== JSON.stringify(file.plan.layout)) {
-    out.push({ code: "layout-mismatch", message: `chunk columns are ${JSON.stringify(file.plan.layout)} but the state declares ${JSON.stringify(expected.layout)}` });
-    return out;
-  }
-  if (file.rows !== ref.rows) out.push({ code: "row-count-mismatch", message: `chunk holds ${file.rows} rows but the manifest records ${ref.rows}` });
-  if (st.keyed) {
-    const ix = file.keyGroupIndex;
-    const r = ref.keyGroupRange!;
-    if (ix && ix.keyGroups.length && (ix.keyGroups[0] < r.start || ix.keyGroups[ix.keyGroups.length - 1] > r.end)) {
-      const outside = ix.keyGroups.filter((g) => g < r.start || g > r.end);
-      out.push({ code: "key-group-outside-range", message: `chunk holds rows of key groups ${outside.slice(0, 8).join(", ")}${outside.length > 8 ? ", …" : ""} outside its manifest range [${r.start}, ${r.end}]` });
-    }
-  }
-  if (options.rows === false) return out;
-  try {
-    out.push(...checkRows(raw, file, st, ref, maxP, where, options.batchRows ?? 16_384));
+    out.push(...checkRows(checked.file, st, ref, maxP, chunkLocation(snap, ref), options.batchRows ?? 16_384));
   } catch (e) {
     if (e instanceof ArrowpointError) out.push({ code: "chunk-corrupt", message: e.message });
     else throw e;
@@ -234,7 +158,7 @@ async function checkChunk(snap: Snapshot, st: StateSnapshot, ref: ChunkRef, maxP
   return out;
 }
 
-function checkRows(raw: Uint8Array, file: ReturnType<typeof openChunk>, st: StateSnapshot, ref: ChunkRef, maxP: number, where: string, batchRows: number): PartialFinding[] {
+function checkRows(file: ChunkFile, st: StateSnapshot, ref: ChunkRef, maxP: number, where: string, batchRows: number): PartialFinding[] {
   const out: PartialFinding[] = [];
   const check = valueChecker(layoutOf(st));
   const checkValues = st.value.encoding === "msgpack" ? check : undefined; // Arrow types are the chunk's own schema
@@ -248,7 +172,7 @@ function checkRows(raw: Uint8Array, file: ReturnType<typeof openChunk>, st: Stat
   const namespaced = st.namespaced === true;
   const map = st.kind === "map";
   const visit = (d: DecodedChunk) => {
-    let seen = new Set<string>();
+    let seen = new Set<KeyId>();
     let kgPrev = -1;
     for (let i = 0; i < d.length; i++) {
       if (st.keyed) {
@@ -268,7 +192,7 @@ function checkRows(raw: Uint8Array, file: ReturnType<typeof openChunk>, st: Stat
           kgPrev = kg;
         }
         if (ref.type === "base") {
-          const id = rowId(key, d.namespaces?.[i], d.userKeys?.[i], namespaced, map);
+          const id = rowIdentity(key, d.namespaces?.[i], d.userKeys?.[i], namespaced, map);
           if (seen.has(id)) {
             if (dups++ === 0) firstDup = `key ${keyText(key)}${namespaced ? ` (namespace ${JSON.stringify(d.namespaces![i])})` : ""}${map ? ` (user key ${keyText(d.userKeys![i])})` : ""} appears twice`;
           } else seen.add(id);
@@ -281,7 +205,7 @@ function checkRows(raw: Uint8Array, file: ReturnType<typeof openChunk>, st: Stat
       }
     }
   };
-  if (!st.keyed || !file.keyGroupIndex) visit(decodeChunk(raw, info));
+  if (!st.keyed || !file.keyGroupIndex) visit(decodeRows(file, 0, file.rows, info));
   else {
     // Key group by key group, about `batchRows` rows at a time, using the chunk's key-group index.
     const { keyGroups, offsets } = file.keyGroupIndex;
@@ -289,7 +213,7 @@ function checkRows(raw: Uint8Array, file: ReturnType<typeof openChunk>, st: Stat
     while (i < keyGroups.length) {
       let j = i;
       while (j + 1 < keyGroups.length && offsets[j + 2] - offsets[i] <= batchRows) j++;
-      visit(readKeyGroupRange(raw, { start: keyGroups[i], end: keyGroups[j] }, info));
+      visit(decodeRows(file, offsets[i], offsets[j + 1], info));
       i = j + 1;
     }
   }

@@ -10,6 +10,7 @@ import { encodeChunk } from "../format/encode_chunk.ts";
 import { javaHashCode, type KeyGroupRange, murmurHash, operatorIndexFor } from "../format/key_group.ts";
 import type { ChunkRef } from "../format/manifest.ts";
 import type { KeyType, Redistribution, StateLayout, ValueEncoding } from "../format/state_layout.ts";
+import { keyFits } from "../format/key_identity.ts";
 import { writeChunk } from "../snapshot/write.ts";
 import { Barrier, BARRIER, BATCH, Channel, END_OF_INPUT, type EndOfInput, InputGate, RecordBatch } from "./channel.ts";
 import { KeyedStateBackend } from "./keyed_backend.ts";
@@ -86,23 +87,6 @@ function instantiate<F extends object>(f: FunctionOrFactory<F>): F {
   return typeof f === "function" ? (f as () => F)() : (Object.create(f) as F);
 }
 
-function keyTypeCheck(keyType: KeyType): (k: unknown) => boolean {
-  switch (keyType) {
-    case "string":
-      return (k) => typeof k === "string";
-    case "int32":
-      return (k) => typeof k === "number" && (k | 0) === k;
-    case "int64":
-      return (k) => typeof k === "bigint";
-    case "float64":
-      return (k) => typeof k === "number";
-    case "bytes":
-      return (k) => k instanceof Uint8Array;
-    case "msgpack":
-      return (k) => k !== null && k !== undefined;
-  }
-}
-
 /** The outgoing side of an edge: buffers records per target channel, in batches. */
 abstract class Edge {
   constructor(readonly channels: Channel[], protected readonly batchSize: number) {}
@@ -136,7 +120,7 @@ class KeyedEdge extends Edge {
     this.kgs = Array.from({ length: n }, () => []);
     this.targetOf = new Int32Array(maxP);
     for (let kg = 0; kg < maxP; kg++) this.targetOf[kg] = operatorIndexFor(kg, n, maxP);
-    this.valid = keyTypeCheck(keyType);
+    this.valid = (k) => keyFits(keyType, k);
   }
 
   add(value: unknown): void {

@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Barrier, Channel, END_OF_INPUT, InputGate, RecordBatch } from "./channel.ts";
 import { redistribute } from "./operator_state.ts";
-import { pruneChain } from "./checkpoint.ts";
+import { pruneChain } from "../snapshot/chain.ts";
 import type { ChunkRef } from "../format/manifest.ts";
 
 test("a full channel makes its producer wait until the consumer polls", async () => {

@@ -5,12 +5,12 @@
  * @module
  */
 import type { Storage } from "../backends/storage.ts";
-import type { KeyGroupRange } from "../format/key_group.ts";
 import { type ChunkRef, FORMAT_VERSION, HASH_FUNCTION, type Manifest, type OperatorSnapshot, type StateSnapshot } from "../format/manifest.ts";
 import { safeSegment } from "../format/snapshot_path.ts";
 import { VERSION } from "../format/version.ts";
 import { checkpointDirName, SHARED_DIR } from "../snapshot/layout.ts";
 import { savepointChunkPath } from "../snapshot/write.ts";
+import { pruneChain } from "../snapshot/chain.ts";
 import type { ChunkTarget, TaskSnapshot } from "./_tasks.ts";
 
 /**
@@ -24,43 +24,6 @@ import type { ChunkTarget, TaskSnapshot } from "./_tasks.ts";
  */
 export function joinRelative(...parts: string[]): string {
   return parts.filter((p) => p !== "").join("/");
-}
-
-/**
- * The chunks of one keyed state a snapshot needs: walking from the newest, a chunk is kept while any key
- * group of its range is not yet covered by a newer base; bases cover their range. Returned in apply order.
- *
- * @example
- * ```ts
- * import { pruneChain } from "./checkpoint.ts";
- * const c = (path: string, type: "base" | "delta", order: number, start: number, end: number) =>
- *   ({ path, type, order, keyGroupRange: { start, end }, rows: 1, bytes: 1, checksum: "crc32:0", compression: "none" as const });
- * const kept = pruneChain([c("b1", "base", 1, 0, 127), c("d2", "delta", 2, 0, 127), c("b3", "base", 3, 0, 63)], 128);
- * console.log(kept.map((x) => x.path)); // ["b1", "d2", "b3"]: key groups 64..127 still need b1 and d2
- * ```
- */
-export function pruneChain(chunks: readonly ChunkRef[], maxParallelism: number): ChunkRef[] {
-  const sorted = [...chunks].sort((a, b) => b.order - a.order || (b.type === "base" ? 1 : 0) - (a.type === "base" ? 1 : 0));
-  const covered = new Uint8Array(maxParallelism);
-  const keep: ChunkRef[] = [];
-  for (const c of sorted) {
-    const r = c.keyGroupRange;
-    if (!r) {
-      keep.push(c);
-      continue;
-    }
-    let needed = false;
-    for (let kg = r.start; kg <= r.end; kg++) {
-      if (covered[kg] === 0) {
-        needed = true;
-        break;
-      }
-    }
-    if (!needed) continue;
-    keep.push(c);
-    if (c.type === "base") covered.fill(1, r.start, r.end + 1);
-  }
-  return keep.sort((a, b) => a.order - b.order || (a.keyGroupRange?.start ?? 0) - (b.keyGroupRange?.start ?? 0));
 }
 
 /**
@@ -226,23 +189,4 @@ export function chunksByState(manifest: Manifest): Map<string, ChunkRef[]> {
   const out = new Map<string, ChunkRef[]>();
   for (const op of manifest.operators) for (const st of op.states) if (st.keyed) out.set(stateKey(op.uid, st.name), st.chunks.slice());
   return out;
-}
-
-/**
- * How many chunks of a list overlap a key-group range (a subtask's chain length after a restore).
- *
- * @example
- * ```ts
- * import { overlapping } from "./checkpoint.ts";
- * const c = { path: "a", type: "base" as const, order: 1, keyGroupRange: { start: 0, end: 63 }, rows: 1, bytes: 1, checksum: "crc32:0", compression: "none" as const };
- * console.log(overlapping([c], { start: 32, end: 95 }), overlapping([c], { start: 64, end: 127 })); // 1 0
- * ```
- */
-export function overlapping(chunks: readonly ChunkRef[], range: KeyGroupRange): number {
-  let n = 0;
-  for (const c of chunks) {
-    const r = c.keyGroupRange;
-    if (r && r.start <= range.end && range.start <= r.end) n++;
-  }
-  return n;
 }

@@ -15,7 +15,8 @@ import { latestCheckpoint, openSnapshot, readState, type Snapshot } from "../sna
 import { applyRetention } from "../snapshot/retention.ts";
 import { commitManifest } from "../snapshot/write.ts";
 import { Barrier, Channel } from "./channel.ts";
-import { assembleManifest, checkpointTarget, chunksByState, joinRelative, overlapping, savepointTarget, stateKey } from "./checkpoint.ts";
+import { assembleManifest, checkpointTarget, chunksByState, joinRelative, savepointTarget, stateKey } from "./checkpoint.ts";
+import { chainDepth } from "../snapshot/chain.ts";
 import { JobFailedError, JobKilledError, type NonRestoredState, NonRestoredStateError } from "./errors.ts";
 import { KeyedStateBackend } from "./keyed_backend.ts";
 import { redistribute } from "./operator_state.ts";
@@ -696,7 +697,7 @@ class Execution implements TaskHost {
           for (const t of tasks) {
             const kb = t.keyed!;
             const rows = await readState(snap, op.uid, st.name, kb.range);
-            kb.stageRestored(st.name, layout, st.schemaVersion, rows, inherit ? overlapping(st.chunks, kb.range) : 0, !inherit);
+            kb.stageRestored(st.name, layout, st.schemaVersion, rows, inherit ? chainDepth(st.chunks, m.maxParallelism, kb.range) : 0, !inherit);
           }
           if (inherit) this.previous.set(stateKey(op.uid, st.name), st.chunks.slice());
         } else {

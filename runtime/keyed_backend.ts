@@ -6,7 +6,8 @@
  * @module
  */
 import type { Key, KeyGroupRange } from "../format/key_group.ts";
-import type { KeyType, StateLayout } from "../format/state_layout.ts";
+import { type KeyType, sameLayout, type StateLayout } from "../format/state_layout.ts";
+import { type KeyId, keyIdentity } from "../format/key_identity.ts";
 import { IncompatibleSnapshotError, SnapshotFormatError } from "../format/errors.ts";
 import type {
   AggregatingState,
@@ -21,45 +22,6 @@ import type {
   ValueState,
   ValueStateDescriptor,
 } from "./state.ts";
-
-/** A primitive that identifies a key (or user key) in a `Map`. */
-export type KeyId = string | number | bigint | boolean;
-
-function canonical(v: unknown): string {
-  switch (typeof v) {
-    case "string":
-      return "s" + JSON.stringify(v);
-    case "number":
-      return "n" + (Object.is(v, -0) ? "0" : String(v));
-    case "bigint":
-      return "b" + v;
-    case "boolean":
-      return v ? "T" : "F";
-  }
-  if (v instanceof Uint8Array) {
-    let s = "u";
-    for (let i = 0; i < v.length; i++) s += (v[i] < 16 ? "0" : "") + v[i].toString(16);
-    return s;
-  }
-  if (Array.isArray(v)) return "[" + v.map(canonical).join(",") + "]";
-  if (v === null || v === undefined) return "_";
-  return "j" + JSON.stringify(v);
-}
-
-/**
- * The `Map` identity of a key: primitives as themselves, byte arrays and tuples as a canonical string.
- *
- * @example
- * ```ts
- * import { keyIdOf } from "./keyed_backend.ts";
- * console.log(keyIdOf("a"), keyIdOf(["a", 1]) === keyIdOf(["a", 1])); // "a" true
- * ```
- */
-export function keyIdOf(key: unknown): KeyId {
-  const t = typeof key;
-  if (t === "string" || t === "number" || t === "bigint" || t === "boolean") return key as KeyId;
-  return "\u0000\u0001" + canonical(key);
-}
 
 /** Rows captured from a state for one chunk, in the shape the chunk encoder takes. */
 export interface CapturedRows {
@@ -256,7 +218,7 @@ class SingleTable extends StateTable {
     if (this.dirty) {
       for (let g = 0; g < this.dirty.length; g++) {
         const list = this.dirty[g];
-        if (list) for (const e of list) if (e.live || !this.tables[g]?.has(keyIdOf(e.key))) n++;
+        if (list) for (const e of list) if (e.live || !this.tables[g]?.has(keyIdentity(e.key))) n++;
       }
     }
     return n;
@@ -301,7 +263,7 @@ class SingleTable extends StateTable {
           keys.push(e.key);
           values.push(e.value);
           opList.push(0);
-        } else if (m === undefined || !m.has(keyIdOf(e.key))) {
+        } else if (m === undefined || !m.has(keyIdentity(e.key))) {
           // removed and not re-created (a re-created key has its own live entry on the list)
           keyGroups.push(kg);
           keys.push(e.key);
@@ -328,7 +290,7 @@ class SingleTable extends StateTable {
       let m = this.tables[g];
       if (m === undefined) m = this.tables[g] = new Map();
       const v = rows.values[i];
-      m.set(keyIdOf(keys[i]), { key: keys[i], value: this.desc.kind === "list" && Array.isArray(v) ? v.slice() : v, epoch: -1, live: true });
+      m.set(keyIdentity(keys[i]), { key: keys[i], value: this.desc.kind === "list" && Array.isArray(v) ? v.slice() : v, epoch: -1, live: true });
     }
   }
 }
@@ -558,13 +520,13 @@ class MapTable extends StateTable {
       const g = kg - start;
       let m = this.tables[g];
       if (m === undefined) m = this.tables[g] = new Map();
-      const id = keyIdOf(keys[i]);
+      const id = keyIdentity(keys[i]);
       let e = m.get(id);
       if (e === undefined) {
         e = { key: keys[i], map: new Map() };
         m.set(id, e);
       }
-      e.map.set(keyIdOf(ukeys[i]), { ukey: ukeys[i], value: rows.values[i] });
+      e.map.set(keyIdentity(ukeys[i]), { ukey: ukeys[i], value: rows.values[i] });
     }
   }
 }
@@ -573,13 +535,13 @@ class MapHandle<UK, V> implements MapState<UK, V> {
   constructor(private readonly b: KeyedStateBackend, private readonly t: MapTable) {}
   get(userKey: UK): V | undefined {
     this.b.checkKey();
-    return this.t.current()?.map.get(keyIdOf(userKey))?.value as V | undefined;
+    return this.t.current()?.map.get(keyIdentity(userKey))?.value as V | undefined;
   }
   put(userKey: UK, value: V): void {
     this.b.checkKey();
     if (userKey === undefined || userKey === null) throw new TypeError("Cannot put into map state as the user key is null or undefined");
     const e = this.t.currentOrNew();
-    const id = keyIdOf(userKey);
+    const id = keyIdentity(userKey);
     const u = e.map.get(id);
     if (u) u.value = value;
     else e.map.set(id, { ukey: userKey, value });
@@ -589,7 +551,7 @@ class MapHandle<UK, V> implements MapState<UK, V> {
     this.b.checkKey();
     const e = this.t.current();
     if (!e) return;
-    const id = keyIdOf(userKey);
+    const id = keyIdentity(userKey);
     if (e.map.delete(id)) {
       this.t.touch(id, userKey);
       this.t.dropIfEmpty(e);
@@ -597,7 +559,7 @@ class MapHandle<UK, V> implements MapState<UK, V> {
   }
   contains(userKey: UK): boolean {
     this.b.checkKey();
-    return this.t.current()?.map.has(keyIdOf(userKey)) ?? false;
+    return this.t.current()?.map.has(keyIdentity(userKey)) ?? false;
   }
   *entries(): IterableIterator<[UK, V]> {
     this.b.checkKey();
@@ -689,7 +651,7 @@ export class KeyedStateBackend {
     this.key = key;
     this.kgi = keyGroup - this.range.start;
     const t = typeof key;
-    this.keyId = t === "string" || t === "number" ? (key as string | number) : keyIdOf(key);
+    this.keyId = t === "string" || t === "number" ? (key as string | number) : keyIdentity(key);
   }
 
   /** Forgets the current key (state access outside a record is an error). */
@@ -796,18 +758,4 @@ export function stableStringify(v: unknown): string {
 
 function describe(l: StateLayout): string {
   return stableStringify({ kind: l.kind, keyType: l.keyType, userKeyType: l.userKeyType, value: l.value });
-}
-
-/**
- * Whether two layouts encode the same columns.
- *
- * @example
- * ```ts
- * import { sameLayout } from "./keyed_backend.ts";
- * const a = { kind: "value" as const, keyType: "string" as const, value: { encoding: "msgpack" as const } };
- * console.log(sameLayout(a, { ...a }), sameLayout(a, { ...a, keyType: "int32" })); // true false
- * ```
- */
-export function sameLayout(a: StateLayout, b: StateLayout): boolean {
-  return describe(a) === describe(b);
 }

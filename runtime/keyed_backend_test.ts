@@ -1,7 +1,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { assignKeyGroup } from "../format/key_group.ts";
-import { KeyedStateBackend, keyIdOf } from "./keyed_backend.ts";
+import { KeyedStateBackend } from "./keyed_backend.ts";
+import { keyIdentity } from "../format/key_identity.ts";
 import { aggregatingState, listState, mapState, reducingState, valueState } from "./state.ts";
 
 function at(b: KeyedStateBackend, key: string | number): void {
@@ -103,9 +104,9 @@ test("without change tracking nothing is recorded as dirty", () => {
   assert.equal(b.table("v")!.size(), 1);
 });
 
-test("keyIdOf gives equal ids to equal composite keys", () => {
-  assert.equal(keyIdOf(["a", 1]), keyIdOf(["a", 1]));
-  assert.notEqual(keyIdOf(["a", 1]), keyIdOf(["a", "1"]));
-  assert.equal(keyIdOf(new Uint8Array([1, 2])), keyIdOf(new Uint8Array([1, 2])));
-  assert.equal(keyIdOf(7), 7);
+test("keyIdentity gives equal ids to equal composite keys", () => {
+  assert.equal(keyIdentity(["a", 1]), keyIdentity(["a", 1]));
+  assert.notEqual(keyIdentity(["a", 1]), keyIdentity(["a", "1"]));
+  assert.equal(keyIdentity(new Uint8Array([1, 2])), keyIdentity(new Uint8Array([1, 2])));
+  assert.equal(keyIdentity(7), 7);
 });

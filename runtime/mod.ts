@@ -76,4 +76,4 @@ export { arraySource, generatorSource, type GeneratorOptions, ndjsonSource, type
 export { CollectingSink, type NdjsonCommittable, ndjsonFileSink, type NdjsonSinkOptions, readNdjsonParts, type Sink, type SinkContext, type SinkWriter } from "./sinks.ts";
 export { JobFailedError, JobKilledError, type NonRestoredState, NonRestoredStateError } from "./errors.ts";
 export type { FunctionOrFactory } from "./_graph.ts";
-export { pruneChain } from "./checkpoint.ts";
+export { pruneChain } from "../snapshot/chain.ts";

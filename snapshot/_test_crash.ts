@@ -23,7 +23,8 @@ import type { ObjectInfo, Storage } from "../backends/storage.ts";
 import { startS3Server, type S3TestServer } from "../backends/_s3_test_server.ts";
 import { ArrowpointError } from "../format/errors.ts";
 import { checkpointDirName, manifestPath } from "./layout.ts";
-import { chunkPath, committedCheckpoints, openSnapshot, readState } from "./read.ts";
+import { chunkPath } from "./chunks.ts";
+import { committedCheckpoints, openSnapshot, readState } from "./read.ts";
 
 /** How a crash point behaves. */
 export type CrashMode = "fail" | "kill" | "torn";

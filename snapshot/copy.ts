@@ -10,7 +10,8 @@ import { AlreadyExistsError } from "../format/errors.ts";
 import { MAX_MANIFEST_BYTES, readManifest, writeManifest } from "../format/manifest.ts";
 import { checkDestination } from "./destination.ts";
 import { manifestPath } from "./layout.ts";
-import { openSnapshot, readVerifiedChunk, type Snapshot } from "./read.ts";
+import { readVerifiedChunk } from "./chunks.ts";
+import { openSnapshot, type Snapshot } from "./read.ts";
 
 /** What {@link copySnapshot} copied. */
 export interface CopyReport {

@@ -111,3 +111,15 @@ test("splitUri() finds the parent of paths, file:, s3: and memory: URIs", () => 
   assert.deepEqual(splitUri("memory:x/chk-000001"), { parent: "memory:x", name: "chk-000001" });
   assert.deepEqual(splitUri("memory:x"), { parent: "memory:x", name: "" });
 });
+
+test("openSnapshot(uri, dir) opens the folder dir inside the URI, not the latest checkpoint (regression)", async () => {
+  clearMemoryStorage("dir-arg");
+  const root = await openStorage("memory:dir-arg");
+  let chunks = await writeCheckpoint(root, 1, [["a", v(1)]], [], true);
+  chunks = await writeCheckpoint(root, 2, [["a", v(2)]], chunks, false);
+  const first = await openSnapshot("memory:dir-arg", "chk-000001");
+  assert.equal(first.manifest.id, "chk-000001");
+  assert.deepEqual((await readState(first, "op", "s")).values, [v(1)]);
+  assert.equal((await openSnapshot("memory:dir-arg")).manifest.id, "chk-000002");
+  await assert.rejects(openSnapshot("memory:dir-arg", "chk-000009"), NotFoundError);
+});

@@ -7,7 +7,8 @@
  */
 import type { ObjectInfo, Storage } from "../backends/storage.ts";
 import { manifestPath, parseCheckpointDirName, SAVEPOINTS_DIR, SHARED_DIR, checkpointDirName } from "./layout.ts";
-import { chunkPath, committedCheckpoints, openSnapshot } from "./read.ts";
+import { chunkPath } from "./chunks.ts";
+import { committedCheckpoints, openSnapshot } from "./read.ts";
 
 /** Options of {@link applyRetention}. */
 export interface RetentionOptions {

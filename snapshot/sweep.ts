@@ -1,18 +1,27 @@
-// Private: reading a keyed state's chunks key-group range by key-group range in bounded memory.
-//
-// A sweep walks ascending key groups over a list of windows (usually the subtask ranges of the target
-// parallelism) and yields batches that hold every row of a small key-group sub-range, chosen so that a
-// batch holds about `batchRows` rows. Chunk bytes are fetched once (size and checksum verified,
-// decompressed once) and dropped as soon as the sweep has passed their range, so memory holds the chunks
-// overlapping the current key group plus one batch of JS rows.
+/**
+ * The one read model's sweep: a keyed state read key-group range by key-group range in bounded memory.
+ *
+ * A sweep walks ascending key groups over a list of windows (usually the subtask ranges of the target
+ * parallelism) and yields batches that hold every row of a small key-group sub-range, chosen from the
+ * manifest's row counts so that a batch holds about `batchRows` rows. Each chunk is read and verified once
+ * (size, checksum, layout, row count, range: see chunks.ts), opened once, decoded range by range, and
+ * dropped as soon as the sweep has passed its range: memory holds the chunks overlapping the current key
+ * group plus one batch. Chains are applied here and nowhere else: bases reset their key groups, deltas
+ * upsert and delete in `order`, last write wins, tombstones drop.
+ *
+ * @module
+ */
 import type { Storage } from "../backends/storage.ts";
+import type { ChunkFile } from "../format/chunk_ipc.ts";
 import { SnapshotFormatError } from "../format/errors.ts";
 import type { KeyGroupRange } from "../format/key_group.ts";
+import { type KeyId, rowIdentity } from "../format/key_identity.ts";
 import type { ChunkRef, StateSnapshot } from "../format/manifest.ts";
-import { decompress } from "../format/compression.ts";
-import { type DecodedChunk, decodeChunk, readKeyGroupRange } from "../format/decode_chunk.ts";
-import { readVerifiedChunk, type Snapshot } from "../snapshot/read.ts";
-import { emptyRows, intersect, type RangeBatch, RowBuffer, rowId, type Rows, sortByKeyGroup } from "./_rows.ts";
+import { type DecodedChunk, decodeRows, keyGroupRows, openChunk } from "../format/decode_chunk.ts";
+import { isPlainBaseSet } from "./chain.ts";
+import { chunkLocation, openStateChunk } from "./chunks.ts";
+import type { Snapshot } from "./read.ts";
+import { emptyRows, intersect, type RangeBatch, RowBuffer, type Rows, sortByKeyGroup } from "./rows.ts";
 
 /** One chunk a sweep reads. */
 export interface ChunkInput {
@@ -22,28 +31,25 @@ export interface ChunkInput {
   readonly type: "base" | "delta";
   /** Apply order. */
   readonly order: number;
-  /** Rows the manifest records (checked once the sweep has read the whole chunk). */
+  /** Rows the manifest records. */
   readonly rows: number;
   /** Where it is, for messages. */
   readonly path: string;
-  /** Fetches its verified, uncompressed bytes. */
-  readonly load: () => Promise<Uint8Array>;
+  /** Reads, verifies and opens it (called once per sweep). */
+  readonly open: () => Promise<ChunkFile>;
   /** The manifest entry, when the input is a snapshot chunk. */
   readonly ref?: ChunkRef;
 }
 
-/** Where a chunk of a snapshot is, for messages. */
-export function chunkLocation(snap: Snapshot, ref: ChunkRef): string {
-  return `${snap.location.replace(/\/+$/, "")} → ${ref.path}`;
-}
-
-/** Reads a chunk's stored bytes (size and checksum verified) and decompresses them. */
-export async function loadChunk(snap: Snapshot, ref: ChunkRef): Promise<Uint8Array> {
-  const bytes = await readVerifiedChunk(snap, ref);
-  return decompress(bytes, { compression: ref.compression, rawBytes: ref.rawBytes, path: chunkLocation(snap, ref) });
-}
-
-/** The chunks of a keyed state of a snapshot, as sweep inputs. */
+/**
+ * The chunks of a keyed state of a snapshot, as sweep inputs.
+ *
+ * @example
+ * ```ts
+ * import { snapshotInputs } from "./sweep.ts";
+ * // const inputs = snapshotInputs(snap, requireState(snap, "counter", "count"));
+ * ```
+ */
 export function snapshotInputs(snap: Snapshot, st: StateSnapshot): ChunkInput[] {
   return st.chunks.map((ref) => ({
     range: ref.keyGroupRange!,
@@ -51,33 +57,44 @@ export function snapshotInputs(snap: Snapshot, st: StateSnapshot): ChunkInput[] 
     order: ref.order,
     rows: ref.rows,
     path: chunkLocation(snap, ref),
-    load: () => loadChunk(snap, ref),
+    open: () => openStateChunk(snap, st, ref),
     ref,
   }));
 }
 
-/** Spill pieces (or any plain chunks) in a storage, as sweep inputs. */
-export function storageInput(storage: Storage, path: string, range: KeyGroupRange, rows: number, order: number): ChunkInput {
-  return { range, type: "base", order, rows, path: `${storage.uri}/${path}`, load: () => storage.get(path) };
-}
-
 /**
- * Whether inputs can simply be concatenated (every chunk a base, no two overlapping): no chain to apply.
+ * Plain chunks in a storage (spill pieces), as sweep inputs.
+ *
+ * @example
+ * ```ts
+ * import { storageInput } from "./sweep.ts";
+ * // const input = storageInput(temp, "b0/000001.arrow", { start: 0, end: 31 }, 4096, 1);
+ * ```
  */
-export function isPlainBaseSet(inputs: readonly ChunkInput[]): boolean {
-  if (inputs.some((c) => c.type !== "base")) return false;
-  const sorted = [...inputs].sort((a, b) => a.range.start - b.range.start);
-  for (let i = 1; i < sorted.length; i++) if (sorted[i].range.start <= sorted[i - 1].range.end) return false;
-  return true;
+export function storageInput(storage: Storage, path: string, range: KeyGroupRange, rows: number, order: number): ChunkInput {
+  const where = `${storage.uri}/${path}`;
+  return {
+    range,
+    type: "base",
+    order,
+    rows,
+    path: where,
+    open: async () => {
+      const file = openChunk(await storage.get(path), { path: where });
+      if (file.rows !== rows) throw new SnapshotFormatError(`chunk holds ${file.rows} rows but ${rows} were written`, { path: where });
+      return file;
+    },
+  };
 }
 
 /** Options of {@link sweep}. */
 export interface SweepOptions {
   /**
    * `chain`: apply bases and deltas in order (checkpoint chains); `concat`: every input is a set of rows to
-   * keep, overlapping inputs are interleaved by key group in input order (spill pieces, plain base sets).
+   * keep, overlapping inputs are interleaved by key group in input order (spill pieces). Default: `concat`
+   * for a plain set of bases, else `chain`.
    */
-  mode: "chain" | "concat";
+  mode?: "chain" | "concat";
   /** Rows a batch aims at (default 16,384). */
   batchRows?: number;
   /** Whether the state is namespaced (row identity). */
@@ -86,10 +103,21 @@ export interface SweepOptions {
   map: boolean;
   /** In `chain` mode, sort the rows of each key group by their identity (a canonical order). */
   canonical?: boolean;
-  /** Called after each batch with the decoded chunk parts, e.g. to validate rows. */
-  onPart?: (input: ChunkInput, part: DecodedChunk, sub: KeyGroupRange) => void;
   /** Aborts the sweep between batches. */
   signal?: AbortSignal;
+}
+
+/**
+ * The sweep shape of a keyed state: what its row identity is made of.
+ *
+ * @example
+ * ```ts
+ * import { shapeOf } from "./sweep.ts";
+ * // sweep(inputs, windows, { ...shapeOf(st), batchRows: 4096 })
+ * ```
+ */
+export function shapeOf(st: StateSnapshot): { namespaced: boolean; map: boolean } {
+  return { namespaced: st.namespaced === true, map: st.kind === "map" };
 }
 
 /** How many rows per key group an input holds on average. */
@@ -97,9 +125,10 @@ function density(c: ChunkInput): number {
   return c.rows / (c.range.end - c.range.start + 1);
 }
 
-function decodePart(c: ChunkInput, bytes: Uint8Array, sub: KeyGroupRange): DecodedChunk {
-  const info = { path: c.path, compression: "none" as const };
-  const part = sub.start <= c.range.start && sub.end >= c.range.end ? decodeChunk(bytes, info) : readKeyGroupRange(bytes, sub, info);
+function decodePart(c: ChunkInput, file: ChunkFile, sub: KeyGroupRange): DecodedChunk {
+  if (!file.keyGroupIndex) throw new SnapshotFormatError("chunk holds operator state but is listed as keyed state", { path: c.path });
+  const { from, to } = keyGroupRows(file, sub);
+  const part = decodeRows(file, from, to, { path: c.path });
   const kgs = part.keyGroups;
   if (!kgs || kgs.length !== part.length) throw new SnapshotFormatError("keyed chunk has no key-group column", { path: c.path });
   if (part.length > 0 && (kgs[0] < sub.start || kgs[kgs.length - 1] > sub.end || kgs[0] < c.range.start || kgs[kgs.length - 1] > c.range.end)) {
@@ -108,61 +137,68 @@ function decodePart(c: ChunkInput, bytes: Uint8Array, sub: KeyGroupRange): Decod
       { path: c.path },
     );
   }
-  for (let i = 1; i < kgs.length; i++) {
-    if (kgs[i - 1] > kgs[i]) throw new SnapshotFormatError(`chunk rows are not sorted by key group (row ${i})`, { path: c.path });
-  }
   return part;
+}
+
+function asRows(p: DecodedChunk, opts: SweepOptions): Rows {
+  return { length: p.length, keyGroups: p.keyGroups, keys: p.keys, namespaces: opts.namespaced ? p.namespaces : undefined, userKeys: opts.map ? p.userKeys : undefined, values: p.values };
 }
 
 function concatParts(parts: DecodedChunk[], opts: SweepOptions): Rows {
   if (parts.length === 0) return emptyRows(opts);
-  if (parts.length === 1) {
-    const p = parts[0];
-    if (p.ops && p.ops.some((o) => o !== 0)) return mergeChain(parts.map((part) => ({ part, base: false, sub: undefined })), opts);
-    return { length: p.length, keyGroups: p.keyGroups, keys: p.keys as unknown[], namespaces: opts.namespaced ? (p.namespaces as string[]) : undefined, userKeys: opts.map ? (p.userKeys as unknown[]) : undefined, values: p.values as unknown[] };
-  }
+  if (parts.length === 1) return asRows(parts[0], opts);
   const buf = new RowBuffer(opts.namespaced, opts.map);
-  for (const p of parts) {
-    buf.append({ length: p.length, keyGroups: p.keyGroups, keys: p.keys as unknown[], namespaces: p.namespaces as string[] | undefined, userKeys: p.userKeys as unknown[] | undefined, values: p.values as unknown[] });
-  }
+  for (const p of parts) buf.append(asRows(p, opts));
   return sortByKeyGroup(buf.take());
 }
 
 interface ChainPart {
   part: DecodedChunk;
   base: boolean;
-  sub: KeyGroupRange | undefined;
+  sub: KeyGroupRange;
 }
 
 interface ChainRow {
-  id: string;
+  id: KeyId;
   key: unknown;
   ns: string | undefined;
   ukey: unknown;
   value: unknown;
 }
 
+function compareIds(a: ChainRow, b: ChainRow): number {
+  const x = typeof a.id === "string" ? a.id : String(a.id);
+  const y = typeof b.id === "string" ? b.id : String(b.id);
+  return x < y ? -1 : x > y ? 1 : 0;
+}
+
+/** Applies a chain: parts in apply order; a base part resets the key groups of its range first. */
 function mergeChain(parts: ChainPart[], opts: SweepOptions): Rows {
-  const groups = new Map<number, Map<string, ChainRow>>();
+  const groups = new Map<number, Map<KeyId, ChainRow>>();
   for (const { part: d, base, sub } of parts) {
-    if (base && sub) for (const kg of [...groups.keys()]) if (kg >= sub.start && kg <= sub.end) groups.delete(kg);
+    if (base) for (const kg of [...groups.keys()]) if (kg >= sub.start && kg <= sub.end) groups.delete(kg);
     const kgs = d.keyGroups!;
+    let kgNow = -1;
+    let g: Map<KeyId, ChainRow> | undefined;
     for (let i = 0; i < d.length; i++) {
       const kg = kgs[i];
-      let g = groups.get(kg);
-      if (!g) groups.set(kg, (g = new Map()));
+      if (kg !== kgNow) {
+        kgNow = kg;
+        g = groups.get(kg);
+        if (!g) groups.set(kg, (g = new Map()));
+      }
       const key = d.keys![i];
       const ns = d.namespaces?.[i];
       const ukey = d.userKeys?.[i];
-      const id = rowId(key, ns, ukey, opts.namespaced, opts.map);
-      if (d.ops && d.ops[i] === 1) g.delete(id);
-      else g.set(id, { id, key, ns, ukey, value: d.values[i] });
+      const id = rowIdentity(key, ns, ukey, opts.namespaced, opts.map);
+      if (d.ops && d.ops[i] === 1) g!.delete(id);
+      else g!.set(id, { id, key, ns, ukey, value: d.values[i] });
     }
   }
   const buf = new RowBuffer(opts.namespaced, opts.map);
   for (const kg of [...groups.keys()].sort((a, b) => a - b)) {
     const rows = [...groups.get(kg)!.values()];
-    if (opts.canonical) rows.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    if (opts.canonical) rows.sort(compareIds);
     for (const r of rows) buf.push(kg, r.key, r.ns, r.ukey, r.value);
   }
   return buf.take();
@@ -171,14 +207,20 @@ function mergeChain(parts: ChainPart[], opts: SweepOptions): Rows {
 /**
  * Sweeps `windows` (ascending, non-overlapping key-group ranges) over `inputs` and yields batches, each
  * complete for its key-group sub-range and never crossing a window boundary. Every key group of every
- * window is covered by exactly one batch, empty or not. Checks each chunk's row count against its
- * manifest entry once the sweep has read all of it.
+ * window is covered by exactly one batch, empty or not.
+ *
+ * @example
+ * ```ts
+ * import { snapshotInputs, sweep } from "./sweep.ts";
+ * // for await (const b of sweep(snapshotInputs(snap, st), [{ start: 0, end: 127 }], { namespaced: false, map: false })) {
+ * //   console.log(b.range, b.rows.length);
+ * // }
+ * ```
  */
 export async function* sweep(inputs: readonly ChunkInput[], windows: readonly KeyGroupRange[], opts: SweepOptions): AsyncGenerator<RangeBatch> {
   const batchRows = Math.max(1, opts.batchRows ?? 16_384);
-  const cache = new Map<ChunkInput, Promise<Uint8Array>>();
-  const seen = new Map<ChunkInput, number>();
-  const first = windows.length ? windows[0].start : 0;
+  const mode = opts.mode ?? (isPlainBaseSet(inputs.map((c) => ({ type: c.type, order: c.order, keyGroupRange: c.range }))) ? "concat" : "chain");
+  const cache = new Map<ChunkInput, Promise<ChunkFile>>();
   const last = windows.length ? windows[windows.length - 1].end : -1;
   // Expected rows per key group (each chunk's rows spread evenly over its range), as prefix sums:
   // O(chunks + key groups), whatever a manifest holds.
@@ -221,47 +263,48 @@ export async function* sweep(inputs: readonly ChunkInput[], windows: readonly Ke
       }
       if (added) active.sort((a, b) => a.order - b.order);
       const parts: ChainPart[] = [];
+      // Every chunk this batch needs is fetched at once (a few reads in flight), then decoded in order.
+      for (const c of active) if (intersect(c.range, sub) && !cache.has(c)) cache.set(c, c.open());
       for (const c of active) {
         const overlap = intersect(c.range, sub);
         if (!overlap) continue;
-        let bytes = cache.get(c);
-        if (!bytes) cache.set(c, (bytes = c.load()));
-        const part = decodePart(c, await bytes, overlap);
-        seen.set(c, (seen.get(c) ?? 0) + part.length);
-        opts.onPart?.(c, part, overlap);
+        const part = decodePart(c, await cache.get(c)!, overlap);
         parts.push({ part, base: c.type === "base", sub: overlap });
       }
-      const rows = opts.mode === "chain" && (parts.length > 1 || parts.some((p) => !p.base || (p.part.ops?.some((o) => o !== 0) ?? false)))
+      const rows = mode === "chain" && (parts.length > 1 || parts.some((p) => !p.base || p.part.ops !== undefined))
         ? mergeChain(parts, opts)
         : concatParts(parts.map((p) => p.part), opts);
-      // Chunks the sweep has passed: check their row counts, drop their bytes.
+      // Chunks the sweep has passed: drop them.
       const still: ChunkInput[] = [];
       for (const c of active) {
-        if (c.range.end > end) {
-          still.push(c);
-          continue;
-        }
-        cache.delete(c);
-        if (c.range.start >= first && c.range.end <= last && (seen.get(c) ?? 0) !== c.rows) {
-          throw new SnapshotFormatError(`chunk holds ${seen.get(c) ?? 0} rows but the manifest records ${c.rows}`, { path: c.path });
-        }
+        if (c.range.end > end) still.push(c);
+        else cache.delete(c);
       }
       active = still;
       yield { range: sub, window: w, rows };
       pos = end + 1;
     }
   }
+  // Opened but never awaited (a window skipped them): a failure there is not this sweep's to report.
+  for (const p of cache.values()) p.catch(() => {});
 }
 
-/** The values of an operator state of a snapshot, with the subtask each came from, in subtask order. */
+/**
+ * The items of an operator state of a snapshot, with the subtask each came from, in subtask order.
+ *
+ * @example
+ * ```ts
+ * import { readOperatorItems } from "./sweep.ts";
+ * // const { values, subtasks } = await readOperatorItems(snap, requireState(snap, "source", "offsets"));
+ * ```
+ */
 export async function readOperatorItems(snap: Snapshot, st: StateSnapshot): Promise<{ values: unknown[]; subtasks: number[] }> {
   const values: unknown[] = [];
   const subtasks: number[] = [];
   const chunks = [...st.chunks].sort((a, b) => (a.subtask! - b.subtask!) || a.order - b.order);
   for (const ref of chunks) {
-    const path = chunkLocation(snap, ref);
-    const d = decodeChunk(await loadChunk(snap, ref), { path, compression: "none" });
-    if (d.length !== ref.rows) throw new SnapshotFormatError(`chunk holds ${d.length} rows but the manifest records ${ref.rows}`, { path });
+    const file = await openStateChunk(snap, st, ref);
+    const d = decodeRows(file, 0, file.rows, { path: chunkLocation(snap, ref) });
     for (let i = 0; i < d.length; i++) {
       values.push(d.values[i]);
       subtasks.push(ref.subtask!);

@@ -1,7 +1,11 @@
-// Private helpers of migrate/: columnar row batches, row identity, stable ordering by key group,
-// value equality and printable keys. Nothing here touches storage.
+/**
+ * The one batch type of the read model: rows of one state, column by column, sorted by key group, as the
+ * sweep yields them and the writers take them; with stable ordering by key group, range helpers and value
+ * equality. Nothing here touches storage.
+ *
+ * @module
+ */
 import type { KeyGroupRange } from "../format/key_group.ts";
-import { keyIdentity } from "../snapshot/read.ts";
 
 /** Rows of one keyed state (or operator state, without key columns), column by column. */
 export interface Rows {
@@ -17,6 +21,8 @@ export interface Rows {
   userKeys?: unknown[];
   /** Value per row (list state: the whole list). */
   values: unknown[];
+  /** Operator state: the subtask each item came from. */
+  subtasks?: number[];
 }
 
 /** A batch of rows covering exactly the key groups of `range` (every row of them, none outside). */
@@ -135,17 +141,6 @@ export function permute(rows: Rows, perm: ArrayLike<number>): Rows {
   };
 }
 
-/** A stable text identity of a key, namespace or user key (one definition, in snapshot/read.ts). */
-export const idPart: (v: unknown) => string = keyIdentity;
-
-/** The identity of a row: key, namespace (when namespaced) and user key (map state). */
-export function rowId(key: unknown, ns: string | undefined, ukey: unknown, namespaced: boolean, map: boolean): string {
-  let id = idPart(key);
-  if (namespaced) id += "\u0000" + (ns ?? "");
-  if (map) id += "\u0000" + idPart(ukey);
-  return id;
-}
-
 /** Deep equality of state values: bigint, Uint8Array, arrays, plain objects, NaN equal to NaN. */
 export function valuesEqual(a: unknown, b: unknown): boolean {
   if (Object.is(a, b)) return true;
@@ -170,22 +165,6 @@ export function valuesEqual(a: unknown, b: unknown): boolean {
   return true;
 }
 
-/** A short printable form of a key (or any value) for messages and samples: JSON-like, bigints as `123n`. */
-export function keyText(v: unknown, max = 120): string {
-  let s: string;
-  if (typeof v === "string") s = JSON.stringify(v);
-  else if (typeof v === "bigint") s = `${v}n`;
-  else if (v instanceof Uint8Array) s = `bytes(${[...v.subarray(0, 32)].map((b) => b.toString(16).padStart(2, "0")).join("")}${v.length > 32 ? "…" : ""})`;
-  else {
-    try {
-      s = JSON.stringify(v, (_k, x) => (typeof x === "bigint" ? `${x}n` : x instanceof Uint8Array ? `bytes(${x.length})` : x)) ?? String(v);
-    } catch {
-      s = String(v);
-    }
-  }
-  return s.length > max ? s.slice(0, max - 1) + "…" : s;
-}
-
 /** Whether two ranges are equal. */
 export function sameRange(a: KeyGroupRange, b: KeyGroupRange): boolean {
   return a.start === b.start && a.end === b.end;
@@ -196,23 +175,4 @@ export function intersect(a: KeyGroupRange, b: KeyGroupRange): KeyGroupRange | u
   const start = Math.max(a.start, b.start);
   const end = Math.min(a.end, b.end);
   return start <= end ? { start, end } : undefined;
-}
-
-/**
- * How many of `ranges` cover each key group `0..size-1`, by a difference array: O(ranges + size), whatever
- * the ranges (clipped to `[0, size)`). `weight` gives each range's contribution per key group (default 1).
- */
-export function coverage(ranges: readonly KeyGroupRange[], size: number, weight?: (i: number) => number): Float64Array {
-  const diff = new Float64Array(size + 1);
-  ranges.forEach((r, i) => {
-    const start = Math.max(0, r.start);
-    const end = Math.min(size - 1, r.end);
-    if (start > end) return;
-    const w = weight ? weight(i) : 1;
-    diff[start] += w;
-    diff[end + 1] -= w;
-  });
-  const out = new Float64Array(size);
-  for (let g = 0, d = 0; g < size; g++) out[g] = d += diff[g];
-  return out;
 }
