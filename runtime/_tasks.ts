@@ -589,6 +589,8 @@ export class OperatorTask extends Task {
   private fireTimers: ((domain: TimeDomain, upTo: number) => void) | undefined;
   private cancelWake: (() => void) | undefined;
   private wakeArmedAt = Infinity;
+  /** A stop-with-savepoint barrier passed: the end that follows is not the end of the input (no timers fire). */
+  private stopped = false;
 
   /** Connects the input channels. */
   setInputs(channels: Channel[]): void {
@@ -746,7 +748,7 @@ export class OperatorTask extends Task {
     const timers = this.timers;
     for (;;) {
       if (host.aborted) return;
-      if (timers !== null && timers.nextProcessingTime() !== Infinity) {
+      if (timers !== null && !this.stopped && timers.nextProcessingTime() !== Infinity) {
         this.checkProcessingTimers();
         if (out.anyFull()) await out.waitSpace();
       }
@@ -774,7 +776,7 @@ export class OperatorTask extends Task {
       } else {
         gate.ended[i] = 1;
         const adv = this.inputWm.end(i);
-        if (adv !== undefined) this.advanceWatermark(adv);
+        if (adv !== undefined && !this.stopped) this.advanceWatermark(adv);
         if (this.aligning !== null && this.aligned()) await this.onAligned();
         if (gate.allEnded()) {
           await this.endInput();
@@ -793,6 +795,7 @@ export class OperatorTask extends Task {
   private async onAligned(): Promise<void> {
     const b = this.aligning!;
     this.aligning = null;
+    this.stopped = b.stop;
     this.output.flushAll();
     if (this.writer) {
       const c = await this.writer.prepareCommit(b.id);

@@ -155,6 +155,11 @@ export interface WatermarkStrategy<T> {
   createGenerator(restored: unknown): WatermarkGenerator<T>;
   /** A split without records for this many processing-time ms is idle (default: never). */
   readonly idleTimeoutMs?: number;
+  /**
+   * Records a source subtask reads between two watermarks it emits (default 2048; 1 = after every read).
+   * Watermarks are also emitted before each barrier, when a split ends and while the source waits.
+   */
+  readonly emitEvery?: number;
 }
 
 /**
@@ -170,13 +175,14 @@ export interface WatermarkStrategy<T> {
  * console.log(g.current()); // 4999
  * ```
  */
-export function boundedOutOfOrderness<T>(maxDelayMs: number, timestampOf: (record: T) => number, options: { idleTimeoutMs?: number } = {}): WatermarkStrategy<T> {
+export function boundedOutOfOrderness<T>(maxDelayMs: number, timestampOf: (record: T) => number, options: { idleTimeoutMs?: number; emitEvery?: number } = {}): WatermarkStrategy<T> {
   if (!(maxDelayMs >= 0) || !Number.isFinite(maxDelayMs)) throw new RangeError(`Cannot create a watermark strategy as maxDelayMs must be a finite number ≥ 0: current value is ${maxDelayMs}`);
   const idle = options.idleTimeoutMs;
   if (idle !== undefined && !(idle > 0)) throw new RangeError(`Cannot create a watermark strategy as idleTimeoutMs must be > 0: current value is ${idle}`);
   return {
     timestampOf,
     idleTimeoutMs: idle,
+    emitEvery: options.emitEvery,
     createGenerator(restored: unknown): WatermarkGenerator<T> {
       let max = typeof restored === "number" ? restored : -Infinity;
       return {
@@ -190,7 +196,7 @@ export function boundedOutOfOrderness<T>(maxDelayMs: number, timestampOf: (recor
   };
 }
 
-/** Records between two watermarks a source emits while it reads (also before each barrier and when it waits). */
+/** Records between two watermarks a source emits while it reads, by default. */
 const EMIT_EVERY = 2048;
 
 /** One split's event-time bookkeeping in a source subtask. */
@@ -203,16 +209,28 @@ export interface SplitTime {
 
 /**
  * The watermarks of one source subtask: one generator per split, the minimum over active splits, and when
- * to emit (monotonic, at most every {@link EMIT_EVERY} records, forced before barriers and while waiting).
+ * to emit (monotonic, every `emitEvery` records, forced before barriers, at split ends and while waiting).
+ *
+ * @example
+ * ```ts
+ * import { boundedOutOfOrderness, ManualClock, SourceWatermarks } from "./watermark.ts";
+ * const w = new SourceWatermarks(boundedOutOfOrderness<number>(0, (n) => n) as never, new ManualClock());
+ * const a = { time: w.split(undefined), done: false };
+ * w.onRecords(a.time, [10, 20]);
+ * console.log(w.poll([a], true)?.timestamp); // 19
+ * ```
  */
 export class SourceWatermarks {
   private emitted = -Infinity;
   private emittedIdle = false;
   private since = 0;
   readonly idleMs: number;
+  private readonly every: number;
 
   constructor(readonly strategy: WatermarkStrategy<unknown>, private readonly clock: Clock) {
     this.idleMs = strategy.idleTimeoutMs ?? Infinity;
+    this.every = strategy.emitEvery ?? EMIT_EVERY;
+    if (!Number.isSafeInteger(this.every) || this.every < 1) throw new RangeError(`Cannot use a watermark strategy as emitEvery must be a positive integer: current value is ${strategy.emitEvery}`);
   }
 
   /** Bookkeeping for a split (restored generator state or fresh). */
@@ -245,7 +263,7 @@ export class SourceWatermarks {
    * The watermark to emit now, or undefined. `force`: ignore the record spacing (barrier, wait, split end).
    */
   poll(splits: readonly { time?: SplitTime; done: boolean }[], force: boolean): Watermark | undefined {
-    if (!force && this.since < EMIT_EVERY) return undefined;
+    if (!force && this.since < this.every) return undefined;
     this.since = 0;
     const now = this.clock.now();
     let min = Infinity;
