@@ -37,7 +37,7 @@ export function timedEvents(count: number, seed: number, splits = 4, users = 40)
   });
 }
 
-const BUCKETS = mapState<number, number>("buckets", { value: { encoding: "arrow", type: "float64" } });
+const BUCKETS = mapState<number, number>("buckets", { userKeyType: "int32", value: { encoding: "arrow", type: "float64" } });
 
 /**
  * Sums amounts per user per 10 s bucket with an event-time timer per bucket; an amount divisible by 7

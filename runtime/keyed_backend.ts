@@ -554,6 +554,7 @@ class MapTable extends StateTable {
     const kgs = rows.keyGroups!;
     const keys = rows.keys!;
     const ukeys = rows.userKeys;
+    if (!ukeys && rows.length === 0) return; // a state whose manifest entry lists no chunks (emptied everywhere)
     if (!ukeys) throw new SnapshotFormatError(`map state ${JSON.stringify(this.desc.name)} was restored without user keys`);
     for (let i = 0; i < rows.length; i++) {
       const kg = kgs[i];
