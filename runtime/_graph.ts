@@ -9,6 +9,7 @@ import type { KeyType } from "../format/state_layout.ts";
 import type { Sink } from "./sinks.ts";
 import type { Source } from "./sources.ts";
 import type { KeyedProcessFunction, ProcessFunction } from "./stream.ts";
+import type { WatermarkStrategy } from "./watermark.ts";
 
 /**
  * A function object, or a factory called once per subtask to make a fresh one (for functions that keep
@@ -40,6 +41,8 @@ export interface Vertex {
   readonly stateful: boolean;
   readonly inputs: InputEdge[];
   readonly source?: Source<unknown>;
+  /** How a source assigns event time and watermarks (none: the source emits no watermarks). */
+  watermarks?: WatermarkStrategy<unknown>;
   readonly keyedFn?: FunctionOrFactory<KeyedProcessFunction<unknown, unknown, unknown>>;
   readonly fn?: FunctionOrFactory<ProcessFunction<unknown, unknown>>;
   readonly sink?: Sink<unknown, unknown>;

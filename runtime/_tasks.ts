@@ -12,7 +12,7 @@ import type { ChunkRef } from "../format/manifest.ts";
 import type { KeyType, Redistribution, StateLayout, ValueEncoding } from "../format/state_layout.ts";
 import { keyFits } from "../format/key_identity.ts";
 import { writeChunk } from "../snapshot/write.ts";
-import { Barrier, BARRIER, BATCH, Channel, END_OF_INPUT, type EndOfInput, InputGate, RecordBatch } from "./channel.ts";
+import { Barrier, BARRIER, BATCH, Channel, END_OF_INPUT, type EndOfInput, InputGate, RecordBatch, Watermark, WATERMARK } from "./channel.ts";
 import { KeyedStateBackend } from "./keyed_backend.ts";
 import { OperatorStateStore } from "./operator_state.ts";
 import type { SinkWriter } from "./sinks.ts";
@@ -20,6 +20,9 @@ import type { SplitReader, SourceSplit } from "./sources.ts";
 import { operatorListState, type OperatorListState } from "./state.ts";
 import type { KeyedProcessContext, KeyedProcessFunction, ProcessContext, ProcessFunction } from "./stream.ts";
 import type { FunctionOrFactory, Vertex } from "./_graph.ts";
+import { type Clock, InputWatermarks, SourceWatermarks, type SplitTime } from "./watermark.ts";
+import { COUNT_LATE, type TimeDomain, Timers } from "./timers.ts";
+import { namespacedTable } from "./namespaced_state.ts";
 
 /** Where the chunks of one snapshot go. */
 export interface ChunkTarget {
@@ -78,6 +81,10 @@ export interface TaskHost {
   sourceExhausted(task: SourceTask): void;
   taskFinished(task: Task): void;
   countRecords(n: number): void;
+  /** Counts records dropped (or side-output) as late. */
+  countLate(n: number): void;
+  /** Processing time. */
+  readonly clock: Clock;
   track<T>(p: Promise<T>): Promise<T>;
   /** The id to stage final output under when checkpointing is off. */
   finalId(): number;
@@ -92,7 +99,7 @@ abstract class Edge {
   constructor(readonly channels: Channel[], protected readonly batchSize: number) {}
   abstract add(value: unknown): void;
   abstract flush(): void;
-  broadcast(el: Barrier | EndOfInput): void {
+  broadcast(el: Barrier | EndOfInput | Watermark): void {
     this.flush();
     for (const ch of this.channels) ch.push(el);
   }
@@ -183,7 +190,7 @@ export class Output {
   flushAll(): void {
     for (const e of this.edges) e.flush();
   }
-  broadcast(el: Barrier | EndOfInput): void {
+  broadcast(el: Barrier | EndOfInput | Watermark): void {
     for (const e of this.edges) e.broadcast(el);
   }
   anyFull(): boolean {
@@ -216,7 +223,15 @@ export function makeOutput(specs: readonly OutputSpec[], batchSize: number, maxP
   }));
 }
 
-const POSITIONS = operatorListState<{ id: string; split: SourceSplit; position: unknown; done: boolean }>("positions", { redistribution: "split" });
+/** A split's position; `wm` is its watermark generator's state (absent without a watermark strategy). */
+interface SplitPosition {
+  id: string;
+  split: SourceSplit;
+  position: unknown;
+  done: boolean;
+  wm?: unknown;
+}
+const POSITIONS = operatorListState<SplitPosition>("positions", { redistribution: "split" });
 const PENDING_COMMITS = operatorListState<{ id: number; committable: unknown }>("pending-commits", { redistribution: "split" });
 
 /** One subtask of an operator. */
@@ -327,12 +342,14 @@ interface SplitState {
   position: unknown;
   done: boolean;
   reader?: SplitReader<unknown>;
+  time?: SplitTime;
 }
 
 /** A subtask of a source. */
 export class SourceTask extends Task {
   private splits: SplitState[] = [];
-  private positions!: OperatorListState<{ id: string; split: SourceSplit; position: unknown; done: boolean }>;
+  private positions!: OperatorListState<SplitPosition>;
+  private wms: SourceWatermarks | null = null;
   private pendingBarrier: Barrier | null = null;
   private halted = false;
   /** A stop was asked: read nothing more, but still emit barriers (the stop's own among them). */
@@ -352,6 +369,18 @@ export class SourceTask extends Task {
       const all = await this.vertex.source!.splits();
       this.splits = all.filter((_, i) => i % this.parallelism === this.index).map((split) => ({ split, position: undefined, done: false }));
     }
+    const strategy = this.vertex.watermarks;
+    if (strategy) {
+      const wms = (this.wms = new SourceWatermarks(strategy, this.host.clock));
+      const restored = this.restoredOperatorStates.has(POSITIONS.name) ? this.positions.get() : [];
+      this.splits.forEach((s, i) => (s.time = wms.split(restored[i]?.wm)));
+    }
+  }
+
+  /** Emits the subtask's watermark if it advanced (or its idleness changed). */
+  private emitWatermark(force: boolean): void {
+    const w = this.wms!.poll(this.splits, force);
+    if (w !== undefined) this.output.broadcast(w);
   }
 
   /** Makes the source emit a barrier before its next read. */
@@ -396,8 +425,13 @@ export class SourceTask extends Task {
   }
 
   private emitBarrier(b: Barrier): void {
-    this.positions.update(this.splits.map((s) => ({ id: s.split.id, split: s.split, position: s.reader ? s.reader.position() : s.position, done: s.done })));
+    this.positions.update(this.splits.map((s) => {
+      const p: SplitPosition = { id: s.split.id, split: s.split, position: s.reader ? s.reader.position() : s.position, done: s.done };
+      if (s.time) p.wm = s.time.generator.state();
+      return p;
+    }));
     this.output.flushAll();
+    if (this.wms) this.emitWatermark(true);
     this.snapshot(b);
     this.output.broadcast(b);
     if (b.stop) this.halted = true;
@@ -458,9 +492,18 @@ export class SourceTask extends Task {
             this.wake();
           },
         );
+        const wms = this.wms;
+        let cancelWake: (() => void) | undefined;
         while (!pending.done) {
           if (host.aborted) return;
           if (this.finishing) break; // the pending read is abandoned: nothing after the last barrier is emitted
+          if (wms) {
+            // While waiting, a split may turn idle: its watermark must stop holding back the others.
+            this.emitWatermark(true);
+            cancelWake?.();
+            const at = wms.nextIdleAt(this.splits);
+            cancelWake = at === Infinity ? undefined : host.clock.wakeAt(at, () => this.wake());
+          }
           const pb = this.pendingBarrier;
           if (pb !== null) {
             this.pendingBarrier = null;
@@ -470,6 +513,7 @@ export class SourceTask extends Task {
           }
           await this.sleep();
         }
+        cancelWake?.();
         if (host.aborted) return;
         if (!pending.done) continue;
         if (pending.failed) throw pending.error;
@@ -487,14 +531,17 @@ export class SourceTask extends Task {
         s.position = s.reader!.position();
         await s.reader.close?.();
         s.reader = undefined;
+        if (this.wms) this.emitWatermark(true);
         continue;
       }
       if (n > 0) {
+        if (this.wms) this.wms.onRecords(s.time!, buf);
         const collect = out.collect;
         for (let i = 0; i < buf.length; i++) collect(buf[i]);
         buf.length = 0;
         host.countRecords(n);
       }
+      if (this.wms) this.emitWatermark(n === 0);
       if (out.anyFull()) await out.waitSpace();
       const now = performance.now();
       if (now - lastYield > 4) {
@@ -532,30 +579,107 @@ export class OperatorTask extends Task {
   private pending: OperatorListState<{ id: number; committable: unknown }> | undefined;
   private readonly commits = new Set<unknown>();
   private commitChain: Promise<void> = Promise.resolve();
+  private inputWm!: InputWatermarks;
+  private timers: Timers | null = null;
+  private fireTimers: ((domain: TimeDomain, upTo: number) => void) | undefined;
+  private cancelWake: (() => void) | undefined;
+  private wakeArmedAt = Infinity;
+  /** A stop-with-savepoint barrier passed: the end that follows is not the end of the input (no timers fire). */
+  private stopped = false;
 
   /** Connects the input channels. */
   setInputs(channels: Channel[]): void {
     this.gate = new InputGate(channels);
+    this.inputWm = new InputWatermarks(channels.length);
+  }
+
+  /** The operator's watermark advanced: fire due event-time timers, then pass the watermark on. */
+  private advanceWatermark(wm: number): void {
+    if (this.timers) {
+      this.timers.watermark = wm;
+      this.fireTimers!("event", wm);
+    }
+    this.inputWm.idleSent = false;
+    this.output.broadcast(new Watermark(wm, false));
+  }
+
+  /** A watermark arrived on input `i`. */
+  private onWatermark(i: number, w: Watermark): void {
+    const iw = this.inputWm;
+    const adv = iw.update(i, w);
+    if (adv !== undefined) this.advanceWatermark(adv);
+    else if (iw.allIdle()) {
+      if (!iw.idleSent) {
+        iw.idleSent = true;
+        this.output.broadcast(new Watermark(iw.current, true));
+      }
+    } else if (iw.idleSent) {
+      iw.idleSent = false;
+      this.output.broadcast(new Watermark(iw.current, false));
+    }
+  }
+
+  /** Fires due processing-time timers; arms a wake-up for the next one. */
+  private checkProcessingTimers(): void {
+    const t = this.timers!;
+    const clock = this.host.clock;
+    let next = t.nextProcessingTime();
+    if (next === Infinity) return;
+    if (next <= clock.now()) {
+      this.fireTimers!("processing", clock.now());
+      next = t.nextProcessingTime();
+    }
+    if (next !== Infinity && next !== this.wakeArmedAt) {
+      this.cancelWake?.();
+      this.wakeArmedAt = next;
+      this.cancelWake = clock.wakeAt(next, () => {
+        this.wakeArmedAt = Infinity;
+        this.gate.interrupt();
+      });
+    }
   }
 
   async open(): Promise<void> {
     const v = this.vertex;
     const info = { uid: this.uid, subtaskIndex: this.index, parallelism: this.parallelism, maxParallelism: this.host.maxParallelism };
     const collect = this.output.collect;
-    const now = () => Date.now();
+    const clock = this.host.clock;
+    const now = () => clock.now();
+    const watermark = () => this.inputWm.current;
     if (v.kind === "keyed") {
       const kb = this.keyed!;
       const fn = instantiate(v.keyedFn!) as KeyedProcessFunction<unknown, unknown, unknown>;
-      const ctx: KeyedProcessContext<unknown, unknown> & { currentKey: unknown } = {
+      const where = `operator ${JSON.stringify(this.uid)}`;
+      const timers = (this.timers = new Timers(kb, now, where));
+      const service = timers.service();
+      const onTimer = fn.onTimer;
+      const timerService = () => {
+        if (!onTimer) throw new TypeError(`Cannot use timers in ${where} as its function has no onTimer(timestamp, ctx): add one to handle the timers it registers`);
+        return service;
+      };
+      const ctx: KeyedProcessContext<unknown, unknown> & { currentKey: unknown; timeDomain: TimeDomain; [COUNT_LATE]: () => void } = {
         ...info,
         currentKey: undefined,
+        timeDomain: "event",
         collect,
         currentProcessingTime: now,
+        currentWatermark: watermark,
+        timerService,
         getState: (d) => kb.getState(d),
         getListState: (d) => kb.getListState(d),
         getMapState: (d) => kb.getMapState(d),
         getReducingState: (d) => kb.getReducingState(d),
         getAggregatingState: (d) => kb.getAggregatingState(d),
+        getNamespacedState: (d) => namespacedTable(kb, d as Parameters<typeof namespacedTable>[1]).handle as never,
+        [COUNT_LATE]: () => this.host.countLate(1),
+      };
+      this.fireTimers = (domain, upTo) => {
+        timers.fire(domain, upTo, (ts, key) => {
+          if (!onTimer) throw new TypeError(`Cannot fire a restored timer in ${where} as its function has no onTimer(timestamp, ctx)`);
+          ctx.currentKey = key;
+          ctx.timeDomain = domain;
+          onTimer.call(fn, ts, ctx);
+        });
       };
       if (fn.open) await fn.open(ctx);
       this.snapshotHook = fn.snapshotState?.bind(fn);
@@ -576,7 +700,7 @@ export class OperatorTask extends Task {
     } else if (v.kind === "operator") {
       const fn = instantiate(v.fn!) as ProcessFunction<unknown, unknown>;
       const store = this.opState;
-      const ctx: ProcessContext<unknown> = { ...info, collect, currentProcessingTime: now, getListState: (d) => store.getListState(d) };
+      const ctx: ProcessContext<unknown> = { ...info, collect, currentProcessingTime: now, currentWatermark: watermark, getListState: (d) => store.getListState(d) };
       if (fn.open) await fn.open(ctx);
       this.snapshotHook = fn.snapshotState?.bind(fn);
       this.closeFn = fn.close?.bind(fn);
@@ -605,11 +729,24 @@ export class OperatorTask extends Task {
   }
 
   async run(): Promise<void> {
+    try {
+      await this.loop();
+    } finally {
+      this.cancelWake?.();
+    }
+  }
+
+  private async loop(): Promise<void> {
     const host = this.host;
     const gate = this.gate;
     const out = this.output;
+    const timers = this.timers;
     for (;;) {
       if (host.aborted) return;
+      if (timers !== null && !this.stopped && timers.nextProcessingTime() !== Infinity) {
+        this.checkProcessingTimers();
+        if (out.anyFull()) await out.waitSpace();
+      }
       const i = gate.poll();
       if (i < 0) {
         out.flushAll();
@@ -621,6 +758,9 @@ export class OperatorTask extends Task {
       if (el.tag === BATCH) {
         this.processBatch(el);
         if (out.anyFull()) await out.waitSpace();
+      } else if (el.tag === WATERMARK) {
+        this.onWatermark(i, el);
+        if (out.anyFull()) await out.waitSpace();
       } else if (el.tag === BARRIER) {
         if (this.aligning !== null && this.aligning.id !== el.id) {
           throw new Error(`barrier ${el.id} arrived while aligning barrier ${this.aligning.id}`);
@@ -630,6 +770,8 @@ export class OperatorTask extends Task {
         if (this.aligned()) await this.onAligned();
       } else {
         gate.ended[i] = 1;
+        const adv = this.inputWm.end(i);
+        if (adv !== undefined && !this.stopped) this.advanceWatermark(adv);
         if (this.aligning !== null && this.aligned()) await this.onAligned();
         if (gate.allEnded()) {
           await this.endInput();
@@ -648,6 +790,7 @@ export class OperatorTask extends Task {
   private async onAligned(): Promise<void> {
     const b = this.aligning!;
     this.aligning = null;
+    this.stopped = b.stop;
     this.output.flushAll();
     if (this.writer) {
       const c = await this.writer.prepareCommit(b.id);

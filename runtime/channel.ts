@@ -41,6 +41,41 @@ export const BARRIER = 1 as const;
 export const END = 2 as const;
 
 /**
+ * Tag of a {@link Watermark}.
+ *
+ * @example
+ * ```ts
+ * import { WATERMARK, Watermark } from "./channel.ts";
+ * console.log(new Watermark(5, false).tag === WATERMARK); // true
+ * ```
+ */
+export const WATERMARK = 3 as const;
+
+/**
+ * Event-time progress of a channel: no record with a timestamp ≤ `timestamp` follows on it (records that
+ * do are late). `idle` marks a producer with no active input: consumers leave it out of their minimum
+ * until it sends a watermark again.
+ *
+ * @example
+ * ```ts
+ * import { Watermark } from "./channel.ts";
+ * const w = new Watermark(59_999, false);
+ * console.log(w.timestamp, w.idle); // 59999 false
+ * ```
+ */
+export class Watermark {
+  /** Always {@link WATERMARK}. */
+  readonly tag: typeof WATERMARK = WATERMARK;
+  /** Creates a watermark. */
+  constructor(
+    /** Milliseconds of event time (`Infinity` at the end of the input). */
+    readonly timestamp: number,
+    /** The producer has no active input (its timestamp is then the last one it sent). */
+    readonly idle: boolean,
+  ) {}
+}
+
+/**
  * A batch of records: values, and for keyed edges the key and key group of each, computed once by the
  * sender so the receiver never re-hashes.
  *
@@ -117,7 +152,7 @@ export class EndOfInput {
 export const END_OF_INPUT: EndOfInput = new EndOfInput();
 
 /** What travels through a channel. */
-export type StreamElement = RecordBatch | Barrier | EndOfInput;
+export type StreamElement = RecordBatch | Barrier | EndOfInput | Watermark;
 
 const RESOLVED: Promise<void> = Promise.resolve();
 

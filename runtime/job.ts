@@ -23,6 +23,7 @@ import { redistribute } from "./operator_state.ts";
 import type { Source } from "./sources.ts";
 import { DataStream, type OperatorOptions } from "./stream.ts";
 import { Graph, type Vertex } from "./_graph.ts";
+import { type Clock, systemClock, type WatermarkStrategy } from "./watermark.ts";
 import {
   type ChainSettings,
   type ChunkTarget,
@@ -151,6 +152,24 @@ export interface JobOptions {
   faults?: FaultPlan;
   /** Progress events (checkpoint completed, restored, …). */
   onEvent?: (event: JobEvent) => void;
+  /** Processing time for timers and idle timeouts (default the wall clock; a `ManualClock` in tests). */
+  clock?: Clock;
+}
+
+/**
+ * Options of a source: operator options plus how it assigns event time and watermarks.
+ *
+ * @example
+ * ```ts
+ * import type { SourceOptions } from "./job.ts";
+ * import { boundedOutOfOrderness } from "./watermark.ts";
+ * const options: SourceOptions<{ ts: number }> = { uid: "clicks", watermarks: boundedOutOfOrderness(5_000, (e) => e.ts) };
+ * console.log(options.uid); // "clicks"
+ * ```
+ */
+export interface SourceOptions<T> extends OperatorOptions {
+  /** Event time and watermarks per split (none: the source emits no watermarks). */
+  watermarks?: WatermarkStrategy<T>;
 }
 
 /**
@@ -324,11 +343,12 @@ export class Job {
   }
 
   /** Adds a source; its uid defaults to the source's name. */
-  fromSource<T>(source: Source<T>, options: OperatorOptions = {}): DataStream<T> {
+  fromSource<T>(source: Source<T>, options: SourceOptions<T> = {}): DataStream<T> {
     const v = this.graph.add({ kind: "source", name: source.name, uid: source.name, stateful: true, inputs: [], source: source as Source<unknown> });
     if (options.uid !== undefined) v.uid = options.uid;
     if (options.name !== undefined) v.name = options.name;
     if (options.parallelism !== undefined) v.parallelism = options.parallelism;
+    if (options.watermarks !== undefined) v.watermarks = options.watermarks as WatermarkStrategy<unknown>;
     return new DataStream<T>(this.graph, [v]);
   }
 
@@ -350,6 +370,11 @@ export class Job {
   /** Source records emitted so far. */
   get records(): number {
     return this.#exec?.records ?? 0;
+  }
+
+  /** Records windows dropped or emitted as late in this run. */
+  get lateRecords(): number {
+    return this.#exec?.lateRecords ?? 0;
   }
 
   /** Snapshots completed so far. */
@@ -461,6 +486,8 @@ class Execution implements TaskHost {
   error: unknown;
   root: Storage | undefined;
   records = 0;
+  lateRecords = 0;
+  readonly clock: Clock;
   readonly completed: SnapshotInfo[] = [];
   restoreReport: RestoreReport | undefined;
 
@@ -496,6 +523,7 @@ class Execution implements TaskHost {
   ) {
     this.vertices = graph.vertices;
     this.batchSize = options.batchSize ?? 512;
+    this.clock = options.clock ?? systemClock;
     checkPositiveInt(this.batchSize, "batchSize", 1 << 20);
   }
 
@@ -806,6 +834,10 @@ class Execution implements TaskHost {
 
   taskFinished(_task: Task): void {
     if (++this.finishedTasks === this.tasks.length) void this.settle();
+  }
+
+  countLate(n: number): void {
+    this.lateRecords += n;
   }
 
   countRecords(n: number): void {

@@ -31,6 +31,8 @@ export interface CapturedRows {
   keyGroups: number[];
   /** Key per row. */
   keys: unknown[];
+  /** Namespace per row (namespaced state: windows, timers). */
+  namespaces?: string[];
   /** User key per row (map state). */
   userKeys?: unknown[];
   /** 0 upsert / 1 delete per row (delta chunks). */
@@ -115,6 +117,7 @@ export interface RestoredRows {
   readonly length: number;
   readonly keyGroups?: ArrayLike<number>;
   readonly keys?: readonly unknown[];
+  readonly namespaces?: readonly string[];
   readonly userKeys?: readonly unknown[];
   readonly values: readonly unknown[];
 }
@@ -513,6 +516,7 @@ class MapTable extends StateTable {
     const kgs = rows.keyGroups!;
     const keys = rows.keys!;
     const ukeys = rows.userKeys;
+    if (!ukeys && rows.length === 0) return; // a state whose manifest entry lists no chunks (emptied everywhere)
     if (!ukeys) throw new SnapshotFormatError(`map state ${JSON.stringify(this.desc.name)} was restored without user keys`);
     for (let i = 0; i < rows.length; i++) {
       const kg = kgs[i];
@@ -690,15 +694,22 @@ export class KeyedStateBackend {
   }
 
   private register(desc: KeyedStateDescriptor): StateTable {
+    return this.registerTable(desc, keyedLayout(desc, this.keyType), (layout) => desc.kind === "map" ? new MapTable(this, desc, layout) : new SingleTable(this, desc, layout));
+  }
+
+  /**
+   * Registers a state table made by `make` (namespaced state of windows and timers lives in its own
+   * module), loading restored rows of the same name; returns the existing table when registered twice.
+   */
+  registerTable<T extends StateTable>(desc: KeyedStateDescriptor, layout: StateLayout, make: (layout: StateLayout) => T): T {
     const existing = this.tables.get(desc.name);
     if (existing) {
-      if (existing.desc.kind !== desc.kind) {
+      if (existing.desc.kind !== desc.kind || existing.layout.namespaced !== layout.namespaced) {
         throw new TypeError(`Cannot register ${desc.kind} state ${JSON.stringify(desc.name)} as a ${existing.desc.kind} state of that name exists`);
       }
-      return existing;
+      return existing as T;
     }
-    const layout = keyedLayout(desc, this.keyType);
-    const table = desc.kind === "map" ? new MapTable(this, desc, layout) : new SingleTable(this, desc, layout);
+    const table = make(layout);
     const r = this.restored.get(desc.name);
     if (r) {
       this.restored.delete(desc.name);
@@ -757,5 +768,5 @@ export function stableStringify(v: unknown): string {
 }
 
 function describe(l: StateLayout): string {
-  return stableStringify({ kind: l.kind, keyType: l.keyType, userKeyType: l.userKeyType, value: l.value });
+  return stableStringify({ kind: l.kind, keyType: l.keyType, userKeyType: l.userKeyType, namespaced: l.namespaced === true ? true : undefined, value: l.value });
 }

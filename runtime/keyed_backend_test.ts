@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { assignKeyGroup } from "../format/key_group.ts";
-import { KeyedStateBackend } from "./keyed_backend.ts";
+import { KeyedStateBackend, keyedLayout } from "./keyed_backend.ts";
 import { keyIdentity } from "../format/key_identity.ts";
 import { aggregatingState, listState, mapState, reducingState, valueState } from "./state.ts";
 
@@ -109,4 +109,14 @@ test("keyIdentity gives equal ids to equal composite keys", () => {
   assert.notEqual(keyIdentity(["a", 1]), keyIdentity(["a", "1"]));
   assert.equal(keyIdentity(new Uint8Array([1, 2])), keyIdentity(new Uint8Array([1, 2])));
   assert.equal(keyIdentity(7), 7);
+});
+
+test("a map state listed with no chunks (emptied on every subtask) restores as empty", () => {
+  const b = new KeyedStateBackend({ start: 0, end: 127 }, "string", true);
+  const layout = keyedLayout(mapState<string, number>("m"), "string");
+  b.stageRestored("m", layout, 1, { length: 0, values: [] }, 0, true);
+  const m = b.getMapState(mapState<string, number>("m"));
+  assert.equal(b.table("m")!.size(), 0);
+  at(b, "a");
+  assert.equal(m.size(), 0);
 });

@@ -33,6 +33,7 @@ export {
   type RestoreOptions,
   type RestoreReport,
   type SnapshotInfo,
+  type SourceOptions,
 } from "./job.ts";
 export {
   DataStream,
@@ -41,6 +42,7 @@ export {
   type KeyedProcessFunction,
   type KeyedStateAccess,
   KeyedStream,
+  type OnTimerContext,
   type OperatorOpenContext,
   type OperatorOptions,
   type ProcessContext,
@@ -76,4 +78,19 @@ export { arraySource, generatorSource, type GeneratorOptions, ndjsonSource, type
 export { CollectingSink, type NdjsonCommittable, ndjsonFileSink, type NdjsonSinkOptions, readNdjsonParts, type Sink, type SinkContext, type SinkWriter } from "./sinks.ts";
 export { JobFailedError, JobKilledError, type NonRestoredState, NonRestoredStateError } from "./errors.ts";
 export type { FunctionOrFactory } from "./_graph.ts";
+export { boundedOutOfOrderness, type Clock, ManualClock, systemClock, type WatermarkGenerator, type WatermarkStrategy } from "./watermark.ts";
+export { TimeDomain, type TimerService, TIMERS_STATE } from "./timers.ts";
+export { type NamespacedValueState, namespacedValueState } from "./namespaced_state.ts";
+export {
+  eventTimeSessionWindows,
+  type LateRecord,
+  slidingEventTimeWindows,
+  type TimeWindow,
+  tumblingEventTimeWindows,
+  type WindowAggregate,
+  WindowedStream,
+  type WindowAssigner,
+  type WindowOptions,
+  type WindowResult,
+} from "./windows.ts";
 export { pruneChain } from "../snapshot/chain.ts";

@@ -23,6 +23,9 @@ import type {
   ValueStateDescriptor,
 } from "./state.ts";
 import { valueState } from "./state.ts";
+import type { NamespacedValueState } from "./namespaced_state.ts";
+import type { TimeDomain, TimerService } from "./timers.ts";
+import { WindowedStream, type WindowAssigner, type WindowOptions, type LateRecord } from "./windows.ts";
 import type { FunctionOrFactory, Graph, InputEdge, Vertex } from "./_graph.ts";
 
 /**
@@ -68,6 +71,8 @@ export interface KeyedStateAccess {
   getReducingState<T>(desc: ReducingStateDescriptor<T>): ReducingState<T>;
   /** An aggregating state. */
   getAggregatingState<IN, ACC, OUT>(desc: AggregatingStateDescriptor<IN, ACC, OUT>): AggregatingState<IN, OUT>;
+  /** A value state with one value per (key, namespace), e.g. per window; stored with the chunk's `ns` column. */
+  getNamespacedState<T>(desc: ValueStateDescriptor<T>): NamespacedValueState<T>;
 }
 
 /**
@@ -103,8 +108,26 @@ export interface KeyedProcessContext<K, OUT> extends KeyedOpenContext {
   readonly currentKey: K;
   /** Emits a record downstream. */
   collect(value: OUT): void;
-  /** Wall-clock milliseconds. */
+  /** Processing-time milliseconds (the job's clock). */
   currentProcessingTime(): number;
+  /** The operator's current watermark (`-Infinity` before the first one). */
+  currentWatermark(): number;
+  /** Timers of the current key (`onTimer` is called when one fires). */
+  timerService(): TimerService;
+}
+
+/**
+ * The context of a firing timer: the key is the timer's, keyed state is that key's.
+ *
+ * @example
+ * ```ts
+ * import type { OnTimerContext } from "./stream.ts";
+ * const describe = (ts: number, ctx: OnTimerContext<string, string>) => ctx.collect(`${ctx.currentKey} ${ctx.timeDomain} timer at ${ts}`);
+ * ```
+ */
+export interface OnTimerContext<K, OUT> extends KeyedProcessContext<K, OUT> {
+  /** The clock the timer followed. */
+  readonly timeDomain: TimeDomain;
 }
 
 /**
@@ -133,6 +156,8 @@ export interface KeyedProcessFunction<K, IN, OUT> {
   open?(ctx: KeyedOpenContext): void | Promise<void>;
   /** Called per record. */
   processElement(value: IN, ctx: KeyedProcessContext<K, OUT>): void;
+  /** Called when a timer of a key fires (once per registered timer, also across crashes and restores). */
+  onTimer?(timestamp: number, ctx: OnTimerContext<K, OUT>): void;
   /** Called before each snapshot (e.g. to move buffered data into state). */
   snapshotState?(info: { checkpointId: number }): void;
   /** Called at the end. */
@@ -167,8 +192,10 @@ export interface OperatorOpenContext extends RuntimeInfo {
 export interface ProcessContext<OUT> extends OperatorOpenContext {
   /** Emits a record downstream. */
   collect(value: OUT): void;
-  /** Wall-clock milliseconds. */
+  /** Processing-time milliseconds (the job's clock). */
   currentProcessingTime(): number;
+  /** The operator's current watermark (`-Infinity` before the first one). */
+  currentWatermark(): number;
 }
 
 /**
@@ -391,6 +418,15 @@ export class KeyedStream<K extends Key, T> {
     });
     applyOptions(v, options);
     return new DataStream<R>(this.graph, [v]);
+  }
+
+  /**
+   * Event-time windows per key: `assigner` (tumbling, sliding, session) puts each record (event time from
+   * `options.timestampOf`) in windows; `.reduce` / `.aggregate` on the result emit one
+   * {@link WindowResult} per window when the watermark passes its end.
+   */
+  window<L extends "drop" | "emit" = "drop">(assigner: WindowAssigner, options: WindowOptions<T> & { lateRecords?: L }): WindowedStream<K, T, L extends "emit" ? LateRecord<T> : never> {
+    return new WindowedStream(this, assigner, options);
   }
 
   /** A running reduce per key: emits the reduced value after each record. The value state is named `reduce`. */
