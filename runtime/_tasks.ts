@@ -64,6 +64,8 @@ export interface TaskSnapshot {
 
 /** What the job gives its tasks. */
 export interface TaskHost {
+  /** The job's name. */
+  readonly name: string;
   readonly maxParallelism: number;
   readonly batchSize: number;
   readonly attempt: string;
@@ -357,6 +359,8 @@ export class SourceTask extends Task {
   private rr = 0;
   /** Read nothing before the first barrier (the initial checkpoint of a job restored from elsewhere). */
   waitFirstBarrier = false;
+  /** Positions recorded at barriers whose completion readers are told of (notifyCheckpointComplete). */
+  private acknowledgeable: { id: number; positions: { s: SplitState; position: unknown }[] }[] = [];
 
   async open(): Promise<void> {
     this.positions = this.opState.getListState(POSITIONS);
@@ -401,7 +405,9 @@ export class SourceTask extends Task {
   }
 
   private emitBarrier(b: Barrier): void {
-    this.positions.update(this.splits.map((s) => ({ id: s.split.id, split: s.split, position: s.reader ? s.reader.position() : s.position, done: s.done })));
+    const positions = this.splits.map((s) => ({ id: s.split.id, split: s.split, position: s.reader ? s.reader.position() : s.position, done: s.done }));
+    this.positions.update(positions);
+    if (b.kind === "checkpoint" || b.stop) this.acknowledgeable.push({ id: b.id, positions: this.splits.map((s, i) => ({ s, position: positions[i].position })) });
     this.output.flushAll();
     this.snapshot(b);
     this.output.broadcast(b);
@@ -510,6 +516,19 @@ export class SourceTask extends Task {
     }
   }
 
+  override notifyComplete(id: number, kind: "checkpoint" | "savepoint", stop: boolean): Promise<void> | undefined {
+    if (kind === "savepoint" && !stop) return undefined;
+    const done = this.acknowledgeable.filter((a) => a.id <= id);
+    if (done.length === 0) return undefined;
+    this.acknowledgeable = this.acknowledgeable.filter((a) => a.id > id);
+    const acks: Promise<void>[] = [];
+    for (const { s, position } of done[done.length - 1].positions) {
+      const r = s.reader;
+      if (r?.notifyCheckpointComplete) acks.push(Promise.resolve(r.notifyCheckpointComplete(position)));
+    }
+    return acks.length > 0 ? Promise.all(acks).then(() => {}) : undefined;
+  }
+
   private nextSplit(): SplitState | undefined {
     const n = this.splits.length;
     for (let k = 0; k < n; k++) {
@@ -593,7 +612,7 @@ export class OperatorTask extends Task {
     } else {
       const sink = v.sink!;
       this.pending = this.opState.getListState(PENDING_COMMITS);
-      const writer = (this.writer = sink.createWriter({ uid: this.uid, subtask: this.index, parallelism: this.parallelism, attempt: this.host.attempt }));
+      const writer = (this.writer = sink.createWriter({ job: this.host.name, uid: this.uid, subtask: this.index, parallelism: this.parallelism, attempt: this.host.attempt }));
       this.closeFn = writer.close?.bind(writer);
       this.processBatch = (b) => writer.write(b.values);
       // Restored transactions belong to a completed snapshot: commit them (idempotently) before anything else.
