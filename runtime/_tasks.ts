@@ -68,6 +68,8 @@ export interface TaskSnapshot {
 
 /** What the job gives its tasks. */
 export interface TaskHost {
+  /** The job's name. */
+  readonly name: string;
   readonly maxParallelism: number;
   readonly batchSize: number;
   readonly attempt: string;
@@ -360,6 +362,8 @@ export class SourceTask extends Task {
   private rr = 0;
   /** Read nothing before the first barrier (the initial checkpoint of a job restored from elsewhere). */
   waitFirstBarrier = false;
+  /** Positions recorded at barriers whose completion readers are told of (notifyCheckpointComplete). */
+  private acknowledgeable: { id: number; positions: { s: SplitState; position: unknown }[] }[] = [];
 
   async open(): Promise<void> {
     this.positions = this.opState.getListState(POSITIONS);
@@ -425,11 +429,13 @@ export class SourceTask extends Task {
   }
 
   private emitBarrier(b: Barrier): void {
-    this.positions.update(this.splits.map((s) => {
+    const positions = this.splits.map((s) => {
       const p: SplitPosition = { id: s.split.id, split: s.split, position: s.reader ? s.reader.position() : s.position, done: s.done };
       if (s.time) p.wm = s.time.generator.state();
       return p;
-    }));
+    });
+    this.positions.update(positions);
+    if (b.kind === "checkpoint" || b.stop) this.acknowledgeable.push({ id: b.id, positions: this.splits.map((s, i) => ({ s, position: positions[i].position })) });
     this.output.flushAll();
     if (this.wms) this.emitWatermark(true);
     this.snapshot(b);
@@ -550,6 +556,19 @@ export class SourceTask extends Task {
         lastYield = performance.now();
       }
     }
+  }
+
+  override notifyComplete(id: number, kind: "checkpoint" | "savepoint", stop: boolean): Promise<void> | undefined {
+    if (kind === "savepoint" && !stop) return undefined;
+    const done = this.acknowledgeable.filter((a) => a.id <= id);
+    if (done.length === 0) return undefined;
+    this.acknowledgeable = this.acknowledgeable.filter((a) => a.id > id);
+    const acks: Promise<void>[] = [];
+    for (const { s, position } of done[done.length - 1].positions) {
+      const r = s.reader;
+      if (r?.notifyCheckpointComplete) acks.push(Promise.resolve(r.notifyCheckpointComplete(position)));
+    }
+    return acks.length > 0 ? Promise.all(acks).then(() => {}) : undefined;
   }
 
   private nextSplit(): SplitState | undefined {
@@ -712,7 +731,7 @@ export class OperatorTask extends Task {
     } else {
       const sink = v.sink!;
       this.pending = this.opState.getListState(PENDING_COMMITS);
-      const writer = (this.writer = sink.createWriter({ uid: this.uid, subtask: this.index, parallelism: this.parallelism, attempt: this.host.attempt }));
+      const writer = (this.writer = sink.createWriter({ job: this.host.name, uid: this.uid, subtask: this.index, parallelism: this.parallelism, attempt: this.host.attempt }));
       this.closeFn = writer.close?.bind(writer);
       this.processBatch = (b) => writer.write(b.values);
       // Restored transactions belong to a completed snapshot: commit them (idempotently) before anything else.

@@ -514,7 +514,7 @@ class Execution implements TaskHost {
   private settled = false;
 
   constructor(
-    private readonly name: string,
+    readonly name: string,
     graph: Graph,
     private readonly options: JobOptions,
     private readonly setStatus: (s: JobStatus) => void,

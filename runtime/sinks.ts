@@ -24,6 +24,8 @@ import { NotFoundError } from "../format/errors.ts";
  * ```
  */
 export interface SinkContext {
+  /** The job's name (absent when a writer is made outside a job). */
+  readonly job?: string;
   /** The sink's operator uid. */
   readonly uid: string;
   /** This subtask's index. */

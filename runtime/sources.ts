@@ -53,6 +53,12 @@ export interface SplitReader<T> {
   position(): unknown;
   /** Releases resources. */
   close?(): void | Promise<void>;
+  /**
+   * Called once a checkpoint (or a stop-with-savepoint) that recorded `position` for this split is
+   * complete, so a reader can acknowledge it upstream (a replication slot, a consumer offset): until then
+   * a restore may still need what precedes it.
+   */
+  notifyCheckpointComplete?(position: unknown): void | Promise<void>;
 }
 
 /**
