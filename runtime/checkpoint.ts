@@ -18,8 +18,9 @@ import type { ChunkTarget, TaskSnapshot } from "./_tasks.ts";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { joinRelative } from "./checkpoint.ts";
- * console.log(joinRelative("", "savepoints", "sp-1")); // "savepoints/sp-1"
+ * assert.equal(joinRelative("", "savepoints", "sp-1"), "savepoints/sp-1");
  * ```
  */
 export function joinRelative(...parts: string[]): string {
@@ -32,11 +33,12 @@ export function joinRelative(...parts: string[]): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { pruneChain } from "./checkpoint.ts";
  * const c = (path: string, type: "base" | "delta", order: number, start: number, end: number) =>
  *   ({ path, type, order, keyGroupRange: { start, end }, rows: 1, bytes: 1, checksum: "crc32:0", compression: "none" as const });
  * const kept = pruneChain([c("b1", "base", 1, 0, 127), c("d2", "delta", 2, 0, 127), c("b3", "base", 3, 0, 63)], 128);
- * console.log(kept.map((x) => x.path)); // ["b1", "d2", "b3"]: key groups 64..127 still need b1 and d2
+ * assert.deepEqual(kept.map((x) => x.path), ["b1", "d2", "b3"]); // key groups 64..127 still need b1 and d2
  * ```
  */
 export function pruneChain(chunks: readonly ChunkRef[], maxParallelism: number): ChunkRef[] {
@@ -70,11 +72,11 @@ export function pruneChain(chunks: readonly ChunkRef[], maxParallelism: number):
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { MemoryStorage } from "../backends/memory.ts";
  * import { checkpointTarget } from "./checkpoint.ts";
  * const t = checkpointTarget(new MemoryStorage(), 7, "a1b2");
- * console.log(t.keyed("counter", "count", { start: 0, end: 63 }, "delta").ref);
- * // "shared/counter/count/chk-000007-kg-0-63-delta-a1b2.arrow"
+ * assert.equal(t.keyed("counter", "count", { start: 0, end: 63 }, "delta").ref, "shared/counter/count/chk-000007-kg-0-63-delta-a1b2.arrow");
  * ```
  */
 export function checkpointTarget(root: Storage, id: number, attempt: string): ChunkTarget {
@@ -98,10 +100,11 @@ export function checkpointTarget(root: Storage, id: number, attempt: string): Ch
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { MemoryStorage } from "../backends/memory.ts";
  * import { savepointTarget } from "./checkpoint.ts";
  * const t = savepointTarget(new MemoryStorage(), "savepoints/sp-1");
- * console.log(t.keyed("counter", "count", { start: 0, end: 63 }, "base").path); // "savepoints/sp-1/counter/count/kg-0-63.arrow"
+ * assert.equal(t.keyed("counter", "count", { start: 0, end: 63 }, "base").path, "savepoints/sp-1/counter/count/kg-0-63.arrow");
  * ```
  */
 export function savepointTarget(storage: Storage, dir: string): ChunkTarget {
@@ -138,8 +141,9 @@ export interface ManifestInput {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { stateKey } from "./checkpoint.ts";
- * console.log(stateKey("sessions", "count") === stateKey("sessions", "count")); // true
+ * assert.equal(stateKey("sessions", "count") === stateKey("sessions", "count"), true);
  * ```
  */
 export function stateKey(uid: string, state: string): string {
@@ -155,9 +159,10 @@ function byPosition(a: ChunkRef, b: ChunkRef): number {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { assembleManifest } from "./checkpoint.ts";
  * const m = assembleManifest({ kind: "savepoint", id: "sp-1", checkpointId: 1, job: "j", maxParallelism: 128, operators: [], snapshots: [] });
- * console.log(m.chunkRoot); // "."
+ * assert.equal(m.chunkRoot, ".");
  * ```
  */
 export function assembleManifest(input: ManifestInput): Manifest {
@@ -217,9 +222,10 @@ export function assembleManifest(input: ManifestInput): Manifest {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { assembleManifest, chunksByState } from "./checkpoint.ts";
  * const m = assembleManifest({ kind: "checkpoint", id: "chk-000001", checkpointId: 1, job: "j", maxParallelism: 128, operators: [], snapshots: [] });
- * console.log(chunksByState(m).size); // 0
+ * assert.equal(chunksByState(m).size, 0);
  * ```
  */
 export function chunksByState(manifest: Manifest): Map<string, ChunkRef[]> {
@@ -233,9 +239,11 @@ export function chunksByState(manifest: Manifest): Map<string, ChunkRef[]> {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { overlapping } from "./checkpoint.ts";
  * const c = { path: "a", type: "base" as const, order: 1, keyGroupRange: { start: 0, end: 63 }, rows: 1, bytes: 1, checksum: "crc32:0", compression: "none" as const };
- * console.log(overlapping([c], { start: 32, end: 95 }), overlapping([c], { start: 64, end: 127 })); // 1 0
+ * assert.equal(overlapping([c], { start: 32, end: 95 }), 1);
+ * assert.equal(overlapping([c], { start: 64, end: 127 }), 0);
  * ```
  */
 export function overlapping(chunks: readonly ChunkRef[], range: KeyGroupRange): number {

@@ -51,8 +51,10 @@ function canonical(v: unknown): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { keyIdOf } from "./keyed_backend.ts";
- * console.log(keyIdOf("a"), keyIdOf(["a", 1]) === keyIdOf(["a", 1])); // "a" true
+ * assert.equal(keyIdOf("a"), "a");
+ * assert.equal(keyIdOf(["a", 1]) === keyIdOf(["a", 1]), true);
  * ```
  */
 export function keyIdOf(key: unknown): KeyId {
@@ -111,12 +113,14 @@ export interface ChainInfo {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { KeyedStateBackend } from "./keyed_backend.ts";
  * import { valueState } from "./state.ts";
  * const b = new KeyedStateBackend({ start: 0, end: 127 }, "string", true);
  * b.getState(valueState<number>("n"));
  * const table = b.table("n")!;
- * console.log(table.size(), table.layout.kind); // 0 "value"
+ * assert.equal(table.size(), 0);
+ * assert.equal(table.layout.kind, "value");
  * ```
  */
 export abstract class StateTable {
@@ -632,9 +636,10 @@ class MapHandle<UK, V> implements MapState<UK, V> {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { keyedLayout } from "./keyed_backend.ts";
  * import { mapState } from "./state.ts";
- * console.log(keyedLayout(mapState<string, number>("m"), "string").userKeyType); // "string"
+ * assert.equal(keyedLayout(mapState<string, number>("m"), "string").userKeyType, "string");
  * ```
  */
 export function keyedLayout(desc: KeyedStateDescriptor, keyType: KeyType): StateLayout {
@@ -649,13 +654,15 @@ export function keyedLayout(desc: KeyedStateDescriptor, keyType: KeyType): State
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { KeyedStateBackend } from "./keyed_backend.ts";
  * import { valueState } from "./state.ts";
  * const b = new KeyedStateBackend({ start: 0, end: 127 }, "string", true);
  * const count = b.getState(valueState<number>("count"));
  * b.setCurrentKey("user-1", 5);
  * count.update((count.value() ?? 0) + 1);
- * console.log(count.value(), b.table("count")!.dirtySize()); // 1 1
+ * assert.equal(count.value(), 1);
+ * assert.equal(b.table("count")!.dirtySize(), 1);
  * ```
  */
 export class KeyedStateBackend {
@@ -781,8 +788,9 @@ export class KeyedStateBackend {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { stableStringify } from "./keyed_backend.ts";
- * console.log(stableStringify({ b: 1, a: [2] })); // {"a":[2],"b":1}
+ * assert.equal(stableStringify({ b: 1, a: [2] }), '{"a":[2],"b":1}');
  * ```
  */
 export function stableStringify(v: unknown): string {
@@ -803,9 +811,11 @@ function describe(l: StateLayout): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { sameLayout } from "./keyed_backend.ts";
  * const a = { kind: "value" as const, keyType: "string" as const, value: { encoding: "msgpack" as const } };
- * console.log(sameLayout(a, { ...a }), sameLayout(a, { ...a, keyType: "int32" })); // true false
+ * assert.equal(sameLayout(a, { ...a }), true);
+ * assert.equal(sameLayout(a, { ...a, keyType: "int32" }), false);
  * ```
  */
 export function sameLayout(a: StateLayout, b: StateLayout): boolean {
