@@ -39,8 +39,9 @@ const encoder = new TextEncoder();
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { toJson } from "./export.ts";
- * console.log(toJson({ n: 5n, big: 2n ** 64n, b: new Uint8Array([1, 2]) })); // '{"n":5,"big":"18446744073709551616","b":"AQI="}'
+ * assert.equal(toJson({ n: 5n, big: 2n ** 64n, b: new Uint8Array([1, 2]) }), '{"n":5,"big":"18446744073709551616","b":"AQI="}');
  * ```
  */
 export function toJson(value: unknown): string {

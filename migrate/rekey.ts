@@ -44,9 +44,11 @@ export interface RekeyOptions extends WriteOptions {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parallelismFor } from "./rekey.ts";
  * const op = { uid: "counter", parallelism: 4, states: [] };
- * console.log(parallelismFor(op, 7, 128), parallelismFor(op, { other: 2 }, 128)); // 7 4
+ * assert.equal(parallelismFor(op, 7, 128), 7);
+ * assert.equal(parallelismFor(op, { other: 2 }, 128), 4);
  * ```
  */
 export function parallelismFor(op: OperatorSnapshot, parallelism: number | Record<string, number> | undefined, maxParallelism: number, only?: readonly string[]): number {
