@@ -6,9 +6,11 @@
  *
  * @example Key groups exactly as Apache Flink computes them
  * ```ts
+ * import assert from "node:assert/strict";
  * import { assignKeyGroup, keyGroupRangeFor, operatorIndexFor } from "./mod.ts";
  * const kg = assignKeyGroup("user-000123", 128); // 54
- * console.log(operatorIndexFor(kg, 4, 128), keyGroupRangeFor(1, 4, 128)); // 1 { start: 32, end: 63 }
+ * assert.equal(operatorIndexFor(kg, 4, 128), 1);
+ * assert.deepEqual(keyGroupRangeFor(1, 4, 128), { start: 32, end: 63 });
  * ```
  *
  * @module

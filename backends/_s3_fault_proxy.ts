@@ -6,10 +6,20 @@
  * took effect, the client never hears it).
  *
  * ```ts
+ * import assert from "node:assert/strict";
+ * import { startS3FaultProxy } from "./_s3_fault_proxy.ts";
+ * import { startS3Server } from "./_s3_test_server.ts";
+ * import { S3Storage } from "./s3.ts";
+ * const server = await startS3Server();
  * const proxy = await startS3FaultProxy(server.endpoint);
  * proxy.inject({ match: (r) => r.method === "PUT", fault: "slowdown", times: 2 });
- * // new S3Storage(bucket, prefix, { ...server.storageOptions, endpoint: proxy.endpoint })
+ * const storage = new S3Storage(server.bucket, "prefix", { ...server.storageOptions, endpoint: proxy.endpoint });
+ * await storage.put("a.bin", new Uint8Array([1])); // the SDK retries past the two SlowDowns
+ * assert.deepEqual(await storage.get("a.bin"), new Uint8Array([1]));
+ * assert.equal(proxy.injected.get("slowdown"), 2);
+ * await storage.close();
  * await proxy.stop();
+ * await server.stop();
  * ```
  *
  * @module

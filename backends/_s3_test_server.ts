@@ -3,9 +3,13 @@
  * 127.0.0.1, a free port, a fresh temporary folder and one bucket, started in ~100 ms, in Node and Deno.
  *
  * ```ts
+ * import assert from "node:assert/strict";
+ * import { startS3Server } from "./_s3_test_server.ts";
+ * import { S3Storage } from "./s3.ts";
  * const server = await startS3Server();
  * const storage = new S3Storage(server.bucket, "prefix", server.storageOptions);
- * // ...
+ * await storage.put("a.bin", new Uint8Array([1]));
+ * assert.deepEqual(await storage.get("a.bin"), new Uint8Array([1]));
  * await storage.close();
  * await server.stop();
  * ```
@@ -57,9 +61,11 @@ import { comparePaths } from "./path.ts";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { startS3Server } from "./_s3_test_server.ts";
  * const server = await startS3Server();
- * console.log(server.endpoint, server.bucket); // "http://127.0.0.1:40123" "arrowpoint-test"
+ * assert.match(server.endpoint, /^http:\/\/127\.0\.0\.1:\d+$/);
+ * assert.equal(server.bucket, "arrowpoint-test");
  * await server.stop();
  * ```
  */

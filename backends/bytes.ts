@@ -10,11 +10,12 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { copyBytes } from "./bytes.ts";
  * const a = new Uint8Array([1, 2]);
  * const b = copyBytes(a);
  * a[0] = 9;
- * console.log(b[0]); // 1
+ * assert.equal(b[0], 1);
  * ```
  */
 export function copyBytes(bytes: Uint8Array): Uint8Array {
@@ -28,8 +29,9 @@ export function copyBytes(bytes: Uint8Array): Uint8Array {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { asUint8Array } from "./bytes.ts";
- * console.log(asUint8Array(new Uint8Array([1])).constructor.name); // "Uint8Array"
+ * assert.equal(asUint8Array(new Uint8Array([1])).constructor.name, "Uint8Array");
  * ```
  */
 export function asUint8Array(bytes: Uint8Array): Uint8Array {
@@ -41,8 +43,9 @@ export function asUint8Array(bytes: Uint8Array): Uint8Array {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { concatBytes } from "./bytes.ts";
- * console.log(concatBytes([new Uint8Array([1]), new Uint8Array([2, 3])])); // Uint8Array [1, 2, 3]
+ * assert.deepEqual(concatBytes([new Uint8Array([1]), new Uint8Array([2, 3])]), new Uint8Array([1, 2, 3]));
  * ```
  */
 export function concatBytes(chunks: readonly Uint8Array[]): Uint8Array {

@@ -39,8 +39,9 @@ export interface FaultOptions {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { InjectedFault } from "./faulty.ts";
- * console.log(new InjectedFault("put", "chk-000001/a.arrow").code); // "ARROWPOINT_INJECTED_FAULT"
+ * assert.equal(new InjectedFault("put", "chk-000001/a.arrow").code, "ARROWPOINT_INJECTED_FAULT");
  * ```
  */
 export class InjectedFault extends StorageError {
@@ -56,12 +57,13 @@ export class InjectedFault extends StorageError {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { openStorage } from "./open.ts";
  * import { FaultyStorage } from "./faulty.ts";
  * const inner = await openStorage("memory:faulty-example");
  * const s = new FaultyStorage(inner, { failAt: 2, mode: "kill" });
  * await s.put("a", new Uint8Array([1]));
- * await s.put("b", new Uint8Array([2])).catch((e) => console.log(e.code)); // "ARROWPOINT_INJECTED_FAULT"
+ * await assert.rejects(s.put("b", new Uint8Array([2])), { code: "ARROWPOINT_INJECTED_FAULT" });
  * ```
  */
 export class FaultyStorage implements Storage {

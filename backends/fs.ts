@@ -38,8 +38,10 @@ const TEMP_NAME = /^\..*\.tmp-[0-9a-f]{16}$/;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { isTempFileName } from "./fs.ts";
- * console.log(isTempFileName(".a.bin.tmp-0123456789abcdef"), isTempFileName("a.bin")); // true false
+ * assert.equal(isTempFileName(".a.bin.tmp-0123456789abcdef"), true);
+ * assert.equal(isTempFileName("a.bin"), false);
  * ```
  */
 export function isTempFileName(name: string): boolean {
@@ -112,11 +114,14 @@ async function mapLimit<T>(items: readonly T[], limit: number, fn: (item: T) => 
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { FsStorage } from "./fs.ts";
- * const s = new FsStorage("/tmp/arrowpoint-example");
+ * const s = new FsStorage("./state");
  * await s.put("chk-1/_manifest.json", new TextEncoder().encode("{}"));
- * for await (const o of s.list("chk-")) console.log(o.path, o.size);
- * console.log(s.uri); // "file:///tmp/arrowpoint-example"
+ * const listed: [string, number][] = [];
+ * for await (const o of s.list("chk-")) listed.push([o.path, o.size]);
+ * assert.deepEqual(listed, [["chk-1/_manifest.json", 2]]);
+ * assert.match(s.uri, /^file:\/\/\/.*\/state$/);
  * ```
  */
 export class FsStorage extends BaseStorage {

@@ -34,11 +34,12 @@ function store(name: string): Map<string, Entry> {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { MemoryStorage, clearMemoryStorage } from "./memory.ts";
  * const s = new MemoryStorage("tmp");
  * await s.put("a", new Uint8Array([1]));
  * clearMemoryStorage("tmp");
- * console.log(await s.exists("a")); // false
+ * assert.equal(await s.exists("a"), false);
  * ```
  */
 export function clearMemoryStorage(name?: string): void {
@@ -57,11 +58,13 @@ export function clearMemoryStorage(name?: string): void {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { MemoryStorage } from "./memory.ts";
  * const a = new MemoryStorage("shared");
  * const b = new MemoryStorage("shared");
  * await a.put("x.bin", new Uint8Array([7]));
- * console.log(await b.get("x.bin"), a.uri); // Uint8Array [7] "memory:shared"
+ * assert.deepEqual(await b.get("x.bin"), new Uint8Array([7]));
+ * assert.equal(a.uri, "memory:shared");
  * ```
  */
 export class MemoryStorage extends BaseStorage {

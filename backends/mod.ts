@@ -4,11 +4,14 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { openStorage, subStorage } from "./mod.ts";
  * const storage = await openStorage("memory:example");
  * const savepoint = subStorage(storage, "savepoints/sp-1");
  * await savepoint.putIfAbsent("_manifest.json", new TextEncoder().encode("{}"));
- * for await (const o of storage.list("savepoints/")) console.log(o.path); // "savepoints/sp-1/_manifest.json"
+ * const paths: string[] = [];
+ * for await (const o of storage.list("savepoints/")) paths.push(o.path);
+ * assert.deepEqual(paths, ["savepoints/sp-1/_manifest.json"]);
  * await storage.close();
  * ```
  *

@@ -17,7 +17,6 @@ import { parseStorageUri } from "./uri.ts";
  * ```ts
  * import type { OpenStorageOptions } from "./open.ts";
  * const options: OpenStorageOptions = { s3: { endpoint: "http://127.0.0.1:9000" } };
- * console.log(options.s3?.endpoint);
  * ```
  */
 export interface OpenStorageOptions {
@@ -35,13 +34,14 @@ export interface OpenStorageOptions {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { openStorage } from "./open.ts";
  * const a = await openStorage("memory:demo");
  * const b = await openStorage("memory:demo");
  * await a.put("x", new Uint8Array([1]));
- * console.log(await b.exists("x")); // true
- * const local = await openStorage("./state"); // file:///<cwd>/state
- * console.log(local.uri);
+ * assert.equal(await b.exists("x"), true);
+ * const local = await openStorage("./state");
+ * assert.match(local.uri, /^file:\/\/\/.*\/state$/); // file:///<cwd>/state
  * ```
  */
 export async function openStorage(uri: string | URL, options: OpenStorageOptions = {}): Promise<Storage> {

@@ -21,9 +21,10 @@ const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { validatePath } from "./path.ts";
  * validatePath("chk-000042/_manifest.json"); // fine
- * try { validatePath("../etc/passwd"); } catch (e) { console.log((e as Error).name); } // "PathEscapeError"
+ * assert.throws(() => validatePath("../etc/passwd"), { name: "PathEscapeError" });
  * ```
  */
 export function validatePath(path: string, context = "storage"): void {
@@ -62,8 +63,10 @@ export function validatePrefix(prefix: string, context = "storage"): void {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { isValidPath } from "./path.ts";
- * console.log(isValidPath("a/b"), isValidPath("a//b")); // true false
+ * assert.equal(isValidPath("a/b"), true);
+ * assert.equal(isValidPath("a//b"), false);
  * ```
  */
 export function isValidPath(path: string): boolean {
@@ -80,8 +83,9 @@ export function isValidPath(path: string): boolean {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { joinPath } from "./path.ts";
- * console.log(joinPath("savepoints/sp-1", "_manifest.json")); // "savepoints/sp-1/_manifest.json"
+ * assert.equal(joinPath("savepoints/sp-1", "_manifest.json"), "savepoints/sp-1/_manifest.json");
  * ```
  */
 export function joinPath(...parts: readonly string[]): string {
@@ -104,8 +108,9 @@ function codePointRank(unit: number): number {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { comparePaths } from "./path.ts";
- * console.log(["b", "a/b", "a-b", "A"].sort(comparePaths)); // ["A", "a-b", "a/b", "b"]
+ * assert.deepEqual(["b", "a/b", "a-b", "A"].sort(comparePaths), ["A", "a-b", "a/b", "b"]);
  * ```
  */
 export function comparePaths(a: string, b: string): number {

@@ -88,7 +88,6 @@ export interface S3Credentials {
  * ```ts
  * import type { S3StorageOptions } from "./s3.ts";
  * const options: S3StorageOptions = { endpoint: "http://127.0.0.1:9000", region: "us-east-1", maxAttempts: 5 };
- * console.log(options.endpoint);
  * ```
  */
 export interface S3StorageOptions {
@@ -172,9 +171,10 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { S3Storage } from "./s3.ts";
  * const s = new S3Storage("my-bucket", "jobs/orders", { region: "eu-west-1" });
- * console.log(s.uri); // "s3://my-bucket/jobs/orders"
+ * assert.equal(s.uri, "s3://my-bucket/jobs/orders");
  * // await s.put("chk-000001/_manifest.json", bytes);
  * await s.close();
  * ```
@@ -610,9 +610,11 @@ export class S3Storage extends BaseStorage {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { s3ClientConfig } from "./s3.ts";
  * const config = s3ClientConfig({ endpoint: "http://127.0.0.1:9000" });
- * console.log(config.forcePathStyle, config.requestChecksumCalculation); // true "WHEN_REQUIRED"
+ * assert.equal(config.forcePathStyle, true);
+ * assert.equal(config.requestChecksumCalculation, "WHEN_REQUIRED");
  * ```
  */
 export function s3ClientConfig(options: S3StorageOptions = {}): S3ClientConfig {

@@ -18,7 +18,6 @@ import { validatePath, validatePrefix } from "./path.ts";
  * ```ts
  * import type { ObjectInfo } from "./storage.ts";
  * const info: ObjectInfo = { path: "chk-1/_manifest.json", size: 812, modified: new Date() };
- * console.log(info.path);
  * ```
  */
 export interface ObjectInfo {
@@ -39,10 +38,11 @@ export interface ObjectInfo {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { openStorage } from "./open.ts";
  * const storage = await openStorage("memory:example");
  * await storage.put("a/b.bin", new Uint8Array([1, 2, 3]));
- * console.log(await storage.get("a/b.bin")); // Uint8Array [1, 2, 3]
+ * assert.deepEqual(await storage.get("a/b.bin"), new Uint8Array([1, 2, 3]));
  * await storage.close();
  * ```
  */
@@ -97,6 +97,7 @@ async function* checkedChunks(source: AsyncIterable<Uint8Array>): AsyncGenerator
  *
  * @example A minimal (non-durable) backend
  * ```ts
+ * import assert from "node:assert/strict";
  * import { BaseStorage, type ObjectInfo } from "./storage.ts";
  * import { NotFoundError } from "../format/errors.ts";
  * class MapStorage extends BaseStorage {
@@ -114,7 +115,7 @@ async function* checkedChunks(source: AsyncIterable<Uint8Array>): AsyncGenerator
  * }
  * const s = new MapStorage();
  * await s.put("x", new Uint8Array([1]));
- * console.log(await s.exists("x")); // true
+ * assert.equal(await s.exists("x"), true);
  * ```
  */
 export abstract class BaseStorage implements Storage {

@@ -19,7 +19,6 @@ import type { ObjectInfo, Storage } from "./storage.ts";
  * ```ts
  * import type { SuiteCapabilities } from "./storage_suite.ts";
  * const caps: SuiteCapabilities = { manyObjects: 1100, writeConcurrency: 32, requests: () => 0 };
- * console.log(caps.manyObjects);
  * ```
  */
 export interface SuiteCapabilities {
@@ -99,7 +98,7 @@ async function* chunked(bytes: Uint8Array, size: number, failAfter?: number, err
  * (its own folder, prefix or memory name) on every call; each test closes it after emptying it.
  *
  * @example
- * ```ts
+ * ```ts no-run
  * import { storageSuite } from "./storage_suite.ts";
  * import { MemoryStorage } from "./memory.ts";
  * storageSuite("memory", async () => new MemoryStorage());

@@ -81,12 +81,14 @@ function childUri(uri: string, path: string): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { MemoryStorage } from "./memory.ts";
  * import { subStorage } from "./sub.ts";
  * const root = new MemoryStorage("job");
  * const savepoint = subStorage(root, "savepoints/sp-1");
  * await savepoint.put("_manifest.json", new TextEncoder().encode("{}"));
- * console.log(await root.exists("savepoints/sp-1/_manifest.json"), savepoint.uri); // true "memory:job/savepoints/sp-1"
+ * assert.equal(await root.exists("savepoints/sp-1/_manifest.json"), true);
+ * assert.equal(savepoint.uri, "memory:job/savepoints/sp-1");
  * ```
  */
 export function subStorage(storage: Storage, prefix: string): Storage {

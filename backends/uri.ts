@@ -18,7 +18,6 @@ import { isValidPath, validatePath } from "./path.ts";
  * ```ts
  * import type { StorageLocation } from "./uri.ts";
  * const loc: StorageLocation = { scheme: "s3", bucket: "b", prefix: "jobs/a" };
- * console.log(loc.scheme);
  * ```
  */
 export type StorageLocation =
@@ -41,9 +40,10 @@ function checkPrefix(uri: string, prefix: string): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseStorageUri } from "./uri.ts";
- * console.log(parseStorageUri("s3://bucket/jobs/a/")); // { scheme: "s3", bucket: "bucket", prefix: "jobs/a" }
- * console.log(parseStorageUri("memory:x")); // { scheme: "memory", name: "x", prefix: "" }
+ * assert.deepEqual(parseStorageUri("s3://bucket/jobs/a/"), { scheme: "s3", bucket: "bucket", prefix: "jobs/a" });
+ * assert.deepEqual(parseStorageUri("memory:x"), { scheme: "memory", name: "x", prefix: "" });
  * ```
  */
 export function parseStorageUri(uri: string | URL): StorageLocation {
@@ -96,8 +96,9 @@ export function parseStorageUri(uri: string | URL): StorageLocation {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { fileUri } from "./uri.ts";
- * console.log(fileUri("/tmp/a b")); // "file:///tmp/a%20b"
+ * assert.equal(fileUri("/tmp/a b"), "file:///tmp/a%20b");
  * ```
  */
 export function fileUri(path: string): string {
@@ -111,8 +112,9 @@ export function fileUri(path: string): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { formatStorageUri } from "./uri.ts";
- * console.log(formatStorageUri({ scheme: "s3", bucket: "b", prefix: "" })); // "s3://b"
+ * assert.equal(formatStorageUri({ scheme: "s3", bucket: "b", prefix: "" }), "s3://b");
  * ```
  */
 export function formatStorageUri(location: StorageLocation): string {
@@ -132,9 +134,10 @@ export function formatStorageUri(location: StorageLocation): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { joinUri } from "./uri.ts";
- * console.log(joinUri("s3://bucket/job", "savepoints/sp-1")); // "s3://bucket/job/savepoints/sp-1"
- * console.log(joinUri("file:///tmp/a b", "c d")); // "file:///tmp/a%20b/c%20d"
+ * assert.equal(joinUri("s3://bucket/job", "savepoints/sp-1"), "s3://bucket/job/savepoints/sp-1");
+ * assert.equal(joinUri("file:///tmp/a b", "c d"), "file:///tmp/a%20b/c%20d");
  * ```
  */
 export function joinUri(uri: string | URL, path: string): string {

@@ -26,9 +26,10 @@ export const VALUE_LAYOUT: StateLayout = {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { generateData } from "./data.ts";
  * import { chunkRowsOf } from "./cases_format.ts";
- * console.log(chunkRowsOf(generateData(10)).length); // 10
+ * assert.equal(chunkRowsOf(generateData(10)).length, 10);
  * ```
  */
 export function chunkRowsOf(data: BenchData) {

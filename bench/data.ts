@@ -48,9 +48,10 @@ export function prng(seed: number): () => number {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { generateData } from "./data.ts";
  * const data = generateData(1000, 42);
- * console.log(data.state.size); // 1000
+ * assert.equal(data.state.size, 1000);
  * ```
  */
 export function generateData(rows: number, seed = 42, maxParallelism = 128): BenchData {
@@ -86,9 +87,10 @@ export function generateData(rows: number, seed = 42, maxParallelism = 128): Ben
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { generateData, touch } from "./data.ts";
  * const data = generateData(1000);
- * console.log(touch(data, 0.01, 1).length); // 10
+ * assert.equal(touch(data, 0.01, 1).length, 10);
  * ```
  */
 export function touch(data: BenchData, fraction: number, seed: number): string[] {

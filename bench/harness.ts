@@ -83,9 +83,10 @@ function rss(): number {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { runCases } from "./harness.ts";
  * const [r] = await runCases([{ name: "noop", what: "nothing", group: "limit", rows: 1, bytes: () => 0, run: () => {} }], { iterations: 3 });
- * console.log(r.samples); // 3
+ * assert.equal(r.samples, 3);
  * ```
  */
 export async function runCases(cases: readonly BenchCase[], options: RunOptions): Promise<CaseResult[]> {

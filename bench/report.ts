@@ -61,8 +61,9 @@ function fmtRate(n: number): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { formatTable } from "./report.ts";
- * console.log(formatTable([]));
+ * assert.equal(typeof formatTable([]), "string");
  * ```
  */
 export function formatTable(results: readonly CaseResult[]): string {
@@ -93,8 +94,9 @@ export function formatTable(results: readonly CaseResult[]): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { checkGoals } from "./report.ts";
- * console.log(checkGoals([]).every((g) => g.met === undefined)); // true
+ * assert.equal(checkGoals([]).every((g) => g.met === undefined), true);
  * ```
  */
 export function checkGoals(results: readonly CaseResult[]): GoalCheck[] {
@@ -133,8 +135,9 @@ export function checkGoals(results: readonly CaseResult[]): GoalCheck[] {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { formatGoals } from "./report.ts";
- * console.log(formatGoals([{ goal: "x", measured: "1", met: true }])); // "  met     x: 1"
+ * assert.equal(formatGoals([{ goal: "x", measured: "1", met: true }]), "  met     x: 1");
  * ```
  */
 export function formatGoals(goals: readonly GoalCheck[]): string {
@@ -153,9 +156,10 @@ function escapeXml(s: string): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { renderSvg } from "./report.ts";
  * const svg = renderSvg({ environment: { runtime: "node", version: "20", cpus: 2, rows: 10, date: "" }, results: [] });
- * console.log(svg.startsWith("<svg")); // true
+ * assert.equal(svg.startsWith("<svg"), true);
  * ```
  */
 export function renderSvg(report: BenchReport): string {

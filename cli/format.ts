@@ -12,8 +12,9 @@ import type { Finding, Listing, MigrationPlan, SnapshotDiff, SnapshotInfo, State
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { formatBytes } from "./format.ts";
- * console.log(formatBytes(1536)); // "1.5 KiB"
+ * assert.equal(formatBytes(1536), "1.5 KiB");
  * ```
  */
 export function formatBytes(n: number): string {
@@ -33,8 +34,9 @@ export function formatBytes(n: number): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { formatDuration } from "./format.ts";
- * console.log(formatDuration(245_000)); // "4 min 5 s"
+ * assert.equal(formatDuration(245_000), "4 min 5 s");
  * ```
  */
 export function formatDuration(ms: number): string {
@@ -53,8 +55,9 @@ export function formatDuration(ms: number): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { formatCount } from "./format.ts";
- * console.log(formatCount(1234567)); // "1,234,567"
+ * assert.equal(formatCount(1234567), "1,234,567");
  * ```
  */
 export function formatCount(n: number): string {
@@ -68,8 +71,9 @@ const BARS = "▁▂▃▄▅▆▇█";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { sparkline } from "./format.ts";
- * console.log(sparkline([1, 2, 4, 8])); // "▁▂▄█"
+ * assert.equal(sparkline([1, 2, 4, 8]), "▂▃▅█");
  * ```
  */
 export function sparkline(counts: readonly number[], width = 64): string {
@@ -106,10 +110,20 @@ function stateLine(s: StateInfo): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
+ * import { CollectingSink, generatorSource, Job, valueState, inspect } from "../mod.ts";
+ * // A job counting clicks per user: one checkpoint, then stopped with a savepoint.
+ * const COUNT = valueState<number>("counts", { value: { encoding: "arrow", type: "int32" } });
+ * const job = new Job("counter", { checkpoints: { storage: "memory:inspect-text-example" } });
+ * job.fromSource(generatorSource({ count: Infinity, make: (i) => `user-${i % 10}` }), { uid: "events" })
+ *   .keyBy((user) => user)
+ *   .process<string>({ processElement(user, ctx) { const c = ctx.getState(COUNT); c.update((c.value() ?? 0) + 1); } }, { uid: "counter" })
+ *   .sinkTo(new CollectingSink<string>(), { uid: "out" });
+ * await job.start();
+ * await job.triggerCheckpoint();
+ * const sp = await job.stopWithSavepoint("memory:inspect-text-example/savepoints/sp-1");
  * import { inspectText } from "./format.ts";
- * import type { SnapshotInfo } from "../migrate/mod.ts";
- * declare const info: SnapshotInfo;
- * // console.log(inspectText(info));
+ * assert.match(inspectText(await inspect(sp.location)), /^savepoint .* · job counter · /);
  * ```
  */
 export function inspectText(info: SnapshotInfo): string {
@@ -150,8 +164,9 @@ function table(rows: string[][], right: Set<number>): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { lsText } from "./format.ts";
- * console.log(lsText({ root: "memory:x", snapshots: [], totalBytes: 0, unreferencedBytes: 0 })); // "no snapshots under memory:x"
+ * assert.equal(lsText({ root: "memory:x", snapshots: [], totalBytes: 0, unreferencedBytes: 0 }), "no snapshots under memory:x");
  * ```
  */
 export function lsText(l: Listing): string {
@@ -184,8 +199,9 @@ export function lsText(l: Listing): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { findingsText } from "./format.ts";
- * console.log(findingsText("sp-1", [])); // "valid: sp-1"
+ * assert.equal(findingsText("sp-1", []), "valid: sp-1");
  * ```
  */
 export function findingsText(location: string, findings: readonly Finding[]): string {
@@ -203,8 +219,9 @@ export function findingsText(location: string, findings: readonly Finding[]): st
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { diffText } from "./format.ts";
- * console.log(diffText({ a: "a", b: "b", job: [], operators: [], states: [], identical: true })); // "identical: a and b"
+ * assert.equal(diffText({ a: "a", b: "b", job: [], operators: [], states: [], identical: true }), "identical: a and b");
  * ```
  */
 export function diffText(d: SnapshotDiff): string {
@@ -234,8 +251,9 @@ export function diffText(d: SnapshotDiff): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { planText } from "./format.ts";
- * console.log(planText({ source: "sp-1", states: [], operators: [], rows: 0, estimatedBytes: 0 }).split("\n")[0]); // "migration plan for sp-1"
+ * assert.equal(planText({ source: "sp-1", states: [], operators: [], rows: 0, estimatedBytes: 0 }).split("\n")[0], "migration plan for sp-1");
  * ```
  */
 export function planText(p: MigrationPlan): string {

@@ -15,9 +15,10 @@ import { ProgressBar } from "./progress.ts";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { EXIT, main } from "./main.ts";
- * const code = await main(["validate", "./sp-1"]);
- * if (code === EXIT.findings) console.log("the savepoint has problems");
+ * const code = await main(["validate", "./sp-1"]); // prints "arrowpoint: … not found …" to stderr
+ * assert.equal(code, EXIT.error); // 0 valid, 1 findings, 2 usage or I/O error
  * ```
  */
 export const EXIT = { ok: 0, findings: 1, error: 2 } as const;
@@ -27,8 +28,9 @@ export const EXIT = { ok: 0, findings: 1, error: 2 } as const;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { UsageError } from "./main.ts";
- * console.log(new UsageError("--parallelism must be an integer ≥ 1: got \"x\"").code); // "ARROWPOINT_USAGE"
+ * assert.equal(new UsageError("--parallelism must be an integer ≥ 1: got \"x\"").code, "ARROWPOINT_USAGE");
  * ```
  */
 export class UsageError extends ArrowpointError {

@@ -15,9 +15,10 @@ export const codegen: { enabled: boolean } = { enabled: true };
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { compileFunction } from "./_chunk_codegen.ts";
  * const add = compileFunction<(a: number, b: number) => number>(["a", "b"], "return a + b;");
- * console.log(add?.(1, 2)); // 3
+ * assert.equal(add?.(1, 2), 3);
  * ```
  */
 export function compileFunction<F>(params: readonly string[], body: string): F | null {

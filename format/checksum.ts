@@ -37,8 +37,9 @@ const TABLE: Int32Array = (() => {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { crc32Js } from "./checksum.ts";
- * console.log(crc32Js(new TextEncoder().encode("123456789")).toString(16)); // "cbf43926"
+ * assert.equal(crc32Js(new TextEncoder().encode("123456789")).toString(16), "cbf43926");
  * ```
  */
 export function crc32Js(bytes: Uint8Array, initial = 0): number {
@@ -66,8 +67,9 @@ const nativeCrc32: Crc32Fn | undefined = typeof (zlib as { crc32?: unknown }).cr
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { crc32 } from "./checksum.ts";
- * console.log(crc32(new TextEncoder().encode("123456789")) === 0xcbf43926); // true
+ * assert.equal(crc32(new TextEncoder().encode("123456789")) === 0xcbf43926, true);
  * ```
  */
 export function crc32(bytes: Uint8Array): number {
@@ -79,8 +81,9 @@ export function crc32(bytes: Uint8Array): number {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { checksumOf } from "./checksum.ts";
- * console.log(checksumOf(new TextEncoder().encode("123456789"))); // "crc32:cbf43926"
+ * assert.equal(checksumOf(new TextEncoder().encode("123456789")), "crc32:cbf43926");
  * ```
  */
 export function checksumOf(bytes: Uint8Array): string {
@@ -97,13 +100,14 @@ const CHECKSUM_PATTERN = /^crc32:[0-9a-f]{8}$/;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { checksumOf, verifyChecksum } from "./checksum.ts";
  * const bytes = new Uint8Array([1, 2, 3]);
  * verifyChecksum(bytes, checksumOf(bytes), "chk-1/a.arrow"); // passes
  * try {
  *   verifyChecksum(new Uint8Array([1, 2, 4]), checksumOf(bytes), "chk-1/a.arrow");
  * } catch (e) {
- *   console.log((e as Error).name); // "ChecksumMismatchError"
+ *   assert.equal((e as Error).name, "ChecksumMismatchError");
  * }
  * ```
  */

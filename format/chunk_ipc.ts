@@ -521,12 +521,14 @@ function parseFormatVersion(v: string | undefined, path: string | undefined): vo
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { encodeChunk } from "./encode_chunk.ts";
  * import { readChunkFile } from "./chunk_ipc.ts";
  * const { bytes } = encodeChunk({ kind: "value", keyType: "string", value: { encoding: "arrow", type: "float64" } },
  *   { length: 2, keyGroups: [1, 4], keys: ["a", "b"], values: [0.5, 2] });
  * const file = readChunkFile(bytes);
- * console.log(file.rows, file.columns.map((c) => c.plan.name)); // 2 ["kg", "key", "value"]
+ * assert.equal(file.rows, 2);
+ * assert.deepEqual(file.columns.map((c) => c.plan.name), ["kg", "key", "value"]);
  * ```
  */
 export function readChunkFile(input: Uint8Array, path?: string): ChunkFile {

@@ -46,12 +46,15 @@ import {
  *
  * @example Reading a chunk's metadata with apache-arrow
  * ```ts
+ * import assert from "node:assert/strict";
  * import { tableFromIPC } from "apache-arrow";
  * import { encodeChunk } from "./encode_chunk.ts";
  * import { META_FORMAT_VERSION, META_KEY_GROUP_INDEX, META_LAYOUT } from "./chunk_schema.ts";
  * const { bytes } = encodeChunk({ kind: "value", keyType: "string", value: { encoding: "msgpack" } }, { length: 1, keyGroups: [4], keys: ["a"], values: [1] });
  * const meta = tableFromIPC(bytes).schema.metadata;
- * console.log(meta.get(META_FORMAT_VERSION), JSON.parse(meta.get(META_LAYOUT)!).kind, meta.get(META_KEY_GROUP_INDEX)); // "1" "value" '{"keyGroups":[4],"offsets":[0,1]}'
+ * assert.equal(meta.get(META_FORMAT_VERSION), "1");
+ * assert.equal(JSON.parse(meta.get(META_LAYOUT)!).kind, "value");
+ * assert.equal(meta.get(META_KEY_GROUP_INDEX), '{"keyGroups":[4],"offsets":[0,1]}');
  * ```
  */
 export const CHUNK_FORMAT_VERSION: number = 1;
@@ -167,9 +170,10 @@ function checkKeyType(k: unknown, what: string): KeyType {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { checkLayout } from "./chunk_schema.ts";
- * console.log(checkLayout({ kind: "value", keyType: "string", value: { encoding: "msgpack" } }).problem); // undefined
- * console.log(checkLayout({ kind: "value", value: { encoding: "msgpack" } }).problem); // "keyType must be one of ..."
+ * assert.equal(checkLayout({ kind: "value", keyType: "string", value: { encoding: "msgpack" } }).problem, undefined);
+ * assert.match(checkLayout({ kind: "value", value: { encoding: "msgpack" } }).problem ?? "", /^keyType must be one of string, int32, /);
  * ```
  */
 export function checkLayout(x: unknown): LayoutCheck {
@@ -246,9 +250,10 @@ function keyColumn(name: string, k: KeyType): ColumnPlan {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { chunkPlan } from "./chunk_schema.ts";
  * const plan = chunkPlan({ kind: "value", keyType: "string", value: { encoding: "arrow", type: "int64" } }, false);
- * console.log(plan.columns.map((c) => `${c.name}:${c.type}`).join(" ")); // "kg:uint16 key:utf8 value:int64"
+ * assert.equal(plan.columns.map((c) => `${c.name}:${c.type}`).join(" "), "kg:uint16 key:utf8 value:int64");
  * ```
  */
 export function chunkPlan(layout: StateLayout, delta: boolean): ChunkPlan {
@@ -280,8 +285,9 @@ export function chunkPlan(layout: StateLayout, delta: boolean): ChunkPlan {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { arrowType } from "./chunk_schema.ts";
- * console.log(String(arrowType({ name: "n", type: "int64", nullable: false, children: [] }))); // "Int64"
+ * assert.equal(String(arrowType({ name: "n", type: "int64", nullable: false, children: [] })), "Int64");
  * ```
  */
 export function arrowType(c: ColumnPlan): DataType {
@@ -328,8 +334,9 @@ export function arrowType(c: ColumnPlan): DataType {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { arrowField } from "./chunk_schema.ts";
- * console.log(arrowField({ name: "kg", type: "uint16", nullable: false, children: [] }).name); // "kg"
+ * assert.equal(arrowField({ name: "kg", type: "uint16", nullable: false, children: [] }).name, "kg");
  * ```
  */
 export function arrowField(c: ColumnPlan): ArrowField {
@@ -342,9 +349,10 @@ export function arrowField(c: ColumnPlan): ArrowField {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { arrowSchema, chunkPlan } from "./chunk_schema.ts";
  * const plan = chunkPlan({ kind: "operator-list", value: { encoding: "msgpack" } }, false);
- * console.log(arrowSchema(plan, undefined).metadata.get("arrowpoint.formatVersion")); // "1"
+ * assert.equal(arrowSchema(plan, undefined).metadata.get("arrowpoint.formatVersion"), "1");
  * ```
  */
 export function arrowSchema(
@@ -376,8 +384,9 @@ export interface KeyGroupIndex {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { buildKeyGroupIndex } from "./chunk_schema.ts";
- * console.log(buildKeyGroupIndex(Uint16Array.of(3, 3, 7), 0, 3)); // { keyGroups: [3, 7], offsets: [0, 2, 3] }
+ * assert.deepEqual(buildKeyGroupIndex(Uint16Array.of(3, 3, 7), 0, 3), { keyGroups: [3, 7], offsets: [0, 2, 3] });
  * ```
  */
 export function buildKeyGroupIndex(kg: ArrayLike<number>, start: number, end: number): KeyGroupIndex {
@@ -401,8 +410,9 @@ export function buildKeyGroupIndex(kg: ArrayLike<number>, start: number, end: nu
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { encodeKeyGroupIndex } from "./chunk_schema.ts";
- * console.log(encodeKeyGroupIndex({ keyGroups: [3, 7], offsets: [0, 2, 3] })); // '{"keyGroups":[3,7],"offsets":[0,2,3]}'
+ * assert.equal(encodeKeyGroupIndex({ keyGroups: [3, 7], offsets: [0, 2, 3] }), '{"keyGroups":[3,7],"offsets":[0,2,3]}');
  * ```
  */
 export function encodeKeyGroupIndex(index: KeyGroupIndex): string {
@@ -416,9 +426,10 @@ export function encodeKeyGroupIndex(index: KeyGroupIndex): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseKeyGroupIndex } from "./chunk_schema.ts";
- * console.log(parseKeyGroupIndex('{"keyGroups":[3],"offsets":[0,2]}', 2)); // { keyGroups: [3], offsets: [0, 2] }
- * console.log(typeof parseKeyGroupIndex('{"keyGroups":[3],"offsets":[0,5]}', 2)); // "string"
+ * assert.deepEqual(parseKeyGroupIndex('{"keyGroups":[3],"offsets":[0,2]}', 2), { keyGroups: [3], offsets: [0, 2] });
+ * assert.equal(typeof parseKeyGroupIndex('{"keyGroups":[3],"offsets":[0,5]}', 2), "string");
  * ```
  */
 export function parseKeyGroupIndex(text: string, rows: number): KeyGroupIndex | string {
@@ -450,8 +461,9 @@ export function parseKeyGroupIndex(text: string, rows: number): KeyGroupIndex | 
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { rowsOfKeyGroups } from "./chunk_schema.ts";
- * console.log(rowsOfKeyGroups({ keyGroups: [3, 7, 9], offsets: [0, 2, 3, 6] }, 4, 9)); // { from: 2, to: 6 }
+ * assert.deepEqual(rowsOfKeyGroups({ keyGroups: [3, 7, 9], offsets: [0, 2, 3, 6] }, 4, 9), { from: 2, to: 6 });
  * ```
  */
 export function rowsOfKeyGroups(index: KeyGroupIndex, start: number, end: number): { from: number; to: number } {

@@ -44,13 +44,15 @@ function toArrowData(col: ColumnData, type: DataType): Data {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { encodeChunk } from "./encode_chunk.ts";
  * import { decodeChunk } from "./decode_chunk.ts";
  * import { sliceChunk } from "./chunk_slice.ts";
  * const c = encodeChunk({ kind: "value", keyType: "string", value: { encoding: "arrow", type: "utf8" } },
  *   { length: 3, keyGroups: [0, 64, 127], keys: ["a", "b", "c"], values: ["x", "y", "z"] });
  * const upper = sliceChunk(c.bytes, { start: 64, end: 127 });
- * console.log(upper.keyGroupRange, decodeChunk(upper.bytes).keys); // { start: 64, end: 127 } ["b", "c"]
+ * assert.deepEqual(upper.keyGroupRange, { start: 64, end: 127 });
+ * assert.deepEqual(decodeChunk(upper.bytes).keys, ["b", "c"]);
  * ```
  */
 export function sliceChunk(

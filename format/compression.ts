@@ -21,9 +21,10 @@ import { SnapshotFormatError } from "./errors.ts";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { COMPRESSIONS, type Compression } from "./compression.ts";
  * const c: Compression = "deflate";
- * console.log(COMPRESSIONS.includes(c)); // true
+ * assert.equal(COMPRESSIONS.includes(c), true);
  * ```
  */
 export type Compression = "none" | "deflate";
@@ -44,10 +45,12 @@ const DEFLATE_MAX_RATIO = 1032;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { compress, decompress } from "./compression.ts";
  * const raw = new TextEncoder().encode("a".repeat(1000));
  * const packed = compress(raw, "deflate");
- * console.log(packed.length < 100, decompress(packed, { compression: "deflate", rawBytes: 1000 }).length); // true 1000
+ * assert.equal(packed.length < 100, true);
+ * assert.equal(decompress(packed, { compression: "deflate", rawBytes: 1000 }).length, 1000);
  * ```
  */
 export function compress(bytes: Uint8Array, compression: Compression, level = 6): Uint8Array {
@@ -81,8 +84,9 @@ const ARROW_MAGIC = [0x41, 0x52, 0x52, 0x4f, 0x57, 0x31]; // "ARROW1"
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { compress, detectCompression } from "./compression.ts";
- * console.log(detectCompression(compress(new Uint8Array(10), "deflate"))); // "deflate"
+ * assert.equal(detectCompression(compress(new Uint8Array(10), "deflate")), "deflate");
  * ```
  */
 export function detectCompression(bytes: Uint8Array): Compression | undefined {
@@ -100,12 +104,13 @@ export function detectCompression(bytes: Uint8Array): Compression | undefined {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { compress, decompress } from "./compression.ts";
  * const bomb = compress(new Uint8Array(10_000_000), "deflate"); // ~10 kB
  * try {
  *   decompress(bomb, { compression: "deflate", path: "x.arrow" }); // cap: 64 × 10 kB + 1 MiB
  * } catch (e) {
- *   console.log((e as Error).name); // "SnapshotFormatError"
+ *   assert.equal((e as Error).name, "SnapshotFormatError");
  * }
  * ```
  */

@@ -23,11 +23,16 @@ import type { StateLayout } from "./state_layout.ts";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { encodeChunk } from "./encode_chunk.ts";
  * import { decodeChunk } from "./decode_chunk.ts";
  * const d = decodeChunk(encodeChunk({ kind: "value", keyType: "int32", value: { encoding: "arrow", type: "bool" } },
  *   { length: 2, keyGroups: [0, 3], keys: [7, 8], ops: Uint8Array.of(0, 1), values: [true, null] }).bytes);
- * console.log(d.keyGroups, d.keys, d.ops, d.values, d.layout.kind); // Uint16Array [0, 3] [7, 8] Uint8Array [0, 1] [true, null] "value"
+ * assert.deepEqual(d.keyGroups, new Uint16Array([0, 3]));
+ * assert.deepEqual(d.keys, [7, 8]);
+ * assert.deepEqual(d.ops, new Uint8Array([0, 1]));
+ * assert.deepEqual(d.values, [true, null]);
+ * assert.equal(d.layout.kind, "value");
  * ```
  */
 export interface DecodedChunk {
@@ -370,10 +375,11 @@ function decodeStruct(col: ColumnData, from: number, to: number, ctx: Dctx, name
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { encodeChunk } from "./encode_chunk.ts";
  * import { openChunk } from "./decode_chunk.ts";
  * const c = encodeChunk({ kind: "operator-list", value: { encoding: "msgpack" } }, { length: 1, values: [{ offset: 7 }] });
- * console.log(openChunk(c.bytes, { checksum: c.checksum }).rows); // 1
+ * assert.equal(openChunk(c.bytes, { checksum: c.checksum }).rows, 1);
  * ```
  */
 export function openChunk(bytes: Uint8Array, info: ChunkReadInfo = {}): ChunkFile {
@@ -433,12 +439,14 @@ export function decodeRows(file: ChunkFile, from: number, to: number, info: Chun
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { encodeChunk } from "./encode_chunk.ts";
  * import { decodeChunk } from "./decode_chunk.ts";
  * const c = encodeChunk({ kind: "value", keyType: "int64", value: { encoding: "arrow", type: "utf8" } },
  *   { length: 2, keyGroups: [0, 0], keys: [1n, 2n], values: ["x", "y"] });
  * const d = decodeChunk(c.bytes, { path: "a.arrow", checksum: c.checksum });
- * console.log(d.keys, d.values); // [1n, 2n] ["x", "y"]
+ * assert.deepEqual(d.keys, [1n, 2n]);
+ * assert.deepEqual(d.values, ["x", "y"]);
  * ```
  */
 export function decodeChunk(bytes: Uint8Array, info: ChunkReadInfo = {}): DecodedChunk {
@@ -454,11 +462,12 @@ export function decodeChunk(bytes: Uint8Array, info: ChunkReadInfo = {}): Decode
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { encodeChunk } from "./encode_chunk.ts";
  * import { readKeyGroupRange } from "./decode_chunk.ts";
  * const c = encodeChunk({ kind: "value", keyType: "string", value: { encoding: "arrow", type: "int32" } },
  *   { length: 3, keyGroups: [1, 5, 9], keys: ["a", "b", "c"], values: [1, 2, 3] });
- * console.log(readKeyGroupRange(c.bytes, { start: 2, end: 9 }).keys); // ["b", "c"]
+ * assert.deepEqual(readKeyGroupRange(c.bytes, { start: 2, end: 9 }).keys, ["b", "c"]);
  * ```
  */
 export function readKeyGroupRange(bytes: Uint8Array, range: { start: number; end: number }, info: ChunkReadInfo = {}): DecodedChunk {
@@ -491,11 +500,12 @@ export function checkRange(range: { start: number; end: number }): void {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { encodeChunk } from "./encode_chunk.ts";
  * import { keyGroupRows, openChunk } from "./decode_chunk.ts";
  * const c = encodeChunk({ kind: "value", keyType: "string", value: { encoding: "msgpack" } },
  *   { length: 3, keyGroups: [1, 5, 9], keys: ["a", "b", "c"], values: [1, 2, 3] });
- * console.log(keyGroupRows(openChunk(c.bytes), { start: 5, end: 5 })); // { from: 1, to: 2 }
+ * assert.deepEqual(keyGroupRows(openChunk(c.bytes), { start: 5, end: 5 }), { from: 1, to: 2 });
  * ```
  */
 export function keyGroupRows(file: ChunkFile, range: { start: number; end: number }): { from: number; to: number } {

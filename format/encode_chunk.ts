@@ -69,10 +69,14 @@ export interface ChunkRows {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { encodeChunk } from "./encode_chunk.ts";
  * const c = encodeChunk({ kind: "value", keyType: "string", value: { encoding: "msgpack" } },
  *   { length: 1, keyGroups: [9], keys: ["k"], values: [{ a: 1 }] }, { compression: "deflate" });
- * console.log(c.compression, c.keyGroupRange, c.checksum.startsWith("crc32:"), c.rawBytes > 0); // "deflate" { start: 9, end: 9 } true true
+ * assert.equal(c.compression, "deflate");
+ * assert.deepEqual(c.keyGroupRange, { start: 9, end: 9 });
+ * assert.equal(c.checksum.startsWith("crc32:"), true);
+ * assert.equal(c.rawBytes > 0, true);
  * ```
  */
 export interface EncodedChunk {
@@ -928,12 +932,15 @@ function forbidArray(rows: ChunkRows, name: "keyGroups" | "keys" | "namespaces" 
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { encodeChunk } from "./encode_chunk.ts";
  * import { decodeChunk } from "./decode_chunk.ts";
  * const layout = { kind: "value", keyType: "string", value: { encoding: "arrow", type: { struct: [
  *   { name: "count", type: "int64" }, { name: "label", type: "dictionary" }] } } } as const;
  * const chunk = encodeChunk(layout, { length: 2, keyGroups: [3, 9], keys: ["a", "b"], values: [{ count: 1n, label: "x" }, { count: 5, label: "y" }] });
- * console.log(chunk.rows, chunk.keyGroupRange, decodeChunk(chunk.bytes).values[1]); // 2 { start: 3, end: 9 } { count: 5n, label: "y" }
+ * assert.equal(chunk.rows, 2);
+ * assert.deepEqual(chunk.keyGroupRange, { start: 3, end: 9 });
+ * assert.deepEqual(decodeChunk(chunk.bytes).values[1], { count: 5n, label: "y" });
  * ```
  */
 export function encodeChunk(layout: StateLayout, rows: ChunkRows, options: EncodeChunkOptions = {}): EncodedChunk {
@@ -1023,13 +1030,14 @@ function encodeRows(layout: StateLayout, rows: ChunkRows, options: EncodeChunkOp
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { arrowField, chunkPlan } from "./chunk_schema.ts";
  * import { finishChunk } from "./encode_chunk.ts";
  * import { makeData } from "apache-arrow";
  * const plan = chunkPlan({ kind: "operator-list", value: { encoding: "arrow", type: "int32" } }, false);
  * const fields = plan.columns.map(arrowField);
  * const data = makeData({ type: fields[0].type, length: 2, nullCount: 0, data: Int32Array.of(7, 8) });
- * console.log(finishChunk(plan, fields, [data], 2, undefined, {}).rows); // 2
+ * assert.equal(finishChunk(plan, fields, [data], 2, undefined, {}).rows, 2);
  * ```
  */
 export function finishChunk(

@@ -19,11 +19,13 @@ export interface ArrowpointErrorOptions {
  *
  * @example Catching any arrowpoint error
  * ```ts
+ * import assert from "node:assert/strict";
  * import { ArrowpointError, SnapshotFormatError } from "./errors.ts";
  * try {
  *   throw new SnapshotFormatError("bad bytes", { path: "chk-1/a.arrow" });
  * } catch (e) {
- *   if (e instanceof ArrowpointError) console.log(e.code); // "ARROWPOINT_SNAPSHOT_FORMAT"
+ *   assert.ok(e instanceof ArrowpointError);
+ *   assert.equal(e.code, "ARROWPOINT_SNAPSHOT_FORMAT");
  * }
  * ```
  */
@@ -58,9 +60,10 @@ function where(loc: Location): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { SnapshotFormatError } from "./errors.ts";
  * const e = new SnapshotFormatError("chunk is truncated", { path: "shared/x.arrow" });
- * console.log(e.message); // "chunk is truncated (in shared/x.arrow)"
+ * assert.equal(e.message, "chunk is truncated (in shared/x.arrow)");
  * ```
  */
 export class SnapshotFormatError extends ArrowpointError {
@@ -81,9 +84,10 @@ export class SnapshotFormatError extends ArrowpointError {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { ChecksumMismatchError } from "./errors.ts";
  * const e = new ChecksumMismatchError("chk-1/a.arrow", "crc32c:00000001", "crc32c:00000002");
- * console.log(e.expected, e.actual);
+ * assert.deepEqual([e.expected, e.actual, e.code], ["crc32c:00000001", "crc32c:00000002", "ARROWPOINT_CHECKSUM_MISMATCH"]);
  * ```
  */
 export class ChecksumMismatchError extends SnapshotFormatError {
@@ -109,9 +113,11 @@ export class ChecksumMismatchError extends SnapshotFormatError {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { UnsupportedFormatVersionError } from "./errors.ts";
  * const e = new UnsupportedFormatVersionError(9, 1, "sp/_manifest.json");
- * console.log(e.found, e.supported); // 9 1
+ * assert.equal(e.found, 9);
+ * assert.equal(e.supported, 1);
  * ```
  */
 export class UnsupportedFormatVersionError extends SnapshotFormatError {
@@ -137,9 +143,10 @@ export class UnsupportedFormatVersionError extends SnapshotFormatError {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { ManifestSchemaError } from "./errors.ts";
  * const e = new ManifestSchemaError("must be integer", { path: "_manifest.json", field: "/maxParallelism" });
- * console.log(e.field); // "/maxParallelism"
+ * assert.equal(e.field, "/maxParallelism");
  * ```
  */
 export class ManifestSchemaError extends SnapshotFormatError {
@@ -154,8 +161,9 @@ export class ManifestSchemaError extends SnapshotFormatError {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { PathEscapeError } from "./errors.ts";
- * console.log(new PathEscapeError("../../etc/passwd").code); // "ARROWPOINT_PATH_ESCAPE"
+ * assert.equal(new PathEscapeError("../../etc/passwd").code, "ARROWPOINT_PATH_ESCAPE");
  * ```
  */
 export class PathEscapeError extends ArrowpointError {
@@ -176,8 +184,9 @@ export class PathEscapeError extends ArrowpointError {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { KeyGroupError } from "./errors.ts";
- * console.log(new KeyGroupError("bad").code); // "ARROWPOINT_KEY_GROUP"
+ * assert.equal(new KeyGroupError("bad").code, "ARROWPOINT_KEY_GROUP");
  * ```
  */
 export class KeyGroupError extends ArrowpointError {
@@ -192,9 +201,10 @@ export class KeyGroupError extends ArrowpointError {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { StorageError } from "./errors.ts";
  * const e = new StorageError("put", "file:///tmp/x", "disk full");
- * console.log(e.operation, e.location);
+ * assert.deepEqual([e.operation, e.location], ["put", "file:///tmp/x"]);
  * ```
  */
 export class StorageError extends ArrowpointError {
@@ -215,8 +225,9 @@ export class StorageError extends ArrowpointError {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { NotFoundError } from "./errors.ts";
- * console.log(new NotFoundError("get", "memory:x/a").code); // "ARROWPOINT_NOT_FOUND"
+ * assert.equal(new NotFoundError("get", "memory:x/a").code, "ARROWPOINT_NOT_FOUND");
  * ```
  */
 export class NotFoundError extends StorageError {
@@ -231,8 +242,9 @@ export class NotFoundError extends StorageError {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { AlreadyExistsError } from "./errors.ts";
- * console.log(new AlreadyExistsError("chk-1/_manifest.json").code); // "ARROWPOINT_ALREADY_EXISTS"
+ * assert.equal(new AlreadyExistsError("chk-1/_manifest.json").code, "ARROWPOINT_ALREADY_EXISTS");
  * ```
  */
 export class AlreadyExistsError extends StorageError {
@@ -272,8 +284,9 @@ export class DestinationExistsError extends AlreadyExistsError {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { InvalidUriError } from "./errors.ts";
- * console.log(new InvalidUriError("ftp://x", "unknown scheme").message);
+ * assert.match(new InvalidUriError("ftp://x", "unknown scheme").message, /^cannot open storage "ftp:\/\/x": unknown scheme; use a path, /);
  * ```
  */
 export class InvalidUriError extends ArrowpointError {
@@ -294,8 +307,10 @@ export class InvalidUriError extends ArrowpointError {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { SchemaViolationError } from "./errors.ts";
- * console.log(new SchemaViolationError("counts", "user-1", "count must be integer").code);
+ * const e = new SchemaViolationError("counts", "user-1", "count must be integer");
+ * assert.equal(e.message, 'state "counts", key "user-1": count must be integer');
  * ```
  */
 export class SchemaViolationError extends ArrowpointError {
@@ -317,8 +332,9 @@ export class SchemaViolationError extends ArrowpointError {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { IncompatibleSnapshotError } from "./errors.ts";
- * console.log(new IncompatibleSnapshotError("maxParallelism 128 != 256").code);
+ * assert.equal(new IncompatibleSnapshotError("maxParallelism 128 != 256").code, "ARROWPOINT_INCOMPATIBLE_SNAPSHOT");
  * ```
  */
 export class IncompatibleSnapshotError extends ArrowpointError {
@@ -333,8 +349,9 @@ export class IncompatibleSnapshotError extends ArrowpointError {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { MigrationError } from "./errors.ts";
- * console.log(new MigrationError("no step from version 2").code); // "ARROWPOINT_MIGRATION"
+ * assert.equal(new MigrationError("no step from version 2").code, "ARROWPOINT_MIGRATION");
  * ```
  */
 export class MigrationError extends ArrowpointError {

@@ -72,8 +72,9 @@ function doubleHash(n: number): number {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { javaHashCode } from "./key_group.ts";
- * console.log(javaHashCode("hello")); // 99162322, as "hello".hashCode() in Java
+ * assert.equal(javaHashCode("hello"), 99162322); // as "hello".hashCode() in Java
  * ```
  */
 export function javaHashCode(key: Key): number {
@@ -115,8 +116,9 @@ export function javaHashCode(key: Key): number {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { murmurHash } from "./key_group.ts";
- * console.log(murmurHash(0) >= 0); // true
+ * assert.equal(murmurHash(0) >= 0, true);
  * ```
  */
 export function murmurHash(code: number): number {
@@ -158,8 +160,9 @@ function checkParallelism(parallelism: number, maxParallelism: number): void {
  *
  * @example
  * ```ts
- * import { keyGroupForHash, javaHashCode } from "./key_group.ts";
- * console.log(keyGroupForHash(javaHashCode("a"), 128));
+ * import assert from "node:assert/strict";
+ * import { assignKeyGroup, keyGroupForHash, javaHashCode } from "./key_group.ts";
+ * assert.equal(keyGroupForHash(javaHashCode("a"), 128), assignKeyGroup("a", 128));
  * ```
  */
 export function keyGroupForHash(hash: number, maxParallelism: number): number {
@@ -185,8 +188,9 @@ export function assignKeyGroup(key: Key, maxParallelism: number): number {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { operatorIndexFor } from "./key_group.ts";
- * console.log(operatorIndexFor(127, 4, 128)); // 3
+ * assert.equal(operatorIndexFor(127, 4, 128), 3);
  * ```
  */
 export function operatorIndexFor(keyGroup: number, parallelism: number, maxParallelism: number): number {
@@ -204,8 +208,9 @@ export function operatorIndexFor(keyGroup: number, parallelism: number, maxParal
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { keyGroupRangeFor } from "./key_group.ts";
- * console.log(keyGroupRangeFor(1, 3, 128)); // { start: 43, end: 85 }
+ * assert.deepEqual(keyGroupRangeFor(1, 3, 128), { start: 43, end: 85 });
  * ```
  */
 export function keyGroupRangeFor(operatorIndex: number, parallelism: number, maxParallelism: number): KeyGroupRange {
@@ -232,8 +237,10 @@ function roundUpToPowerOfTwo(x: number): number {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { defaultMaxParallelism } from "./key_group.ts";
- * console.log(defaultMaxParallelism(4), defaultMaxParallelism(200)); // 128 512
+ * assert.equal(defaultMaxParallelism(4), 128);
+ * assert.equal(defaultMaxParallelism(200), 512);
  * ```
  */
 export function defaultMaxParallelism(parallelism: number): number {
@@ -251,8 +258,9 @@ export function defaultMaxParallelism(parallelism: number): number {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { rangeContains } from "./key_group.ts";
- * console.log(rangeContains({ start: 0, end: 9 }, 9)); // true
+ * assert.equal(rangeContains({ start: 0, end: 9 }, 9), true);
  * ```
  */
 export function rangeContains(range: KeyGroupRange, keyGroup: number): boolean {
@@ -264,8 +272,9 @@ export function rangeContains(range: KeyGroupRange, keyGroup: number): boolean {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { rangesOverlap } from "./key_group.ts";
- * console.log(rangesOverlap({ start: 0, end: 9 }, { start: 9, end: 20 })); // true
+ * assert.equal(rangesOverlap({ start: 0, end: 9 }, { start: 9, end: 20 }), true);
  * ```
  */
 export function rangesOverlap(a: KeyGroupRange, b: KeyGroupRange): boolean {

@@ -204,13 +204,14 @@ function upgrade(json: Record<string, unknown>): Record<string, unknown> {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { readManifest, writeManifest } from "./manifest.ts";
  * const bytes = writeManifest({
  *   format: "arrowpoint", formatVersion: 1, kind: "savepoint", id: "sp-1", createdAt: new Date().toISOString(),
  *   writer: { name: "arrowpoint", version: "0.1.0" }, job: "demo", maxParallelism: 128,
  *   hash: "flink-murmur-java-hashcode", chunkRoot: ".", operators: [],
  * });
- * console.log(readManifest(bytes).id); // "sp-1"
+ * assert.equal(readManifest(bytes).id, "sp-1");
  * ```
  */
 export function readManifest(bytes: Uint8Array, path?: string): Manifest {
@@ -253,13 +254,14 @@ export function readManifest(bytes: Uint8Array, path?: string): Manifest {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { writeManifest } from "./manifest.ts";
  * const bytes = writeManifest({
  *   format: "arrowpoint", formatVersion: 1, kind: "savepoint", id: "sp-1", createdAt: "2026-11-25T00:00:00Z",
  *   writer: { name: "arrowpoint", version: "0.1.0" }, job: "demo", maxParallelism: 128,
  *   hash: "flink-murmur-java-hashcode", chunkRoot: ".", operators: [],
  * });
- * console.log(bytes.length > 0); // true
+ * assert.equal(bytes.length > 0, true);
  * ```
  */
 export function writeManifest(manifest: Manifest): Uint8Array {
@@ -280,9 +282,14 @@ export function writeManifest(manifest: Manifest): Uint8Array {
  *
  * @example
  * ```ts
- * import { findState, type Manifest } from "./manifest.ts";
- * declare const m: Manifest;
- * const counts = findState(m, "counter", "counts");
+ * import assert from "node:assert/strict";
+ * import { findState, readManifest, writeManifest } from "./manifest.ts";
+ * const m = readManifest(writeManifest({
+ *   format: "arrowpoint", formatVersion: 1, kind: "savepoint", id: "sp-1", createdAt: new Date().toISOString(),
+ *   writer: { name: "arrowpoint", version: "0.1.0" }, job: "demo", maxParallelism: 128,
+ *   hash: "flink-murmur-java-hashcode", chunkRoot: ".", operators: [],
+ * }));
+ * assert.equal(findState(m, "counter", "counts"), undefined); // no such operator
  * ```
  */
 export function findState(manifest: Manifest, uid: string, state: string): StateSnapshot | undefined {

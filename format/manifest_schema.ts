@@ -20,8 +20,9 @@ const NAME = { type: "string", minLength: 1, maxLength: 512 };
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { MANIFEST_SCHEMA } from "./manifest_schema.ts";
- * console.log(MANIFEST_SCHEMA.$id); // "https://arrowpoint.dev/schema/manifest-v1.json"
+ * assert.equal(MANIFEST_SCHEMA.$id, "https://arrowpoint.dev/schema/manifest-v1.json");
  * ```
  */
 export const MANIFEST_SCHEMA: { $id: string } & Record<string, unknown> = {

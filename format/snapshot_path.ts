@@ -34,8 +34,9 @@ export function checkSnapshotPath(path: string, context = "snapshot"): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { safeSegment } from "./snapshot_path.ts";
- * console.log(safeSegment("user counts/v2")); // "user~0020counts~002fv2"
+ * assert.equal(safeSegment("user counts/v2"), "user~0020counts~002fv2");
  * ```
  */
 export function safeSegment(name: string): string {

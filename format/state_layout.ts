@@ -124,8 +124,9 @@ export const MSGPACK_VALUES: ValueEncoding = { encoding: "msgpack" };
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { INTEGER_RANGES } from "./state_layout.ts";
- * console.log(INTEGER_RANGES.uint8); // [0, 255]
+ * assert.deepEqual(INTEGER_RANGES.uint8, [0, 255]);
  * ```
  */
 export const INTEGER_RANGES: Readonly<Record<"int8" | "int16" | "int32" | "uint8" | "uint16" | "uint32", readonly [number, number]>> = {

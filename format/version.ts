@@ -3,8 +3,9 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { VERSION } from "./version.ts";
- * console.log(VERSION); // "0.1.0"
+ * assert.equal(VERSION, "0.1.0");
  * ```
  */
 export const VERSION: string = "0.1.0";

@@ -27,9 +27,22 @@ export interface CompactOptions extends WriteOptions {
  *
  * @example
  * ```ts
- * import { compact } from "./compact.ts";
- * // const report = await compact("s3://bucket/job/chk-000042", "s3://bucket/job/savepoints/sp-42");
- * // console.log(report.rows, report.chunks);
+ * import assert from "node:assert/strict";
+ * import { CollectingSink, generatorSource, Job, valueState, compact } from "../mod.ts";
+ * // A job counting clicks per user: one checkpoint, then stopped with a savepoint.
+ * const COUNT = valueState<number>("counts", { value: { encoding: "arrow", type: "int32" } });
+ * const job = new Job("counter", { checkpoints: { storage: "memory:compact-example" } });
+ * job.fromSource(generatorSource({ count: Infinity, make: (i) => `user-${i % 10}` }), { uid: "events" })
+ *   .keyBy((user) => user)
+ *   .process<string>({ processElement(user, ctx) { const c = ctx.getState(COUNT); c.update((c.value() ?? 0) + 1); } }, { uid: "counter" })
+ *   .sinkTo(new CollectingSink<string>(), { uid: "out" });
+ * await job.start();
+ * await job.triggerCheckpoint();
+ * const sp = await job.stopWithSavepoint("memory:compact-example/savepoints/sp-1");
+ * // The checkpoint root's latest checkpoint → a self-contained savepoint (any storage URI: s3://bucket/job …)
+ * const report = await compact("memory:compact-example", "memory:compact-example/savepoints/compacted");
+ * assert.equal(report.destination, "memory:compact-example/savepoints/compacted");
+ * assert.equal(report.manifest.kind, "savepoint");
  * ```
  */
 export async function compact(checkpoint: string | Snapshot, savepoint: string | Storage, options: CompactOptions = {}): Promise<WriteReport> {

@@ -236,9 +236,22 @@ async function diffOperatorState(a: Snapshot, sa: StateSnapshot, b: Snapshot, sb
  *
  * @example
  * ```ts
- * import { diff } from "./diff.ts";
- * // const d = await diff("./ckpt/savepoints/sp-1", "./ckpt/savepoints/sp-2");
- * // for (const s of d.states) console.log(s.operator, s.state, s.status, s.added, s.removed, s.changed);
+ * import assert from "node:assert/strict";
+ * import { CollectingSink, generatorSource, Job, valueState, diff, rekey } from "../mod.ts";
+ * // A job counting clicks per user: one checkpoint, then stopped with a savepoint.
+ * const COUNT = valueState<number>("counts", { value: { encoding: "arrow", type: "int32" } });
+ * const job = new Job("counter", { checkpoints: { storage: "memory:diff-example" } });
+ * job.fromSource(generatorSource({ count: Infinity, make: (i) => `user-${i % 10}` }), { uid: "events" })
+ *   .keyBy((user) => user)
+ *   .process<string>({ processElement(user, ctx) { const c = ctx.getState(COUNT); c.update((c.value() ?? 0) + 1); } }, { uid: "counter" })
+ *   .sinkTo(new CollectingSink<string>(), { uid: "out" });
+ * await job.start();
+ * await job.triggerCheckpoint();
+ * const sp = await job.stopWithSavepoint("memory:diff-example/savepoints/sp-1");
+ * await rekey(sp.location, "memory:diff-example/savepoints/p3", { parallelism: 3 });
+ * const d = await diff(sp.location, "memory:diff-example/savepoints/p3");
+ * assert.equal(d.identical, true); // the same rows, at another parallelism
+ * assert.deepEqual(d.states.map((s) => `${s.operator}/${s.state} ${s.status}`).sort(), ["counter/counts same", "events/positions same", "out/pending-commits same"]);
  * ```
  */
 export async function diff(a: string | Snapshot, b: string | Snapshot, options: DiffOptions = {}): Promise<SnapshotDiff> {

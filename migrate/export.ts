@@ -39,8 +39,9 @@ const encoder = new TextEncoder();
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { toJson } from "./export.ts";
- * console.log(toJson({ n: 5n, big: 2n ** 64n, b: new Uint8Array([1, 2]) })); // '{"n":5,"big":"18446744073709551616","b":"AQI="}'
+ * assert.equal(toJson({ n: 5n, big: 2n ** 64n, b: new Uint8Array([1, 2]) }), '{"n":5,"big":"18446744073709551616","b":"AQI="}');
  * ```
  */
 export function toJson(value: unknown): string {
@@ -95,10 +96,22 @@ function exportLayout(l: StateLayout): { layout: StateLayout; keyJson: boolean; 
  *
  * @example
  * ```ts
- * import { exportState } from "./export.ts";
- * import { createWriteStream } from "node:fs";
- * // const out = createWriteStream("counts.ndjson");
- * // for await (const bytes of exportState("./sp-1", { operator: "counter", state: "counts" })) out.write(bytes);
+ * import assert from "node:assert/strict";
+ * import { CollectingSink, generatorSource, Job, valueState, exportState } from "../mod.ts";
+ * // A job counting clicks per user: one checkpoint, then stopped with a savepoint.
+ * const COUNT = valueState<number>("counts", { value: { encoding: "arrow", type: "int32" } });
+ * const job = new Job("counter", { checkpoints: { storage: "memory:export-example" } });
+ * job.fromSource(generatorSource({ count: Infinity, make: (i) => `user-${i % 10}` }), { uid: "events" })
+ *   .keyBy((user) => user)
+ *   .process<string>({ processElement(user, ctx) { const c = ctx.getState(COUNT); c.update((c.value() ?? 0) + 1); } }, { uid: "counter" })
+ *   .sinkTo(new CollectingSink<string>(), { uid: "out" });
+ * await job.start();
+ * await job.triggerCheckpoint();
+ * const sp = await job.stopWithSavepoint("memory:export-example/savepoints/sp-1");
+ * import { appendFileSync, readFileSync } from "node:fs";
+ * for await (const bytes of exportState(sp.location, { operator: "counter", state: "counts" })) appendFileSync("counts.ndjson", bytes);
+ * const rows = readFileSync("counts.ndjson", "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l));
+ * assert.ok(rows.every((r) => r.key.startsWith("user-") && r.value >= 1 && r.keyGroup < 128));
  * ```
  */
 export async function* exportState(uri: string | Snapshot, options: ExportOptions): AsyncGenerator<Uint8Array> {

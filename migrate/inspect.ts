@@ -154,9 +154,21 @@ function skew(counts: readonly number[]): Skew {
  *
  * @example
  * ```ts
- * import { inspect } from "./inspect.ts";
- * // const info = await inspect("s3://bucket/job/savepoints/sp-17");
- * // for (const op of info.operators) console.log(op.uid, op.parallelism, op.states.map((s) => `${s.name}: ${s.rows}`));
+ * import assert from "node:assert/strict";
+ * import { CollectingSink, generatorSource, Job, valueState, inspect } from "../mod.ts";
+ * // A job counting clicks per user: one checkpoint, then stopped with a savepoint.
+ * const COUNT = valueState<number>("counts", { value: { encoding: "arrow", type: "int32" } });
+ * const job = new Job("counter", { checkpoints: { storage: "memory:inspect-example" } });
+ * job.fromSource(generatorSource({ count: Infinity, make: (i) => `user-${i % 10}` }), { uid: "events" })
+ *   .keyBy((user) => user)
+ *   .process<string>({ processElement(user, ctx) { const c = ctx.getState(COUNT); c.update((c.value() ?? 0) + 1); } }, { uid: "counter" })
+ *   .sinkTo(new CollectingSink<string>(), { uid: "out" });
+ * await job.start();
+ * await job.triggerCheckpoint();
+ * const sp = await job.stopWithSavepoint("memory:inspect-example/savepoints/sp-1");
+ * const info = await inspect(sp.location); // or "s3://bucket/job/savepoints/sp-17"
+ * assert.deepEqual(info.operators.map((op) => `${op.uid} ×${op.parallelism}: ${op.states.map((s) => s.name)}`), ["events ×1: positions", "counter ×1: counts", "out ×1: pending-commits"]);
+ * assert.ok(info.operators[1].rows <= 10); // at most one count per user
  * ```
  */
 export async function inspect(uri: string | Snapshot, options: InspectOptions = {}): Promise<SnapshotInfo> {

@@ -63,9 +63,20 @@ export interface Listing {
  *
  * @example
  * ```ts
- * import { ls } from "./ls.ts";
- * // const { snapshots } = await ls("s3://bucket/job");
- * // for (const s of snapshots) console.log(s.path, s.kind, s.bytes, s.sharedChunks);
+ * import assert from "node:assert/strict";
+ * import { CollectingSink, generatorSource, Job, valueState, ls } from "../mod.ts";
+ * // A job counting clicks per user: one checkpoint, then stopped with a savepoint.
+ * const COUNT = valueState<number>("counts", { value: { encoding: "arrow", type: "int32" } });
+ * const job = new Job("counter", { checkpoints: { storage: "memory:ls-example" } });
+ * job.fromSource(generatorSource({ count: Infinity, make: (i) => `user-${i % 10}` }), { uid: "events" })
+ *   .keyBy((user) => user)
+ *   .process<string>({ processElement(user, ctx) { const c = ctx.getState(COUNT); c.update((c.value() ?? 0) + 1); } }, { uid: "counter" })
+ *   .sinkTo(new CollectingSink<string>(), { uid: "out" });
+ * await job.start();
+ * await job.triggerCheckpoint();
+ * const sp = await job.stopWithSavepoint("memory:ls-example/savepoints/sp-1");
+ * const { snapshots } = await ls("memory:ls-example"); // or "s3://bucket/job"
+ * assert.deepEqual(snapshots.map((s) => `${s.kind} ${s.path}`), ["checkpoint chk-000001", "savepoint savepoints/sp-1"]);
  * ```
  */
 export async function ls(root: string | Storage, options: { now?: Date } = {}): Promise<Listing> {

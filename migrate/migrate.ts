@@ -241,11 +241,21 @@ function resolve(snap: Snapshot, m: Migrations): Resolved {
  *
  * @example
  * ```ts
- * import { migrate } from "./migrate.ts";
- * import { addField, defineMigrations } from "./migrations.ts";
- * const migrations = defineMigrations({ "counter/counts": [addField("label", "utf8", "none")] });
- * // const { plan } = await migrate("./sp-1", "./sp-1-v2", migrations, { dryRun: true });
- * // console.log(plan.states.map((s) => `${s.operator}/${s.state} v${s.fromVersion} → v${s.toVersion}`));
+ * import assert from "node:assert/strict";
+ * import { CollectingSink, generatorSource, Job, valueState, defineMigrations, migrate, widenType } from "../mod.ts";
+ * // A job counting clicks per user: one checkpoint, then stopped with a savepoint.
+ * const COUNT = valueState<number>("counts", { value: { encoding: "arrow", type: "int32" } });
+ * const job = new Job("counter", { checkpoints: { storage: "memory:migrate-example" } });
+ * job.fromSource(generatorSource({ count: Infinity, make: (i) => `user-${i % 10}` }), { uid: "events" })
+ *   .keyBy((user) => user)
+ *   .process<string>({ processElement(user, ctx) { const c = ctx.getState(COUNT); c.update((c.value() ?? 0) + 1); } }, { uid: "counter" })
+ *   .sinkTo(new CollectingSink<string>(), { uid: "out" });
+ * await job.start();
+ * await job.triggerCheckpoint();
+ * const sp = await job.stopWithSavepoint("memory:migrate-example/savepoints/sp-1");
+ * const migrations = defineMigrations({ "counter/counts": [widenType(undefined, "int64")] });
+ * const { plan } = await migrate(sp.location, "memory:migrate-example/savepoints/v2", migrations, { dryRun: true });
+ * assert.deepEqual(plan.states.filter((s) => s.steps.length).map((s) => `${s.operator}/${s.state} v${s.fromVersion} → v${s.toVersion}`), ["counter/counts v1 → v2"]);
  * ```
  */
 export async function migrate(src: string | Snapshot, dst: string | Storage, migrations: Migrations, options: MigrateOptions = {}): Promise<MigrateReport> {

@@ -243,9 +243,10 @@ const OPERATOR_OPS = new Set(["renameOperator", "dropOperator", "dropState"]);
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { addField, defineMigrations, renameOperator } from "./migrations.ts";
  * const m = defineMigrations({ "counter/counts": [addField("label", "utf8", "none")] }, { operators: [renameOperator("counter", "counter2")] });
- * console.log(m.states["counter/counts"].length); // 1
+ * assert.equal(m.states["counter/counts"].length, 1);
  * ```
  */
 export function defineMigrations(states: Record<string, readonly StateStep[]>, options: { operators?: readonly OperatorStep[] } = {}): Migrations {
@@ -271,8 +272,10 @@ export function defineMigrations(states: Record<string, readonly StateStep[]>, o
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { defineMigrations, isMigrations } from "./migrations.ts";
- * console.log(isMigrations(defineMigrations({})), isMigrations({})); // true false
+ * assert.equal(isMigrations(defineMigrations({})), true);
+ * assert.equal(isMigrations({}), false);
  * ```
  */
 export function isMigrations(x: unknown): x is Migrations {
@@ -284,8 +287,9 @@ export function isMigrations(x: unknown): x is Migrations {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { addField, describeStep } from "./migrations.ts";
- * console.log(describeStep(addField("label", "utf8", "none"))); // "addField label: utf8"
+ * assert.equal(describeStep(addField("label", "utf8", "none")), "addField label: utf8");
  * ```
  */
 export function describeStep(s: StateStep): string {
@@ -310,8 +314,9 @@ export function describeStep(s: StateStep): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { typeName } from "./migrations.ts";
- * console.log(typeName({ struct: [{ name: "count", type: "int64" }] })); // "{count: int64}"
+ * assert.equal(typeName({ struct: [{ name: "count", type: "int64" }] }), "{count: int64}");
  * ```
  */
 export function typeName(t: FieldType): string {

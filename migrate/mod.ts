@@ -9,10 +9,21 @@
  *
  * @example
  * ```ts
- * import { compact, rekey, validate } from "./mod.ts";
- * // await compact("./ckpt", "./ckpt/savepoints/sp-1");
- * // await rekey("./ckpt/savepoints/sp-1", "./ckpt/savepoints/sp-1-p8", { parallelism: 8 });
- * // console.log(await validate("./ckpt/savepoints/sp-1-p8")); // []
+ * import assert from "node:assert/strict";
+ * import { CollectingSink, generatorSource, Job, valueState, compact, rekey, validate } from "../mod.ts";
+ * // A job counting clicks per user: one checkpoint, then stopped with a savepoint.
+ * const COUNT = valueState<number>("counts", { value: { encoding: "arrow", type: "int32" } });
+ * const job = new Job("counter", { checkpoints: { storage: "memory:tools-example" } });
+ * job.fromSource(generatorSource({ count: Infinity, make: (i) => `user-${i % 10}` }), { uid: "events" })
+ *   .keyBy((user) => user)
+ *   .process<string>({ processElement(user, ctx) { const c = ctx.getState(COUNT); c.update((c.value() ?? 0) + 1); } }, { uid: "counter" })
+ *   .sinkTo(new CollectingSink<string>(), { uid: "out" });
+ * await job.start();
+ * await job.triggerCheckpoint();
+ * await job.stopWithSavepoint();
+ * await compact("memory:tools-example", "memory:tools-example/savepoints/compacted");
+ * await rekey("memory:tools-example/savepoints/compacted", "memory:tools-example/savepoints/p8", { parallelism: 8 });
+ * assert.deepEqual(await validate("memory:tools-example/savepoints/p8"), []);
  * ```
  *
  * @module

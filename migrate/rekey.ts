@@ -44,9 +44,11 @@ export interface RekeyOptions extends WriteOptions {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parallelismFor } from "./rekey.ts";
  * const op = { uid: "counter", parallelism: 4, states: [] };
- * console.log(parallelismFor(op, 7, 128), parallelismFor(op, { other: 2 }, 128)); // 7 4
+ * assert.equal(parallelismFor(op, 7, 128), 7);
+ * assert.equal(parallelismFor(op, { other: 2 }, 128), 4);
  * ```
  */
 export function parallelismFor(op: OperatorSnapshot, parallelism: number | Record<string, number> | undefined, maxParallelism: number, only?: readonly string[]): number {
@@ -82,13 +84,31 @@ function checkUids(snap: Snapshot, uids: Iterable<string>, what: string): void {
  *
  * @example
  * ```ts
- * import { rekey } from "./rekey.ts";
- * // Rescale every operator to 7 subtasks:
- * // await rekey("./ckpt/savepoints/sp-1", "./ckpt/savepoints/sp-1-p7", { parallelism: 7 });
- * // Change the number of key groups:
- * // await rekey("./ckpt/savepoints/sp-1", "./ckpt/savepoints/sp-1-m512", { maxParallelism: 512 });
- * // Key by user id instead of session id, summing counts that collide:
- * // await rekey(src, dst, { keyBy: { counter: (k) => String(k).split(":")[0] }, merge: { counter: (a, b) => (a as number) + (b as number) } });
+ * import assert from "node:assert/strict";
+ * import { CollectingSink, generatorSource, Job, valueState, inspect, rekey } from "../mod.ts";
+ * // A job counting clicks per user: one checkpoint, then stopped with a savepoint.
+ * const COUNT = valueState<number>("counts", { value: { encoding: "arrow", type: "int32" } });
+ * const job = new Job("counter", { checkpoints: { storage: "memory:rekey-example" } });
+ * job.fromSource(generatorSource({ count: Infinity, make: (i) => `user-${i % 10}` }), { uid: "events" })
+ *   .keyBy((user) => user)
+ *   .process<string>({ processElement(user, ctx) { const c = ctx.getState(COUNT); c.update((c.value() ?? 0) + 1); } }, { uid: "counter" })
+ *   .sinkTo(new CollectingSink<string>(), { uid: "out" });
+ * await job.start();
+ * await job.triggerCheckpoint();
+ * const sp = await job.stopWithSavepoint("memory:rekey-example/savepoints/sp-1");
+ * // Rescale every operator to 7 subtasks (whole key groups move, no row is decoded):
+ * const p7 = await rekey(sp.location, "memory:rekey-example/savepoints/p7", { parallelism: 7 });
+ * assert.deepEqual(p7.manifest.operators.map((o) => o.parallelism), [7, 7, 7]);
+ * // Change the number of key groups (every key is re-hashed):
+ * const m512 = await rekey(sp.location, "memory:rekey-example/savepoints/m512", { maxParallelism: 512 });
+ * assert.equal(m512.manifest.maxParallelism, 512);
+ * // Key by something else ("user-7" → "odd"), summing the counts that now collide:
+ * await rekey(sp.location, "memory:rekey-example/savepoints/parity", {
+ *   keyBy: { counter: (k) => (Number(String(k).slice(5)) % 2 ? "odd" : "even") },
+ *   merge: { counter: (a, b) => (a as number) + (b as number) },
+ * });
+ * const parity = await inspect("memory:rekey-example/savepoints/parity");
+ * assert.ok(parity.operators[1].rows <= 2);
  * ```
  */
 export async function rekey(src: string | Snapshot, dst: string | Storage, options: RekeyOptions = {}): Promise<WriteReport> {

@@ -98,9 +98,20 @@ function manifestFinding(e: unknown, location: string): Finding | undefined {
  *
  * @example
  * ```ts
- * import { validate } from "./validate.ts";
- * // const findings = await validate("./ckpt/savepoints/sp-1");
- * // for (const f of findings) console.log(f.code, f.path ?? "", f.message);
+ * import assert from "node:assert/strict";
+ * import { CollectingSink, generatorSource, Job, valueState, validate } from "../mod.ts";
+ * // A job counting clicks per user: one checkpoint, then stopped with a savepoint.
+ * const COUNT = valueState<number>("counts", { value: { encoding: "arrow", type: "int32" } });
+ * const job = new Job("counter", { checkpoints: { storage: "memory:validate-example" } });
+ * job.fromSource(generatorSource({ count: Infinity, make: (i) => `user-${i % 10}` }), { uid: "events" })
+ *   .keyBy((user) => user)
+ *   .process<string>({ processElement(user, ctx) { const c = ctx.getState(COUNT); c.update((c.value() ?? 0) + 1); } }, { uid: "counter" })
+ *   .sinkTo(new CollectingSink<string>(), { uid: "out" });
+ * await job.start();
+ * await job.triggerCheckpoint();
+ * const sp = await job.stopWithSavepoint("memory:validate-example/savepoints/sp-1");
+ * const findings = await validate(sp.location);
+ * assert.deepEqual(findings, []); // each finding: { code, message, path?, operator?, state? }
  * ```
  */
 export async function validate(uri: string | Snapshot, options: ValidateOptions = {}): Promise<Finding[]> {

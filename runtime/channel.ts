@@ -14,8 +14,9 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { BATCH, RecordBatch } from "./channel.ts";
- * console.log(new RecordBatch([], null, null).tag === BATCH); // true
+ * assert.equal(new RecordBatch([], null, null).tag === BATCH, true);
  * ```
  */
 export const BATCH = 0 as const;
@@ -24,8 +25,9 @@ export const BATCH = 0 as const;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { BARRIER, Barrier } from "./channel.ts";
- * console.log(new Barrier(1, "checkpoint", false).tag === BARRIER); // true
+ * assert.equal(new Barrier(1, "checkpoint", false).tag === BARRIER, true);
  * ```
  */
 export const BARRIER = 1 as const;
@@ -34,8 +36,9 @@ export const BARRIER = 1 as const;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { END, END_OF_INPUT } from "./channel.ts";
- * console.log(END_OF_INPUT.tag === END); // true
+ * assert.equal(END_OF_INPUT.tag === END, true);
  * ```
  */
 export const END = 2 as const;
@@ -81,9 +84,10 @@ export class Watermark {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { RecordBatch } from "./channel.ts";
  * const b = new RecordBatch(["a", "b"], null, null);
- * console.log(b.values.length); // 2
+ * assert.equal(b.values.length, 2);
  * ```
  */
 export class RecordBatch {
@@ -105,9 +109,11 @@ export class RecordBatch {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Barrier } from "./channel.ts";
  * const b = new Barrier(7, "checkpoint", false);
- * console.log(b.id, b.kind); // 7 "checkpoint"
+ * assert.equal(b.id, 7);
+ * assert.equal(b.kind, "checkpoint");
  * ```
  */
 export class Barrier {
@@ -129,8 +135,9 @@ export class Barrier {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { END_OF_INPUT } from "./channel.ts";
- * console.log(END_OF_INPUT.tag); // 2
+ * assert.equal(END_OF_INPUT.tag, 2);
  * ```
  */
 export class EndOfInput {
@@ -143,10 +150,11 @@ export class EndOfInput {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Channel, END_OF_INPUT } from "./channel.ts";
  * const ch = new Channel(1);
  * ch.push(END_OF_INPUT);
- * console.log(ch.poll() === END_OF_INPUT); // true
+ * assert.equal(ch.poll() === END_OF_INPUT, true);
  * ```
  */
 export const END_OF_INPUT: EndOfInput = new EndOfInput();
@@ -163,11 +171,13 @@ const RESOLVED: Promise<void> = Promise.resolve();
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Channel, RecordBatch } from "./channel.ts";
  * const ch = new Channel(2);
  * ch.push(new RecordBatch([1], null, null));
  * ch.push(new RecordBatch([2], null, null));
- * console.log(ch.full, (ch.poll() as RecordBatch).values); // true [1]
+ * assert.equal(ch.full, true);
+ * assert.deepEqual((ch.poll() as RecordBatch).values, [1]);
  * ```
  */
 export class Channel {
@@ -252,11 +262,13 @@ export class Channel {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Channel, InputGate, RecordBatch } from "./channel.ts";
  * const a = new Channel(4), b = new Channel(4);
  * const gate = new InputGate([a, b]);
  * b.push(new RecordBatch(["x"], null, null));
- * console.log(gate.poll(), gate.element?.tag); // 1 0
+ * assert.equal(gate.poll(), 1);
+ * assert.equal(gate.element?.tag, 0);
  * ```
  */
 export class InputGate {

@@ -18,8 +18,9 @@ import type { ChunkTarget, TaskSnapshot } from "./_tasks.ts";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { joinRelative } from "./checkpoint.ts";
- * console.log(joinRelative("", "savepoints", "sp-1")); // "savepoints/sp-1"
+ * assert.equal(joinRelative("", "savepoints", "sp-1"), "savepoints/sp-1");
  * ```
  */
 export function joinRelative(...parts: string[]): string {
@@ -33,11 +34,11 @@ export function joinRelative(...parts: string[]): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { MemoryStorage } from "../backends/memory.ts";
  * import { checkpointTarget } from "./checkpoint.ts";
  * const t = checkpointTarget(new MemoryStorage(), 7, "a1b2");
- * console.log(t.keyed("counter", "count", { start: 0, end: 63 }, "delta").ref);
- * // "shared/counter/count/chk-000007-kg-0-63-delta-a1b2.arrow"
+ * assert.equal(t.keyed("counter", "count", { start: 0, end: 63 }, "delta").ref, "shared/counter/count/chk-000007-kg-0-63-delta-a1b2.arrow");
  * ```
  */
 export function checkpointTarget(root: Storage, id: number, attempt: string): ChunkTarget {
@@ -61,10 +62,11 @@ export function checkpointTarget(root: Storage, id: number, attempt: string): Ch
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { MemoryStorage } from "../backends/memory.ts";
  * import { savepointTarget } from "./checkpoint.ts";
  * const t = savepointTarget(new MemoryStorage(), "savepoints/sp-1");
- * console.log(t.keyed("counter", "count", { start: 0, end: 63 }, "base").path); // "savepoints/sp-1/counter/count/kg-0-63.arrow"
+ * assert.equal(t.keyed("counter", "count", { start: 0, end: 63 }, "base").path, "savepoints/sp-1/counter/count/kg-0-63.arrow");
  * ```
  */
 export function savepointTarget(storage: Storage, dir: string): ChunkTarget {
@@ -101,8 +103,9 @@ export interface ManifestInput {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { stateKey } from "./checkpoint.ts";
- * console.log(stateKey("sessions", "count") === stateKey("sessions", "count")); // true
+ * assert.equal(stateKey("sessions", "count") === stateKey("sessions", "count"), true);
  * ```
  */
 export function stateKey(uid: string, state: string): string {
@@ -118,9 +121,10 @@ function byPosition(a: ChunkRef, b: ChunkRef): number {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { assembleManifest } from "./checkpoint.ts";
  * const m = assembleManifest({ kind: "savepoint", id: "sp-1", checkpointId: 1, job: "j", maxParallelism: 128, operators: [], snapshots: [] });
- * console.log(m.chunkRoot); // "."
+ * assert.equal(m.chunkRoot, ".");
  * ```
  */
 export function assembleManifest(input: ManifestInput): Manifest {
@@ -180,9 +184,10 @@ export function assembleManifest(input: ManifestInput): Manifest {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { assembleManifest, chunksByState } from "./checkpoint.ts";
  * const m = assembleManifest({ kind: "checkpoint", id: "chk-000001", checkpointId: 1, job: "j", maxParallelism: 128, operators: [], snapshots: [] });
- * console.log(chunksByState(m).size); // 0
+ * assert.equal(chunksByState(m).size, 0);
  * ```
  */
 export function chunksByState(manifest: Manifest): Map<string, ChunkRef[]> {

@@ -11,9 +11,10 @@ import { ArrowpointError, type ArrowpointErrorOptions, IncompatibleSnapshotError
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { JobFailedError } from "./errors.ts";
  * const e = new JobFailedError("operator \"sessions\" subtask 2 failed: boom", { cause: new Error("boom") });
- * console.log(e.code); // "ARROWPOINT_JOB_FAILED"
+ * assert.equal(e.code, "ARROWPOINT_JOB_FAILED");
  * ```
  */
 export class JobFailedError extends ArrowpointError {
@@ -29,8 +30,9 @@ export class JobFailedError extends ArrowpointError {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { JobKilledError } from "./errors.ts";
- * console.log(new JobKilledError("after 1000 records").code); // "ARROWPOINT_JOB_KILLED"
+ * assert.equal(new JobKilledError("after 1000 records").code, "ARROWPOINT_JOB_KILLED");
  * ```
  */
 export class JobKilledError extends JobFailedError {
@@ -45,9 +47,10 @@ export class JobKilledError extends JobFailedError {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import type { NonRestoredState } from "./errors.ts";
  * const missing: NonRestoredState = { uid: "sessions", state: "recent", reason: "state-not-registered" };
- * console.log(`${missing.uid}/${missing.state}`); // "sessions/recent"
+ * assert.equal(`${missing.uid}/${missing.state}`, "sessions/recent");
  * ```
  */
 export interface NonRestoredState {
@@ -65,9 +68,11 @@ export interface NonRestoredState {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { NonRestoredStateError } from "./errors.ts";
  * const e = new NonRestoredStateError("memory:x/chk-000003", [{ uid: "old-op", reason: "operator-missing" }]);
- * console.log(e.states.length, e.code); // 1 "ARROWPOINT_INCOMPATIBLE_SNAPSHOT"
+ * assert.equal(e.states.length, 1);
+ * assert.equal(e.code, "ARROWPOINT_INCOMPATIBLE_SNAPSHOT");
  * ```
  */
 export class NonRestoredStateError extends IncompatibleSnapshotError {

@@ -41,9 +41,10 @@ import {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import type { CheckpointOptions } from "./job.ts";
  * const options: CheckpointOptions = { storage: "./checkpoints", intervalMs: 1000, retain: 3, fullEvery: 10 };
- * console.log(options.intervalMs); // 1000
+ * assert.equal(options.intervalMs, 1000);
  * ```
  */
 export interface CheckpointOptions {
@@ -70,10 +71,12 @@ export interface CheckpointOptions {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import type { RestoreOptions } from "./job.ts";
  * const fromLatest: RestoreOptions = { from: "latest" };
  * const fromSavepoint: RestoreOptions = { from: "s3://bucket/job/savepoints/sp-000042-1a2b3c4d", allowNonRestoredState: true };
- * console.log(fromLatest.from, fromSavepoint.allowNonRestoredState); // "latest" true
+ * assert.equal(fromLatest.from, "latest");
+ * assert.equal(fromSavepoint.allowNonRestoredState, true);
  * ```
  */
 export interface RestoreOptions {
@@ -91,9 +94,10 @@ export interface RestoreOptions {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import type { FaultPoint } from "./job.ts";
  * const betweenDataAndManifest = (p: FaultPoint) => p.kind === "checkpoint" && p.stage === "acked" && p.checkpointId === 3;
- * console.log(betweenDataAndManifest({ stage: "acked", checkpointId: 3, kind: "checkpoint", records: 100 })); // true
+ * assert.equal(betweenDataAndManifest({ stage: "acked", checkpointId: 3, kind: "checkpoint", records: 100 }), true);
  * ```
  */
 export interface FaultPoint {
@@ -112,10 +116,12 @@ export interface FaultPoint {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import type { FaultPlan } from "./job.ts";
  * const crashMidStream: FaultPlan = { killAfterRecords: 50_000 };
  * const crashBeforeManifest: FaultPlan = { killAt: (p) => p.stage === "acked" };
- * console.log(crashMidStream.killAfterRecords, typeof crashBeforeManifest.killAt); // 50000 "function"
+ * assert.equal(crashMidStream.killAfterRecords, 50000);
+ * assert.equal(typeof crashBeforeManifest.killAt, "function");
  * ```
  */
 export interface FaultPlan {
@@ -130,9 +136,10 @@ export interface FaultPlan {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import type { JobOptions } from "./job.ts";
  * const options: JobOptions = { maxParallelism: 128, parallelism: 2, checkpoints: { storage: "memory:ckpt", intervalMs: 500 }, restore: { from: "latest" } };
- * console.log(options.maxParallelism); // 128
+ * assert.equal(options.maxParallelism, 128);
  * ```
  */
 export interface JobOptions {
@@ -273,9 +280,10 @@ export interface JobResult {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import type { JobStatus } from "./job.ts";
  * const done = (s: JobStatus) => s === "finished" || s === "stopped" || s === "cancelled" || s === "failed";
- * console.log(done("running")); // false
+ * assert.equal(done("running"), false);
  * ```
  */
 export type JobStatus = "created" | "starting" | "running" | "finishing" | "finished" | "stopped" | "cancelled" | "failed";
@@ -302,6 +310,7 @@ function checkPositiveInt(value: number, name: string, max = Number.MAX_SAFE_INT
  *
  * @example Per-user counters with checkpoints, restored at another parallelism
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Job, generatorSource, CollectingSink, valueState } from "./mod.ts";
  * const COUNT = valueState<number>("count");
  * const sink = new CollectingSink<[string, number]>();
@@ -316,7 +325,7 @@ function checkPositiveInt(value: number, name: string, max = Number.MAX_SAFE_INT
  *   return job;
  * };
  * await build(2).run();
- * console.log(sink.committed.length); // 10000
+ * assert.equal(sink.committed.length, 10000);
  * ```
  */
 export class Job {

@@ -75,12 +75,14 @@ export interface ChainInfo {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { KeyedStateBackend } from "./keyed_backend.ts";
  * import { valueState } from "./state.ts";
  * const b = new KeyedStateBackend({ start: 0, end: 127 }, "string", true);
  * b.getState(valueState<number>("n"));
  * const table = b.table("n")!;
- * console.log(table.size(), table.layout.kind); // 0 "value"
+ * assert.equal(table.size(), 0);
+ * assert.equal(table.layout.kind, "value");
  * ```
  */
 export abstract class StateTable {
@@ -598,9 +600,10 @@ class MapHandle<UK, V> implements MapState<UK, V> {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { keyedLayout } from "./keyed_backend.ts";
  * import { mapState } from "./state.ts";
- * console.log(keyedLayout(mapState<string, number>("m"), "string").userKeyType); // "string"
+ * assert.equal(keyedLayout(mapState<string, number>("m"), "string").userKeyType, "string");
  * ```
  */
 export function keyedLayout(desc: KeyedStateDescriptor, keyType: KeyType): StateLayout {
@@ -615,13 +618,15 @@ export function keyedLayout(desc: KeyedStateDescriptor, keyType: KeyType): State
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { KeyedStateBackend } from "./keyed_backend.ts";
  * import { valueState } from "./state.ts";
  * const b = new KeyedStateBackend({ start: 0, end: 127 }, "string", true);
  * const count = b.getState(valueState<number>("count"));
  * b.setCurrentKey("user-1", 5);
  * count.update((count.value() ?? 0) + 1);
- * console.log(count.value(), b.table("count")!.dirtySize()); // 1 1
+ * assert.equal(count.value(), 1);
+ * assert.equal(b.table("count")!.dirtySize(), 1);
  * ```
  */
 export class KeyedStateBackend {
@@ -754,8 +759,9 @@ export class KeyedStateBackend {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { stableStringify } from "./keyed_backend.ts";
- * console.log(stableStringify({ b: 1, a: [2] })); // {"a":[2],"b":1}
+ * assert.equal(stableStringify({ b: 1, a: [2] }), '{"a":[2],"b":1}');
  * ```
  */
 export function stableStringify(v: unknown): string {

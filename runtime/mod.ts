@@ -5,6 +5,7 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Job, generatorSource, CollectingSink, valueState } from "./mod.ts";
  * const COUNT = valueState<number>("count");
  * const sink = new CollectingSink<string>();
@@ -16,7 +17,8 @@
  *   }, { uid: "count", parallelism: 2 })
  *   .sinkTo(sink, { uid: "out" });
  * const result = await job.run();
- * console.log(result.status, sink.committed.length); // "finished" 1000
+ * assert.equal(result.status, "finished");
+ * assert.equal(sink.committed.length, 1000);
  * ```
  *
  * @module

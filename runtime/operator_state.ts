@@ -39,12 +39,13 @@ export interface OperatorStateEntry {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { OperatorStateStore } from "./operator_state.ts";
  * import { operatorListState } from "./state.ts";
  * const store = new OperatorStateStore();
  * const seen = store.getListState(operatorListState<string>("seen"));
  * seen.add("a");
- * console.log(store.entry("seen")!.list.items); // ["a"]
+ * assert.deepEqual(store.entry("seen")!.list.items, ["a"]);
  * ```
  */
 export class OperatorStateStore {
@@ -107,9 +108,10 @@ export class OperatorStateStore {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { redistribute } from "./operator_state.ts";
  * const parts = redistribute("split", ["a", "b", "c"], [0, 0, 1], 2, 2);
- * console.log(parts); // [["a", "c"], ["b"]]
+ * assert.deepEqual(parts, [["a", "c"], ["b"]]);
  * ```
  */
 export function redistribute(mode: Redistribution, values: readonly unknown[], subtasks: readonly number[], oldParallelism: number, parallelism: number): unknown[][] {

@@ -18,9 +18,10 @@ import { NotFoundError } from "../format/errors.ts";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import type { SinkContext } from "./sinks.ts";
  * const partName = (ctx: SinkContext, checkpoint: number) => `part-${checkpoint}-${ctx.subtask}-${ctx.attempt}`;
- * console.log(partName({ uid: "out", subtask: 1, parallelism: 2, attempt: "ab12" }, 7)); // "part-7-1-ab12"
+ * assert.equal(partName({ uid: "out", subtask: 1, parallelism: 2, attempt: "ab12" }, 7), "part-7-1-ab12");
  * ```
  */
 export interface SinkContext {
@@ -95,6 +96,7 @@ export interface Sink<T, C = unknown> {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { CollectingSink } from "./sinks.ts";
  * const sink = new CollectingSink<string>();
  * const w = sink.createWriter({ uid: "out", subtask: 0, parallelism: 1, attempt: "a" });
@@ -102,7 +104,7 @@ export interface Sink<T, C = unknown> {
  * const txn = w.prepareCommit(1)!;
  * await sink.commit([txn as string]);
  * await sink.commit([txn as string]); // idempotent
- * console.log(sink.committed); // ["x"]
+ * assert.deepEqual(sink.committed, ["x"]);
  * ```
  */
 export class CollectingSink<T> implements Sink<T, string> {
@@ -162,9 +164,10 @@ export class CollectingSink<T> implements Sink<T, string> {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import type { NdjsonCommittable } from "./sinks.ts";
  * const c: NdjsonCommittable = { staged: "out/_staging/part-000003-0-ab12.ndjson", final: "out/part-000003-0-ab12.ndjson" };
- * console.log(c.final); // "out/part-000003-0-ab12.ndjson"
+ * assert.equal(c.final, "out/part-000003-0-ab12.ndjson");
  * ```
  */
 export interface NdjsonCommittable {
@@ -179,9 +182,10 @@ export interface NdjsonCommittable {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import type { NdjsonSinkOptions } from "./sinks.ts";
  * const options: NdjsonSinkOptions<{ user: string; n: number }> = { prefix: "counts", stringify: (r) => `${r.user}\t${r.n}` };
- * console.log(options.prefix); // "counts"
+ * assert.equal(options.prefix, "counts");
  * ```
  */
 export interface NdjsonSinkOptions<T> {
@@ -206,13 +210,14 @@ function pad(n: number): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { ndjsonFileSink, readNdjsonParts } from "./sinks.ts";
  * const sink = ndjsonFileSink<{ user: string; n: number }>("memory:sink-example", { prefix: "out" });
  * const w = sink.createWriter({ uid: "out", subtask: 0, parallelism: 1, attempt: "a1" });
  * w.write([{ user: "a", n: 1 }]);
  * const c = await w.prepareCommit(1);
  * await sink.commit([c!]);
- * console.log(await readNdjsonParts("memory:sink-example", "out")); // [{ user: "a", n: 1 }]
+ * assert.deepEqual(await readNdjsonParts("memory:sink-example", "out"), [{ user: "a", n: 1 }]);
  * ```
  */
 export function ndjsonFileSink<T>(target: Storage | string, options: NdjsonSinkOptions<T> = {}): Sink<T, NdjsonCommittable> {
@@ -287,9 +292,10 @@ export function ndjsonFileSink<T>(target: Storage | string, options: NdjsonSinkO
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { readNdjsonParts } from "./sinks.ts";
  * const rows = await readNdjsonParts("memory:nothing-here", "out");
- * console.log(rows.length); // 0
+ * assert.equal(rows.length, 0);
  * ```
  */
 export async function readNdjsonParts<T = unknown>(target: Storage | string, prefix = ""): Promise<T[]> {

@@ -15,9 +15,10 @@ import { murmurHash } from "../format/key_group.ts";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import type { SourceSplit } from "./sources.ts";
  * const split: SourceSplit = { id: "part-3", path: "events/part-3.ndjson" };
- * console.log(split.id); // "part-3"
+ * assert.equal(split.id, "part-3");
  * ```
  */
 export interface SourceSplit {
@@ -104,9 +105,10 @@ function splitCount(n: number | undefined, what: string): number {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { arraySource } from "./sources.ts";
  * const src = arraySource([{ user: "a", n: 1 }, { user: "b", n: 2 }], { splits: 2 });
- * console.log((await src.splits()).length); // 2
+ * assert.equal((await src.splits()).length, 2);
  * ```
  */
 export function arraySource<T>(items: readonly T[], options: { splits?: number; name?: string } = {}): Source<T> {
@@ -139,9 +141,10 @@ export function arraySource<T>(items: readonly T[], options: { splits?: number; 
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Rng } from "./sources.ts";
  * const a = new Rng().seed(7), b = new Rng().seed(7);
- * console.log(a.int(100) === b.int(100)); // true
+ * assert.equal(a.int(100) === b.int(100), true);
  * ```
  */
 export class Rng {
@@ -169,9 +172,10 @@ export class Rng {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import type { GeneratorOptions } from "./sources.ts";
  * const options: GeneratorOptions<{ user: string }> = { count: 1_000, splits: 2, seed: 7, make: (i, rng, split) => ({ user: `u${rng.int(10) * 2 + split}` }) };
- * console.log(options.count); // 1000
+ * assert.equal(options.count, 1000);
  * ```
  */
 export interface GeneratorOptions<T> {
@@ -198,9 +202,10 @@ export interface GeneratorOptions<T> {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { generatorSource } from "./sources.ts";
  * const events = generatorSource({ count: 1000, splits: 4, seed: 7, make: (i, rng, split) => ({ user: `u${rng.int(50) * 4 + split}`, amount: rng.int(100) }) });
- * console.log(events.name); // "generator"
+ * assert.equal(events.name, "generator");
  * ```
  */
 export function generatorSource<T>(options: GeneratorOptions<T>): Source<T> {
@@ -250,9 +255,10 @@ export function generatorSource<T>(options: GeneratorOptions<T>): Source<T> {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import type { NdjsonSourceOptions } from "./sources.ts";
  * const options: NdjsonSourceOptions<{ user: string }> = { storage: "./input", paths: ["day-1.ndjson", "day-2.ndjson"] };
- * console.log(options.paths.length); // 2
+ * assert.equal(options.paths.length, 2);
  * ```
  */
 export interface NdjsonSourceOptions<T> {
@@ -277,12 +283,13 @@ const NL = 10;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { openStorage } from "../backends/open.ts";
  * import { ndjsonSource } from "./sources.ts";
  * const storage = await openStorage("memory:ndjson-example");
  * await storage.put("in/a.ndjson", new TextEncoder().encode('{"user":"a"}\n{"user":"b"}\n'));
  * const src = ndjsonSource<{ user: string }>({ storage, paths: ["in/a.ndjson"] });
- * console.log((await src.splits()).length); // 1
+ * assert.equal((await src.splits()).length, 1);
  * ```
  */
 export function ndjsonSource<T>(options: NdjsonSourceOptions<T>): Source<T> {

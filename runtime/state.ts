@@ -19,10 +19,13 @@ import { MSGPACK_VALUES } from "../format/state_layout.ts";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import type { StateDescriptorBase } from "./state.ts";
  * import { valueState } from "./state.ts";
  * const d: StateDescriptorBase = valueState<number>("n");
- * console.log(d.kind, d.value.encoding, d.schemaVersion); // "value" "msgpack" 1
+ * assert.equal(d.kind, "value");
+ * assert.equal(d.value.encoding, "msgpack");
+ * assert.equal(d.schemaVersion, 1);
  * ```
  */
 export interface StateDescriptorBase {
@@ -41,9 +44,10 @@ export interface StateDescriptorBase {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import type { StateOptions } from "./state.ts";
  * const typed: StateOptions = { value: { encoding: "arrow", type: "float64" }, schemaVersion: 2 };
- * console.log(typed.schemaVersion); // 2
+ * assert.equal(typed.schemaVersion, 2);
  * ```
  */
 export interface StateOptions {
@@ -58,10 +62,11 @@ export interface StateOptions {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import type { ValueStateDescriptor } from "./state.ts";
  * import { valueState } from "./state.ts";
  * const d: ValueStateDescriptor<{ n: number }> = valueState("count");
- * console.log(d.name); // "count"
+ * assert.equal(d.name, "count");
  * ```
  */
 export interface ValueStateDescriptor<T> extends StateDescriptorBase {
@@ -76,10 +81,11 @@ export interface ValueStateDescriptor<T> extends StateDescriptorBase {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import type { ListStateDescriptor } from "./state.ts";
  * import { listState } from "./state.ts";
  * const d: ListStateDescriptor<string> = listState("recent-pages");
- * console.log(d.kind); // "list"
+ * assert.equal(d.kind, "list");
  * ```
  */
 export interface ListStateDescriptor<T> extends StateDescriptorBase {
@@ -94,10 +100,11 @@ export interface ListStateDescriptor<T> extends StateDescriptorBase {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import type { MapStateDescriptor } from "./state.ts";
  * import { mapState } from "./state.ts";
  * const d: MapStateDescriptor<bigint, string> = mapState("by-id", { userKeyType: "int64" });
- * console.log(d.userKeyType); // "int64"
+ * assert.equal(d.userKeyType, "int64");
  * ```
  */
 export interface MapStateDescriptor<UK, V> extends StateDescriptorBase {
@@ -114,10 +121,11 @@ export interface MapStateDescriptor<UK, V> extends StateDescriptorBase {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import type { ReducingStateDescriptor } from "./state.ts";
  * import { reducingState } from "./state.ts";
  * const d: ReducingStateDescriptor<number> = reducingState("max", Math.max);
- * console.log(d.reduce(2, 5)); // 5
+ * assert.equal(d.reduce(2, 5), 5);
  * ```
  */
 export interface ReducingStateDescriptor<T> extends StateDescriptorBase {
@@ -132,13 +140,14 @@ export interface ReducingStateDescriptor<T> extends StateDescriptorBase {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import type { AggregateFunction } from "./state.ts";
  * const mean: AggregateFunction<number, [number, number], number> = {
  *   createAccumulator: () => [0, 0],
  *   add: (v, [n, s]) => [n + 1, s + v],
  *   getResult: ([n, s]) => s / n,
  * };
- * console.log(mean.getResult(mean.add(4, mean.add(2, mean.createAccumulator())))); // 3
+ * assert.equal(mean.getResult(mean.add(4, mean.add(2, mean.createAccumulator()))), 3);
  * ```
  */
 export interface AggregateFunction<IN, ACC, OUT> {
@@ -155,12 +164,13 @@ export interface AggregateFunction<IN, ACC, OUT> {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import type { AggregatingStateDescriptor } from "./state.ts";
  * import { aggregatingState } from "./state.ts";
  * const d: AggregatingStateDescriptor<number, number, string> = aggregatingState("sum", {
  *   createAccumulator: () => 0, add: (v, acc) => acc + v, getResult: (acc) => acc.toFixed(2),
  * });
- * console.log(d.kind); // "aggregating"
+ * assert.equal(d.kind, "aggregating");
  * ```
  */
 export interface AggregatingStateDescriptor<IN, ACC, OUT> extends StateDescriptorBase {
@@ -175,10 +185,11 @@ export interface AggregatingStateDescriptor<IN, ACC, OUT> extends StateDescripto
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import type { OperatorListStateDescriptor } from "./state.ts";
  * import { operatorListState } from "./state.ts";
  * const d: OperatorListStateDescriptor<string> = operatorListState("rules", { redistribution: "broadcast" });
- * console.log(d.redistribution); // "broadcast"
+ * assert.equal(d.redistribution, "broadcast");
  * ```
  */
 export interface OperatorListStateDescriptor<T> extends StateDescriptorBase {
@@ -195,10 +206,11 @@ export interface OperatorListStateDescriptor<T> extends StateDescriptorBase {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import type { KeyedStateDescriptor } from "./state.ts";
  * import { listState, valueState } from "./state.ts";
  * const all: KeyedStateDescriptor[] = [valueState<number>("a"), listState<string>("b")];
- * console.log(all.map((d) => d.kind)); // ["value", "list"]
+ * assert.deepEqual(all.map((d) => d.kind), ["value", "list"]);
  * ```
  */
 export type KeyedStateDescriptor =
@@ -233,11 +245,12 @@ function base(name: string, options: StateOptions): { name: string; value: Value
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { valueState } from "./state.ts";
  * const count = valueState<{ n: number; sum: number }>("count", {
  *   value: { encoding: "arrow", type: { struct: [{ name: "n", type: "int32" }, { name: "sum", type: "float64" }] } },
  * });
- * console.log(count.kind); // "value"
+ * assert.equal(count.kind, "value");
  * ```
  */
 export function valueState<T>(name: string, options: StateOptions = {}): ValueStateDescriptor<T> {
@@ -249,9 +262,10 @@ export function valueState<T>(name: string, options: StateOptions = {}): ValueSt
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { listState } from "./state.ts";
  * const recent = listState<number>("recent", { value: { encoding: "arrow", type: "float64" } });
- * console.log(recent.kind); // "list"
+ * assert.equal(recent.kind, "list");
  * ```
  */
 export function listState<T>(name: string, options: StateOptions = {}): ListStateDescriptor<T> {
@@ -263,9 +277,10 @@ export function listState<T>(name: string, options: StateOptions = {}): ListStat
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { mapState } from "./state.ts";
  * const perPage = mapState<string, number>("per-page", { userKeyType: "string" });
- * console.log(perPage.userKeyType); // "string"
+ * assert.equal(perPage.userKeyType, "string");
  * ```
  */
 export function mapState<UK, V>(name: string, options: StateOptions & { userKeyType?: KeyType } = {}): MapStateDescriptor<UK, V> {
@@ -277,9 +292,10 @@ export function mapState<UK, V>(name: string, options: StateOptions & { userKeyT
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { reducingState } from "./state.ts";
  * const total = reducingState<number>("total", (a, b) => a + b, { value: { encoding: "arrow", type: "float64" } });
- * console.log(total.reduce(1, 2)); // 3
+ * assert.equal(total.reduce(1, 2), 3);
  * ```
  */
 export function reducingState<T>(name: string, reduce: (acc: T, value: T) => T, options: StateOptions = {}): ReducingStateDescriptor<T> {
@@ -292,13 +308,14 @@ export function reducingState<T>(name: string, reduce: (acc: T, value: T) => T, 
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { aggregatingState } from "./state.ts";
  * const avg = aggregatingState<number, { n: number; sum: number }, number>("avg", {
  *   createAccumulator: () => ({ n: 0, sum: 0 }),
  *   add: (v, acc) => ({ n: acc.n + 1, sum: acc.sum + v }),
  *   getResult: (acc) => acc.sum / acc.n,
  * });
- * console.log(avg.kind); // "aggregating"
+ * assert.equal(avg.kind, "aggregating");
  * ```
  */
 export function aggregatingState<IN, ACC, OUT>(
@@ -319,9 +336,10 @@ export function aggregatingState<IN, ACC, OUT>(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { operatorListState } from "./state.ts";
  * const buffered = operatorListState<string>("buffered", { redistribution: "split" });
- * console.log(buffered.redistribution); // "split"
+ * assert.equal(buffered.redistribution, "split");
  * ```
  */
 export function operatorListState<T>(name: string, options: StateOptions & { redistribution?: Redistribution } = {}): OperatorListStateDescriptor<T> {

@@ -33,9 +33,10 @@ import type { FunctionOrFactory, Graph, InputEdge, Vertex } from "./_graph.ts";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import type { RuntimeInfo } from "./stream.ts";
  * const where = (info: RuntimeInfo) => `${info.uid}[${info.subtaskIndex}/${info.parallelism}]`;
- * console.log(where({ uid: "count", subtaskIndex: 1, parallelism: 4, maxParallelism: 128 })); // "count[1/4]"
+ * assert.equal(where({ uid: "count", subtaskIndex: 1, parallelism: 4, maxParallelism: 128 }), "count[1/4]");
  * ```
  */
 export interface RuntimeInfo {
@@ -230,9 +231,10 @@ export interface ProcessFunction<IN, OUT> {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import type { OperatorOptions } from "./stream.ts";
  * const options: OperatorOptions = { uid: "sessions", name: "per-user sessions", parallelism: 4 };
- * console.log(options.uid); // "sessions"
+ * assert.equal(options.uid, "sessions");
  * ```
  */
 export interface OperatorOptions {
@@ -256,6 +258,7 @@ function applyOptions(v: Vertex, options: OperatorOptions | undefined): void {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Job, arraySource, CollectingSink } from "./mod.ts";
  * const job = new Job("words");
  * const sink = new CollectingSink<string>();
@@ -264,7 +267,7 @@ function applyOptions(v: Vertex, options: OperatorOptions | undefined): void {
  *   .map((w) => w.toUpperCase())
  *   .sinkTo(sink, { uid: "out" });
  * await job.run();
- * console.log(sink.committed); // ["BB", "CCC"]
+ * assert.deepEqual(sink.committed, ["BB", "CCC"]);
  * ```
  */
 export class DataStream<T> {
@@ -370,6 +373,7 @@ export class DataStream<T> {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Job, arraySource, CollectingSink, valueState } from "./mod.ts";
  * const COUNT = valueState<number>("count");
  * const job = new Job("counts");
@@ -386,7 +390,7 @@ export class DataStream<T> {
  *   }, { uid: "count", parallelism: 2 })
  *   .sinkTo(sink, { uid: "out" });
  * await job.run();
- * console.log(sink.committed.sort()); // ["a=1", "a=2", "b=1"]
+ * assert.deepEqual(sink.committed.sort(), ["a=1", "a=2", "b=1"]);
  * ```
  */
 export class KeyedStream<K extends Key, T> {

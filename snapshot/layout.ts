@@ -23,8 +23,9 @@ const CHECKPOINT_DIR = /^chk-(\d{6,15})$/;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { checkpointDirName } from "./layout.ts";
- * console.log(checkpointDirName(42)); // "chk-000042"
+ * assert.equal(checkpointDirName(42), "chk-000042");
  * ```
  */
 export function checkpointDirName(id: number): string {
@@ -37,8 +38,10 @@ export function checkpointDirName(id: number): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseCheckpointDirName } from "./layout.ts";
- * console.log(parseCheckpointDirName("chk-000042"), parseCheckpointDirName("shared")); // 42 undefined
+ * assert.equal(parseCheckpointDirName("chk-000042"), 42);
+ * assert.equal(parseCheckpointDirName("shared"), undefined);
  * ```
  */
 export function parseCheckpointDirName(name: string): number | undefined {
@@ -51,8 +54,9 @@ export function parseCheckpointDirName(name: string): number | undefined {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { manifestPath } from "./layout.ts";
- * console.log(manifestPath("chk-000001")); // "chk-000001/_manifest.json"
+ * assert.equal(manifestPath("chk-000001"), "chk-000001/_manifest.json");
  * ```
  */
 export function manifestPath(dir: string): string {
@@ -64,8 +68,10 @@ export function manifestPath(dir: string): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parentDir } from "./layout.ts";
- * console.log(parentDir("a/chk-000001"), parentDir("chk-000001")); // "a" ""
+ * assert.equal(parentDir("a/chk-000001"), "a");
+ * assert.equal(parentDir("chk-000001"), "");
  * ```
  */
 export function parentDir(dir: string): string {

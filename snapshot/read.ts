@@ -66,10 +66,11 @@ async function loadManifest(storage: Storage, dir: string): Promise<Manifest | u
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { openStorage } from "../backends/open.ts";
  * import { latestCheckpoint } from "./read.ts";
  * const root = await openStorage("memory:latest-example");
- * console.log(await latestCheckpoint(root)); // undefined: nothing committed yet
+ * assert.equal(await latestCheckpoint(root), undefined); // nothing committed yet
  * ```
  */
 export async function latestCheckpoint(root: Storage, prefix = ""): Promise<number | undefined> {
@@ -82,9 +83,10 @@ export async function latestCheckpoint(root: Storage, prefix = ""): Promise<numb
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { openStorage } from "../backends/open.ts";
  * import { committedCheckpoints } from "./read.ts";
- * console.log(await committedCheckpoints(await openStorage("memory:ids-example"))); // []
+ * assert.deepEqual(await committedCheckpoints(await openStorage("memory:ids-example")), []);
  * ```
  */
 export async function committedCheckpoints(root: Storage, prefix = ""): Promise<number[]> {
@@ -107,9 +109,20 @@ export async function committedCheckpoints(root: Storage, prefix = ""): Promise<
  *
  * @example
  * ```ts
- * import { openSnapshot } from "./read.ts";
- * // const snap = await openSnapshot("./checkpoints/savepoints/sp-1");
- * // console.log(snap.manifest.operators.map((o) => o.uid));
+ * import assert from "node:assert/strict";
+ * import { CollectingSink, generatorSource, Job, valueState, openSnapshot } from "../mod.ts";
+ * // A job counting clicks per user: one checkpoint, then stopped with a savepoint.
+ * const COUNT = valueState<number>("counts", { value: { encoding: "arrow", type: "int32" } });
+ * const job = new Job("counter", { checkpoints: { storage: "memory:open-example" } });
+ * job.fromSource(generatorSource({ count: Infinity, make: (i) => `user-${i % 10}` }), { uid: "events" })
+ *   .keyBy((user) => user)
+ *   .process<string>({ processElement(user, ctx) { const c = ctx.getState(COUNT); c.update((c.value() ?? 0) + 1); } }, { uid: "counter" })
+ *   .sinkTo(new CollectingSink<string>(), { uid: "out" });
+ * await job.start();
+ * await job.triggerCheckpoint();
+ * const sp = await job.stopWithSavepoint("memory:open-example/savepoints/sp-1");
+ * const snap = await openSnapshot(sp.location); // or the checkpoint root: its latest checkpoint
+ * assert.deepEqual(snap.manifest.operators.map((o) => o.uid), ["events", "counter", "out"]);
  * ```
  */
 export async function openSnapshot(target: string | Storage, dir = ""): Promise<Snapshot> {
@@ -181,10 +194,20 @@ export function requireState(snap: Snapshot, uid: string, state: string): StateS
  *
  * @example
  * ```ts
- * import { openSnapshot, readState } from "./read.ts";
- * // const snap = await openSnapshot("memory:demo/savepoints/sp-1");
- * // const rows = await readState(snap, "counter", "counts");
- * // console.log(rows.length);
+ * import assert from "node:assert/strict";
+ * import { CollectingSink, generatorSource, Job, valueState, openSnapshot, readState } from "../mod.ts";
+ * // A job counting clicks per user: one checkpoint, then stopped with a savepoint.
+ * const COUNT = valueState<number>("counts", { value: { encoding: "arrow", type: "int32" } });
+ * const job = new Job("counter", { checkpoints: { storage: "memory:read-state-example" } });
+ * job.fromSource(generatorSource({ count: Infinity, make: (i) => `user-${i % 10}` }), { uid: "events" })
+ *   .keyBy((user) => user)
+ *   .process<string>({ processElement(user, ctx) { const c = ctx.getState(COUNT); c.update((c.value() ?? 0) + 1); } }, { uid: "counter" })
+ *   .sinkTo(new CollectingSink<string>(), { uid: "out" });
+ * await job.start();
+ * await job.triggerCheckpoint();
+ * const sp = await job.stopWithSavepoint("memory:read-state-example/savepoints/sp-1");
+ * const rows = await readState(await openSnapshot(sp.location), "counter", "counts");
+ * assert.ok(rows.length <= 10 && rows.keys!.every((k) => String(k).startsWith("user-")));
  * ```
  */
 export async function readState(snap: Snapshot, uid: string, state: string, range?: KeyGroupRange): Promise<Rows> {

@@ -54,11 +54,12 @@ async function collect(it: AsyncIterable<ObjectInfo>): Promise<ObjectInfo[]> {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { openStorage } from "../backends/open.ts";
  * import { applyRetention } from "./retention.ts";
  * const root = await openStorage("memory:retention-example");
  * const report = await applyRetention(root, { retain: 3 });
- * console.log(report.deletedCheckpoints); // []
+ * assert.deepEqual(report.deletedCheckpoints, []);
  * ```
  */
 export async function applyRetention(root: Storage, options: RetentionOptions): Promise<RetentionReport> {
@@ -115,10 +116,11 @@ export interface GcReport {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { openStorage } from "../backends/open.ts";
  * import { gc } from "./retention.ts";
  * const root = await openStorage("memory:gc-example");
- * console.log((await gc(root, { dryRun: true })).deleted); // []
+ * assert.deepEqual((await gc(root, { dryRun: true })).deleted, []);
  * ```
  */
 export async function gc(root: Storage, options: GcOptions = {}): Promise<GcReport> {

@@ -28,6 +28,7 @@ export interface ChunkMeta {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { openStorage } from "../backends/open.ts";
  * import { encodeChunk } from "../format/encode_chunk.ts";
  * import { writeChunk } from "./write.ts";
@@ -35,7 +36,7 @@ export interface ChunkMeta {
  * const chunk = encodeChunk({ kind: "value", keyType: "string", value: { encoding: "msgpack" } },
  *   { length: 1, keyGroups: [3], keys: ["a"], values: [1] });
  * const ref = await writeChunk(storage, "sp/counter/counts/kg-0-127.arrow", chunk, { type: "base", order: 0 }, "counter/counts/kg-0-127.arrow");
- * console.log(ref.rows); // 1
+ * assert.equal(ref.rows, 1);
  * ```
  */
 export async function writeChunk(storage: Storage, path: string, chunk: EncodedChunk, meta: ChunkMeta, refPath: string = path): Promise<ChunkRef> {
@@ -85,8 +86,9 @@ export async function commitManifest(storage: Storage, dir: string, manifest: Ma
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { savepointChunkPath } from "./write.ts";
- * console.log(savepointChunkPath("counter", "counts", { start: 0, end: 63 })); // "counter/counts/kg-0-63.arrow"
+ * assert.equal(savepointChunkPath("counter", "counts", { start: 0, end: 63 }), "counter/counts/kg-0-63.arrow");
  * ```
  */
 export function savepointChunkPath(uid: string, state: string, at: { start: number; end: number } | number): string {

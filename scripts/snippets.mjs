@@ -1,0 +1,145 @@
+#!/usr/bin/env node
+// Runs the TypeScript blocks of README.md and docs/*.md as a user of the package would: from the packed
+// tarball (`npm pack`) installed into an empty project, under Node (tsx) and under Deno.
+//
+//   node scripts/snippets.mjs [--tarball FILE] [--node | --deno] [FILE.md ...]
+//
+// Conventions of the documents (write them down where the blocks are written: README "Contributing"):
+// - The ```ts blocks of one document are one program, run top to bottom: later blocks use earlier ones'
+//   names, and `import` lines are gathered at the top. Each document runs in an empty folder of its own.
+// - A block that `export`s is a module of its own (e.g. a migrations module) and is run alone.
+// - ```ts no-run marks a block that cannot run here (a real bucket, a fragment): it is type-checked
+//   alone, never run. Keep them few.
+// Every block is type-checked (deno check) against the package's .d.ts before anything runs.
+import { execFileSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { basename, join } from "node:path";
+
+const root = new URL("..", import.meta.url).pathname;
+const args = process.argv.slice(2);
+const flag = (name) => {
+  const i = args.indexOf(name);
+  if (i < 0) return undefined;
+  const value = args[i + 1];
+  args.splice(i, 2);
+  return value;
+};
+let tarball = flag("--tarball");
+const only = args.includes("--node") ? "node" : args.includes("--deno") ? "deno" : "both";
+let docs = args.filter((a) => !a.startsWith("--"));
+if (docs.length === 0) docs = ["README.md", ...readdirSync(join(root, "docs")).filter((f) => f.endsWith(".md")).map((f) => `docs/${f}`)];
+
+const deno = join(root, "node_modules", ".bin", "deno");
+const started = Date.now();
+const elapsed = () => `${((Date.now() - started) / 1000).toFixed(1)} s`;
+const run = (cmd, cmdArgs, cwd, env = {}) => {
+  try {
+    return execFileSync(cmd, cmdArgs, { cwd, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env }, timeout: 600_000 });
+  } catch (e) {
+    throw new Error(`${cmd} ${cmdArgs.join(" ")} (in ${cwd}) failed with ${e.status ?? e.signal}:\n${e.stdout ?? ""}\n${e.stderr ?? ""}`);
+  }
+};
+
+/** The ```ts blocks of a Markdown text, with their line numbers and info-string words. */
+function tsBlocks(text) {
+  const out = [];
+  const lines = text.split("\n");
+  for (let i = 0; i < lines.length; i++) {
+    const open = /^```(ts|typescript)\b(.*)$/.exec(lines[i]);
+    if (!open) continue;
+    const start = i + 1;
+    const body = [];
+    while (++i < lines.length && !/^```\s*$/.test(lines[i])) body.push(lines[i]);
+    out.push({ line: start, words: open[2].trim().split(/\s+/).filter(Boolean), code: body.join("\n") });
+  }
+  return out;
+}
+
+/** One program from several blocks: their imports merged at the top, then their statements in order. */
+function program(blocks) {
+  const named = new Map(); // specifier → Set of import clauses ("x", "type Y")
+  const other = [];
+  const body = [];
+  for (const b of blocks) {
+    body.push(`// ---- line ${b.line}`);
+    const lines = b.code.split("\n");
+    for (let i = 0; i < lines.length; i++) {
+      if (!/^import\s/.test(lines[i])) {
+        body.push(lines[i]);
+        continue;
+      }
+      let stmt = lines[i];
+      while (!/;\s*(\/\/.*)?$/.test(stmt) && i + 1 < lines.length) stmt += "\n" + lines[++i];
+      const m = /^import\s+(type\s+)?\{([^}]*)\}\s+from\s+("[^"]+");/.exec(stmt);
+      if (!m) {
+        if (!other.includes(stmt)) other.push(stmt);
+        continue;
+      }
+      const set = named.get(m[3]) ?? new Set();
+      for (const n of m[2].split(",").map((s) => s.trim()).filter(Boolean)) set.add(m[1] && !n.startsWith("type ") ? `type ${n}` : n);
+      named.set(m[3], set);
+    }
+  }
+  const imports = [...named].map(([spec, names]) => `import { ${[...names].join(", ")} } from ${spec};`);
+  return [...imports, ...other, "export {};", ...body, ""].join("\n");
+}
+
+const work = mkdtempSync(join(tmpdir(), "arrowpoint-snippets-"));
+try {
+  if (!tarball) {
+    const packed = JSON.parse(run("npm", ["pack", "--json", "--pack-destination", work], root));
+    tarball = join(work, packed[0].filename);
+    console.log(`packed ${basename(tarball)} (${elapsed()})`);
+  }
+  // An empty project, as a user's: the package from the tarball, tsx for Node; Deno is the checkout's.
+  const app = join(work, "app");
+  mkdirSync(join(app, "snippets"), { recursive: true });
+  writeFileSync(join(app, "package.json"), JSON.stringify({ name: "snippets-app", private: true, type: "module" }, null, 2));
+  const tsxVersion = JSON.parse(readFileSync(join(root, "node_modules", "tsx", "package.json"), "utf8")).version;
+  run("npm", ["install", "--no-audit", "--no-fund", tarball, `tsx@${tsxVersion}`], app);
+  console.log(`installed the tarball into an empty project (${elapsed()})`);
+
+  const modules = []; // { file, run, from }
+  for (const doc of docs) {
+    const blocks = tsBlocks(readFileSync(join(root, doc), "utf8"));
+    if (blocks.length === 0) continue;
+    const stem = doc.replace(/[^A-Za-z0-9]+/g, "_");
+    const together = [];
+    for (const b of blocks) {
+      const alone = b.words.includes("no-run") || /^export\s/m.test(b.code);
+      if (!alone) {
+        together.push(b);
+        continue;
+      }
+      const file = join(app, "snippets", `${stem}_line${b.line}.ts`);
+      writeFileSync(file, program([b]));
+      modules.push({ file, run: !b.words.includes("no-run"), from: `${doc}:${b.line}` });
+    }
+    if (together.length) {
+      const file = join(app, "snippets", `${stem}.ts`);
+      writeFileSync(file, program(together));
+      modules.push({ file, run: true, from: `${doc} (${together.length} blocks from line ${together[0].line})` });
+    }
+  }
+
+  run(deno, ["check", ...modules.map((m) => m.file)], app);
+  console.log(`type-checked ${modules.length} modules against the package's types (${elapsed()})`);
+
+  let ran = 0;
+  for (const runtime of only === "both" ? ["node", "deno"] : [only]) {
+    for (const m of modules.filter((x) => x.run)) {
+      const cwd = join(app, "runs", `${runtime}-${basename(m.file, ".ts")}`);
+      mkdirSync(cwd, { recursive: true });
+      const t0 = Date.now();
+      const out = runtime === "node"
+        ? run(process.execPath, ["--import", "tsx", m.file], cwd, { NODE_PATH: "" })
+        : run(deno, ["run", "-A", m.file], cwd);
+      ran++;
+      console.log(`${runtime}: ${m.from} ran in ${Date.now() - t0} ms${out.trim() ? "\n  " + out.trim().split("\n").join("\n  ") : ""}`);
+    }
+  }
+  console.log(`snippets: ${ran} runs passed, ${modules.filter((m) => !m.run).length} blocks only type-checked (${elapsed()})`);
+} finally {
+  rmSync(work, { recursive: true, force: true });
+}
