@@ -85,6 +85,8 @@ export {
   applyRetention,
   copySnapshot,
   type CopyReport,
+  DEFAULT_GC_GRACE_MS,
+  findUnreferenced,
   gc,
   type GcOptions,
   type GcReport,
@@ -95,6 +97,7 @@ export {
   type RetentionReport,
   type Snapshot,
   type StateRows,
+  type Unreferenced,
 } from "./snapshot/mod.ts";
 
 // runtime/: the streaming runtime
