@@ -313,3 +313,24 @@ test("compact, rekey, cp and migrate to a destination holding a snapshot are ref
     assert.deepEqual(await listAll(taken), before, argv[0]);
   }
 });
+
+test("ls and gc agree on what is unreferenced, and say when the grace period is why nothing is freed", async () => {
+  // Before: ls said "… unreferenced (see arrowpoint gc)", counting a user's own files, while gc --dry-run
+  // said "would free 0 B" without a reason.
+  clearMemoryStorage("cli-unref");
+  const root = await openStorage("memory:cli-unref");
+  await writeChain(root, [{ set: [...entries(100)] }]);
+  await root.put("pages.arrow", new Uint8Array(5000));
+  const clean = await run("ls", "memory:cli-unref");
+  assert.doesNotMatch(clean.out, /unreferenced/);
+  await root.put("shared/orphan.arrow", new Uint8Array(2048));
+  const l = await run("ls", "memory:cli-unref");
+  assert.match(l.out, /, 2\.0 KiB unreferenced, younger than gc's 1 h 0 min grace period/);
+  const dry = await run("gc", "memory:cli-unref", "--dry-run");
+  assert.equal(dry.code, 0);
+  assert.match(dry.out, /^gc: would free 0 B in 0 file\(s\); \d+ kept, of which 1 unreferenced file\(s\) \(2\.0 KiB\) only because they are younger than the grace period \(1 h 0 min\).*--grace-ms 0/);
+  const now = await run("gc", "memory:cli-unref", "--dry-run", "--grace-ms", "0");
+  assert.match(now.out, /would delete shared\/orphan\.arrow\ngc: would free 2\.0 KiB in 1 file\(s\)/);
+  const j = JSON.parse((await run("ls", "memory:cli-unref", "--json")).out);
+  assert.deepEqual([j.unreferencedBytes, j.freeableBytes], [2048, 0]);
+});

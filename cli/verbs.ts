@@ -26,7 +26,7 @@ import {
   validate,
   type WriteReport,
 } from "../migrate/mod.ts";
-import { diffText, findingsText, formatBytes, formatCount, formatDuration, inspectText, lsText, planText } from "./format.ts";
+import { diffText, findingsText, formatBytes, gcText, formatCount, formatDuration, inspectText, lsText, planText } from "./format.ts";
 import { EXIT, registerVerb, UsageError, type Verb, type VerbContext } from "./main.ts";
 
 function positionals(ctx: VerbContext, names: string[], usage: string): string[] {
@@ -262,10 +262,7 @@ const verbs: Record<string, Verb> = {
         if (!any) throw new NotFoundError("gc", root.uri, "nothing is stored under this root; check the path or URI");
         const r = await gc(root, { dryRun: ctx.flags["dry-run"] === true, graceMs: intFlag(ctx, "grace-ms", 0) });
         if (ctx.flags.json) json(ctx, r);
-        else {
-          for (const p of r.deleted) ctx.out(`${r.dryRun ? "would delete" : "deleted"} ${p}`);
-          ctx.out(`gc: ${r.dryRun ? "would free" : "freed"} ${formatBytes(r.bytesFreed)} in ${r.deleted.length} file(s); ${r.kept} kept`);
-        }
+        else ctx.out(gcText(r));
         return EXIT.ok;
       } finally {
         await root.close();
