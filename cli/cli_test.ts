@@ -334,3 +334,19 @@ test("ls and gc agree on what is unreferenced, and say when the grace period is 
   const j = JSON.parse((await run("ls", "memory:cli-unref", "--json")).out);
   assert.deepEqual([j.unreferencedBytes, j.freeableBytes], [2048, 0]);
 });
+
+test("a migrations module with a syntax error is reported as file:line:col and the compiler's message", async () => {
+  // Before: Node said "Transform failed with 1 error:; give a path to a .ts…" (the error itself lost, even
+  // with --debug) and Deno gave no line.
+  clearMemoryStorage("cli-syntax");
+  await writeSavepoint(await openStorage("memory:cli-syntax/sp"), entries(5));
+  for (const name of ["broken.ts", "broken.mjs"]) {
+    const file = join(dir, name);
+    await writeFile(file, `export const ok = 1;\nconst x = ;\nexport default x;\n`);
+    const r = await run("migrate", "memory:cli-syntax/sp", "memory:cli-syntax/out", "--migrations", file);
+    assert.equal(r.code, 2, name);
+    noStack(r);
+    assert.ok(r.err.includes(`: ${file}:2:11: syntax error: `), r.err);
+    assert.match(r.err, /syntax error: (Unexpected|Expression expected)/, name);
+  }
+});

@@ -8,6 +8,7 @@
 import { parseArgs } from "node:util";
 import { ArrowpointError } from "../format/errors.ts";
 import { VERSION } from "../format/version.ts";
+import { type ModuleImporter, runtimeImport } from "./load_module.ts";
 import { ProgressBar } from "./progress.ts";
 
 /**
@@ -52,6 +53,8 @@ export interface VerbContext {
   write: (bytes: Uint8Array) => Promise<void>;
   /** The progress bar on standard error (draws only on a terminal). */
   bar: ProgressBar;
+  /** Imports a module the user named (`--migrations`). */
+  importModule: ModuleImporter;
 }
 
 /** Where the CLI reads and writes; every field defaults to the process's own streams. */
@@ -66,6 +69,11 @@ export interface CliIo {
   tty?: boolean;
   /** Writes raw text to standard error (the progress bar). */
   errRaw?: (s: string) => void;
+  /**
+   * Imports a module the user named (`--migrations`); default the runtime's `import()`. `cli/bin.mjs` gives
+   * one that loads TypeScript under a Node that cannot by itself.
+   */
+  importModule?: ModuleImporter;
 }
 
 /** One CLI verb. */
@@ -207,7 +215,7 @@ export async function main(argv: string[], io: CliIo = {}): Promise<number> {
       return EXIT.ok;
     }
     try {
-      return await verb.run({ args: parsed.positionals, flags: parsed.values as VerbContext["flags"], out, err, write, bar });
+      return await verb.run({ args: parsed.positionals, flags: parsed.values as VerbContext["flags"], out, err, write, bar, importModule: io.importModule ?? runtimeImport });
     } finally {
       bar.done();
     }

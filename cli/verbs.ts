@@ -6,7 +6,6 @@
  */
 import { mkdir, open, rename, rm, stat } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
-import { pathToFileURL } from "node:url";
 import { openStorage } from "../backends/open.ts";
 import { NotFoundError, StorageError } from "../format/errors.ts";
 import { copySnapshot } from "../snapshot/copy.ts";
@@ -27,6 +26,7 @@ import {
   type WriteReport,
 } from "../migrate/mod.ts";
 import { diffText, findingsText, formatBytes, gcText, formatCount, formatDuration, inspectText, lsText, planText } from "./format.ts";
+import { describeLoadError, type ModuleImporter, moduleUrl, runtimeImport } from "./load_module.ts";
 import { EXIT, registerVerb, UsageError, type Verb, type VerbContext } from "./main.ts";
 
 function positionals(ctx: VerbContext, names: string[], usage: string): string[] {
@@ -165,7 +165,7 @@ const verbs: Record<string, Verb> = {
       const [src, dst] = positionals(ctx, ["src", "dst"], this.usage);
       const module = str(ctx, "migrations");
       if (!module) throw new UsageError(`--migrations <module> is required: a .ts/.js module whose default export is defineMigrations({...}); usage: arrowpoint ${this.usage}`);
-      const migrations = await loadMigrations(module);
+      const migrations = await loadMigrations(module, ctx.importModule);
       const report = await migrate(src, dst, migrations, { dryRun: ctx.flags["dry-run"] === true, id: str(ctx, "id"), onProgress: progress(ctx) });
       ctx.bar.done();
       if (ctx.flags.json) json(ctx, report);
@@ -283,19 +283,19 @@ const verbs: Record<string, Verb> = {
  * // const migrations = await loadMigrations("./migrations/counter.ts");
  * ```
  */
-export async function loadMigrations(specifier: string): Promise<Migrations> {
-  const url = /^[a-z][a-z0-9+.-]*:/i.test(specifier) && !/^[a-z]:[\\/]/i.test(specifier) ? specifier : pathToFileURL(resolve(specifier)).href;
+export async function loadMigrations(specifier: string, importer: ModuleImporter = runtimeImport): Promise<Migrations> {
+  const url = moduleUrl(specifier);
   let mod: Record<string, unknown>;
   try {
-    mod = await import(url);
+    mod = await importer(url);
   } catch (e) {
-    const why = (e as Error)?.message ?? String(e);
-    const hint = /require\(\)|ES Module|Cannot use import statement/.test(why)
-      ? "the file was loaded as CommonJS: name it .mts/.mjs or put it in a package with \"type\": \"module\""
-      : "give a path to a .ts, .mts, .js or .mjs file";
-    throw new UsageError(`cannot load migrations module ${JSON.stringify(specifier)}: ${why.split("\n")[0]}; ${hint}`);
+    const why = describeLoadError(e, url) ?? `${((e as Error)?.message ?? String(e)).split("\n")[0]}; give a path to a .ts, .mts, .js or .mjs file`;
+    throw new UsageError(`cannot load migrations module ${JSON.stringify(specifier)}: ${why}`);
   }
-  const m = mod.default ?? mod.migrations;
+  // A .ts outside a "type": "module" package is compiled to CommonJS by tsx: Node then hands the whole
+  // module.exports as the default export, and the user's default export is one level down.
+  const cjs = mod.default as Record<string, unknown> | undefined;
+  const m = [mod.default, mod.migrations, cjs?.default, cjs?.migrations].find(isMigrations) ?? mod.default ?? mod.migrations;
   if (!isMigrations(m)) {
     throw new UsageError(`migrations module ${JSON.stringify(specifier)} must export default defineMigrations({...}) (or export const migrations); it exports ${Object.keys(mod).join(", ") || "nothing"}`);
   }
