@@ -134,11 +134,12 @@ export interface Unreferenced {
  * @example
  * ```ts
  * import { openStorage } from "../backends/open.ts";
+ * import type { ObjectInfo } from "../backends/storage.ts";
  * import { findUnreferenced } from "./retention.ts";
  * const root = await openStorage("memory:unreferenced-example");
  * await root.put("shared/orphan.arrow", new Uint8Array(8));
  * await root.put("notes.txt", new Uint8Array(3));
- * const objects = [];
+ * const objects: ObjectInfo[] = [];
  * for await (const o of root.list("")) objects.push(o);
  * const { young } = await findUnreferenced(root, objects, { graceMs: 60_000 });
  * console.log(young.map((o) => o.path)); // ["shared/orphan.arrow"]
