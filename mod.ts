@@ -87,6 +87,8 @@ export {
   applyRetention,
   copySnapshot,
   type CopyReport,
+  DEFAULT_GC_GRACE_MS,
+  findUnreferenced,
   gc,
   type GcOptions,
   type GcReport,
@@ -96,6 +98,7 @@ export {
   type RetentionOptions,
   type RetentionReport,
   type Snapshot,
+  type Unreferenced,
 } from "./snapshot/mod.ts";
 
 // runtime/: the streaming runtime

@@ -6,6 +6,7 @@
  */
 import type { FieldType } from "../format/state_layout.ts";
 import type { Finding, Listing, MigrationPlan, SnapshotDiff, SnapshotInfo, StateInfo } from "../migrate/mod.ts";
+import type { GcReport } from "../snapshot/retention.ts";
 
 /**
  * Bytes in binary units: `512 B`, `1.5 KiB`, `12.3 MiB`.
@@ -159,6 +160,35 @@ function table(rows: string[][], right: Set<number>): string {
   return rows.map((r) => r.map((cell, c) => (right.has(c) ? cell.padStart(widths[c]) : cell.padEnd(widths[c]))).join("  ").trimEnd()).join("\n");
 }
 
+/** What `ls` says of unreferenced files, so that it never promises more than `gc` frees now. */
+function unreferencedText(l: Listing): string {
+  const all = formatBytes(l.unreferencedBytes);
+  if (l.freeableBytes === l.unreferencedBytes) return `${all} unreferenced (arrowpoint gc frees it)`;
+  const grace = formatDuration(l.graceMs);
+  if (l.freeableBytes === 0) return `${all} unreferenced, younger than gc's ${grace} grace period (a job may still be writing it; arrowpoint gc frees it once older)`;
+  return `${all} unreferenced (arrowpoint gc frees ${formatBytes(l.freeableBytes)} now; the rest is younger than its ${grace} grace period)`;
+}
+
+/**
+ * The `gc` summary, saying when the grace period is why files were kept.
+ *
+ * @example
+ * ```ts
+ * import { gcText } from "./format.ts";
+ * console.log(gcText({ deleted: [], bytesFreed: 0, dryRun: true, kept: 2, young: 2, youngBytes: 2048, graceMs: 3_600_000 }).includes("grace period")); // true
+ * ```
+ */
+export function gcText(r: GcReport): string {
+  const lines = r.deleted.map((p) => `${r.dryRun ? "would delete" : "deleted"} ${p}`);
+  let summary = `gc: ${r.dryRun ? "would free" : "freed"} ${formatBytes(r.bytesFreed)} in ${r.deleted.length} file(s); ${r.kept} kept`;
+  if (r.young > 0) {
+    summary += `, of which ${r.young} unreferenced file(s) (${formatBytes(r.youngBytes)}) only because they are younger than the grace period (${formatDuration(r.graceMs)}): ` +
+      "a job may still be writing them; --grace-ms 0 includes them when nothing writes under this root";
+  }
+  lines.push(summary);
+  return lines.join("\n");
+}
+
 /**
  * The `ls` table.
  *
@@ -166,7 +196,7 @@ function table(rows: string[][], right: Set<number>): string {
  * ```ts
  * import assert from "node:assert/strict";
  * import { lsText } from "./format.ts";
- * assert.equal(lsText({ root: "memory:x", snapshots: [], totalBytes: 0, unreferencedBytes: 0 }), "no snapshots under memory:x");
+ * assert.equal(lsText({ root: "memory:x", snapshots: [], totalBytes: 0, unreferencedBytes: 0, freeableBytes: 0, graceMs: 3_600_000 }), "no snapshots under memory:x");
  * ```
  */
 export function lsText(l: Listing): string {
@@ -190,7 +220,7 @@ export function lsText(l: Listing): string {
     if (s.error) lines.push(`! ${s.path}: ${s.error}`);
     if (s.missingChunks) lines.push(`! ${s.path}: ${s.missingChunks} chunk(s) missing; run arrowpoint validate`);
   }
-  lines.push(`${l.snapshots.length} snapshot(s), ${formatBytes(l.totalBytes)} under ${l.root}${l.unreferencedBytes ? `, ${formatBytes(l.unreferencedBytes)} unreferenced (see arrowpoint gc)` : ""}`);
+  lines.push(`${l.snapshots.length} snapshot(s), ${formatBytes(l.totalBytes)} under ${l.root}${l.unreferencedBytes ? `, ${unreferencedText(l)}` : ""}`);
   return lines.join("\n");
 }
 

@@ -8,6 +8,7 @@
 import { parseArgs } from "node:util";
 import { ArrowpointError } from "../format/errors.ts";
 import { VERSION } from "../format/version.ts";
+import { type ModuleImporter, runtimeImport } from "./load_module.ts";
 import { ProgressBar } from "./progress.ts";
 
 /**
@@ -54,6 +55,8 @@ export interface VerbContext {
   write: (bytes: Uint8Array) => Promise<void>;
   /** The progress bar on standard error (draws only on a terminal). */
   bar: ProgressBar;
+  /** Imports a module the user named (`--migrations`). */
+  importModule: ModuleImporter;
 }
 
 /** Where the CLI reads and writes; every field defaults to the process's own streams. */
@@ -68,6 +71,11 @@ export interface CliIo {
   tty?: boolean;
   /** Writes raw text to standard error (the progress bar). */
   errRaw?: (s: string) => void;
+  /**
+   * Imports a module the user named (`--migrations`); default the runtime's `import()`. `cli/bin.mjs` gives
+   * one that loads TypeScript under a Node that cannot by itself.
+   */
+  importModule?: ModuleImporter;
 }
 
 /** One CLI verb. */
@@ -76,8 +84,12 @@ export interface Verb {
   usage: string;
   /** One-line summary. */
   summary: string;
-  /** Flags it accepts, for node:util parseArgs. */
-  options: Record<string, { type: "string" | "boolean"; short?: string }>;
+  /** What it does, for `arrowpoint <verb> --help`. */
+  description: string;
+  /** Flags it accepts (for node:util parseArgs), each with what it means. */
+  options: Record<string, { type: "string" | "boolean"; short?: string; help: string }>;
+  /** Command lines showing typical use. */
+  examples: string[];
   /** Runs it; resolves to the exit code. */
   run: (ctx: VerbContext) => Promise<number>;
 }
@@ -90,7 +102,7 @@ const verbs = new Map<string, Verb>();
  * @example
  * ```ts
  * import { registerVerb } from "./main.ts";
- * registerVerb("hello", { usage: "hello", summary: "says hello", options: {}, run: async (c) => { c.out("hi"); return 0; } });
+ * registerVerb("hello", { usage: "hello", summary: "says hello", description: "Says hello.", options: {}, examples: ["arrowpoint hello"], run: async (c) => { c.out("hi"); return 0; } });
  * ```
  */
 export function registerVerb(name: string, verb: Verb): void {
@@ -108,7 +120,9 @@ function help(): string {
     "",
     "Storage URIs: a path, file:///abs/path, s3://bucket/prefix (AWS_REGION, AWS_ENDPOINT_URL_S3, credentials",
     "chain as the AWS SDK reads them) or memory:name.",
-    "Flags for every verb: --help, --debug (stack traces). Exit codes: 0 ok, 1 findings, 2 usage or I/O error.",
+    "ARROWPOINT_S3_TIMEOUT_MS: milliseconds an S3 request may stall before it is retried or fails (default 60000).",
+    "Flags for every verb: --help (what it does, its flags, examples), --debug (stack traces).",
+    "Exit codes: 0 ok, 1 findings, 2 usage or I/O error.",
   ];
   return lines.join("\n");
 }
@@ -128,6 +142,43 @@ function negativeValues(args: string[], verb: Verb): string[] {
     } else out.push(args[i]);
   }
   return out;
+}
+
+function parseOptions(verb: Verb): Record<string, { type: "string" | "boolean"; short?: string }> {
+  return Object.fromEntries(Object.entries(verb.options).map(([name, o]) => [name, o.short === undefined ? { type: o.type } : { type: o.type, short: o.short }]));
+}
+
+function wrap(text: string, indent: string, width = 100): string[] {
+  const lines: string[] = [];
+  let line = "";
+  for (const word of text.split(/\s+/)) {
+    if (line && indent.length + line.length + 1 + word.length > width) {
+      lines.push(indent + line);
+      line = word;
+    } else line = line ? `${line} ${word}` : word;
+  }
+  if (line) lines.push(indent + line);
+  return lines;
+}
+
+/** `arrowpoint <verb> --help`: what it does, each flag, examples. */
+function verbHelp(name: string, verb: Verb): string {
+  const flags: [string, string][] = Object.entries(verb.options).map(([flag, o]) => [`--${flag}${o.type === "string" ? " <value>" : ""}`, o.help]);
+  flags.push(["--debug", "print the stack trace of an error"], ["--help", "this help"]);
+  const pad = Math.max(...flags.map(([f]) => f.length)) + 4;
+  return [
+    `Usage: arrowpoint ${verb.usage}`,
+    "",
+    ...wrap(verb.description, ""),
+    "",
+    "Flags:",
+    ...flags.flatMap(([f, h]) => wrap(h, " ".repeat(pad + 2)).map((l, i) => (i === 0 ? `  ${f.padEnd(pad)}${l.trimStart()}` : l))),
+    "",
+    "Examples:",
+    ...verb.examples.map((e) => `  ${e}`),
+    "",
+    `Exit codes: 0 ok, ${name === "validate" ? "1 findings, " : name === "diff" ? "1 differences, " : ""}2 usage or I/O error.`,
+  ].join("\n");
 }
 
 /** Standard output closed early (`arrowpoint export ... | head`): the verb stops, quietly. */
@@ -197,7 +248,7 @@ export async function main(argv: string[], io: CliIo = {}): Promise<number> {
     try {
       parsed = parseArgs({
         args: negativeValues(rest, verb),
-        options: { ...verb.options, help: { type: "boolean", short: "h" }, debug: { type: "boolean" } },
+        options: { ...parseOptions(verb), help: { type: "boolean", short: "h" }, debug: { type: "boolean" } },
         allowPositionals: true,
         strict: true,
       });
@@ -205,11 +256,11 @@ export async function main(argv: string[], io: CliIo = {}): Promise<number> {
       throw new UsageError(`${(e as Error).message}; usage: arrowpoint ${verb.usage}`);
     }
     if (parsed.values.help) {
-      out(`Usage: arrowpoint ${verb.usage}\n\n${verb.summary}`);
+      out(verbHelp(verbName, verb));
       return EXIT.ok;
     }
     try {
-      return await verb.run({ args: parsed.positionals, flags: parsed.values as VerbContext["flags"], out, err, write, bar });
+      return await verb.run({ args: parsed.positionals, flags: parsed.values as VerbContext["flags"], out, err, write, bar, importModule: io.importModule ?? runtimeImport });
     } finally {
       bar.done();
     }

@@ -6,7 +6,6 @@
  */
 import { mkdir, open, rename, rm, stat } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
-import { pathToFileURL } from "node:url";
 import { openStorage } from "../backends/open.ts";
 import { NotFoundError, StorageError } from "../format/errors.ts";
 import { copySnapshot } from "../snapshot/copy.ts";
@@ -26,7 +25,8 @@ import {
   validate,
   type WriteReport,
 } from "../migrate/mod.ts";
-import { diffText, findingsText, formatBytes, formatCount, formatDuration, inspectText, lsText, planText } from "./format.ts";
+import { diffText, findingsText, formatBytes, gcText, formatCount, formatDuration, inspectText, lsText, planText } from "./format.ts";
+import { describeLoadError, type ModuleImporter, moduleUrl, runtimeImport } from "./load_module.ts";
 import { EXIT, registerVerb, UsageError, type Verb, type VerbContext } from "./main.ts";
 
 function positionals(ctx: VerbContext, names: string[], usage: string): string[] {
@@ -76,8 +76,12 @@ function progress(ctx: VerbContext): (p: Progress) => void {
   return (p) => ctx.bar.update(p);
 }
 
-function wrote(ctx: VerbContext, verb: string, r: WriteReport): void {
+function wrote(ctx: VerbContext, verb: string, source: string, r: WriteReport): void {
   ctx.bar.done();
+  if (ctx.flags.json) {
+    json(ctx, { verb, source, destination: r.destination, id: r.id, rows: r.rows, chunks: r.chunks, bytes: r.bytes, elapsedMs: r.elapsedMs });
+    return;
+  }
   const secs = r.elapsedMs / 1000;
   ctx.out(
     `${verb}: wrote savepoint ${r.id} to ${r.destination}: ${formatCount(r.rows)} rows, ${r.chunks} chunks, ${formatBytes(r.bytes)} in ${formatDuration(r.elapsedMs)}` +
@@ -89,7 +93,11 @@ const verbs: Record<string, Verb> = {
   inspect: {
     usage: "inspect <uri> [--json] [--no-key-groups]",
     summary: "operators, states, schema versions, rows, bytes, chunks, chain depth and key-group skew",
-    options: { json: { type: "boolean" }, "no-key-groups": { type: "boolean" } },
+    description: "Reads a snapshot's manifest and chunk headers and prints a tree: each operator with its parallelism, each state with its kind, " +
+      "key and value types, schema version, rows, bytes, chunks and incremental chain depth, and how rows spread over subtasks and key groups. " +
+      "<uri> is a savepoint, a chk-<n> folder, or a checkpoint root (its latest checkpoint).",
+    options: { json: { type: "boolean", help: "print the result as one JSON object instead of text" }, "no-key-groups": { type: "boolean", help: "skip the per-key-group row counts (faster on large snapshots: only manifests are read)" } },
+    examples: ["arrowpoint inspect ./ckpt/savepoints/sp-1", "arrowpoint inspect s3://bucket/jobs/orders --json"],
     async run(ctx) {
       const [uri] = positionals(ctx, ["uri"], this.usage);
       const info = await inspect(uri, { keyGroups: !ctx.flags["no-key-groups"], onProgress: progress(ctx) });
@@ -102,7 +110,11 @@ const verbs: Record<string, Verb> = {
   validate: {
     usage: "validate <uri> [--json] [--no-rows]",
     summary: "check manifest, checksums, sizes, row counts, key-group ranges and placement, schemas; exit 1 on findings",
-    options: { json: { type: "boolean" }, "no-rows": { type: "boolean" } },
+    description: "Checks a snapshot end to end: the manifest against its JSON Schema, every chunk's size and checksum, row counts, that each keyed row " +
+      "lies in its chunk's key-group range and each chunk with the subtask owning it, and values against the state's schema. " +
+      "Prints every finding; exit 0 when valid, 1 with findings, 2 when the snapshot cannot be read at all.",
+    options: { json: { type: "boolean", help: "print the result as one JSON object instead of text" }, "no-rows": { type: "boolean", help: "check files, sizes and checksums only, without decoding rows (faster)" } },
+    examples: ["arrowpoint validate ./ckpt/savepoints/sp-1", "arrowpoint validate s3://bucket/jobs/orders/chk-000042 --json"],
     async run(ctx) {
       const [uri] = positionals(ctx, ["uri"], this.usage);
       const findings = await validate(uri, { rows: !ctx.flags["no-rows"], onProgress: progress(ctx) });
@@ -115,7 +127,11 @@ const verbs: Record<string, Verb> = {
   ls: {
     usage: "ls <root-uri> [--json]",
     summary: "checkpoints and savepoints under a root with sizes, ages and shared chunks",
-    options: { json: { type: "boolean" } },
+    description: "Lists every snapshot under a root (a checkpoint root, or any folder holding snapshot folders): kind, id, age, size, the bytes only it holds, " +
+      "how many of its chunks others share, and chain depth; then the total and the unreferenced bytes that arrowpoint gc would free " +
+      "(now, or once past its grace period).",
+    options: { json: { type: "boolean", help: "print the result as one JSON object instead of text" } },
+    examples: ["arrowpoint ls ./ckpt", "arrowpoint ls s3://bucket/jobs/orders --json"],
     async run(ctx) {
       const [uri] = positionals(ctx, ["root-uri"], this.usage);
       const listing = await ls(uri);
@@ -125,19 +141,37 @@ const verbs: Record<string, Verb> = {
     },
   },
   compact: {
-    usage: "compact <checkpoint-uri> <savepoint-uri> [--parallelism N]",
+    usage: "compact <checkpoint-uri> <savepoint-uri> [--parallelism N] [--id ID] [--json]",
     summary: "checkpoint (and its incremental chain) → self-contained canonical savepoint",
-    options: { parallelism: { type: "string" }, id: { type: "string" } },
+    description: "Merges a checkpoint's incremental chain (bases and deltas, deletions applied) into a new savepoint that references nothing " +
+      "outside its folder, in the canonical layout. <checkpoint-uri> is a chk-<n> folder or a checkpoint root (its latest checkpoint). " +
+      "The destination must not hold a snapshot; the manifest is written last.",
+    options: {
+      parallelism: { type: "string", help: "N ≥ 1: lay the savepoint out for this parallelism (default: each operator's own)" },
+      id: { type: "string", help: "the savepoint's id (default: the destination folder's name)" },
+      json: { type: "boolean", help: "print the result as one JSON object instead of text" },
+    },
+    examples: ["arrowpoint compact ./ckpt ./ckpt/savepoints/sp-1", "arrowpoint compact s3://bucket/job/chk-000042 s3://bucket/job/savepoints/sp-42 --parallelism 8"],
     async run(ctx) {
       const [src, dst] = positionals(ctx, ["checkpoint-uri", "savepoint-uri"], this.usage);
-      wrote(ctx, "compact", await compact(src, dst, { parallelism: intFlag(ctx, "parallelism"), id: str(ctx, "id"), onProgress: progress(ctx) }));
+      wrote(ctx, "compact", src, await compact(src, dst, { parallelism: intFlag(ctx, "parallelism"), id: str(ctx, "id"), onProgress: progress(ctx) }));
       return EXIT.ok;
     },
   },
   rekey: {
-    usage: "rekey <src> <dst> [--parallelism N] [--max-parallelism M] [--operator UID]",
+    usage: "rekey <src> <dst> [--parallelism N] [--max-parallelism M] [--operator UID] [--id ID] [--temp URI] [--json]",
     summary: "rescale: new parallelism (key groups move whole) or maxParallelism (every key re-hashed)",
-    options: { parallelism: { type: "string" }, "max-parallelism": { type: "string" }, operator: { type: "string" }, id: { type: "string" }, temp: { type: "string" } },
+    description: "Writes a new savepoint for another parallelism (whole key groups move to their new subtasks; chunks are sliced, rows not decoded) " +
+      "or another maxParallelism (every key re-hashed into its new key group, in bounded memory). Give at least one of the two.",
+    options: {
+      parallelism: { type: "string", help: "N ≥ 1: the new parallelism of every operator (or of --operator only)" },
+      "max-parallelism": { type: "string", help: "M ≥ 1: the new maxParallelism (number of key groups); every key is re-hashed" },
+      operator: { type: "string", help: "UID: change the parallelism of this operator only" },
+      id: { type: "string", help: "the savepoint's id (default: the destination folder's name)" },
+      temp: { type: "string", help: "URI for spill files when re-hashing more rows than fit in memory (default: a temporary folder)" },
+      json: { type: "boolean", help: "print the result as one JSON object instead of text" },
+    },
+    examples: ["arrowpoint rekey ./ckpt/savepoints/sp-1 ./ckpt/savepoints/sp-1-p8 --parallelism 8", "arrowpoint rekey ./sp-1 ./sp-1-m512 --max-parallelism 512"],
     async run(ctx) {
       const [src, dst] = positionals(ctx, ["src", "dst"], this.usage);
       const parallelism = intFlag(ctx, "parallelism");
@@ -153,26 +187,35 @@ const verbs: Record<string, Verb> = {
         tempUri: str(ctx, "temp"),
         onProgress: progress(ctx),
       });
-      wrote(ctx, "rekey", report);
+      wrote(ctx, "rekey", src, report);
       return EXIT.ok;
     },
   },
   migrate: {
-    usage: "migrate <src> <dst> --migrations <module> [--dry-run] [--json]",
+    usage: "migrate <src> <dst> --migrations <module> [--dry-run] [--id ID] [--json]",
     summary: "run schema migrations from a module you name (it runs as code) into a new savepoint",
-    options: { migrations: { type: "string" }, "dry-run": { type: "boolean" }, json: { type: "boolean" }, id: { type: "string" } },
+    description: "Loads <module> (a .ts, .mts, .js or .mjs file whose default export is defineMigrations({...}); it runs as code with your permissions) " +
+      "and runs each state's steps from its schema version to the newest, validating every new value; prints the plan, then writes the new " +
+      "savepoint. TypeScript modules load in Deno, and in Node through tsx (installed with arrowpoint's dev setup, or in your project).",
+    options: {
+      migrations: { type: "string", help: "path of the migrations module (required)" },
+      "dry-run": { type: "boolean", help: "check every step against the schemas and print the plan; write nothing" },
+      id: { type: "string", help: "the savepoint's id (default: the destination folder's name)" },
+      json: { type: "boolean", help: "print the result as one JSON object instead of text" },
+    },
+    examples: ["arrowpoint migrate ./sp-1 ./sp-1-v2 --migrations ./migrations.ts --dry-run", "arrowpoint migrate ./sp-1 ./sp-1-v2 --migrations ./migrations.ts"],
     async run(ctx) {
       const [src, dst] = positionals(ctx, ["src", "dst"], this.usage);
       const module = str(ctx, "migrations");
       if (!module) throw new UsageError(`--migrations <module> is required: a .ts/.js module whose default export is defineMigrations({...}); usage: arrowpoint ${this.usage}`);
-      const migrations = await loadMigrations(module);
+      const migrations = await loadMigrations(module, ctx.importModule);
       const report = await migrate(src, dst, migrations, { dryRun: ctx.flags["dry-run"] === true, id: str(ctx, "id"), onProgress: progress(ctx) });
       ctx.bar.done();
       if (ctx.flags.json) json(ctx, report);
       else {
         ctx.out(planText(report.plan));
         if (report.dryRun) ctx.out("dry run: nothing written");
-        else wrote(ctx, "migrate", report.written!);
+        else wrote(ctx, "migrate", src, report.written!);
       }
       return EXIT.ok;
     },
@@ -180,7 +223,10 @@ const verbs: Record<string, Verb> = {
   diff: {
     usage: "diff <a> <b> [--json] [--sample N]",
     summary: "added, removed and changed keys per state, and schema changes; exit 1 when they differ",
-    options: { json: { type: "boolean" }, sample: { type: "string" } },
+    description: "Compares two snapshots key by key, per state: added, removed, changed and unchanged keys, schema changes and operators that " +
+      "appear, disappear or change parallelism. Exit 0 when identical, 1 when they differ.",
+    options: { json: { type: "boolean", help: "print the result as one JSON object instead of text" }, sample: { type: "string", help: "N ≥ 0: keys shown per kind of change (default 5)" } },
+    examples: ["arrowpoint diff ./ckpt/chk-000041 ./ckpt/chk-000042", "arrowpoint diff ./sp-1 ./sp-1-v2 --sample 20 --json"],
     async run(ctx) {
       const [a, b] = positionals(ctx, ["a", "b"], this.usage);
       const d = await diff(a, b, { sample: intFlag(ctx, "sample", 0), onProgress: progress(ctx) });
@@ -193,7 +239,15 @@ const verbs: Record<string, Verb> = {
   export: {
     usage: "export <uri> --operator UID --state NAME [--format ndjson|arrow] [--out FILE]",
     summary: "one state as NDJSON or one plain Arrow IPC file (DuckDB, polars, pyarrow), to stdout or a file",
-    options: { operator: { type: "string" }, state: { type: "string" }, format: { type: "string" }, out: { type: "string" } },
+    description: "Writes the live rows of one state (the incremental chain merged, deletions applied) as NDJSON lines or as one Arrow IPC file " +
+      "that DuckDB, polars or pyarrow open directly. arrowpoint inspect lists the operators and states.",
+    options: {
+      operator: { type: "string", help: "UID of the operator (required)" },
+      state: { type: "string", help: "name of the state (required)" },
+      format: { type: "string", help: "ndjson (default) or arrow" },
+      out: { type: "string", help: "FILE to write (its folder is created); default standard output" },
+    },
+    examples: ["arrowpoint export ./sp-1 --operator count --state count | head", "arrowpoint export ./sp-1 --operator count --state count --format arrow --out ./out/count.arrow"],
     async run(ctx) {
       const [uri] = positionals(ctx, ["uri"], this.usage);
       const operator = str(ctx, "operator");
@@ -235,20 +289,33 @@ const verbs: Record<string, Verb> = {
     },
   },
   cp: {
-    usage: "cp <src-uri> <dst-uri>",
+    usage: "cp <src-uri> <dst-uri> [--json]",
     summary: "copy a snapshot between any storages (checksums verified, manifest last); a checkpoint becomes self-contained",
-    options: {},
+    description: "Copies a snapshot to another folder or storage (file, s3://, memory:), verifying every chunk's checksum and writing the manifest " +
+      "last. A checkpoint's shared chunks are copied into the folder, so the copy is self-contained. The destination must hold no snapshot and " +
+      "lie neither inside the source nor around it.",
+    options: { json: { type: "boolean", help: "print the result as one JSON object instead of text" } },
+    examples: ["arrowpoint cp ./ckpt/savepoints/sp-1 s3://bucket/backup/sp-1", "arrowpoint cp ./ckpt/chk-000042 ./archive/chk-000042"],
     async run(ctx) {
       const [src, dst] = positionals(ctx, ["src-uri", "dst-uri"], this.usage);
       const r = await copySnapshot(src, dst);
-      ctx.out(`cp: copied ${r.chunks} chunks, ${formatBytes(r.bytes)} to ${r.destination}`);
+      if (ctx.flags.json) json(ctx, { verb: "cp", source: src, ...r });
+      else ctx.out(`cp: copied ${r.chunks} chunks, ${formatBytes(r.bytes)} to ${r.destination}`);
       return EXIT.ok;
     },
   },
   gc: {
     usage: "gc <root-uri> [--dry-run] [--grace-ms N] [--json]",
     summary: "delete unreferenced chunks and uncommitted folders older than the grace period (default 1 h)",
-    options: { "dry-run": { type: "boolean" }, "grace-ms": { type: "string" }, json: { type: "boolean" } },
+    description: "Deletes debris under a checkpoint root: chunks in shared/ and chk-<n>/ that no committed checkpoint references, and folders " +
+      "without a manifest (interrupted checkpoints or savepoints), once older than the grace period. Committed savepoints and files outside " +
+      "chk-*, shared/ and savepoints/ are never touched. Says how much only the grace period kept.",
+    options: {
+      "dry-run": { type: "boolean", help: "list what would be deleted; delete nothing" },
+      "grace-ms": { type: "string", help: "N ≥ 0: leave files younger than N ms (default 3600000); 0 only when no job writes under the root" },
+      json: { type: "boolean", help: "print the result as one JSON object instead of text" },
+    },
+    examples: ["arrowpoint gc ./ckpt --dry-run", "arrowpoint gc s3://bucket/jobs/orders --grace-ms 86400000"],
     async run(ctx) {
       const [uri] = positionals(ctx, ["root-uri"], this.usage);
       const root = await openStorage(uri);
@@ -262,10 +329,7 @@ const verbs: Record<string, Verb> = {
         if (!any) throw new NotFoundError("gc", root.uri, "nothing is stored under this root; check the path or URI");
         const r = await gc(root, { dryRun: ctx.flags["dry-run"] === true, graceMs: intFlag(ctx, "grace-ms", 0) });
         if (ctx.flags.json) json(ctx, r);
-        else {
-          for (const p of r.deleted) ctx.out(`${r.dryRun ? "would delete" : "deleted"} ${p}`);
-          ctx.out(`gc: ${r.dryRun ? "would free" : "freed"} ${formatBytes(r.bytesFreed)} in ${r.deleted.length} file(s); ${r.kept} kept`);
-        }
+        else ctx.out(gcText(r));
         return EXIT.ok;
       } finally {
         await root.close();
@@ -286,19 +350,19 @@ const verbs: Record<string, Verb> = {
  * // const migrations = await loadMigrations("./migrations/counter.ts");
  * ```
  */
-export async function loadMigrations(specifier: string): Promise<Migrations> {
-  const url = /^[a-z][a-z0-9+.-]*:/i.test(specifier) && !/^[a-z]:[\\/]/i.test(specifier) ? specifier : pathToFileURL(resolve(specifier)).href;
+export async function loadMigrations(specifier: string, importer: ModuleImporter = runtimeImport): Promise<Migrations> {
+  const url = moduleUrl(specifier);
   let mod: Record<string, unknown>;
   try {
-    mod = await import(url);
+    mod = await importer(url);
   } catch (e) {
-    const why = (e as Error)?.message ?? String(e);
-    const hint = /require\(\)|ES Module|Cannot use import statement/.test(why)
-      ? "the file was loaded as CommonJS: name it .mts/.mjs or put it in a package with \"type\": \"module\""
-      : "give a path to a .ts, .mts, .js or .mjs file";
-    throw new UsageError(`cannot load migrations module ${JSON.stringify(specifier)}: ${why.split("\n")[0]}; ${hint}`);
+    const why = describeLoadError(e, url) ?? `${((e as Error)?.message ?? String(e)).split("\n")[0]}; give a path to a .ts, .mts, .js or .mjs file`;
+    throw new UsageError(`cannot load migrations module ${JSON.stringify(specifier)}: ${why}`);
   }
-  const m = mod.default ?? mod.migrations;
+  // A .ts outside a "type": "module" package is compiled to CommonJS by tsx: Node then hands the whole
+  // module.exports as the default export, and the user's default export is one level down.
+  const cjs = mod.default as Record<string, unknown> | undefined;
+  const m = [mod.default, mod.migrations, cjs?.default, cjs?.migrations].find(isMigrations) ?? mod.default ?? mod.migrations;
   if (!isMigrations(m)) {
     throw new UsageError(`migrations module ${JSON.stringify(specifier)} must export default defineMigrations({...}) (or export const migrations); it exports ${Object.keys(mod).join(", ") || "nothing"}`);
   }

@@ -8,6 +8,7 @@ import type { ObjectInfo, Storage } from "../backends/storage.ts";
 import { ArrowpointError, NotFoundError } from "../format/errors.ts";
 import { MANIFEST_FILE } from "../format/manifest.ts";
 import { manifestPath } from "../snapshot/layout.ts";
+import { DEFAULT_GC_GRACE_MS, findUnreferenced, type Unreferenced } from "../snapshot/retention.ts";
 import { chunkPath } from "../snapshot/chunks.ts";
 import { openSnapshot, type Snapshot } from "../snapshot/read.ts";
 import { chainDepth } from "../snapshot/chain.ts";
@@ -52,8 +53,15 @@ export interface Listing {
   snapshots: SnapshotEntry[];
   /** Bytes of every object under the root. */
   totalBytes: number;
-  /** Bytes of files no listed snapshot references (debris for `gc`, or files of other tools). */
+  /**
+   * Bytes of the files `gc` counts as unreferenced: in `shared/`, `chk-<n>/` or an uncommitted
+   * `savepoints/<id>/`, and named by no committed checkpoint (files of other tools are never counted).
+   */
   unreferencedBytes: number;
+  /** Of those, the bytes `gc` frees now: files older than its default grace period. */
+  freeableBytes: number;
+  /** `gc`'s default grace period, in milliseconds: younger unreferenced files may belong to a snapshot being written. */
+  graceMs: number;
 }
 
 /**
@@ -104,7 +112,6 @@ export async function ls(root: string | Storage, options: { now?: Date } = {}): 
       for (const p of refs) refCount.set(p, (refCount.get(p) ?? 0) + 1);
       return refs;
     });
-    const referenced = new Set<string>([...refCount.keys(), ...dirs.map((d) => manifestPath(d))]);
     const entries: SnapshotEntry[] = opened.map(({ dir, snap, error }, i) => {
       const refs = refsOf[i];
       let bytes = objects.get(manifestPath(dir))?.size ?? 0;
@@ -141,12 +148,19 @@ export async function ls(root: string | Storage, options: { now?: Date } = {}): 
       return (a.createdAt ?? "").localeCompare(b.createdAt ?? "") || a.path.localeCompare(b.path);
     });
     let totalBytes = 0;
-    let unreferencedBytes = 0;
-    for (const o of objects.values()) {
-      totalBytes += o.size;
-      if (!referenced.has(o.path)) unreferencedBytes += o.size;
+    for (const o of objects.values()) totalBytes += o.size;
+    // Unreferenced by gc's own rule, so that what ls reports is what gc frees (now or after the grace
+    // period); a user's files beside the snapshots are not debris. A checkpoint manifest that cannot be read
+    // is listed above with its error, and then nothing is called unreferenced.
+    let unreferenced: Unreferenced = { old: [], young: [], referenced: 0 };
+    try {
+      unreferenced = await findUnreferenced(storage, [...objects.values()], { now: options.now });
+    } catch (e) {
+      if (!(e instanceof ArrowpointError) || !entries.some((x) => x.error)) throw e;
     }
-    return { root: storage.uri, snapshots: entries, totalBytes, unreferencedBytes };
+    const sum = (list: ObjectInfo[]) => list.reduce((n, o) => n + o.size, 0);
+    const freeableBytes = sum(unreferenced.old);
+    return { root: storage.uri, snapshots: entries, totalBytes, unreferencedBytes: freeableBytes + sum(unreferenced.young), freeableBytes, graceMs: DEFAULT_GC_GRACE_MS };
   } finally {
     if (typeof root === "string") await storage.close();
   }

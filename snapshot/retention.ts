@@ -86,6 +86,9 @@ export async function applyRetention(root: Storage, options: RetentionOptions): 
   return { deletedCheckpoints: drop, deletedChunks: doomed };
 }
 
+/** How long `gc` leaves an unreferenced file alone by default: it may belong to a snapshot being written. */
+export const DEFAULT_GC_GRACE_MS = 60 * 60 * 1000;
+
 /** Options of {@link gc}. */
 export interface GcOptions {
   /** Report what would be deleted without deleting. */
@@ -106,13 +109,78 @@ export interface GcReport {
   dryRun: boolean;
   /** Referenced or young files left alone. */
   kept: number;
+  /** Of those, unreferenced files left alone only because they are younger than the grace period. */
+  young: number;
+  /** Bytes those young files hold. */
+  youngBytes: number;
+  /** The grace period applied, in milliseconds. */
+  graceMs: number;
+}
+
+/** The files under a root that no snapshot needs, by the one rule {@link gc} deletes by and `ls` reports. */
+export interface Unreferenced {
+  /** Unreferenced files older than the grace period: what `gc` deletes. */
+  old: ObjectInfo[];
+  /** Unreferenced files younger than the grace period, which `gc` leaves for now. */
+  young: ObjectInfo[];
+  /** Files in the places arrowpoint manages that a committed checkpoint references. */
+  referenced: number;
+}
+
+/**
+ * Sorts the files listed under a checkpoint root by the rule of {@link gc}: a file is unreferenced when it
+ * lies where arrowpoint writes (`shared/`, `chk-<n>/`, or a `savepoints/<id>/` folder without a manifest)
+ * and no committed checkpoint's manifest names it. Anything else (committed savepoints, a user's own files
+ * beside them) is never unreferenced. A manifest that cannot be read throws: nothing is guessed.
+ *
+ * @example
+ * ```ts
+ * import { openStorage } from "../backends/open.ts";
+ * import type { ObjectInfo } from "../backends/storage.ts";
+ * import { findUnreferenced } from "./retention.ts";
+ * const root = await openStorage("memory:unreferenced-example");
+ * await root.put("shared/orphan.arrow", new Uint8Array(8));
+ * await root.put("notes.txt", new Uint8Array(3));
+ * const objects: ObjectInfo[] = [];
+ * for await (const o of root.list("")) objects.push(o);
+ * const { young } = await findUnreferenced(root, objects, { graceMs: 60_000 });
+ * console.log(young.map((o) => o.path)); // ["shared/orphan.arrow"]
+ * ```
+ */
+export async function findUnreferenced(root: Storage, objects: readonly ObjectInfo[], options: { graceMs?: number; now?: Date } = {}): Promise<Unreferenced> {
+  const grace = options.graceMs ?? DEFAULT_GC_GRACE_MS;
+  const now = (options.now ?? new Date()).getTime();
+  const ids: number[] = [];
+  const savepointsWithManifest = new Set<string>();
+  for (const o of objects) {
+    const p = o.path.split("/");
+    if (p.length === 2 && p[1] === "_manifest.json") {
+      const id = parseCheckpointDirName(p[0]);
+      if (id !== undefined) ids.push(id);
+    }
+    if (p.length === 3 && p[0] === SAVEPOINTS_DIR && p[2] === "_manifest.json") savepointsWithManifest.add(p[1]);
+  }
+  const referenced = await referencedPaths(root, ids.sort((a, b) => a - b));
+  const out: Unreferenced = { old: [], young: [], referenced: 0 };
+  for (const o of objects) {
+    const parts = o.path.split("/");
+    const top = parts[0];
+    const managed = top === SHARED_DIR || parseCheckpointDirName(top) !== undefined ||
+      (top === SAVEPOINTS_DIR && parts.length >= 3 && !savepointsWithManifest.has(parts[1]));
+    if (!managed) continue;
+    if (referenced.has(o.path)) out.referenced++;
+    else if (now - o.modified.getTime() < grace) out.young.push(o);
+    else out.old.push(o);
+  }
+  return out;
 }
 
 /**
  * Removes debris under a checkpoint root: chunks in `shared/` and `chk-<n>/` that no committed manifest
  * references, and folders without a manifest (interrupted checkpoints or savepoints), once older than the
- * grace period. Committed savepoints and anything outside `chk-*`, `shared/` and `savepoints/` are never
- * touched. A manifest that cannot be read stops the run (nothing is guessed, nothing deleted).
+ * grace period (the rule of {@link findUnreferenced}). Committed savepoints and anything outside `chk-*`,
+ * `shared/` and `savepoints/` are never touched. A manifest that cannot be read stops the run (nothing is
+ * guessed, nothing deleted). The report counts what the grace period alone kept (`young`, `youngBytes`).
  *
  * @example
  * ```ts
@@ -125,36 +193,11 @@ export interface GcReport {
  */
 export async function gc(root: Storage, options: GcOptions = {}): Promise<GcReport> {
   const dryRun = options.dryRun ?? false;
-  const grace = options.graceMs ?? 60 * 60 * 1000;
-  const now = (options.now ?? new Date()).getTime();
+  const graceMs = options.graceMs ?? DEFAULT_GC_GRACE_MS;
   const objects = await collect(root.list(""));
-  const ids = await committedCheckpoints(root);
-  const referenced = await referencedPaths(root, ids);
-  const savepointsWithManifest = new Set(
-    objects
-      .map((o) => o.path.split("/"))
-      .filter((p) => p.length === 3 && p[0] === SAVEPOINTS_DIR && p[2] === "_manifest.json")
-      .map((p) => p[1]),
-  );
-  const deleted: string[] = [];
-  let bytesFreed = 0;
-  let kept = 0;
-  for (const o of objects) {
-    const parts = o.path.split("/");
-    const top = parts[0];
-    const managed = top === SHARED_DIR || parseCheckpointDirName(top) !== undefined ||
-      (top === SAVEPOINTS_DIR && parts.length >= 3 && !savepointsWithManifest.has(parts[1]));
-    if (!managed || referenced.has(o.path)) {
-      if (managed) kept++;
-      continue;
-    }
-    if (now - o.modified.getTime() < grace) {
-      kept++;
-      continue;
-    }
-    deleted.push(o.path);
-    bytesFreed += o.size;
-  }
+  const u = await findUnreferenced(root, objects, { graceMs, now: options.now });
+  const deleted = u.old.map((o) => o.path);
+  const bytesFreed = u.old.reduce((n, o) => n + o.size, 0);
   if (!dryRun && deleted.length) await root.delete(deleted);
-  return { deleted, bytesFreed, dryRun, kept };
+  return { deleted, bytesFreed, dryRun, kept: u.referenced + u.young.length, young: u.young.length, youngBytes: u.young.reduce((n, o) => n + o.size, 0), graceMs };
 }
