@@ -180,10 +180,10 @@ test(`npm run demo passes ${SIZES.length} times out of ${SIZES.length} with thre
 
 test("npm run demo -- --dir s3://… passes on S3 (s3rver) with three busy loops", { timeout: GUARD_MS }, async () => {
   const uri = `s3://${server.bucket}/demo-${isDeno ? "deno" : "node"}`;
-  const s = await withBusyLoops(async () => summaryOf(await runDemo(["--dir", uri, "--json", "--events", String(SIZES[1])], s3Env), "S3 run"));
+  const s = await withBusyLoops(async () => summaryOf(await runDemo(["--dir", uri, "--json", "--events", String(SMALL)], s3Env), "S3 run"));
   assert.equal(s.storage, uri);
   assert.ok(s.savepoint.location.startsWith(`${uri}/checkpoints/savepoints/`));
-  await checkRun(s, SIZES[1], "S3 run");
+  await checkRun(s, SMALL, "S3 run");
 });
 
 /** What the README's CLI section writes into the demo's folder (names as in the README). */
