@@ -58,9 +58,9 @@ const PAGES = ["home", "search", "item", "cart", "checkout", "help", "account", 
 /** Checkpoints per stream length: one every `total / CHECKPOINTS_PER_STREAM` clicks. */
 const CHECKPOINTS_PER_STREAM = 20;
 /** Run 1 crashes half a checkpoint interval after its CRASH_AFTER-th completed checkpoint. */
-const CRASH_AFTER = 7;
+export const CRASH_AFTER = 7;
 /** Run 2 stops with a savepoint at this fraction of the stream. */
-const STOP_AT = 0.75;
+export const STOP_AT = 0.75;
 const MARKER = "arrowpoint-demo.json";
 /** What the demo writes in its folder, and so what it clears before a run. */
 const OWNED = ["checkpoints/", "output/"];

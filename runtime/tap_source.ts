@@ -53,7 +53,7 @@ function isThenable(v: unknown): v is PromiseLike<unknown> {
  * });
  * job.fromSource(source, { uid: "numbers" }).sinkTo(sink, { uid: "out" });
  * const result = await job.run();
- * console.log(result.snapshots.length, sink.committed.length); // 5 5000 (4 triggered, 1 final)
+ * console.log(result.snapshots.length, sink.committed.length); // 6 5000 (one at each of the 5 marks, and the final one)
  * ```
  */
 export function tapSource<T>(source: Source<T>, tap: SourceTap): Source<T> {
