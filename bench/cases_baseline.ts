@@ -40,8 +40,12 @@ const decoder = new TextDecoder();
  *
  * @example
  * ```ts
- * import { baselineCases } from "./cases_baseline.ts";
- * // const cases = baselineCases(ctx);
+ * import assert from "node:assert/strict";
+ * import { baselineCases, type BenchContext } from "./cases_baseline.ts";
+ * import { generateData } from "./data.ts";
+ * const ctx: BenchContext = { data: generateData(100), dir: ".", snapshotBytes: () => new Uint8Array(0) };
+ * const cases = baselineCases(ctx);
+ * assert.deepEqual(cases.map((c) => c.name), ["baseline.json.write", "baseline.json.read", "baseline.msgpack.write", "baseline.msgpack.read", "limit.memcpy", "limit.disk.write"]);
  * ```
  */
 export function baselineCases(ctx: BenchContext): BenchCase[] {

@@ -101,8 +101,14 @@ async function until(cond: () => boolean): Promise<void> {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { cases } from "./cases_checkpoint.ts";
- * // const list = await cases(ctx);
+ * import type { BenchContext } from "./cases_baseline.ts";
+ * import { generateData } from "./data.ts";
+ * const ctx: BenchContext = { data: generateData(100), dir: ".", snapshotBytes: () => new Uint8Array(0) };
+ * const list = await cases(ctx);
+ * assert.equal(list[0].name, "checkpoint.full.write");
+ * assert.ok(list.every((c) => c.group === "arrowpoint"));
  * ```
  */
 export async function cases(ctx: BenchContext): Promise<BenchCase[]> {

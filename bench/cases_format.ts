@@ -54,8 +54,17 @@ export function chunkRowsOf(data: BenchData) {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { formatCases } from "./cases_format.ts";
- * // const cases = formatCases(ctx);
+ * import type { BenchContext } from "./cases_baseline.ts";
+ * import { generateData } from "./data.ts";
+ * const ctx: BenchContext = { data: generateData(100), dir: ".", snapshotBytes: () => new Uint8Array(0) };
+ * const cases = formatCases(ctx);
+ * assert.deepEqual(cases.map((c) => c.name), ["chunk.encode", "chunk.decode", "baseline.json.encode", "baseline.json.decode"]);
+ * const encode = cases[0];
+ * await encode.beforeAll?.();
+ * await encode.run(); // one iteration, untimed
+ * await encode.afterAll?.();
  * ```
  */
 export function formatCases(ctx: BenchContext): BenchCase[] {

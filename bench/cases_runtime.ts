@@ -58,8 +58,13 @@ function keyedJob(events: number, keys: number, checkpointDir?: string) {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { cases } from "./cases_runtime.ts";
- * // const list = cases(ctx);
+ * import type { BenchContext } from "./cases_baseline.ts";
+ * import { generateData } from "./data.ts";
+ * const ctx: BenchContext = { data: generateData(100), dir: ".", snapshotBytes: () => new Uint8Array(0) };
+ * const list = cases(ctx);
+ * assert.deepEqual(list.map((c) => c.name), ["runtime.records", "runtime.records.checkpointing"]);
  * ```
  */
 export function cases(ctx: BenchContext): BenchCase[] {

@@ -14,8 +14,13 @@ import type { BenchContext } from "./cases_baseline.ts";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { cases } from "./cases_s3.ts";
- * // const list = await cases(ctx);
+ * import type { BenchContext } from "./cases_baseline.ts";
+ * import { generateData } from "./data.ts";
+ * const ctx: BenchContext = { data: generateData(100), dir: ".", snapshotBytes: () => new Uint8Array(0) };
+ * const list = cases(ctx); // the s3rver starts in the first case's beforeAll
+ * assert.deepEqual(list.map((c) => c.name), ["s3.put", "s3.get"]);
  * ```
  */
 export function cases(ctx: BenchContext): BenchCase[] {

@@ -102,7 +102,7 @@ process.on("unhandledRejection", (e) => late.push(e));
 const original = { log: console.log, info: console.info, warn: console.warn, error: console.error };
 for (const ex of list) {
   const printed: string[] = [];
-  const keep = (...a: unknown[]) => { printed.push(a.map((x) => typeof x === "string" ? x : Deno_inspect(x)).join(" ")); };
+  const keep = (...a: unknown[]) => { printed.push(a.map((x) => typeof x === "string" ? x : show(x)).join(" ")); };
   console.log = console.info = console.warn = console.error = keep;
   const dir = mkdtempSync(join(tmpdir(), "arrowpoint-doctest-"));
   process.chdir(dir);
@@ -127,7 +127,7 @@ for (const ex of list) {
 console.log(\`\${list.length - failed} of \${list.length} examples passed\`);
 process.exit(failed ? 1 : 0);
 
-function Deno_inspect(x: unknown): string {
+function show(x: unknown): string {
   try { return JSON.stringify(x, (_k, v) => typeof v === "bigint" ? v.toString() + "n" : v); } catch { return String(x); }
 }
 `,

@@ -5,7 +5,8 @@
 //  2. every command of the README's ```sh blocks, in order, each required to exit 0 (`npm install` for
 //     real, which also builds dist/; `npm run demo` with busy loops hogging the CPUs, since users run it
 //     on busy machines; the CLI section; the examples; the benchmark). `npm test` is left to .ci/run,
-//     which runs it on its own checkout. ```sh no-run blocks are shown, not run (e.g. a git URL);
+//     which runs it on its own checkout. ```sh no-run blocks are shown, not run (e.g. a git URL). Then
+//     `npm run demo` once more: the README's commands must not stop the quick start from working again;
 //  3. every TypeScript block of README.md and docs/*.md, from that copy's packed tarball, under Node and
 //     Deno (scripts/snippets.mjs).
 //
@@ -73,6 +74,20 @@ try {
     const ms = Date.now() - t0;
     timings.push([command, ms]);
     console.log(`$ ${command}  (ok, ${(ms / 1000).toFixed(1)} s${loops.length ? `, beside ${loops.length} busy loops` : ""})`);
+  }
+
+  // After all that, the quick start must still work: a user runs the demo again.
+  {
+    const t0 = Date.now();
+    try {
+      execSync("npm run demo", { cwd: clone, stdio: ["ignore", "pipe", "pipe"], timeout: 900_000, encoding: "utf8" });
+    } catch (e) {
+      console.error(`$ npm run demo (again)\nFAILED with exit ${e.status ?? e.signal}\n${e.stdout ?? ""}\n${e.stderr ?? ""}`);
+      process.exitCode = 1;
+      throw new Error("the demo does not run again after the README's commands");
+    }
+    timings.push(["npm run demo (again)", Date.now() - t0]);
+    console.log(`$ npm run demo  (again, after the commands above: ok, ${((Date.now() - t0) / 1000).toFixed(1)} s)`);
   }
 
   // 3. The TypeScript blocks, from this copy's tarball.

@@ -10,8 +10,10 @@
 // - A block that `export`s is a module of its own (e.g. a migrations module) and is run alone.
 // - ```ts no-run marks a block that cannot run here (a real bucket, a fragment): it is type-checked
 //   alone, never run. Keep them few.
+// - s3:// URIs in blocks reach a local s3rver (backends/_s3_test_server.ts) with a bucket `my-bucket`,
+//   through the usual AWS_* variables, which is how a user points the SDK at any endpoint.
 // Every block is type-checked (deno check) against the package's .d.ts before anything runs.
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
@@ -85,7 +87,30 @@ function program(blocks) {
   return [...imports, ...other, "export {};", ...body, ""].join("\n");
 }
 
+const s3used = (m) => /s3:\/\//.test(readFileSync(m.file, "utf8"));
+
+/** s3rver on loopback in a child process (Node, through tsx); resolves with the AWS_* variables to reach it. */
+function startS3(bucket) {
+  const code = `const { startS3Server } = await import(${JSON.stringify(join(root, "backends", "_s3_test_server.ts"))});
+const s = await startS3Server({ bucket: ${JSON.stringify(bucket)} });
+console.log(JSON.stringify({ AWS_ENDPOINT_URL_S3: s.endpoint, AWS_REGION: s.region, AWS_ACCESS_KEY_ID: s.credentials.accessKeyId, AWS_SECRET_ACCESS_KEY: s.credentials.secretAccessKey }));
+process.stdin.resume();
+process.stdin.on("end", async () => { await s.stop(); process.exit(0); });`;
+  const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", code], { cwd: root, stdio: ["pipe", "pipe", "inherit"] });
+  return new Promise((resolvePromise, reject) => {
+    let out = "";
+    child.on("error", reject);
+    child.on("exit", (c) => reject(new Error(`s3rver exited with ${c} before it was ready`)));
+    child.stdout.on("data", (d) => {
+      out += d;
+      const line = out.split("\n")[0];
+      if (out.includes("\n")) resolvePromise({ env: JSON.parse(line), stop: () => child.stdin.end() });
+    });
+  });
+}
+
 const work = mkdtempSync(join(tmpdir(), "arrowpoint-snippets-"));
+let s3;
 try {
   if (!tarball) {
     const packed = JSON.parse(run("npm", ["pack", "--json", "--pack-destination", work], root));
@@ -131,15 +156,20 @@ try {
     for (const m of modules.filter((x) => x.run)) {
       const cwd = join(app, "runs", `${runtime}-${basename(m.file, ".ts")}`);
       mkdirSync(cwd, { recursive: true });
+      // A fresh, empty s3rver for each run that uses S3, as for the folder.
+      if (s3used(m)) s3 = await startS3("my-bucket");
       const t0 = Date.now();
       const out = runtime === "node"
-        ? run(process.execPath, ["--import", "tsx", m.file], cwd, { NODE_PATH: "" })
-        : run(deno, ["run", "-A", m.file], cwd);
+        ? run(process.execPath, ["--import", "tsx", m.file], cwd, { NODE_PATH: "", ...s3?.env })
+        : run(deno, ["run", "-A", m.file], cwd, { ...s3?.env });
       ran++;
-      console.log(`${runtime}: ${m.from} ran in ${Date.now() - t0} ms${out.trim() ? "\n  " + out.trim().split("\n").join("\n  ") : ""}`);
+      s3?.stop();
+      s3 = undefined;
+      console.log(`${runtime}: ${m.from} ran in ${Date.now() - t0} ms${s3used(m) ? " (with s3rver)" : ""}${out.trim() ? "\n  " + out.trim().split("\n").join("\n  ") : ""}`);
     }
   }
   console.log(`snippets: ${ran} runs passed, ${modules.filter((m) => !m.run).length} blocks only type-checked (${elapsed()})`);
 } finally {
+  s3?.stop();
   rmSync(work, { recursive: true, force: true });
 }
