@@ -6,6 +6,7 @@
  * @module
  */
 import { chmodSync, mkdtempSync, rmSync } from "node:fs";
+import type { EventEmitter } from "node:events";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -47,7 +48,7 @@ export interface TestPostgres {
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createServer();
-    srv.on("error", reject);
+    (srv as unknown as EventEmitter).once("error", reject);
     srv.listen(0, "127.0.0.1", () => {
       const port = (srv.address() as { port: number }).port;
       srv.close(() => resolve(port));
