@@ -9,7 +9,8 @@
  */
 import type { Client } from "pg";
 import type { Source, SplitReader } from "../sources.ts";
-import { clientConfig, connect, delay, end, formatLsn, parseLsn, type PostgresConnection, quoteName, sqlState } from "./_postgres.ts";
+import type { PostgresConnection } from "./postgres_connection.ts";
+import { clientConfig, connect, delay, end, formatLsn, parseLsn, quoteName, sqlState } from "./_postgres.ts";
 import { PostgresConfigError, PostgresConnectionLostError, PostgresPublicationError, PostgresRestoreError, PostgresSlotInUseError } from "./postgres_errors.ts";
 
 /** A row as the server gave it: column name to value (parsed by pg's type parsers: int8 and numeric are strings). */
