@@ -108,7 +108,7 @@ test("postgresCdcSource advances the slot only when told a checkpoint completed,
 });
 
 test("postgresCdcSource with snapshot emits the existing rows, then the changes after the slot's consistent point", async () => {
-  await admin.query("INSERT INTO items VALUES (20, 'x', 1), (21, 'y', 2)");
+  await admin.query("INSERT INTO items VALUES (20, 'x', 1), (21, 'y', 2), (22, 'z', 3)");
   const src = source("snap_slot", { snapshot: true });
   const [split] = await src.splits();
   const reader = await src.reader(split, undefined);
@@ -117,6 +117,8 @@ test("postgresCdcSource with snapshot emits the existing rows, then the changes 
     assert.deepEqual(snap.map((r) => [r.op, r.key.id, r.snapshot]), [["insert", 20, true], ["insert", 21, true]]);
     assert.ok((reader.position() as { snapshot?: unknown }).snapshot, "position says the snapshot is being read");
     await assert.rejects(async () => await src.reader(split, reader.position()), PostgresRestoreError);
+    assert.deepEqual((await readN(reader, 1)).map((r) => r.key.id), [22]);
+    assert.equal((reader.position() as { snapshot?: unknown }).snapshot, undefined, "past the last row the position is restorable");
     await admin.query("UPDATE items SET qty = 9 WHERE id = 21");
     const changes = await readN(reader, 1);
     assert.deepEqual(changes.map((r) => [r.op, r.key.id, r.after?.qty]), [["update", 21, 9]]);
