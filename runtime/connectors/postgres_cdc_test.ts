@@ -66,35 +66,49 @@ test("postgresCdcSource advances the slot only when told a checkpoint completed,
   const src = source("pos_slot");
   const [split] = await src.splits();
   const reader = await src.reader(split, undefined);
-  const start = await slotFlush("pos_slot");
-  await admin.query("BEGIN; INSERT INTO items VALUES (10, 'a', 1), (11, 'b', 1), (12, 'c', 1); COMMIT");
-  await admin.query("INSERT INTO items VALUES (13, 'd', 1)");
-  const first = await readN(reader, 2); // stops inside the first transaction
-  const mid = reader.position();
-  assert.equal(await slotFlush("pos_slot"), start);
-  const rest = await readN(reader, 2);
-  assert.deepEqual([...first, ...rest].map((r) => r.key.id), [10, 11, 12, 13]);
-  await reader.notifyCheckpointComplete!(mid); // mid-transaction: only what precedes it
-  await reader.close?.();
-  assert.equal(await slotFlush("pos_slot"), start);
-  // A reader restored at `mid` replays from the slot and emits exactly what came after it.
-  const again = await src.reader(split, mid);
-  const replay = await readN(again, 2);
-  assert.deepEqual(replay.map((r) => r.key.id), [12, 13]);
-  const end = again.position();
-  await again.notifyCheckpointComplete!(end);
-  await again.close?.();
-  const flushed = await slotFlush("pos_slot");
-  assert.notEqual(flushed, start);
-  assert.equal(flushed, (end as { confirm: string }).confirm);
-  // An older position than the slot confirmed cannot be resumed.
-  await assert.rejects(async () => await src.reader(split, mid), PostgresRestoreError);
-  await dropSlot(admin, "pos_slot");
-  await admin.query("DELETE FROM items");
+  try {
+    const start = await slotFlush("pos_slot");
+    await admin.query("BEGIN; INSERT INTO items VALUES (10, 'a', 1), (11, 'b', 1), (12, 'c', 1); COMMIT");
+    await admin.query("INSERT INTO items VALUES (13, 'd', 1)");
+    const first = await readN(reader, 2); // stops inside the first transaction
+    const mid = reader.position();
+    assert.equal(await slotFlush("pos_slot"), start);
+    const rest = await readN(reader, 2);
+    assert.deepEqual([...first, ...rest].map((r) => r.key.id), [10, 11, 12, 13]);
+    await reader.notifyCheckpointComplete!(mid); // mid-transaction: only what precedes it
+    await reader.close?.();
+    assert.equal(await slotFlush("pos_slot"), start);
+    // A reader restored at `mid` replays from the slot and emits exactly what came after it.
+    const again = await src.reader(split, mid);
+    const replay = await readN(again, 2);
+    assert.deepEqual(replay.map((r) => r.key.id), [12, 13]);
+    const end = again.position();
+    await again.notifyCheckpointComplete!(end);
+    // The server applies the acknowledgement when its sender reads it: wait for that, not for a time.
+    const confirm = (end as { confirm: string }).confirm;
+    await admin.query(
+      `DO $$ BEGIN
+         FOR i IN 1..1000 LOOP
+           EXIT WHEN (SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = 'pos_slot') >= '${confirm}'::pg_lsn;
+           PERFORM pg_sleep(0.01);
+         END LOOP;
+       END $$`,
+    );
+    await again.close?.();
+    const flushed = await slotFlush("pos_slot");
+    assert.notEqual(flushed, start);
+    assert.equal(flushed, confirm);
+    // An older position than the slot confirmed cannot be resumed.
+    await assert.rejects(async () => await src.reader(split, mid), PostgresRestoreError);
+  } finally {
+    await reader.close?.();
+    await dropSlot(admin, "pos_slot");
+    await admin.query("DELETE FROM items");
+  }
 });
 
 test("postgresCdcSource with snapshot emits the existing rows, then the changes after the slot's consistent point", async () => {
-  await admin.query("INSERT INTO items VALUES (20, 'x', 1), (21, 'y', 2)");
+  await admin.query("INSERT INTO items VALUES (20, 'x', 1), (21, 'y', 2), (22, 'z', 3)");
   const src = source("snap_slot", { snapshot: true });
   const [split] = await src.splits();
   const reader = await src.reader(split, undefined);
@@ -103,6 +117,8 @@ test("postgresCdcSource with snapshot emits the existing rows, then the changes 
     assert.deepEqual(snap.map((r) => [r.op, r.key.id, r.snapshot]), [["insert", 20, true], ["insert", 21, true]]);
     assert.ok((reader.position() as { snapshot?: unknown }).snapshot, "position says the snapshot is being read");
     await assert.rejects(async () => await src.reader(split, reader.position()), PostgresRestoreError);
+    assert.deepEqual((await readN(reader, 1)).map((r) => r.key.id), [22]);
+    assert.equal((reader.position() as { snapshot?: unknown }).snapshot, undefined, "past the last row the position is restorable");
     await admin.query("UPDATE items SET qty = 9 WHERE id = 21");
     const changes = await readN(reader, 1);
     assert.deepEqual(changes.map((r) => [r.op, r.key.id, r.after?.qty]), [["update", 21, 9]]);
@@ -160,6 +176,8 @@ test("postgresCdcSource reconnects after a lost connection without losing or rep
 });
 
 test("postgresCdcSource names a server whose wal_level is not logical", async () => {
+  // A server with logical slots refuses to start below wal_level = logical: drop them all first.
+  for (const { slot_name } of (await admin.query<{ slot_name: string }>("SELECT slot_name FROM pg_replication_slots")).rows) await dropSlot(admin, slot_name);
   await pg.restart({ walLevel: "replica", maxPreparedTransactions: 0 });
   try {
     const src = source("wal_slot");

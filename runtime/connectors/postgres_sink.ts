@@ -8,8 +8,9 @@
  * @module
  */
 import type { Client } from "pg";
+import type { PostgresConnection } from "./postgres_connection.ts";
 import type { Sink, SinkContext, SinkWriter } from "../sinks.ts";
-import { connect, end, type PostgresConnection, quoteName, sqlState } from "./_postgres.ts";
+import { connect, end, quoteName, sqlState } from "./_postgres.ts";
 import { PostgresConfigError } from "./postgres_errors.ts";
 
 /**
