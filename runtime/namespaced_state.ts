@@ -84,24 +84,23 @@ export class NamespacedTable extends StateTable {
     super(desc, { kind: "value", keyType: b.keyType, namespaced: true, value: desc.value });
     this.tables = new Array(b.groups).fill(undefined);
     this.dirty = b.trackChanges ? new Array(b.groups).fill(undefined) : null;
-    const t = this;
     this.handle = {
-      get(ns) {
+      get: (ns) => {
         b.checkKey();
-        return t.getIn(b.kgi, b.keyId, ns);
+        return this.getIn(b.kgi, b.keyId, ns);
       },
-      put(ns, value) {
+      put: (ns, value) => {
         b.checkKey();
-        if (value === undefined || value === null) t.removeIn(b.kgi, b.keyId, ns);
-        else t.putIn(b.kgi, b.keyId, b.key, ns, value);
+        if (value === undefined || value === null) this.removeIn(b.kgi, b.keyId, ns);
+        else this.putIn(b.kgi, b.keyId, b.key, ns, value);
       },
-      remove(ns) {
+      remove: (ns) => {
         b.checkKey();
-        t.removeIn(b.kgi, b.keyId, ns);
+        this.removeIn(b.kgi, b.keyId, ns);
       },
-      entries() {
+      entries: () => {
         b.checkKey();
-        const e = t.tables[b.kgi]?.get(b.keyId);
+        const e = this.tables[b.kgi]?.get(b.keyId);
         return e ? e.list.map((x) => [x.ns, x.value] as [string, unknown]) : [];
       },
     };

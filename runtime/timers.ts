@@ -10,7 +10,7 @@
  */
 import type { KeyedStateBackend, KeyId } from "./keyed_backend.ts";
 import { keyIdOf } from "./keyed_backend.ts";
-import { NamespacedTable, namespacedTable } from "./namespaced_state.ts";
+import { type NamespacedTable, namespacedTable } from "./namespaced_state.ts";
 import { valueState } from "./state.ts";
 import type { ValueEncoding } from "../format/state_layout.ts";
 
