@@ -269,5 +269,7 @@ export class NamespacedTable extends StateTable {
  * ```
  */
 export function namespacedTable(b: KeyedStateBackend, desc: ValueStateDescriptor<unknown>): NamespacedTable {
+  const existing = b.table(desc.name);
+  if (existing instanceof NamespacedTable) return existing;
   return b.registerTable(desc, { kind: "value", keyType: b.keyType, namespaced: true, value: desc.value }, () => new NamespacedTable(b, desc));
 }
