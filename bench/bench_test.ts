@@ -11,6 +11,7 @@ const NAMES = [
   "checkpoint.full.write", "checkpoint.incremental.write", "restore.full", "savepoint.compact", "rekey.parallelism",
   "rekey.maxParallelism", "migrate.addField", "s3.put", "s3.get", "runtime.records", "runtime.records.checkpointing",
   "connector.postgres.cdc", "connector.postgres.sink",
+  "runtime.windows.tumbling", "runtime.windows.session", "checkpoint.timers.write",
   "baseline.json.write", "baseline.json.read", "baseline.msgpack.write", "baseline.msgpack.read", "limit.memcpy", "limit.disk.write",
 ];
 

@@ -127,6 +127,10 @@ export function checkGoals(results: readonly CaseResult[]): GoalCheck[] {
   for (const n of ["rekey.maxParallelism", "savepoint.compact", "migrate.addField"]) add(`${n} ≥ 3 M rows/s`, rate(n), (v) => v >= 3e6, M);
   add("runtime ≥ 1 M events/s", rate("runtime.records"), (v) => v >= 1e6, (v) => `${(v / 1e6).toFixed(2)} M events/s`);
   add("checkpointing every second costs ≤ 10%", ratio(rate("runtime.records.checkpointing"), rate("runtime.records")), (v) => v >= 0.9, (v) => `${P(v)} of the checkpoint-free rate`);
+  for (const n of ["runtime.windows.tumbling", "runtime.windows.session"]) {
+    add(`${n} ≥ 0.5× runtime.records`, ratio(rate(n), rate("runtime.records")), (v) => v >= 0.5, (v) => `${X(v)} of runtime.records`);
+  }
+  add("checkpoint of pending timers ≥ 0.5× checkpoint.full.write (rows/s)", ratio(rate("checkpoint.timers.write"), rate("checkpoint.full.write")), (v) => v >= 0.5, X);
   return goals;
 }
 

@@ -473,6 +473,7 @@ export class SourceTask extends Task {
       const s = this.nextSplit();
       if (s === undefined) {
         this.exhausted = true;
+        if (this.wms) this.emitWatermark(true); // a subtask without splits must not hold the watermark back
         out.flushAll();
         host.sourceExhausted(this);
         continue;

@@ -28,11 +28,12 @@ export const MAX_DELAY = 5_000;
  * Events 250 ms apart on average, each up to {@link MAX_DELAY} ms early or late; every user belongs to one
  * split (so each key's order does not depend on parallelism).
  */
-export function timedEvents(count: number, seed: number, splits = 4, users = 40): Source<TimedEvent> {
+export function timedEvents(count: number, seed: number, splits = 4, users = 40, ratePerSecond?: number): Source<TimedEvent> {
   return generatorSource<TimedEvent>({
     count,
     splits,
     seed,
+    ratePerSecond: ratePerSecond === undefined ? undefined : ratePerSecond / splits,
     make: (i, rng, split) => ({ user: `u${rng.int(users) * splits + split}`, amount: rng.int(100), ts: i * 250 + rng.int(MAX_DELAY) }),
   });
 }
@@ -82,13 +83,15 @@ export interface EventTimeJobOptions {
   restore?: RestoreOptions;
   faults?: FaultPlan;
   maxParallelism?: number;
+  /** Periodic checkpoints (ms), besides those triggered. */
+  intervalMs?: number;
 }
 
 /** source → keyBy(user) → {session windows (30 s gap), per-minute tumbling counts, bucket timers} → sink. */
 export function eventTimeJob(o: EventTimeJobOptions): Job {
   const job = new Job("event-time", {
     maxParallelism: o.maxParallelism,
-    checkpoints: o.storage === undefined ? undefined : { storage: o.storage, retain: 2, fullEvery: 4 },
+    checkpoints: o.storage === undefined ? undefined : { storage: o.storage, retain: 2, fullEvery: 4, intervalMs: o.intervalMs },
     restore: o.restore,
     faults: o.faults,
     batchSize: 32,

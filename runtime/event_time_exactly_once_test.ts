@@ -50,6 +50,7 @@ test(`exactly-once with timers and windows over ${RUNS} seeded runs killed at ra
       let storage: Storage = inner;
       if (fault === "storage") storage = new FaultyStorage(inner, { failAt: 1 + rng.int(40), mode: "kill" });
       let seen = 0;
+      // deno-lint-ignore prefer-const -- assigned after the source hook that reads it is built
       let job!: Job;
       let lastTrigger = 0;
       let stopped: Promise<SnapshotInfo> | undefined;

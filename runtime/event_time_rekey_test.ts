@@ -4,6 +4,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { clearMemoryStorage } from "../backends/memory.ts";
+import { inspect } from "../migrate/inspect.ts";
+import { migrate } from "../migrate/migrate.ts";
+import { defineMigrations, dropState } from "../migrate/migrations.ts";
 import { rekey } from "../migrate/rekey.ts";
 import { validate } from "../migrate/validate.ts";
 import { openSnapshot, readState } from "../snapshot/read.ts";
@@ -61,6 +64,10 @@ test("a savepoint with pending timers, rekeyed to another maxParallelism and res
   assert.equal(rows.length, 200);
   assert.deepEqual(rows.namespaces!.slice().sort(), items.slice(0, 200).map((e) => `e:${FAR + e.ts}`).sort());
   await snap.storage.close();
+  const info = await inspect(sp.location);
+  const timerInfo = info.operators.find((o) => o.uid === "timers")!.states.find((s) => s.name === TIMERS_STATE)!;
+  assert.equal(timerInfo.rows, 200, "inspect counts the pending timers as the rows of _timers");
+  assert.equal(timerInfo.namespaced, true);
 
   await rekey(sp.location, `${root}/rekeyed`, { maxParallelism: 256, parallelism: 5 });
   const findings = await validate(`${root}/rekeyed`);
@@ -74,5 +81,15 @@ test("a savepoint with pending timers, rekeyed to another maxParallelism and res
   await restored.done;
   const want = items.map((e) => `${e.k}@${e.ts}`).sort();
   assert.deepEqual(after.committed.slice().sort(), want);
+
+  // migrate keeps timers by default, and drops them when told (dropState of the reserved state).
+  await migrate(sp.location, `${root}/no-timers`, defineMigrations({}, { operators: [dropState("timers", TIMERS_STATE)] }));
+  const dropped = new CollectingSink<string>();
+  const g3 = gatedSource(items, "in");
+  const withoutTimers = build("timers", g3, dropped, 2, 128, `${root}/no-timers`);
+  await withoutTimers.start();
+  g3.end();
+  await withoutTimers.done;
+  assert.deepEqual(dropped.committed.slice().sort(), items.slice(200).map((e) => `${e.k}@${e.ts}`).sort(), "only the timers registered after the restore fire");
   clearMemoryStorage(root.slice("memory:".length));
 });

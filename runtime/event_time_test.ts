@@ -107,6 +107,30 @@ test("watermarks propagate through a union of sources; an idle source stops hold
   assert.deepEqual(fired.slice(2).sort(), ["x@3000", "y@4000", "z@500"]);
 });
 
+test("a source subtask without splits does not hold the watermark back", async () => {
+  const g = gatedSource<Ev>([{ k: "x", ts: 1000 }, { k: "y", ts: 2000 }, { k: "x", ts: 3000 }], "one-split");
+  const fired: string[] = [];
+  const job = new Job("no-splits", { batchSize: 1 });
+  job.fromSource(g.source, { uid: "in", parallelism: 2, watermarks: boundedOutOfOrderness<Ev>(0, (e) => e.ts, { emitEvery: 1 }) })
+    .keyBy((e) => e.k)
+    .process<string>({
+      processElement(e, ctx) {
+        ctx.timerService().registerEventTimeTimer(e.ts);
+      },
+      onTimer(ts, ctx) {
+        fired.push(`${ctx.currentKey}@${ts}`);
+      },
+    }, { uid: "t" })
+    .sinkTo(new CollectingSink<string>(), { uid: "out" });
+  await job.start();
+  g.allow(3);
+  await until("timers up to 2999 fired while the job runs", () => fired.length === 2);
+  assert.deepEqual(fired, ["x@1000", "y@2000"]);
+  g.end();
+  await job.done;
+  assert.deepEqual(fired, ["x@1000", "y@2000", "x@3000"]);
+});
+
 test("late records: within the allowed lateness they update the window, after it they are emitted as late and counted", async () => {
   const ts = [1000, 12000, 3000, 20000, 4000, 25000];
   const job = new Job("late", { batchSize: 1 });

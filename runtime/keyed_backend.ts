@@ -699,6 +699,9 @@ export class KeyedStateBackend {
   }
 
   private register(desc: KeyedStateDescriptor): StateTable {
+    // Hot path (user code calls getState per record): no allocation when the state is registered.
+    const existing = this.tables.get(desc.name);
+    if (existing !== undefined && existing.desc.kind === desc.kind && existing.layout.namespaced !== true) return existing;
     return this.registerTable(desc, keyedLayout(desc, this.keyType), (layout) => desc.kind === "map" ? new MapTable(this, desc, layout) : new SingleTable(this, desc, layout));
   }
 

@@ -17,9 +17,23 @@ interface NsEntry {
   live: boolean;
 }
 
+/**
+ * The namespaces of one key: a short array (a key usually has one to a few windows or timers), indexed by a
+ * `Map` only once it grows, so the common case allocates no `Map` per key.
+ */
 interface KeyEntry {
   key: unknown;
-  byNs: Map<string, NsEntry>;
+  list: NsEntry[];
+  index: Map<string, NsEntry> | undefined;
+}
+
+const INDEX_FROM = 8;
+
+function find(k: KeyEntry, ns: string): NsEntry | undefined {
+  if (k.index !== undefined) return k.index.get(ns);
+  const list = k.list;
+  for (let i = 0; i < list.length; i++) if (list[i].ns === ns) return list[i];
+  return undefined;
 }
 
 /**
@@ -71,37 +85,38 @@ export class NamespacedTable extends StateTable {
     super(desc, { kind: "value", keyType: b.keyType, namespaced: true, value: desc.value });
     this.tables = new Array(b.groups).fill(undefined);
     this.dirty = b.trackChanges ? new Array(b.groups).fill(undefined) : null;
-    const t = this;
     this.handle = {
-      get(ns) {
+      get: (ns) => {
         b.checkKey();
-        return t.getIn(b.kgi, b.keyId, ns);
+        return this.getIn(b.kgi, b.keyId, ns);
       },
-      put(ns, value) {
+      put: (ns, value) => {
         b.checkKey();
-        if (value === undefined || value === null) t.removeIn(b.kgi, b.keyId, ns);
-        else t.putIn(b.kgi, b.keyId, b.key, ns, value);
+        if (value === undefined || value === null) this.removeIn(b.kgi, b.keyId, ns);
+        else this.putIn(b.kgi, b.keyId, b.key, ns, value);
       },
-      remove(ns) {
+      remove: (ns) => {
         b.checkKey();
-        t.removeIn(b.kgi, b.keyId, ns);
+        this.removeIn(b.kgi, b.keyId, ns);
       },
-      entries() {
+      entries: () => {
         b.checkKey();
-        const e = t.tables[b.kgi]?.get(b.keyId);
-        return e ? [...e.byNs.values()].map((x) => [x.ns, x.value] as [string, unknown]) : [];
+        const e = this.tables[b.kgi]?.get(b.keyId);
+        return e ? e.list.map((x) => [x.ns, x.value] as [string, unknown]) : [];
       },
     };
   }
 
   /** The value of (key, namespace) in key group index `g`. */
   getIn(g: number, keyId: KeyId, ns: string): unknown {
-    return this.tables[g]?.get(keyId)?.byNs.get(ns)?.value;
+    const k = this.tables[g]?.get(keyId);
+    return k === undefined ? undefined : find(k, ns)?.value;
   }
 
   /** Whether (key, namespace) holds a value. */
   has(g: number, keyId: KeyId, ns: string): boolean {
-    return this.tables[g]?.get(keyId)?.byNs.has(ns) ?? false;
+    const k = this.tables[g]?.get(keyId);
+    return k !== undefined && find(k, ns) !== undefined;
   }
 
   /** Sets (key, namespace) in key group index `g`. */
@@ -110,14 +125,16 @@ export class NamespacedTable extends StateTable {
     if (m === undefined) m = this.tables[g] = new Map();
     let k = m.get(keyId);
     if (k === undefined) {
-      k = { key, byNs: new Map() };
+      k = { key, list: [], index: undefined };
       m.set(keyId, k);
     }
-    let e = k.byNs.get(ns);
+    let e = find(k, ns);
     if (e !== undefined) e.value = value;
     else {
       e = { key, ns, value, epoch: -1, live: true };
-      k.byNs.set(ns, e);
+      k.list.push(e);
+      if (k.index !== undefined) k.index.set(ns, e);
+      else if (k.list.length > INDEX_FROM) k.index = new Map(k.list.map((x) => [x.ns, x]));
     }
     this.mark(g, e);
   }
@@ -126,10 +143,15 @@ export class NamespacedTable extends StateTable {
   removeIn(g: number, keyId: KeyId, ns: string): void {
     const m = this.tables[g];
     const k = m?.get(keyId);
-    const e = k?.byNs.get(ns);
+    if (k === undefined) return;
+    const e = find(k, ns);
     if (e === undefined) return;
-    k!.byNs.delete(ns);
-    if (k!.byNs.size === 0) m!.delete(keyId);
+    const list = k.list;
+    const i = list.indexOf(e);
+    list[i] = list[list.length - 1];
+    list.pop();
+    k.index?.delete(ns);
+    if (list.length === 0) m!.delete(keyId);
     e.live = false;
     this.mark(g, e);
   }
@@ -146,13 +168,13 @@ export class NamespacedTable extends StateTable {
   *rows(): IterableIterator<{ g: number; key: unknown; ns: string; value: unknown }> {
     for (let g = 0; g < this.tables.length; g++) {
       const m = this.tables[g];
-      if (m) for (const k of m.values()) for (const e of k.byNs.values()) yield { g, key: e.key, ns: e.ns, value: e.value };
+      if (m) for (const k of m.values()) for (const e of k.list) yield { g, key: e.key, ns: e.ns, value: e.value };
     }
   }
 
   size(): number {
     let n = 0;
-    for (const m of this.tables) if (m) for (const k of m.values()) n += k.byNs.size;
+    for (const m of this.tables) if (m) for (const k of m.values()) n += k.list.length;
     return n;
   }
 
@@ -169,7 +191,7 @@ export class NamespacedTable extends StateTable {
       const m = this.tables[g];
       if (m === undefined) continue;
       for (const k of m.values()) {
-        for (const e of k.byNs.values()) {
+        for (const e of k.list) {
           keyGroups.push(start + g);
           keys.push(e.key);
           namespaces.push(e.ns);
@@ -248,5 +270,7 @@ export class NamespacedTable extends StateTable {
  * ```
  */
 export function namespacedTable(b: KeyedStateBackend, desc: ValueStateDescriptor<unknown>): NamespacedTable {
+  const existing = b.table(desc.name);
+  if (existing instanceof NamespacedTable) return existing;
   return b.registerTable(desc, { kind: "value", keyType: b.keyType, namespaced: true, value: desc.value }, () => new NamespacedTable(b, desc));
 }

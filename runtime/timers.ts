@@ -10,7 +10,7 @@
  */
 import type { KeyedStateBackend } from "./keyed_backend.ts";
 import { type KeyId, keyIdentity } from "../format/key_identity.ts";
-import { NamespacedTable, namespacedTable } from "./namespaced_state.ts";
+import { type NamespacedTable, namespacedTable } from "./namespaced_state.ts";
 import { valueState } from "./state.ts";
 import type { ValueEncoding } from "../format/state_layout.ts";
 
@@ -63,7 +63,9 @@ class TimerHeap {
     while (i > 0) {
       const p = (i - 1) >> 1;
       if (!less(a[i], a[p])) break;
-      [a[i], a[p]] = [a[p], a[i]];
+      const t = a[i];
+      a[i] = a[p];
+      a[p] = t;
       i = p;
     }
   }
@@ -81,7 +83,9 @@ class TimerHeap {
         if (l < a.length && less(a[l], a[m])) m = l;
         if (r < a.length && less(a[r], a[m])) m = r;
         if (m === i) break;
-        [a[i], a[m]] = [a[m], a[i]];
+        const t = a[i];
+        a[i] = a[m];
+        a[m] = t;
         i = m;
       }
     }

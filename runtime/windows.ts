@@ -12,7 +12,7 @@
 import type { DataStream, KeyedProcessContext, KeyedProcessFunction, KeyedStream, OperatorOptions } from "./stream.ts";
 import type { Key } from "../format/key_group.ts";
 import type { AggregateFunction } from "./state.ts";
-import { namespacedValueState } from "./namespaced_state.ts";
+import { type NamespacedValueState, namespacedValueState } from "./namespaced_state.ts";
 import { COUNT_LATE } from "./timers.ts";
 
 /**
@@ -236,15 +236,16 @@ function windowFunction<K, T, ACC, OUT>(assigner: WindowAssigner, options: Windo
     (ctx as unknown as { [COUNT_LATE]?: () => void })[COUNT_LATE]?.();
     if (emitLate) ctx.collect({ kind: "late", value: v, timestamp: ts });
   };
+  // One function object per subtask (the operator is built from a factory), so the handle can live here.
+  let state!: NamespacedValueState<ACC>;
   return {
     open(ctx) {
-      ctx.getNamespacedState(CONTENTS);
+      state = ctx.getNamespacedState(CONTENTS) as NamespacedValueState<ACC>;
     },
     processElement(v, ctx) {
       const ts = timestampOf(v);
       if (typeof ts !== "number" || !Number.isFinite(ts)) throw new TypeError(`Cannot assign a window as timestampOf returned ${String(ts)}: it must return event-time ms as a finite number`);
       const wm = ctx.currentWatermark();
-      const state = ctx.getNamespacedState(CONTENTS) as unknown as import("./namespaced_state.ts").NamespacedValueState<ACC>;
       const windows = assigner.assign(ts);
       let taken = false;
       if (!assigner.merging) {
@@ -262,26 +263,36 @@ function windowFunction<K, T, ACC, OUT>(assigner: WindowAssigner, options: Windo
         if (w.end - 1 + lateness > wm) {
           taken = true;
           let acc: ACC | undefined;
+          const merged: TimeWindow[] = [];
           for (const [ns, a] of state.entries()) {
             const o = parseNs(ns);
             if (o.start > w.end || o.end < w.start) continue;
-            state.remove(ns);
-            const timers = ctx.timerService();
-            timers.deleteEventTimeTimer(o.end - 1);
-            if (lateness > 0) timers.deleteEventTimeTimer(o.end - 1 + lateness);
+            merged.push(o);
             w = { start: Math.min(w.start, o.start), end: Math.max(w.end, o.end) };
             acc = acc === undefined ? a : f.merge!(acc, a);
           }
           acc = f.add(acc, v);
-          state.put(nsOf(w), acc);
+          // The merged window is put and armed before the old ones go, so the key's entries are not dropped
+          // and re-created on every record of a session.
+          const ns = nsOf(w);
+          state.put(ns, acc);
           if (w.end - 1 <= wm) emit(ctx, w, acc);
           arm(ctx, w, wm);
+          const timers = ctx.timerService();
+          for (const o of merged) {
+            const old = nsOf(o);
+            if (old === ns) continue;
+            state.remove(old);
+            if (o.end !== w.end) {
+              timers.deleteEventTimeTimer(o.end - 1);
+              if (lateness > 0) timers.deleteEventTimeTimer(o.end - 1 + lateness);
+            }
+          }
         }
       }
       if (!taken) late(v, ts, ctx);
     },
     onTimer(ts, ctx) {
-      const state = ctx.getNamespacedState(CONTENTS) as unknown as import("./namespaced_state.ts").NamespacedValueState<ACC>;
       for (const [ns, acc] of state.entries()) {
         const w = parseNs(ns);
         if (w.end - 1 === ts) emit(ctx, w, acc);

@@ -1,0 +1,28 @@
+// The child process of the real-kill test in runtime/event_time_kill_test.ts: runs the event-time job
+// (session windows, tumbling windows, bucket timers) over timestamped events with checkpoints every 20 ms
+// in `<dir>/checkpoints` and an exactly-once NDJSON sink in `<dir>/output`, restoring from the latest
+// checkpoint if there is one. The parent SIGKILLs it at random times and starts it again until it finishes.
+//
+//   node --import tsx runtime/_test_kill_child_event_time.ts <dir> <events> <parallelism> <events per second>
+//   deno run -A runtime/_test_kill_child_event_time.ts <dir> <events> <parallelism> <events per second>
+import process from "node:process";
+import { FsStorage } from "../backends/fs.ts";
+import { subStorage } from "../backends/sub.ts";
+import { ndjsonFileSink } from "./sinks.ts";
+import { eventTimeJob, timedEvents } from "./_test_event_time.ts";
+
+const [dir, count, parallelism, rate] = process.argv.slice(2);
+const root = new FsStorage(dir);
+const job = eventTimeJob({
+  source: timedEvents(Number(count), 13, 4, 40, Number(rate)),
+  sink: ndjsonFileSink<string>(root, { prefix: "output" }),
+  parallelism: Number(parallelism),
+  storage: subStorage(root, "checkpoints"),
+  restore: { from: "latest" },
+  maxParallelism: 128,
+  intervalMs: 20,
+});
+console.log("STARTED");
+const result = await job.run();
+console.log(`DONE ${result.status} ${result.records}`);
+process.exit(0);

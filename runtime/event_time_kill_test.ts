@@ -1,0 +1,56 @@
+// Real process kills with timers and windows: the event-time job's process is SIGKILLed at random times
+// and restarted (alternately at parallelism 1 and 7) until it finishes; its NDJSON output must equal a
+// failure-free run: no window or timer output lost, none twice.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import process from "node:process";
+import { FsStorage } from "../backends/fs.ts";
+import { longOr, prng, SEED } from "../format/_test_fuzz.ts";
+import { CollectingSink, readNdjsonParts } from "./sinks.ts";
+import { eventTimeJob, timedEvents } from "./_test_event_time.ts";
+
+test("SIGKILL the event-time job's process at random times, restart it at parallelism 1 ↔ 7, and the output equals a failure-free run", async () => {
+  const count = longOr(12_000, 100_000);
+  const rate = 10_000;
+  const kills = longOr(3, 15);
+  const reference = new CollectingSink<string>();
+  await eventTimeJob({ source: timedEvents(count, 13), sink: reference, parallelism: 2, maxParallelism: 128 }).run();
+  const want = reference.committed.map((l) => JSON.stringify(l)).sort();
+  const dir = await mkdtemp(join(tmpdir(), "arrowpoint-et-kill-"));
+  const isDeno = "Deno" in globalThis;
+  const child = new URL("./_test_kill_child_event_time.ts", import.meta.url).pathname;
+  const rnd = prng(SEED);
+  const runChild = (parallelism: number, killAfterMs: number | undefined) =>
+    new Promise<"killed" | "done">((resolve, reject) => {
+      const rest = [child, dir, String(count), String(parallelism), String(rate)];
+      const p = spawn(process.execPath, isDeno ? ["run", "-A", ...rest] : ["--import", "tsx", ...rest], { stdio: ["ignore", "pipe", "pipe"] });
+      let out = "";
+      let err = "";
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      p.stdout.on("data", (b: Uint8Array) => {
+        out += new TextDecoder().decode(b);
+        if (killAfterMs !== undefined && timer === undefined && out.includes("STARTED")) timer = setTimeout(() => p.kill("SIGKILL"), killAfterMs);
+      });
+      p.stderr.on("data", (b: Uint8Array) => (err += new TextDecoder().decode(b)));
+      p.on("exit", (code, signal) => {
+        clearTimeout(timer);
+        if (signal === "SIGKILL") resolve("killed");
+        else if (code === 0 && out.includes("DONE")) resolve("done");
+        else reject(new Error(`child exited ${code} ${signal}: ${out}\n${err}`));
+      });
+    });
+  try {
+    let finished = false;
+    for (let i = 0; i < kills && !finished; i++) finished = (await runChild(i % 2 === 0 ? 7 : 1, Math.floor(100 + rnd() * 1200))) === "done";
+    if (!finished) assert.equal(await runChild(7, undefined), "done");
+    const got = (await readNdjsonParts<string>(new FsStorage(dir), "output")).map((l) => JSON.stringify(l)).sort();
+    assert.equal(got.length, want.length, "output lines lost or duplicated");
+    assert.deepEqual(got, want);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
