@@ -270,7 +270,7 @@ export abstract class Task {
     const states: StatePart[] = [];
     const writes: Promise<void>[] = [];
     const write = (part: StatePart, layout: StateLayout, rows: Parameters<typeof encodeChunk>[1], loc: { path: string; ref: string }, type: "base" | "delta", fix: (r: ChunkRef) => void, subtask?: number) => {
-      const chunk = encodeChunk(layout, rows, { compression });
+      const chunk = encodeChunk(layout, rows, { compression, state: part.name });
       part.rows += rows.length;
       writes.push(
         writeChunk(target.storage, loc.path, chunk, subtask === undefined ? { type, order: b.id } : { type, order: b.id, subtask }, loc.ref).then((ref) => {
