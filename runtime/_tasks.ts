@@ -14,7 +14,7 @@ import { writeChunk } from "../snapshot/write.ts";
 import { Barrier, BARRIER, BATCH, Channel, END_OF_INPUT, type EndOfInput, InputGate, RecordBatch } from "./channel.ts";
 import { KeyedStateBackend } from "./keyed_backend.ts";
 import { OperatorStateStore } from "./operator_state.ts";
-import type { SinkWriter } from "./sinks.ts";
+import { type PendingCommit, recommitRestored, type SinkWriter } from "./sinks.ts";
 import type { SplitReader, SourceSplit } from "./sources.ts";
 import { operatorListState, type OperatorListState } from "./state.ts";
 import type { KeyedProcessContext, KeyedProcessFunction, ProcessContext, ProcessFunction } from "./stream.ts";
@@ -233,7 +233,7 @@ export function makeOutput(specs: readonly OutputSpec[], batchSize: number, maxP
 }
 
 const POSITIONS = operatorListState<{ id: string; split: SourceSplit; position: unknown; done: boolean }>("positions", { redistribution: "split" });
-const PENDING_COMMITS = operatorListState<{ id: number; committable: unknown }>("pending-commits", { redistribution: "split" });
+const PENDING_COMMITS = operatorListState<PendingCommit>("pending-commits", { redistribution: "split" });
 
 /** One subtask of an operator. */
 export abstract class Task {
@@ -534,7 +534,9 @@ export class OperatorTask extends Task {
   private processBatch!: (b: RecordBatch) => void;
   private closeFn: (() => void | Promise<void>) | undefined;
   private writer: SinkWriter<unknown, unknown> | undefined;
-  private pending: OperatorListState<{ id: number; committable: unknown }> | undefined;
+  private pending: OperatorListState<PendingCommit> | undefined;
+  /** The newest snapshot whose completion commits the sink's transactions (a checkpoint or a stop-with-savepoint). */
+  private committedThrough = 0;
   private readonly commits = new Set<unknown>();
   private commitChain: Promise<void> = Promise.resolve();
 
@@ -599,7 +601,7 @@ export class OperatorTask extends Task {
       // Restored transactions belong to a completed snapshot: commit them (idempotently) before anything else.
       const restored = this.pending.get().slice();
       if (restored.length > 0) {
-        await sink.commit(restored.map((p) => p.committable));
+        await recommitRestored(sink, this.uid, restored);
         this.pending.update(this.pending.get().filter((p) => !restored.includes(p)));
       }
     }
@@ -658,8 +660,14 @@ export class OperatorTask extends Task {
       const c = await this.writer.prepareCommit(b.id);
       if (this.host.aborted) return;
       if (c !== undefined) this.pending!.add({ id: b.id, committable: c });
-    }
-    this.snapshot(b);
+      // The snapshot records which transactions its completion (or an earlier one) commits, so a restore
+      // can tell output committed elsewhere from output never committed; the live entries stay as they are.
+      const live = this.pending!.get();
+      const committing = b.kind === "checkpoint" || b.stop;
+      this.pending!.update(live.map((p) => ({ id: p.id, committable: p.committable, due: committing || p.id <= this.committedThrough })));
+      this.snapshot(b);
+      this.pending!.update(live);
+    } else this.snapshot(b);
     this.output.broadcast(b);
     this.gate.unblockAll();
     if (this.output.anyFull()) await this.output.waitSpace();
@@ -682,6 +690,7 @@ export class OperatorTask extends Task {
 
   override notifyComplete(id: number, kind: "checkpoint" | "savepoint", stop: boolean): Promise<void> | undefined {
     if (!this.writer || (kind === "savepoint" && !stop)) return undefined;
+    this.committedThrough = Math.max(this.committedThrough, id);
     const ready = this.pending!.get().filter((p) => p.id <= id && !this.commits.has(p));
     if (ready.length === 0) return undefined;
     for (const p of ready) this.commits.add(p);
