@@ -72,7 +72,19 @@ export {
   valueState,
 } from "./state.ts";
 export { arraySource, generatorSource, type GeneratorOptions, ndjsonSource, type NdjsonSourceOptions, Rng, type Source, type SourceSplit, type SplitReader } from "./sources.ts";
-export { CollectingSink, type NdjsonCommittable, ndjsonFileSink, type NdjsonSinkOptions, readNdjsonParts, type Sink, type SinkContext, type SinkWriter } from "./sinks.ts";
+export {
+  CollectingSink,
+  type NdjsonCommittable,
+  ndjsonFileSink,
+  type NdjsonSinkOptions,
+  type PendingCommit,
+  readNdjsonParts,
+  type Sink,
+  type SinkContext,
+  type SinkWriter,
+  UncommittedOutputError,
+  UnknownTransactionError,
+} from "./sinks.ts";
 export { JobFailedError, JobKilledError, type NonRestoredState, NonRestoredStateError } from "./errors.ts";
 export type { FunctionOrFactory } from "./_graph.ts";
 export { pruneChain } from "./checkpoint.ts";
