@@ -1,0 +1,46 @@
+// Finished bounded sources stay finished after a restore (as in Flink); new data needs its own source uid.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { clearMemoryStorage } from "../backends/memory.ts";
+import { openSnapshot, readState } from "../snapshot/read.ts";
+import { Job } from "./job.ts";
+import { CollectingSink } from "./sinks.ts";
+import { arraySource, type Source } from "./sources.ts";
+
+function run(storage: string, sink: CollectingSink<number>, sources: { source: Source<number>; uid: string; parallelism?: number }[], allowNonRestoredState = false): Promise<{ records: number }> {
+  const job = new Job("bounded", { checkpoints: { storage }, restore: { from: "latest", allowNonRestoredState } });
+  const [first, ...rest] = sources.map((s) => job.fromSource(s.source, { uid: s.uid, parallelism: s.parallelism ?? 2 }));
+  first.union(...rest).sinkTo(sink, { uid: "out" });
+  return job.run();
+}
+
+const range = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => from + i);
+
+test("a finished bounded source stays finished after a restore, at any parallelism, even when its data grew", async () => {
+  const storage = `memory:finished-${Math.random().toString(36).slice(2)}`;
+  const sink = new CollectingSink<number>();
+  assert.equal((await run(storage, sink, [{ source: arraySource(range(0, 100), { splits: 3 }), uid: "nums" }])).records, 100);
+
+  const snap = await openSnapshot(storage);
+  const positions = (await readState(snap, "nums", "positions")).values as { id: string; position: number; done: boolean }[];
+  await snap.storage.close();
+  assert.deepEqual(positions.map((p) => [p.id, p.position, p.done]).sort(), [["0", 34, true], ["1", 68, true], ["2", 100, true]]);
+
+  for (const parallelism of [1, 3]) {
+    const again = await run(storage, sink, [{ source: arraySource(range(0, 200), { splits: 3 }), uid: "nums", parallelism }]);
+    assert.equal(again.records, 0, `restored at parallelism ${parallelism}, the finished splits are not read again`);
+  }
+  assert.deepEqual(sink.committed.slice().sort((a, b) => a - b), range(0, 100));
+
+  // New data under its own source uid is read, once.
+  const more = await run(storage, sink, [
+    { source: arraySource(range(0, 200), { splits: 3 }), uid: "nums" },
+    { source: arraySource(range(100, 150)), uid: "nums-2" },
+  ]);
+  assert.equal(more.records, 50);
+  // The old source under a new uid (its positions dropped) reads every split from the start.
+  const renamed = await run(storage, sink, [{ source: arraySource(range(0, 10)), uid: "nums-v2" }], true);
+  assert.equal(renamed.records, 10);
+  assert.deepEqual(sink.committed.slice().sort((a, b) => a - b), [...range(0, 10), ...range(0, 150)].sort((a, b) => a - b));
+  clearMemoryStorage(storage.slice("memory:".length));
+});
