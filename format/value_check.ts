@@ -11,7 +11,16 @@
  */
 import { type FieldType, INTEGER_RANGES, type KeyType } from "./state_layout.ts";
 
-/** A precomputed check of one value: true when the chunk encoder can store it. */
+/**
+ * A precomputed check of one value: true when the chunk encoder can store it.
+ *
+ * @example
+ * ```ts
+ * import { compileValueCheck, type ValueCheck } from "./value_check.ts";
+ * const isCount: ValueCheck = compileValueCheck("int32");
+ * console.log(isCount(3), isCount("3")); // true false
+ * ```
+ */
 export type ValueCheck = (value: unknown) => boolean;
 
 const INT64_MIN = -(1n << 63n);

@@ -170,7 +170,16 @@ function describeCommittables(cs: readonly unknown[]): string {
   return `${cs.length === 1 ? "transaction" : `${cs.length} transactions`} ${shown.join(", ")}${cs.length > 3 ? ", …" : ""}`;
 }
 
-/** A transaction kept in a sink's operator state (`pending-commits`). */
+/**
+ * A transaction kept in a sink's operator state (`pending-commits`).
+ *
+ * @example
+ * ```ts
+ * import type { PendingCommit } from "./sinks.ts";
+ * const p: PendingCommit = { id: 7, committable: { staged: "_staging/part-000007-0-ab12.ndjson", final: "part-000007-0-ab12.ndjson" }, due: true };
+ * console.log(p.due); // true
+ * ```
+ */
 export interface PendingCommit {
   /** The checkpoint id it was staged for. */
   readonly id: number;
