@@ -244,6 +244,8 @@ export abstract class Task {
   protected snapshotHook: ((info: { checkpointId: number }) => void) | undefined;
   /** Names of operator states that were restored (even when this subtask received no items). */
   readonly restoredOperatorStates: Set<string> = new Set();
+  /** Every item of each restored operator state, as in the snapshot (before redistribution). */
+  readonly restoredItems: Map<string, readonly unknown[]> = new Map();
 
   constructor(readonly vertex: Vertex, readonly index: number, readonly parallelism: number, protected readonly host: TaskHost) {
     this.uid = vertex.uid!;
@@ -362,6 +364,14 @@ export class SourceTask extends Task {
     this.positions = this.opState.getListState(POSITIONS);
     if (this.restoredOperatorStates.has(POSITIONS.name)) {
       this.splits = this.positions.get().map((p) => ({ split: p.split, position: p.position, done: p.done }));
+      // Splits the source lists now that the snapshot does not hold are new (as a Flink enumerator
+      // discovering splits): dealt over the subtasks in list order and read from their beginning.
+      const all = this.restoredItems.get(POSITIONS.name);
+      if (all !== undefined) {
+        const known = new Set(all.map((p) => (p as { id: string }).id));
+        const fresh = (await this.vertex.source!.splits()).filter((split) => !known.has(split.id));
+        for (let i = this.index; i < fresh.length; i += this.parallelism) this.splits.push({ split: fresh[i], position: undefined, done: false });
+      }
     } else {
       const all = await this.vertex.source!.splits();
       this.splits = all.filter((_, i) => i % this.parallelism === this.index).map((split) => ({ split, position: undefined, done: false }));

@@ -38,7 +38,7 @@ test("docs/connectors.md has the two complete examples, importing only from arro
 });
 
 const EXPECTED = [
-  "source example: 7 lines, each once",
+  "source example: 8 lines, each once",
   "sink example: 0 records visible after the crash, 1000 after the restore, each once",
 ];
 

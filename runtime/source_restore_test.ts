@@ -44,3 +44,40 @@ test("a finished bounded source stays finished after a restore, at any paralleli
   assert.deepEqual(sink.committed.slice().sort((a, b) => a - b), [...range(0, 10), ...range(0, 150)].sort((a, b) => a - b));
   clearMemoryStorage(storage.slice("memory:".length));
 });
+
+/** One split per file; position: index of the next line. */
+function filesSource(files: Record<string, number[]>): Source<number> {
+  return {
+    name: "files",
+    splits: () => Object.keys(files).map((id) => ({ id })),
+    reader(split, position) {
+      let next = typeof position === "number" ? position : 0;
+      const rows = files[split.id];
+      return {
+        read(out, max) {
+          if (next >= rows.length) return -1;
+          const end = Math.min(rows.length, next + max);
+          const c = end - next;
+          while (next < end) out.push(rows[next++]);
+          return c;
+        },
+        position: () => next,
+      };
+    },
+  };
+}
+
+test("a split the source lists and the snapshot does not hold is new: read once from its beginning, at any parallelism", async () => {
+  const storage = `memory:new-split-${Math.random().toString(36).slice(2)}`;
+  const sink = new CollectingSink<number>();
+  const files: Record<string, number[]> = { a: range(0, 30), b: range(30, 40) };
+  assert.equal((await run(storage, sink, [{ source: filesSource(files), uid: "files" }])).records, 40);
+  files.a.push(999); // a finished split's growth is not read
+  files.c = range(40, 60);
+  files.d = range(60, 65);
+  files.e = range(65, 66);
+  assert.equal((await run(storage, sink, [{ source: filesSource(files), uid: "files", parallelism: 3 }])).records, 26);
+  assert.equal((await run(storage, sink, [{ source: filesSource(files), uid: "files", parallelism: 1 }])).records, 0, "the new splits are now in the snapshot, finished");
+  assert.deepEqual(sink.committed.slice().sort((x, y) => x - y), range(0, 66));
+  clearMemoryStorage(storage.slice("memory:".length));
+});

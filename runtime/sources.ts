@@ -8,11 +8,12 @@
  * `{ id, split, position, done }` (`position`: what `SplitReader.position()` returned at the barrier,
  * absent for a split never opened; `done`: `read()` returned -1).
  *
- * **Finished splits stay finished after a restore**, as in Flink: a restored source takes its splits from
- * the snapshot (not from `splits()`), never reopens a split stored as done, and a bounded job restored
- * from its final checkpoint reads nothing. To read more, give the new data its own source uid (a second
- * source unioned with the first), or restore the source under a new uid with `allowNonRestoredState` to
- * read every split from its start again. docs/connectors.md shows both, and how to write a source.
+ * **Finished splits stay finished after a restore**, as in Flink: a restored source resumes the splits
+ * of the snapshot from their positions and never reopens a split stored as done, even if its data grew.
+ * To read more: a **new split** (an id `splits()` lists and the snapshot does not hold is read from its
+ * beginning, dealt over the subtasks in list order), or a **new source uid** (a second source unioned
+ * with the first; or the same source under a new uid with `allowNonRestoredState`, which reads every
+ * split from its start again). docs/connectors.md shows both, and how to write a source.
  *
  * @module
  */
@@ -67,8 +68,8 @@ export interface SplitReader<T> {
 
 /**
  * A source of records: its splits, and a reader per split from a position (`undefined` = the start).
- * `splits()` is called only at the first start of the source's uid; a restore takes the splits and their
- * positions from the snapshot, and a split finished there stays finished (see the module docs).
+ * Split ids must be stable: a restore resumes the snapshot's splits by id (a split finished there stays
+ * finished) and reads the splits `splits()` adds from their beginning (see the module docs).
  *
  * @example A source of the numbers 0..n-1 in one split
  * ```ts
