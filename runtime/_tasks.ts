@@ -363,7 +363,8 @@ export class SourceTask extends Task {
   async open(): Promise<void> {
     this.positions = this.opState.getListState(POSITIONS);
     if (this.restoredOperatorStates.has(POSITIONS.name)) {
-      this.splits = this.positions.get().map((p) => ({ split: p.split, position: p.position, done: p.done }));
+      // msgpack stores an undefined position (a split never opened) as null: both mean the beginning.
+      this.splits = this.positions.get().map((p) => ({ split: p.split, position: p.position ?? undefined, done: p.done }));
       // Splits the source lists now that the snapshot does not hold are new (as a Flink enumerator
       // discovering splits): dealt over the subtasks in list order and read from their beginning.
       const all = this.restoredItems.get(POSITIONS.name);

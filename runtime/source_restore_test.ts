@@ -81,3 +81,42 @@ test("a split the source lists and the snapshot does not hold is new: read once 
   assert.deepEqual(sink.committed.slice().sort((x, y) => x - y), range(0, 66));
   clearMemoryStorage(storage.slice("memory:".length));
 });
+
+test("a split never opened before the snapshot is restored with position undefined, as at a first start (regression: null)", async () => {
+  const target = `memory:never-opened-${Math.random().toString(36).slice(2)}`;
+  const given: unknown[] = [];
+  let release: (() => void) | undefined;
+  const source: Source<number> = {
+    name: "two",
+    splits: () => [{ id: "a" }, { id: "b" }],
+    reader(split, position) {
+      given.push(position);
+      let next = typeof position === "number" ? position : 0;
+      return {
+        read(out) {
+          if (next >= 3) return -1;
+          // Split "a" waits on its first read, so split "b" is never opened before the savepoint.
+          if (split.id === "a" && next === 0 && release === undefined) return new Promise<number>((r) => (release = () => r(0)));
+          out.push(next++);
+          return 1;
+        },
+        position: () => next,
+      };
+    },
+  };
+  const a = new Job("never-opened");
+  a.fromSource(source, { uid: "two", parallelism: 1 }).sinkTo(new CollectingSink<number>(), { uid: "out" });
+  await a.start();
+  while (release === undefined) await new Promise((r) => setTimeout(r, 1));
+  await a.stopWithSavepoint(target);
+  release();
+  await a.done;
+  assert.deepEqual(given, [undefined]);
+  const sink = new CollectingSink<number>();
+  const b = new Job("never-opened", { restore: { from: target } });
+  b.fromSource(source, { uid: "two", parallelism: 1 }).sinkTo(sink, { uid: "out" });
+  await b.run();
+  assert.deepEqual(given.slice(1).sort(), [0, undefined], "a resumes at 0, b starts at undefined");
+  assert.deepEqual(sink.committed.sort(), [0, 0, 1, 1, 2, 2]);
+  clearMemoryStorage(target.slice("memory:".length));
+});

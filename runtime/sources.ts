@@ -6,7 +6,8 @@
  *
  * The positions are the operator list state `positions` of the source's uid, one msgpack item per split:
  * `{ id, split, position, done }` (`position`: what `SplitReader.position()` returned at the barrier,
- * absent for a split never opened; `done`: `read()` returned -1).
+ * null for a split never opened, which a restore passes to `reader` as `undefined`; `done`: `read()`
+ * returned -1).
  *
  * **Finished splits stay finished after a restore**, as in Flink: a restored source resumes the splits
  * of the snapshot from their positions and never reopens a split stored as done, even if its data grew.
