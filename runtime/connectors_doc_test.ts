@@ -10,8 +10,10 @@ const root = new URL("..", import.meta.url).pathname;
 const isDeno = typeof (globalThis as { Deno?: unknown }).Deno !== "undefined";
 const dir = join(root, ".tmp", `connectors-doc-${isDeno ? "deno" : "node"}-${process.pid}`);
 
-function runFile(file: string): Promise<string> {
-  const [cmd, args] = isDeno ? [join(root, "node_modules", ".bin", "deno"), ["run", "-A", file]] : [process.execPath, ["--import", "tsx", file]];
+const deno = join(root, "node_modules", ".bin", "deno");
+
+function runFile(file: string, check = false): Promise<string> {
+  const [cmd, args] = check ? [deno, ["check", file]] : isDeno ? [deno, ["run", "-A", file]] : [process.execPath, ["--import", "tsx", file]];
   return new Promise((resolve, reject) => {
     execFile(cmd, args, { cwd: root, timeout: 120_000 }, (err, stdout, stderr) => {
       if (err) reject(new Error(`${file} failed: ${err.message}\n${stdout}\n${stderr}`));
@@ -43,11 +45,12 @@ const EXPECTED = [
 ];
 
 for (const [i, expected] of EXPECTED.entries()) {
-  test(`docs/connectors.md example ${i + 1} runs and keeps its promises: "${expected}"`, async () => {
+  test(`docs/connectors.md example ${i + 1} type-checks, runs and keeps its promises: "${expected}"`, async () => {
     const code = (await blocks())[i].replaceAll('from "arrowpoint"', `from ${JSON.stringify(join(root, "mod.ts"))}`);
     await mkdir(dir, { recursive: true });
     const file = join(dir, `example-${i + 1}.ts`);
     await writeFile(file, code);
+    await runFile(file, true); // type-checks as written (neither tsx nor deno run checks types)
     const out = await runFile(file);
     assert.match(out, new RegExp(`^${expected}$`, "m"));
   });
