@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { Key, KeyGroupRange } from "../format/key_group.ts";
+import type { KeyGroupRange } from "../format/key_group.ts";
 import type { FieldType, KeyType, StateLayout } from "../format/state_layout.ts";
 import { IncompatibleSnapshotError, SchemaViolationError, SnapshotFormatError } from "../format/errors.ts";
 import { keyText } from "../format/encode_chunk.ts";
