@@ -15,7 +15,7 @@ import { writeChunk } from "../snapshot/write.ts";
 import { Barrier, BARRIER, BATCH, Channel, END_OF_INPUT, type EndOfInput, InputGate, RecordBatch, Watermark, WATERMARK } from "./channel.ts";
 import { KeyedStateBackend } from "./keyed_backend.ts";
 import { OperatorStateStore } from "./operator_state.ts";
-import type { SinkWriter } from "./sinks.ts";
+import { type PendingCommit, recommitRestored, type SinkWriter } from "./sinks.ts";
 import type { SplitReader, SourceSplit } from "./sources.ts";
 import { operatorListState, type OperatorListState } from "./state.ts";
 import type { KeyedProcessContext, KeyedProcessFunction, ProcessContext, ProcessFunction } from "./stream.ts";
@@ -234,7 +234,7 @@ interface SplitPosition {
   wm?: unknown;
 }
 const POSITIONS = operatorListState<SplitPosition>("positions", { redistribution: "split" });
-const PENDING_COMMITS = operatorListState<{ id: number; committable: unknown }>("pending-commits", { redistribution: "split" });
+const PENDING_COMMITS = operatorListState<PendingCommit>("pending-commits", { redistribution: "split" });
 
 /** One subtask of an operator. */
 export abstract class Task {
@@ -245,6 +245,8 @@ export abstract class Task {
   protected snapshotHook: ((info: { checkpointId: number }) => void) | undefined;
   /** Names of operator states that were restored (even when this subtask received no items). */
   readonly restoredOperatorStates: Set<string> = new Set();
+  /** Every item of each restored operator state, as in the snapshot (before redistribution). */
+  readonly restoredItems: Map<string, readonly unknown[]> = new Map();
 
   constructor(readonly vertex: Vertex, readonly index: number, readonly parallelism: number, protected readonly host: TaskHost) {
     this.uid = vertex.uid!;
@@ -271,7 +273,7 @@ export abstract class Task {
     const states: StatePart[] = [];
     const writes: Promise<void>[] = [];
     const write = (part: StatePart, layout: StateLayout, rows: Parameters<typeof encodeChunk>[1], loc: { path: string; ref: string }, type: "base" | "delta", fix: (r: ChunkRef) => void, subtask?: number) => {
-      const chunk = encodeChunk(layout, rows, { compression });
+      const chunk = encodeChunk(layout, rows, { compression, state: part.name });
       part.rows += rows.length;
       writes.push(
         writeChunk(target.storage, loc.path, chunk, subtask === undefined ? { type, order: b.id } : { type, order: b.id, subtask }, loc.ref).then((ref) => {
@@ -368,7 +370,16 @@ export class SourceTask extends Task {
   async open(): Promise<void> {
     this.positions = this.opState.getListState(POSITIONS);
     if (this.restoredOperatorStates.has(POSITIONS.name)) {
-      this.splits = this.positions.get().map((p) => ({ split: p.split, position: p.position, done: p.done }));
+      // msgpack stores an undefined position (a split never opened) as null: both mean the beginning.
+      this.splits = this.positions.get().map((p) => ({ split: p.split, position: p.position ?? undefined, done: p.done }));
+      // Splits the source lists now that the snapshot does not hold are new (as a Flink enumerator
+      // discovering splits): dealt over the subtasks in list order and read from their beginning.
+      const all = this.restoredItems.get(POSITIONS.name);
+      if (all !== undefined) {
+        const known = new Set(all.map((p) => (p as { id: string }).id));
+        const fresh = (await this.vertex.source!.splits()).filter((split) => !known.has(split.id));
+        for (let i = this.index; i < fresh.length; i += this.parallelism) this.splits.push({ split: fresh[i], position: undefined, done: false });
+      }
     } else {
       const all = await this.vertex.source!.splits();
       this.splits = all.filter((_, i) => i % this.parallelism === this.index).map((split) => ({ split, position: undefined, done: false }));
@@ -596,7 +607,9 @@ export class OperatorTask extends Task {
   private processBatch!: (b: RecordBatch) => void;
   private closeFn: (() => void | Promise<void>) | undefined;
   private writer: SinkWriter<unknown, unknown> | undefined;
-  private pending: OperatorListState<{ id: number; committable: unknown }> | undefined;
+  private pending: OperatorListState<PendingCommit> | undefined;
+  /** The newest snapshot whose completion commits the sink's transactions (a checkpoint or a stop-with-savepoint). */
+  private committedThrough = 0;
   private readonly commits = new Set<unknown>();
   private commitChain: Promise<void> = Promise.resolve();
   private inputWm!: InputWatermarks;
@@ -738,7 +751,7 @@ export class OperatorTask extends Task {
       // Restored transactions belong to a completed snapshot: commit them (idempotently) before anything else.
       const restored = this.pending.get().slice();
       if (restored.length > 0) {
-        await sink.commit(restored.map((p) => p.committable));
+        await recommitRestored(sink, this.uid, restored);
         this.pending.update(this.pending.get().filter((p) => !restored.includes(p)));
       }
     }
@@ -816,8 +829,14 @@ export class OperatorTask extends Task {
       const c = await this.writer.prepareCommit(b.id);
       if (this.host.aborted) return;
       if (c !== undefined) this.pending!.add({ id: b.id, committable: c });
-    }
-    this.snapshot(b);
+      // The snapshot records which transactions its completion (or an earlier one) commits, so a restore
+      // can tell output committed elsewhere from output never committed; the live entries stay as they are.
+      const live = this.pending!.get();
+      const committing = b.kind === "checkpoint" || b.stop;
+      this.pending!.update(live.map((p) => ({ id: p.id, committable: p.committable, due: committing || p.id <= this.committedThrough })));
+      this.snapshot(b);
+      this.pending!.update(live);
+    } else this.snapshot(b);
     this.output.broadcast(b);
     this.gate.unblockAll();
     if (this.output.anyFull()) await this.output.waitSpace();
@@ -840,6 +859,7 @@ export class OperatorTask extends Task {
 
   override notifyComplete(id: number, kind: "checkpoint" | "savepoint", stop: boolean): Promise<void> | undefined {
     if (!this.writer || (kind === "savepoint" && !stop)) return undefined;
+    this.committedThrough = Math.max(this.committedThrough, id);
     const ready = this.pending!.get().filter((p) => p.id <= id && !this.commits.has(p));
     if (ready.length === 0) return undefined;
     for (const p of ready) this.commits.add(p);

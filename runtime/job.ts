@@ -743,6 +743,7 @@ class Execution implements TaskHost {
           tasks.forEach((t, i) => {
             t.opState.stageRestored(st.name, st.redistribution ?? "split", st.value, st.schemaVersion, parts[i]);
             t.restoredOperatorStates.add(st.name);
+            t.restoredItems.set(st.name, rows.values);
           });
         }
       }

@@ -6,9 +6,10 @@
  * @module
  */
 import type { Key, KeyGroupRange } from "../format/key_group.ts";
-import { type KeyType, sameLayout, type StateLayout } from "../format/state_layout.ts";
-import { type KeyId, keyIdentity } from "../format/key_identity.ts";
-import { IncompatibleSnapshotError, SnapshotFormatError } from "../format/errors.ts";
+import { type FieldType, type KeyType, sameLayout, type StateLayout } from "../format/state_layout.ts";
+import { type KeyId, keyIdentity, keyText } from "../format/key_identity.ts";
+import { IncompatibleSnapshotError, SchemaViolationError, SnapshotFormatError } from "../format/errors.ts";
+import { compileValueCheck, explainValue, keyCheck, keyFieldType, type ValueCheck } from "../format/value_check.ts";
 import type {
   AggregatingState,
   AggregatingStateDescriptor,
@@ -128,6 +129,25 @@ function emptyRows(delta: boolean): CapturedRows {
   return delta ? { length: 0, keyGroups: [], keys: [], values: [], ops: new Uint8Array(0) } : { length: 0, keyGroups: [], keys: [], values: [] };
 }
 
+/** The check of a state's values (list state: of one element), or null when any value goes (msgpack). */
+function valueCheckOf(desc: KeyedStateDescriptor): ValueCheck | null {
+  return desc.value.encoding === "arrow" ? compileValueCheck(desc.value.type) : null;
+}
+
+/**
+ * The error for a value a typed state cannot hold, raised where user code stores it: a checkpoint could
+ * not encode it later, and a job without checkpoints would keep it silently.
+ */
+function refused(b: KeyedStateBackend, desc: KeyedStateDescriptor, call: string, value: unknown, what = "value"): SchemaViolationError {
+  const type = what === "user key" ? keyFieldType((desc as MapStateDescriptor<unknown, unknown>).userKeyType)! : (desc.value as { type: FieldType }).type;
+  const why = explainValue(type, value, false, what) ?? `${what} does not fit ${JSON.stringify(type)}`;
+  return new SchemaViolationError(
+    desc.name,
+    keyText(b.key),
+    `${call} was given a ${what} its schema cannot hold: ${why}. Store a ${what} of the declared type, or change the state's schema (the \`${what === "user key" ? "userKeyType" : "value"}\` option of its descriptor) and migrate existing snapshots`,
+  );
+}
+
 /**
  * Value, list, reducing and aggregating state: one row per key. Changes are tracked by epoch: an entry
  * changed for the first time since the last capture goes on its key group's dirty list (a removed entry
@@ -137,6 +157,8 @@ class SingleTable extends StateTable {
   readonly tables: (Map<KeyId, Entry> | undefined)[];
   dirty: (Entry[] | undefined)[] | null;
   readonly handle: unknown;
+  /** The check of a stored value (list state: of one element); null for msgpack values. */
+  readonly check: ValueCheck | null;
   private readonly b: KeyedStateBackend;
   private epoch = 0;
 
@@ -145,6 +167,7 @@ class SingleTable extends StateTable {
     this.b = b;
     this.tables = new Array(b.groups).fill(undefined);
     this.dirty = b.trackChanges ? new Array(b.groups).fill(undefined) : null;
+    this.check = valueCheckOf(desc);
     switch (desc.kind) {
       case "value":
         this.handle = new ValueHandle(b, this);
@@ -301,7 +324,10 @@ class SingleTable extends StateTable {
 }
 
 class ValueHandle<T> implements ValueState<T> {
-  constructor(private readonly b: KeyedStateBackend, private readonly t: SingleTable) {}
+  private readonly check: ValueCheck | null;
+  constructor(private readonly b: KeyedStateBackend, private readonly t: SingleTable) {
+    this.check = t.check;
+  }
   value(): T | undefined {
     this.b.checkKey();
     return this.t.get() as T | undefined;
@@ -309,7 +335,10 @@ class ValueHandle<T> implements ValueState<T> {
   update(value: T | undefined | null): void {
     this.b.checkKey();
     if (value === undefined || value === null) this.t.remove();
-    else this.t.set(value);
+    else {
+      if (this.check !== null && !this.check(value)) throw refused(this.b, this.t.desc, "update()", value);
+      this.t.set(value);
+    }
   }
   clear(): void {
     this.b.checkKey();
@@ -327,6 +356,8 @@ class ListHandle<T> implements ListState<T> {
   }
   add(value: T): void {
     this.b.checkKey();
+    const check = this.t.check;
+    if (check !== null && !check(value)) throw refused(this.b, this.t.desc, "add()", value, "list element");
     const e = this.t.entry();
     if (e === undefined) this.t.set([value]);
     else {
@@ -337,6 +368,7 @@ class ListHandle<T> implements ListState<T> {
   addAll(values: readonly T[]): void {
     this.b.checkKey();
     if (values.length === 0) return;
+    this.checkAll("addAll()", values);
     const e = this.t.entry();
     if (e === undefined) this.t.set(values.slice());
     else {
@@ -347,7 +379,15 @@ class ListHandle<T> implements ListState<T> {
   update(values: readonly T[]): void {
     this.b.checkKey();
     if (values.length === 0) this.t.remove();
-    else this.t.set(values.slice());
+    else {
+      this.checkAll("update()", values);
+      this.t.set(values.slice());
+    }
+  }
+  private checkAll(call: string, values: readonly T[]): void {
+    const check = this.t.check;
+    if (check === null) return;
+    for (let i = 0; i < values.length; i++) if (!check(values[i])) throw refused(this.b, this.t.desc, call, values[i], "list element");
   }
   clear(): void {
     this.b.checkKey();
@@ -364,7 +404,10 @@ class ReducingHandle<T> implements ReducingState<T> {
   add(value: T): void {
     this.b.checkKey();
     const cur = this.t.get() as T | undefined;
-    this.t.set(cur === undefined ? value : this.reduce(cur, value));
+    const next = cur === undefined ? value : this.reduce(cur, value);
+    const check = this.t.check;
+    if (check !== null && !check(next)) throw refused(this.b, this.t.desc, cur === undefined ? "add()" : "add() (the result of reduce)", next);
+    this.t.set(next);
   }
   clear(): void {
     this.b.checkKey();
@@ -386,7 +429,10 @@ class AggregatingHandle<IN, ACC, OUT> implements AggregatingState<IN, OUT> {
   add(value: IN): void {
     this.b.checkKey();
     const cur = this.t.get() as ACC | undefined;
-    this.t.set(this.agg.add(value, cur === undefined ? this.agg.createAccumulator() : cur));
+    const acc = this.agg.add(value, cur === undefined ? this.agg.createAccumulator() : cur);
+    const check = this.t.check;
+    if (check !== null && !check(acc)) throw refused(this.b, this.t.desc, "add() (the accumulator)", acc, "accumulator");
+    this.t.set(acc);
   }
   clear(): void {
     this.b.checkKey();
@@ -399,6 +445,10 @@ class MapTable extends StateTable {
   readonly tables: (Map<KeyId, MapEntry> | undefined)[];
   dirty: (Map<KeyId, DirtyMapKey> | undefined)[] | null;
   readonly handle: unknown;
+  /** The check of a value; null for msgpack values. */
+  readonly check: ValueCheck | null;
+  /** The check of a user key; null for msgpack user keys. */
+  readonly checkUserKey: ValueCheck | null;
   private readonly b: KeyedStateBackend;
 
   constructor(b: KeyedStateBackend, desc: MapStateDescriptor<unknown, unknown>, layout: StateLayout) {
@@ -406,6 +456,8 @@ class MapTable extends StateTable {
     this.b = b;
     this.tables = new Array(b.groups).fill(undefined);
     this.dirty = b.trackChanges ? new Array(b.groups).fill(undefined) : null;
+    this.check = valueCheckOf(desc);
+    this.checkUserKey = keyCheck(desc.userKeyType) ?? null;
     this.handle = new MapHandle(b, this);
   }
 
@@ -546,6 +598,9 @@ class MapHandle<UK, V> implements MapState<UK, V> {
   put(userKey: UK, value: V): void {
     this.b.checkKey();
     if (userKey === undefined || userKey === null) throw new TypeError("Cannot put into map state as the user key is null or undefined");
+    const t = this.t;
+    if (t.checkUserKey !== null && !t.checkUserKey(userKey)) throw refused(this.b, t.desc, "put()", userKey, "user key");
+    if (t.check !== null && !t.check(value)) throw refused(this.b, t.desc, "put()", value);
     const e = this.t.currentOrNew();
     const id = keyIdentity(userKey);
     const u = e.map.get(id);

@@ -1,6 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { assignKeyGroup } from "../format/key_group.ts";
+import { SchemaViolationError } from "../format/errors.ts";
 import { KeyedStateBackend, keyedLayout } from "./keyed_backend.ts";
 import { keyIdentity } from "../format/key_identity.ts";
 import { aggregatingState, listState, mapState, reducingState, valueState } from "./state.ts";
@@ -119,4 +120,37 @@ test("a map state listed with no chunks (emptied on every subtask) restores as e
   assert.equal(b.table("m")!.size(), 0);
   at(b, "a");
   assert.equal(m.size(), 0);
+});
+
+test("a value a typed state cannot hold is refused where it is stored, naming the state, the key and the call (regression)", () => {
+  const b = new KeyedStateBackend({ start: 0, end: 127 }, "string", true);
+  const count = b.getState(valueState<number>("mycount", { value: { encoding: "arrow", type: "int32" } }));
+  const recent = b.getListState(listState<number>("recent", { value: { encoding: "arrow", type: "int32" } }));
+  const byCat = b.getMapState(mapState<bigint, { n: number }>("by-cat", { userKeyType: "int64", value: { encoding: "arrow", type: { struct: [{ name: "n", type: "int32" }] } } }));
+  const total = b.getReducingState(reducingState<number>("total", (x, y) => x + y, { value: { encoding: "arrow", type: "int8" } }));
+  const anything = b.getState(valueState<unknown>("anything"));
+  at(b, "u7");
+  const refused = (f: () => void, state: string, pattern: RegExp) =>
+    assert.throws(f, (e: unknown) => e instanceof SchemaViolationError && e.state === state && e.key === "u7" && pattern.test(e.message), `${state}: ${pattern}`);
+  refused(() => count.update("12" as unknown as number), "mycount", /^state "mycount", key "u7": update\(\) was given a value .*must be an integer in -2147483648\.\.2147483647 \(int32\), got string "12"/);
+  refused(() => count.update(2 ** 31), "mycount", /got number 2147483648/);
+  refused(() => recent.add(1.5), "recent", /add\(\) was given a list element .*got number 1\.5/);
+  refused(() => recent.addAll([1, "2" as unknown as number]), "recent", /addAll\(\)/);
+  refused(() => recent.update([null as unknown as number]), "recent", /update\(\) .*list element is null but it is not nullable/);
+  refused(() => byCat.put("x" as unknown as bigint, { n: 1 }), "by-cat", /put\(\) was given a user key .*int64.*`userKeyType`/);
+  refused(() => byCat.put(1n, { n: "1" as unknown as number }), "by-cat", /value\.n must be an integer/);
+  total.add(100);
+  refused(() => total.add(100), "total", /add\(\) \(the result of reduce\) .*got number 200/);
+  // Nothing refused was stored; valid values and untyped (msgpack) states are unaffected.
+  assert.equal(count.value(), undefined);
+  assert.deepEqual(recent.get(), []);
+  assert.equal(byCat.size(), 0);
+  assert.equal(total.get(), 100);
+  count.update(-5);
+  recent.addAll([1, 2]);
+  byCat.put(3n, { n: 1 });
+  byCat.put(4 as unknown as bigint, { n: 2 }); // an integer number is a valid int64, as the encoder takes it
+  anything.update("a string, a number, anything msgpack encodes");
+  assert.equal(count.value(), -5);
+  assert.equal(byCat.size(), 2);
 });

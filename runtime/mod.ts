@@ -77,7 +77,19 @@ export {
 } from "./state.ts";
 export { type SourceTap, tapSource } from "./tap_source.ts";
 export { arraySource, generatorSource, type GeneratorOptions, ndjsonSource, type NdjsonSourceOptions, Rng, type Source, type SourceSplit, type SplitReader } from "./sources.ts";
-export { CollectingSink, type NdjsonCommittable, ndjsonFileSink, type NdjsonSinkOptions, readNdjsonParts, type Sink, type SinkContext, type SinkWriter } from "./sinks.ts";
+export {
+  CollectingSink,
+  type NdjsonCommittable,
+  ndjsonFileSink,
+  type NdjsonSinkOptions,
+  type PendingCommit,
+  readNdjsonParts,
+  type Sink,
+  type SinkContext,
+  type SinkWriter,
+  UncommittedOutputError,
+  UnknownTransactionError,
+} from "./sinks.ts";
 export { type CdcRecord, postgresCdcSource, type PostgresCdcOptions, type PostgresRow } from "./connectors/postgres_cdc.ts";
 export { type PostgresCommittable, postgresSink, type PostgresSinkOptions } from "./connectors/postgres_sink.ts";
 export type { PostgresConnection } from "./connectors/postgres_connection.ts";

@@ -7,11 +7,18 @@
  * A savepoint taken while the job keeps running stages a transaction but does not commit it (the next
  * completed checkpoint does); stop-with-savepoint commits on completion.
  *
+ * As in Flink's `TwoPhaseCommitSinkFunction`, a snapshot's pending list holds every transaction not yet
+ * known to be committed, each marked with whether the completion of that snapshot (or of an earlier one)
+ * commits it. On restore they are all committed again, idempotently. One the sink cannot find at all
+ * (say, a relocated savepoint resumed with the sink writing to a new folder) is skipped when the
+ * snapshot's completion committed it, and otherwise fails the restore with an
+ * {@link UncommittedOutputError} saying what to do: that output was staged and never committed.
+ *
  * @module
  */
 import type { Storage } from "../backends/storage.ts";
 import { openStorage } from "../backends/open.ts";
-import { NotFoundError } from "../format/errors.ts";
+import { ArrowpointError, IncompatibleSnapshotError, NotFoundError } from "../format/errors.ts";
 
 /**
  * What a sink writer knows about where it runs.
@@ -84,10 +91,132 @@ export interface Sink<T, C = unknown> {
   readonly name: string;
   /** Creates the writer of one subtask. */
   createWriter(context: SinkContext): SinkWriter<T, C>;
-  /** Makes staged transactions visible. Must be idempotent: it may be called again for the same ones after a restore. */
+  /**
+   * Makes staged transactions visible. Must be idempotent: it may be called again for the same ones after a
+   * restore, and then does nothing for those already committed. Committables the sink finds neither staged
+   * nor committed: commit the others, then reject with an {@link UnknownTransactionError} listing them
+   * (the very objects given), so a restore can tell output committed elsewhere from output lost.
+   */
   commit(committables: readonly C[]): Promise<void>;
   /** Releases shared resources after the job. */
   close?(): void | Promise<void>;
+}
+
+/**
+ * A sink was asked to commit transactions it finds neither staged nor committed: their output was
+ * deleted behind the job, or the sink now writes somewhere else than where they were staged (a new
+ * folder, a new instance). `committables` are the ones given to `commit`.
+ *
+ * @example
+ * ```ts
+ * import { UnknownTransactionError } from "./sinks.ts";
+ * const e = new UnknownTransactionError("collect", ["out/a1/0/3"], "this CollectingSink");
+ * console.log(e.code, e.committables.length); // "ARROWPOINT_UNKNOWN_TRANSACTION" 1
+ * ```
+ */
+export class UnknownTransactionError extends ArrowpointError {
+  /** The committables not found. */
+  readonly committables: readonly unknown[];
+  /** Creates the error: `where` names the sink's system (a folder URI, an instance). */
+  constructor(sink: string, committables: readonly unknown[], where: string) {
+    super(
+      "ARROWPOINT_UNKNOWN_TRANSACTION",
+      `Cannot commit ${describeCommittables(committables)} of sink ${JSON.stringify(sink)} as ${where} holds neither the staged nor the committed output: ` +
+        "it was deleted behind the job, or the sink writes elsewhere than where it was staged",
+    );
+    this.committables = committables;
+  }
+}
+
+/**
+ * A restored sink holds transactions that were staged but never committed (the snapshot is a savepoint
+ * taken while the job ran, which does not commit its own output), and the sink cannot find them: the job
+ * would silently lose that output. Restore with the sink writing where it wrote when the snapshot was
+ * taken, or give the sink a new uid and restore with `allowNonRestoredState: true` to drop them.
+ *
+ * @example
+ * ```ts
+ * import { UncommittedOutputError } from "./sinks.ts";
+ * const e = new UncommittedOutputError("out", ["out/a1/0/3"]);
+ * console.log(e.code, e.uid); // "ARROWPOINT_INCOMPATIBLE_SNAPSHOT" "out"
+ * ```
+ */
+export class UncommittedOutputError extends IncompatibleSnapshotError {
+  /** The sink's operator uid. */
+  readonly uid: string;
+  /** The committables the sink could not find. */
+  readonly committables: readonly unknown[];
+  /** Creates the error. */
+  constructor(uid: string, committables: readonly unknown[], options: { cause?: unknown } = {}) {
+    super(
+      `Cannot restore sink ${JSON.stringify(uid)} as the snapshot holds ${describeCommittables(committables)} staged but never committed ` +
+        "(a savepoint taken while the job ran commits nothing), and the sink finds neither the staged nor the committed output. " +
+        "Restore with the sink writing where it wrote when the snapshot was taken (the staged output is there), " +
+        `or give the sink a new uid and restore with allowNonRestoredState: true to drop ${committables.length === 1 ? "it" : "them"} (that output is then lost)`,
+      options,
+    );
+    this.uid = uid;
+    this.committables = committables;
+  }
+}
+
+function describeCommittables(cs: readonly unknown[]): string {
+  const shown = cs.slice(0, 3).map((c) => {
+    let s: string;
+    try {
+      s = typeof c === "string" ? c : JSON.stringify(c) ?? String(c);
+    } catch {
+      s = String(c);
+    }
+    return s.length > 160 ? s.slice(0, 160) + "…" : s;
+  });
+  return `${cs.length === 1 ? "transaction" : `${cs.length} transactions`} ${shown.join(", ")}${cs.length > 3 ? ", …" : ""}`;
+}
+
+/**
+ * A transaction kept in a sink's operator state (`pending-commits`).
+ *
+ * @example
+ * ```ts
+ * import type { PendingCommit } from "./sinks.ts";
+ * const p: PendingCommit = { id: 7, committable: { staged: "_staging/part-000007-0-ab12.ndjson", final: "part-000007-0-ab12.ndjson" }, due: true };
+ * console.log(p.due); // true
+ * ```
+ */
+export interface PendingCommit {
+  /** The checkpoint id it was staged for. */
+  readonly id: number;
+  /** What the writer's `prepareCommit` returned. */
+  readonly committable: unknown;
+  /**
+   * In a snapshot: whether the completion of that snapshot (or of an earlier completed one) commits it.
+   * Absent in snapshots written before this was recorded (treated as not committed).
+   */
+  readonly due?: boolean;
+}
+
+/**
+ * Commits the transactions a sink restored from a snapshot again (idempotently). Those the sink cannot
+ * find are skipped when the snapshot's completion committed them (their output is wherever the sink wrote
+ * then); any other one fails with an {@link UncommittedOutputError}.
+ *
+ * @example
+ * ```ts
+ * import { CollectingSink, recommitRestored } from "./sinks.ts";
+ * // A new sink instance knows nothing of what an earlier run committed: nothing to redo, nothing lost.
+ * await recommitRestored(new CollectingSink<string>(), "out", [{ id: 3, committable: "out/a1/0/3", due: true }]);
+ * ```
+ */
+export async function recommitRestored(sink: Sink<unknown, unknown>, uid: string, restored: readonly PendingCommit[]): Promise<void> {
+  if (restored.length === 0) return;
+  try {
+    await sink.commit(restored.map((p) => p.committable));
+  } catch (e) {
+    if (!(e instanceof UnknownTransactionError)) throw e;
+    const unknown = new Set(e.committables);
+    const lost = restored.filter((p) => unknown.has(p.committable) && p.due !== true).map((p) => p.committable);
+    if (lost.length > 0) throw new UncommittedOutputError(uid, lost, { cause: e });
+  }
 }
 
 /**
@@ -144,18 +273,22 @@ export class CollectingSink<T> implements Sink<T, string> {
     };
   }
 
-  /** Commits transactions; already committed ones are skipped. */
+  /** Commits transactions; already committed ones are skipped, unknown ones reported (see {@link Sink.commit}). */
   commit(txns: readonly string[]): Promise<void> {
+    const unknown: string[] = [];
     for (const t of txns) {
       if (this.done.has(t)) continue;
       const rows = this.staged.get(t);
-      if (!rows) return Promise.reject(new Error(`Cannot commit transaction ${t} as it was never staged in this sink`));
+      if (!rows) {
+        unknown.push(t);
+        continue;
+      }
       for (const r of rows) this.committed.push(r);
       this.staged.delete(t);
       this.done.add(t);
       this.transactions++;
     }
-    return Promise.resolve();
+    return unknown.length === 0 ? Promise.resolve() : Promise.reject(new UnknownTransactionError(this.name, unknown, `this CollectingSink instance`));
   }
 }
 
@@ -264,26 +397,27 @@ export function ndjsonFileSink<T>(target: Storage | string, options: NdjsonSinkO
     },
   };
   async function commitAll(cs: readonly NdjsonCommittable[]): Promise<void> {
-    {
-      const s = await get();
-      for (const c of cs) {
-        if (await s.exists(c.final)) {
-          await s.delete([c.staged]);
+    const s = await get();
+    const unknown: NdjsonCommittable[] = [];
+    for (const c of cs) {
+      if (await s.exists(c.final)) {
+        await s.delete([c.staged]);
+        continue;
+      }
+      let bytes: Uint8Array;
+      try {
+        bytes = await s.get(c.staged);
+      } catch (e) {
+        if (e instanceof NotFoundError) {
+          unknown.push(c);
           continue;
         }
-        let bytes: Uint8Array;
-        try {
-          bytes = await s.get(c.staged);
-        } catch (e) {
-          if (e instanceof NotFoundError) {
-            throw new NotFoundError("commit", `${s.uri}/${c.staged}`, "the staged part file is gone and no committed file exists; the output was cleaned up behind the job", { cause: e });
-          }
-          throw e;
-        }
-        await s.put(c.final, bytes);
-        await s.delete([c.staged]);
+        throw e;
       }
+      await s.put(c.final, bytes);
+      await s.delete([c.staged]);
     }
+    if (unknown.length > 0) throw new UnknownTransactionError(options.name ?? "ndjson", unknown, s.uri);
   }
 }
 

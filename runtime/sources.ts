@@ -4,6 +4,18 @@
  * (`split` redistribution), so a restored job — at any parallelism — resumes every split exactly where
  * the snapshot left it.
  *
+ * The positions are the operator list state `positions` of the source's uid, one msgpack item per split:
+ * `{ id, split, position, done }` (`position`: what `SplitReader.position()` returned at the barrier,
+ * null for a split never opened, which a restore passes to `reader` as `undefined`; `done`: `read()`
+ * returned -1).
+ *
+ * **Finished splits stay finished after a restore**, as in Flink: a restored source resumes the splits
+ * of the snapshot from their positions and never reopens a split stored as done, even if its data grew.
+ * To read more: a **new split** (an id `splits()` lists and the snapshot does not hold is read from its
+ * beginning, dealt over the subtasks in list order), or a **new source uid** (a second source unioned
+ * with the first; or the same source under a new uid with `allowNonRestoredState`, which reads every
+ * split from its start again). docs/connectors.md shows both, and how to write a source.
+ *
  * @module
  */
 import type { Storage } from "../backends/storage.ts";
@@ -64,6 +76,8 @@ export interface SplitReader<T> {
 
 /**
  * A source of records: its splits, and a reader per split from a position (`undefined` = the start).
+ * Split ids must be stable: a restore resumes the snapshot's splits by id (a split finished there stays
+ * finished) and reads the splits `splits()` adds from their beginning (see the module docs).
  *
  * @example A source of the numbers 0..n-1 in one split
  * ```ts

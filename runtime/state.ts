@@ -9,6 +9,13 @@
  * `update`/`add`/`put` may be mutated afterwards only through the state API (mutating it and calling
  * `update` again is fine).
  *
+ * A state with a typed value schema (`value: { encoding: "arrow", type }`) checks each value where it is
+ * stored (`update`, `add`, `addAll`, `put`; the result of `reduce` and the accumulator of an aggregate) and
+ * throws a `SchemaViolationError` naming the state, the key and the field, so a wrong value fails the
+ * record that stored it — not a checkpoint much later, and not never in a job without checkpoints. The
+ * check takes exactly what the chunk encoder takes (`format/value_check.ts`); fields a struct does not
+ * declare are ignored, as the encoder ignores them. msgpack states take any value msgpack encodes.
+ *
  * @module
  */
 import type { KeyType, Redistribution, StateKind, ValueEncoding } from "../format/state_layout.ts";

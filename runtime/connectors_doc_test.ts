@@ -1,0 +1,57 @@
+// Runs the TypeScript blocks of docs/connectors.md as written (each a complete program importing
+// "arrowpoint"), under the runtime running this test: tsx under Node, deno under Deno.
+import { after, test } from "node:test";
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+
+const root = new URL("..", import.meta.url).pathname;
+const isDeno = typeof (globalThis as { Deno?: unknown }).Deno !== "undefined";
+const dir = join(root, ".tmp", `connectors-doc-${isDeno ? "deno" : "node"}-${process.pid}`);
+
+const deno = join(root, "node_modules", ".bin", "deno");
+
+function runFile(file: string, check = false): Promise<string> {
+  const [cmd, args] = check ? [deno, ["check", file]] : isDeno ? [deno, ["run", "-A", file]] : [process.execPath, ["--import", "tsx", file]];
+  return new Promise((resolve, reject) => {
+    execFile(cmd, args, { cwd: root, timeout: 120_000 }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`${file} failed: ${err.message}\n${stdout}\n${stderr}`));
+      else resolve(stdout);
+    });
+  });
+}
+
+async function blocks(): Promise<string[]> {
+  const md = await readFile(join(root, "docs", "connectors.md"), "utf8");
+  return [...md.matchAll(/```ts\n([\s\S]*?)```/g)].map((m) => m[1]);
+}
+
+after(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+test("docs/connectors.md has the two complete examples, importing only from arrowpoint and node:", async () => {
+  const all = await blocks();
+  assert.equal(all.length, 2);
+  for (const b of all) {
+    for (const m of b.matchAll(/from "([^"]+)"/g)) assert.ok(m[1] === "arrowpoint" || m[1].startsWith("node:"), `import from ${m[1]}`);
+  }
+});
+
+const EXPECTED = [
+  "source example: 8 lines, each once",
+  "sink example: 0 records visible after the crash, 1000 after the restore, each once",
+];
+
+for (const [i, expected] of EXPECTED.entries()) {
+  test(`docs/connectors.md example ${i + 1} type-checks, runs and keeps its promises: "${expected}"`, async () => {
+    const code = (await blocks())[i].replaceAll('from "arrowpoint"', `from ${JSON.stringify(join(root, "mod.ts"))}`);
+    await mkdir(dir, { recursive: true });
+    const file = join(dir, `example-${i + 1}.ts`);
+    await writeFile(file, code);
+    await runFile(file, true); // type-checks as written (neither tsx nor deno run checks types)
+    const out = await runFile(file);
+    assert.match(out, new RegExp(`^${expected}$`, "m"));
+  });
+}
