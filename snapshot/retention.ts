@@ -6,6 +6,7 @@
  * @module
  */
 import type { ObjectInfo, Storage } from "../backends/storage.ts";
+import { MANIFEST_FILE } from "../format/manifest.ts";
 import { manifestPath, parseCheckpointDirName, SAVEPOINTS_DIR, SHARED_DIR, checkpointDirName } from "./layout.ts";
 import { chunkPath } from "./chunks.ts";
 import { committedCheckpoints, openSnapshot } from "./read.ts";
@@ -131,7 +132,7 @@ export async function gc(root: Storage, options: GcOptions = {}): Promise<GcRepo
   const savepointsWithManifest = new Set(
     objects
       .map((o) => o.path.split("/"))
-      .filter((p) => p.length === 3 && p[0] === SAVEPOINTS_DIR && p[2] === "_manifest.json")
+      .filter((p) => p.length === 3 && p[0] === SAVEPOINTS_DIR && p[2] === MANIFEST_FILE)
       .map((p) => p[1]),
   );
   const deleted: string[] = [];
