@@ -18,7 +18,7 @@ import type { Storage } from "../backends/storage.ts";
 import { subStorage } from "../backends/sub.ts";
 import { IncompatibleSnapshotError, SchemaViolationError } from "../format/errors.ts";
 import { encodeChunk, type EncodedChunk } from "../format/encode_chunk.ts";
-import { sliceChunk } from "../format/chunk_slice.ts";
+import { rewriteChunk, sliceChunk, type ValueMap } from "../format/chunk_slice.ts";
 import { assignKeyGroup, type Key, type KeyGroupRange, keyGroupRangeFor } from "../format/key_group.ts";
 import type { ChunkRef, Manifest, OperatorSnapshot, StateSnapshot } from "../format/manifest.ts";
 import type { KeyType, StateLayout } from "../format/state_layout.ts";
@@ -47,6 +47,8 @@ export interface StatePlan {
   layout: StateLayout;
   /** Output schema version. */
   schemaVersion: number;
+  /** The same change as `transform`, as a column rewrite of each chunk's value, when the steps allow it. */
+  columns?: ValueMap;
   /** Per-batch transform of keyed rows (may drop rows; keys and key groups must stay). */
   transform?: (rows: Rows) => Rows;
   /** Transform of one operator-state item; `undefined` drops it. */
@@ -225,7 +227,11 @@ async function writeKeyedState(plan: RewritePlan, op: OperatorPlan, sp: StatePla
   const inputs = snapshotInputs(plan.src, sp.src);
   const plain = isPlainBaseSet(sp.src.chunks);
   const out = writer.keyed(op.uid, sp.name, sp.layout);
-  const copyable = plain && !sp.transform && sameLayout(sp.layout, sp.src);
+  // Bytes move, rows don't: verbatim copies and Arrow-level slices, with the value column rewritten when
+  // the migration steps are column operations.
+  const columnar = plain && sp.columns !== undefined;
+  const verbatim = !sp.transform && sameLayout(sp.layout, sp.src);
+  const copyable = plain && (verbatim || columnar);
   // Fill each window; consecutive windows that need rows merged share one sweep (chunk cache kept).
   let pending: KeyGroupRange[] = [];
   const flushPending = async () => {
@@ -258,10 +264,13 @@ async function writeKeyedState(plan: RewritePlan, op: OperatorPlan, sp: StatePla
       const part = intersect(c.range, win)!;
       if (lastBytes?.input !== c) lastBytes = { input: c, bytes: await readVerifiedChunk(plan.src, ref) };
       let chunk: EncodedChunk;
-      if (sameRange(part, c.range)) {
+      const info = { path: chunkLocation(plan.src, ref), checksum: ref.checksum, compression: ref.compression, rawBytes: ref.rawBytes };
+      if (!verbatim) {
+        chunk = rewriteChunk(lastBytes.bytes, info, { range: sameRange(part, c.range) ? undefined : part, layout: sp.layout, value: sp.columns }, { compression: opts.compression ?? ref.compression });
+      } else if (sameRange(part, c.range)) {
         chunk = { bytes: lastBytes.bytes, rows: ref.rows, keyGroupRange: part, checksum: ref.checksum, compression: ref.compression, rawBytes: ref.rawBytes ?? lastBytes.bytes.length };
       } else {
-        chunk = sliceChunk(lastBytes.bytes, part, { path: chunkLocation(plan.src, ref), checksum: ref.checksum, compression: ref.compression, rawBytes: ref.rawBytes }, { compression: opts.compression ?? ref.compression });
+        chunk = sliceChunk(lastBytes.bytes, part, info, { compression: opts.compression ?? ref.compression });
       }
       await out.addEncoded(part, chunk);
     }
