@@ -323,3 +323,134 @@ export function sliceChunk(
   checkRange(range);
   return rewriteFile(openChunk(bytes, info), info, { range }, options);
 }
+
+function validBit(v: Uint8Array | null, i: number): boolean {
+  return v === null || ((v[i >> 3] >> (i & 7)) & 1) === 1;
+}
+
+/** Rows `row[i]` of sources `src[i]`, column by column (all sources of one column plan). */
+function gatherColumn(cols: readonly ColumnData[], src: Uint32Array, row: Uint32Array, plan: ColumnPlan): ColumnData {
+  const n = row.length;
+  let validity: Uint8Array | null = null;
+  let nullCount = 0;
+  if (cols.some((c) => c.validity !== null)) {
+    validity = new Uint8Array(Math.ceil(n / 8));
+    for (let i = 0; i < n; i++) {
+      if (validBit(cols[src[i]].validity, row[i])) validity[i >> 3] |= 1 << (i & 7);
+      else nullCount++;
+    }
+    if (nullCount === 0) validity = null;
+  }
+  const base = { plan, length: n, nullCount, validity, offsets: null, values: null, children: [], dictionary: null };
+  switch (plan.type) {
+    case "struct":
+      return { ...base, children: plan.children.map((cp, j) => gatherColumn(cols.map((c) => c.children[j]), src, row, cp)) };
+    case "list": {
+      const offsets = new Int32Array(n + 1);
+      for (let i = 0; i < n; i++) {
+        const off = cols[src[i]].offsets!;
+        offsets[i + 1] = offsets[i] + off[row[i] + 1] - off[row[i]];
+      }
+      const csrc = new Uint32Array(offsets[n]);
+      const crow = new Uint32Array(offsets[n]);
+      for (let i = 0; i < n; i++) {
+        const off = cols[src[i]].offsets!;
+        for (let k = off[row[i]], at = offsets[i]; k < off[row[i] + 1]; k++, at++) {
+          csrc[at] = src[i];
+          crow[at] = k;
+        }
+      }
+      return { ...base, offsets, children: [gatherColumn(cols.map((c) => c.children[0]), csrc, crow, plan.children[0])] };
+    }
+    case "utf8":
+    case "binary": {
+      const offsets = new Int32Array(n + 1);
+      for (let i = 0; i < n; i++) {
+        const off = cols[src[i]].offsets!;
+        offsets[i + 1] = offsets[i] + off[row[i] + 1] - off[row[i]];
+      }
+      const values = new Uint8Array(offsets[n]);
+      for (let i = 0; i < n; i++) {
+        const c = cols[src[i]];
+        const off = c.offsets!;
+        values.set((c.values as Uint8Array).subarray(off[row[i]], off[row[i] + 1]), offsets[i]);
+      }
+      return { ...base, offsets, values };
+    }
+    case "bool": {
+      const values = new Uint8Array(Math.ceil(n / 8));
+      for (let i = 0; i < n; i++) if (validBit(cols[src[i]].values as Uint8Array, row[i])) values[i >> 3] |= 1 << (i & 7);
+      return { ...base, values };
+    }
+    case "dictionary": {
+      // One dictionary for the result: each source's words mapped once (dictionaries are small).
+      const dec = new TextDecoder();
+      const index = new Map<string, number>();
+      const words: Uint8Array[] = [];
+      const remap = cols.map((c) => {
+        const d = c.dictionary!;
+        const off = d.offsets!;
+        const m = new Int32Array(d.length);
+        for (let k = 0; k < d.length; k++) {
+          const bytes = (d.values as Uint8Array).subarray(off[k], off[k + 1]);
+          const w = dec.decode(bytes);
+          let at = index.get(w);
+          if (at === undefined) {
+            index.set(w, (at = words.length));
+            words.push(bytes);
+          }
+          m[k] = at;
+        }
+        return m;
+      });
+      const values = new Int32Array(n);
+      for (let i = 0; i < n; i++) {
+        const c = cols[src[i]];
+        if (validBit(c.validity, row[i])) values[i] = remap[src[i]][(c.values as Int32Array)[row[i]]];
+      }
+      const offsets = new Int32Array(words.length + 1);
+      for (let k = 0; k < words.length; k++) offsets[k + 1] = offsets[k] + words[k].length;
+      const bytes = new Uint8Array(offsets[words.length]);
+      for (let k = 0; k < words.length; k++) bytes.set(words[k], offsets[k]);
+      const dictionary = plainColumn({ name: "dictionary", type: "utf8", nullable: false, children: [] }, words.length, { offsets, values: bytes });
+      return { ...base, values, dictionary };
+    }
+    default: {
+      const out = typedArrayOf(plan.type, n) as Float64Array;
+      for (let i = 0; i < n; i++) out[i] = (cols[src[i]].values as Float64Array)[row[i]];
+      return { ...base, values: out };
+    }
+  }
+}
+
+/**
+ * A new base chunk of `layout` made of rows picked from opened chunks of that layout (bases or deltas):
+ * row `i` is row `row[i]` of `files[src[i]]`, gathered column by column with no value becoming a JS value
+ * (dictionaries are merged into one). The picked rows must be sorted by key group and none a delete.
+ *
+ * @example
+ * ```ts
+ * import { encodeChunk } from "./encode_chunk.ts";
+ * import { decodeChunk, openChunk } from "./decode_chunk.ts";
+ * import { gatherChunk } from "./chunk_slice.ts";
+ * const layout = { kind: "value", keyType: "string", value: { encoding: "arrow", type: "utf8" } } as const;
+ * const a = openChunk(encodeChunk(layout, { length: 2, keyGroups: [1, 4], keys: ["a", "b"], values: ["x", "y"] }).bytes);
+ * const b = openChunk(encodeChunk(layout, { length: 1, keyGroups: [2], keys: ["c"], values: ["z"] }).bytes);
+ * const out = gatherChunk(layout, [a, b], Uint32Array.of(0, 1, 0), Uint32Array.of(0, 0, 1));
+ * console.log(decodeChunk(out.bytes).keys); // ["a", "c", "b"]
+ * ```
+ */
+export function gatherChunk(layout: StateLayout, files: readonly ChunkFile[], src: Uint32Array, row: Uint32Array, options: { compression?: Compression; level?: number } = {}): EncodedChunk {
+  const plan = chunkPlan(layout, false);
+  const fields = plan.columns.map(arrowField);
+  const names = ["kg", "key", "ns", "ukey", "value"] as const;
+  const columns: ColumnData[] = new Array(plan.columns.length);
+  for (const name of names) {
+    const j = plan.index[name];
+    if (j < 0) continue;
+    columns[j] = gatherColumn(files.map((f) => f.columns[f.plan.index[name]]), src, row, plan.columns[j]);
+  }
+  const kg = columns[plan.index.kg].values as Uint16Array;
+  const datas = columns.map((col, i) => toArrowData(col, fields[i].type));
+  return finishChunk(plan, fields, datas, row.length, buildKeyGroupIndex(kg, 0, row.length), options);
+}

@@ -18,7 +18,7 @@ import type { Storage } from "../backends/storage.ts";
 import { subStorage } from "../backends/sub.ts";
 import { IncompatibleSnapshotError, SchemaViolationError } from "../format/errors.ts";
 import { encodeChunk, type EncodedChunk } from "../format/encode_chunk.ts";
-import { rewriteChunk, sliceChunk, type ValueMap } from "../format/chunk_slice.ts";
+import { gatherChunk, rewriteChunk, sliceChunk, type ValueMap } from "../format/chunk_slice.ts";
 import { assignKeyGroup, type Key, type KeyGroupRange, keyGroupRangeFor } from "../format/key_group.ts";
 import type { ChunkRef, Manifest, OperatorSnapshot, StateSnapshot } from "../format/manifest.ts";
 import type { KeyType, StateLayout } from "../format/state_layout.ts";
@@ -27,8 +27,9 @@ import { chunkLocation, readVerifiedChunk } from "../snapshot/chunks.ts";
 import { isPlainBaseSet } from "../snapshot/chain.ts";
 import { type KeyId, keyFits, keyText, rowIdentity } from "../format/key_identity.ts";
 import { sameLayout } from "../format/state_layout.ts";
-import { type ChunkInput, readOperatorItems, shapeOf, snapshotInputs, storageInput, sweep } from "../snapshot/sweep.ts";
-import { layoutOf, SavepointWriter, stateEntry, type WriteOptions } from "./_sink.ts";
+import { type ChunkInput, readOperatorItems, shapeOf, snapshotInputs, storageInput, sweep, sweepSelections } from "../snapshot/sweep.ts";
+import type { ChunkFile } from "../format/chunk_ipc.ts";
+import { type KeyedStateWriter, layoutOf, SavepointWriter, stateEntry, type WriteOptions } from "./_sink.ts";
 import { intersect, type RangeBatch, RowBuffer, type Rows, sameRange, sortByKeyGroup } from "../snapshot/rows.ts";
 import { redistributeItems } from "./_redistribute.ts";
 
@@ -238,6 +239,7 @@ async function writeKeyedState(plan: RewritePlan, op: OperatorPlan, sp: StatePla
     if (!pending.length) return;
     const group = pending;
     pending = [];
+    if (verbatim) return await gatherWindows(inputs, group, sp, plan, opts, out);
     let current = -1;
     for await (const batch of sweep(inputs, group, sweepOpts(sp, plan, opts))) {
       if (batch.window !== current) {
@@ -278,6 +280,55 @@ async function writeKeyedState(plan: RewritePlan, op: OperatorPlan, sp: StatePla
   }
   await flushPending();
   return out.refs;
+}
+
+/**
+ * Rows merged without a value transform: the chain is decided on the identity columns and each output
+ * chunk gathered column by column from the source chunks (no value becomes a JS value). A chunk ends at a
+ * batch boundary once it holds `maxChunkRows` rows, and covers every key group of its range.
+ */
+async function gatherWindows(inputs: ChunkInput[], windows: KeyGroupRange[], sp: StatePlan, plan: RewritePlan, opts: WriteOptions, out: KeyedStateWriter): Promise<void> {
+  const maxChunkRows = out.maxChunkRows;
+  let files: ChunkFile[] = [];
+  let index = new Map<ChunkFile, number>();
+  let src: number[] = [];
+  let row: number[] = [];
+  let from = -1;
+  const emit = async (end: number) => {
+    const chunk = gatherChunk(sp.layout, files, Uint32Array.from(src), Uint32Array.from(row), { compression: opts.compression ?? "none" });
+    await out.addEncoded({ start: from, end }, chunk);
+    files = [];
+    index = new Map();
+    src = [];
+    row = [];
+    from = end + 1;
+  };
+  let current = -1;
+  for await (const s of sweepSelections(inputs, windows, { ...sweepOpts(sp, plan, opts), batchRows: Math.min(opts.batchRows ?? maxChunkRows, maxChunkRows) })) {
+    if (s.window !== current) {
+      if (current >= 0) {
+        await emit(windows[current].end);
+        await out.end();
+      }
+      current = s.window;
+      out.begin(windows[current]);
+      from = windows[current].start;
+    }
+    const map = s.files.map((f) => {
+      let i = index.get(f);
+      if (i === undefined) index.set(f, (i = files.push(f) - 1));
+      return i;
+    });
+    for (let i = 0; i < s.src.length; i++) {
+      src.push(map[s.src[i]]);
+      row.push(s.row[i]);
+    }
+    if (src.length >= maxChunkRows && s.range.end < windows[current].end) await emit(s.range.end);
+  }
+  if (current >= 0) {
+    await emit(windows[current].end);
+    await out.end();
+  }
 }
 
 /** New maxParallelism or key function: re-hash every row, spill by target bucket, then write bucket by bucket. */
