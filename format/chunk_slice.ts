@@ -11,6 +11,7 @@ import { type Data, type DataType, makeData, makeVector } from "apache-arrow";
 import type { ChunkFile, ColumnData, ColumnValues } from "./chunk_ipc.ts";
 import { arrowField, buildKeyGroupIndex, chunkPlan, type ColumnPlan } from "./chunk_schema.ts";
 import { INTEGER_RANGES, type ScalarType, type StateLayout } from "./state_layout.ts";
+import { javaHashCode, keyGroupForHash } from "./key_group.ts";
 import type { Compression } from "./compression.ts";
 import { type ChunkReadInfo, checkRange, keyGroupRows, openChunk } from "./decode_chunk.ts";
 import { type EncodedChunk, finishChunk } from "./encode_chunk.ts";
@@ -426,7 +427,8 @@ function gatherColumn(cols: readonly ColumnData[], src: Uint32Array, row: Uint32
 /**
  * A new base chunk of `layout` made of rows picked from opened chunks of that layout (bases or deltas):
  * row `i` is row `row[i]` of `files[src[i]]`, gathered column by column with no value becoming a JS value
- * (dictionaries are merged into one). The picked rows must be sorted by key group and none a delete.
+ * (dictionaries are merged into one). The picked rows must be sorted by key group and none a delete;
+ * `options.keyGroups` gives them new key groups (a rekey), ascending.
  *
  * @example
  * ```ts
@@ -440,7 +442,13 @@ function gatherColumn(cols: readonly ColumnData[], src: Uint32Array, row: Uint32
  * console.log(decodeChunk(out.bytes).keys); // ["a", "c", "b"]
  * ```
  */
-export function gatherChunk(layout: StateLayout, files: readonly ChunkFile[], src: Uint32Array, row: Uint32Array, options: { compression?: Compression; level?: number } = {}): EncodedChunk {
+export function gatherChunk(
+  layout: StateLayout,
+  files: readonly ChunkFile[],
+  src: Uint32Array,
+  row: Uint32Array,
+  options: { compression?: Compression; level?: number; keyGroups?: Uint16Array } = {},
+): EncodedChunk {
   const plan = chunkPlan(layout, false);
   const fields = plan.columns.map(arrowField);
   const names = ["kg", "key", "ns", "ukey", "value"] as const;
@@ -448,9 +456,75 @@ export function gatherChunk(layout: StateLayout, files: readonly ChunkFile[], sr
   for (const name of names) {
     const j = plan.index[name];
     if (j < 0) continue;
+    if (name === "kg" && options.keyGroups) {
+      columns[j] = plainColumn(plan.columns[j], row.length, { values: options.keyGroups });
+      continue;
+    }
     columns[j] = gatherColumn(files.map((f) => f.columns[f.plan.index[name]]), src, row, plan.columns[j]);
   }
   const kg = columns[plan.index.kg].values as Uint16Array;
   const datas = columns.map((col, i) => toArrowData(col, fields[i].type));
   return finishChunk(plan, fields, datas, row.length, buildKeyGroupIndex(kg, 0, row.length), options);
+}
+
+/**
+ * The key groups of picked rows of a key column under `maxParallelism`, hashed straight from the column
+ * (Java `hashCode` + Flink's murmur, exactly as `assignKeyGroup`): utf8 keys from their bytes (a JS
+ * string only for non-ASCII keys), int32 and int64 keys from their integer buffers, float64 keys from
+ * their values. Undefined for key types hashed from JS values (bytes, msgpack).
+ *
+ * @example
+ * ```ts
+ * import { encodeChunk } from "./encode_chunk.ts";
+ * import { openChunk } from "./decode_chunk.ts";
+ * import { assignKeyGroup } from "./key_group.ts";
+ * import { keyGroupsOfColumn } from "./chunk_slice.ts";
+ * const f = openChunk(encodeChunk({ kind: "value", keyType: "string", value: { encoding: "msgpack" } }, { length: 1, keyGroups: [assignKeyGroup("a", 128)], keys: ["a"], values: [1] }).bytes);
+ * console.log(keyGroupsOfColumn([f.columns[f.plan.index.key]], Uint32Array.of(0), Uint32Array.of(0), 512)![0] === assignKeyGroup("a", 512)); // true
+ * ```
+ */
+export function keyGroupsOfColumn(cols: readonly ColumnData[], src: Uint32Array, row: Uint32Array, maxParallelism: number): Uint16Array | undefined {
+  const type = cols[0]?.plan.type;
+  const n = row.length;
+  const out = new Uint16Array(n);
+  if (cols.length === 0) return out;
+  const kgOf = (hash: number) => keyGroupForHash(hash, maxParallelism);
+  switch (type) {
+    case "utf8": {
+      const dec = new TextDecoder();
+      for (let i = 0; i < n; i++) {
+        const c = cols[src[i]];
+        const off = c.offsets!;
+        const data = c.values as Uint8Array;
+        let h = 0;
+        let ascii = true;
+        for (let k = off[row[i]]; k < off[row[i] + 1]; k++) {
+          const b = data[k];
+          if (b >= 0x80) {
+            ascii = false;
+            break;
+          }
+          h = (Math.imul(h, 31) + b) | 0;
+        }
+        out[i] = kgOf(ascii ? h : javaHashCode(dec.decode(data.subarray(off[row[i]], off[row[i] + 1]))));
+      }
+      return out;
+    }
+    case "int32":
+      for (let i = 0; i < n; i++) out[i] = kgOf((cols[src[i]].values as Int32Array)[row[i]]);
+      return out;
+    case "int64": {
+      const words = cols.map((c) => new Int32Array((c.values as BigInt64Array).buffer, (c.values as BigInt64Array).byteOffset, c.length * 2));
+      for (let i = 0; i < n; i++) {
+        const w = words[src[i]];
+        out[i] = kgOf((w[2 * row[i]] ^ w[2 * row[i] + 1]) | 0); // Long.hashCode: low word ^ high word, in either order
+      }
+      return out;
+    }
+    case "float64":
+      for (let i = 0; i < n; i++) out[i] = kgOf(javaHashCode((cols[src[i]].values as Float64Array)[row[i]]));
+      return out;
+    default:
+      return undefined;
+  }
 }

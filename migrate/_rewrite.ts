@@ -18,7 +18,7 @@ import type { Storage } from "../backends/storage.ts";
 import { subStorage } from "../backends/sub.ts";
 import { IncompatibleSnapshotError, SchemaViolationError } from "../format/errors.ts";
 import { encodeChunk, type EncodedChunk } from "../format/encode_chunk.ts";
-import { gatherChunk, rewriteChunk, sliceChunk, type ValueMap } from "../format/chunk_slice.ts";
+import { gatherChunk, keyGroupsOfColumn, rewriteChunk, sliceChunk, type ValueMap } from "../format/chunk_slice.ts";
 import { assignKeyGroup, type Key, type KeyGroupRange, keyGroupRangeFor } from "../format/key_group.ts";
 import type { ChunkRef, Manifest, OperatorSnapshot, StateSnapshot } from "../format/manifest.ts";
 import type { KeyType, StateLayout } from "../format/state_layout.ts";
@@ -133,7 +133,7 @@ export async function rewrite(plan: RewritePlan, dst: string | Storage, opts: Wr
         if (!sp.src.keyed) chunks = await writeOperatorState(plan, op, sp, writer);
         else if (rehash) {
           temp ??= await openTemp(plan.tempUri);
-          chunks = await scatterGather(plan, op, sp, writer, temp.storage, opts);
+          chunks = columnRehash(op, sp) ? await scatterColumns(plan, op, sp, writer, temp.storage, opts) : await scatterGather(plan, op, sp, writer, temp.storage, opts);
         } else chunks = await writeKeyedState(plan, op, sp, writer, opts);
         const keyType = sp.src.keyed ? (op.keyType ?? sp.layout.keyType) : undefined;
         states.push(stateEntry(sp.src, { ...sp.layout, keyType, name: sp.name, schemaVersion: sp.schemaVersion, chunks }));
@@ -287,7 +287,7 @@ async function writeKeyedState(plan: RewritePlan, op: OperatorPlan, sp: StatePla
  * chunk gathered column by column from the source chunks (no value becomes a JS value). A chunk ends at a
  * batch boundary once it holds `maxChunkRows` rows, and covers every key group of its range.
  */
-async function gatherWindows(inputs: ChunkInput[], windows: KeyGroupRange[], sp: StatePlan, plan: RewritePlan, opts: WriteOptions, out: KeyedStateWriter): Promise<void> {
+async function gatherWindows(inputs: ChunkInput[], windows: KeyGroupRange[], sp: StatePlan, plan: RewritePlan, opts: WriteOptions, out: KeyedStateWriter, mode?: "concat"): Promise<void> {
   const maxChunkRows = out.maxChunkRows;
   let files: ChunkFile[] = [];
   let index = new Map<ChunkFile, number>();
@@ -304,7 +304,7 @@ async function gatherWindows(inputs: ChunkInput[], windows: KeyGroupRange[], sp:
     from = end + 1;
   };
   let current = -1;
-  for await (const s of sweepSelections(inputs, windows, { ...sweepOpts(sp, plan, opts), batchRows: Math.min(opts.batchRows ?? maxChunkRows, maxChunkRows) })) {
+  for await (const s of sweepSelections(inputs, windows, { ...sweepOpts(sp, plan, opts), mode, batchRows: Math.min(opts.batchRows ?? maxChunkRows, maxChunkRows) })) {
     if (s.window !== current) {
       if (current >= 0) {
         await emit(windows[current].end);
@@ -329,6 +329,62 @@ async function gatherWindows(inputs: ChunkInput[], windows: KeyGroupRange[], sp:
     await emit(windows[current].end);
     await out.end();
   }
+}
+
+/** Whether a re-hash can run on columns: no key function, no value transform, a key type hashed from its buffer. */
+function columnRehash(op: OperatorPlan, sp: StatePlan): boolean {
+  return !op.keyBy && !sp.transform && sameLayout(sp.layout, sp.src) && ["string", "int32", "int64", "float64"].includes(sp.src.keyType ?? "");
+}
+
+/**
+ * New maxParallelism, as column operations: each merged source batch's new key groups are hashed from its
+ * key column, its rows counting-sorted by new key group and gathered into one sorted piece per target
+ * subtask (spilled to `temp`); then each target range gathers its pieces, interleaved by key group.
+ */
+async function scatterColumns(plan: RewritePlan, op: OperatorPlan, sp: StatePlan, writer: SavepointWriter, temp: Storage, opts: WriteOptions): Promise<ChunkRef[]> {
+  const maxP = plan.maxParallelism;
+  const windows = subtaskRanges(op.parallelism, maxP);
+  const pieces: { path: string; range: KeyGroupRange; rows: number }[][] = windows.map(() => []);
+  const stateDir = `${writer.chunks}-${Math.random().toString(36).slice(2, 8)}`;
+  let seq = 0;
+  let scattered = 0;
+  writer.phase = "scatter";
+  const batchRows = Math.max(1, plan.spillRows ?? 65_536);
+  for await (const s of sweepSelections(snapshotInputs(plan.src, sp.src), [{ start: 0, end: plan.src.manifest.maxParallelism - 1 }], { ...sweepOpts(sp, plan, opts), canonical: false, batchRows })) {
+    const n = s.row.length;
+    if (n === 0) continue;
+    const kgs = keyGroupsOfColumn(s.files.map((f) => f.columns[f.plan.index.key]), s.src, s.row, maxP)!;
+    // Counting sort by new key group (stable): ≤ 32768 buckets.
+    const counts = new Uint32Array(maxP + 1);
+    for (let i = 0; i < n; i++) counts[kgs[i] + 1]++;
+    for (let g = 1; g <= maxP; g++) counts[g] += counts[g - 1];
+    const starts = counts.slice();
+    const order = new Uint32Array(n);
+    for (let i = 0; i < n; i++) order[counts[kgs[i]]++] = i;
+    for (let b = 0; b < windows.length; b++) {
+      const from = starts[windows[b].start];
+      const to = starts[windows[b].end + 1];
+      if (from === to) continue;
+      const idx = order.subarray(from, to);
+      const src = Uint32Array.from(idx, (i) => s.src[i]);
+      const row = Uint32Array.from(idx, (i) => s.row[i]);
+      const keyGroups = Uint16Array.from(idx, (i) => kgs[i]);
+      const chunk = gatherChunk(sp.layout, s.files, src, row, { keyGroups });
+      const path = `${stateDir}/b${b}/${String(seq++).padStart(6, "0")}.arrow`;
+      await temp.put(path, chunk.bytes);
+      pieces[b].push({ path, range: { start: keyGroups[0], end: keyGroups[keyGroups.length - 1] }, rows: keyGroups.length });
+    }
+    scattered += n;
+    writer.progress({ phase: "scatter", rows: writer.rows + scattered });
+  }
+  writer.phase = "write";
+  const out = writer.keyed(op.uid, sp.name, sp.layout);
+  for (let b = 0; b < windows.length; b++) {
+    const ins = pieces[b].map((pc, i) => storageInput(temp, pc.path, pc.range, pc.rows, i));
+    await gatherWindows(ins, [windows[b]], sp, plan, opts, out, "concat");
+    await temp.delete(pieces[b].map((pc) => pc.path));
+  }
+  return out.refs;
 }
 
 /** New maxParallelism or key function: re-hash every row, spill by target bucket, then write bucket by bucket. */
