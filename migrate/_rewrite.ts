@@ -291,16 +291,24 @@ async function gatherWindows(inputs: ChunkInput[], windows: KeyGroupRange[], sp:
   const maxChunkRows = out.maxChunkRows;
   let files: ChunkFile[] = [];
   let index = new Map<ChunkFile, number>();
-  let src: number[] = [];
-  let row: number[] = [];
+  let parts: { src: Uint32Array; row: Uint32Array }[] = [];
+  let rows = 0;
   let from = -1;
   const emit = async (end: number) => {
-    const chunk = gatherChunk(sp.layout, files, Uint32Array.from(src), Uint32Array.from(row), { compression: opts.compression ?? "none" });
+    const src = new Uint32Array(rows);
+    const row = new Uint32Array(rows);
+    let at = 0;
+    for (const p of parts) {
+      src.set(p.src, at);
+      row.set(p.row, at);
+      at += p.row.length;
+    }
+    const chunk = gatherChunk(sp.layout, files, src, row, { compression: opts.compression ?? "none" });
     await out.addEncoded({ start: from, end }, chunk);
     files = [];
     index = new Map();
-    src = [];
-    row = [];
+    parts = [];
+    rows = 0;
     from = end + 1;
   };
   let current = -1;
@@ -314,16 +322,16 @@ async function gatherWindows(inputs: ChunkInput[], windows: KeyGroupRange[], sp:
       out.begin(windows[current]);
       from = windows[current].start;
     }
-    const map = s.files.map((f) => {
+    const map = Uint32Array.from(s.files, (f) => {
       let i = index.get(f);
       if (i === undefined) index.set(f, (i = files.push(f) - 1));
       return i;
     });
-    for (let i = 0; i < s.src.length; i++) {
-      src.push(map[s.src[i]]);
-      row.push(s.row[i]);
-    }
-    if (src.length >= maxChunkRows && s.range.end < windows[current].end) await emit(s.range.end);
+    const src = s.src;
+    for (let i = 0; i < src.length; i++) src[i] = map[src[i]];
+    parts.push({ src, row: s.row });
+    rows += src.length;
+    if (rows >= maxChunkRows && s.range.end < windows[current].end) await emit(s.range.end);
   }
   if (current >= 0) {
     await emit(windows[current].end);

@@ -364,15 +364,16 @@ export async function* sweepSelections(inputs: readonly ChunkInput[], windows: r
         row.push(p.r);
       }
     } else {
-      const groups = new Map<number, Map<KeyId, { f: number; r: number; id: KeyId }>>();
+      // Per key group, row identity → picked row packed as file · 2^32 + row (no object per row).
+      const groups = new Map<number, Map<KeyId, number>>();
       for (const p of parts) {
         const d = decodePart(p.input, p.file, p.sub, false);
-        const f = indexOf(p.file);
+        const f = indexOf(p.file) * 4294967296;
         const { from } = keyGroupRows(p.file, p.sub);
         if (p.input.type === "base") for (const kg of [...groups.keys()]) if (kg >= p.sub.start && kg <= p.sub.end) groups.delete(kg);
         const kgs = d.keyGroups!;
         let kgNow = -1;
-        let g: Map<KeyId, { f: number; r: number; id: KeyId }> | undefined;
+        let g: Map<KeyId, number> | undefined;
         for (let i = 0; i < d.length; i++) {
           if (kgs[i] !== kgNow) {
             kgNow = kgs[i];
@@ -381,15 +382,21 @@ export async function* sweepSelections(inputs: readonly ChunkInput[], windows: r
           }
           const id = rowIdentity(d.keys![i], d.namespaces?.[i], d.userKeys?.[i], opts.namespaced, opts.map);
           if (d.ops && d.ops[i] === 1) g!.delete(id);
-          else g!.set(id, { f, r: from + i, id });
+          else g!.set(id, f + from + i);
         }
       }
       for (const kg of [...groups.keys()].sort((a, b) => a - b)) {
-        const picks = [...groups.get(kg)!.values()];
-        if (opts.canonical) picks.sort((a, b) => compareIds(a, b));
-        for (const p of picks) {
-          src.push(p.f);
-          row.push(p.r);
+        const g = groups.get(kg)!;
+        let picks: Iterable<number> = g.values();
+        if (opts.canonical) {
+          const ids = [...g.keys()].map((id) => (typeof id === "string" ? id : String(id)));
+          const packed = [...g.values()];
+          const order = Array.from(ids, (_, i) => i).sort((a, b) => (ids[a] < ids[b] ? -1 : ids[a] > ids[b] ? 1 : 0));
+          picks = order.map((i) => packed[i]);
+        }
+        for (const v of picks) {
+          src.push(Math.floor(v / 4294967296));
+          row.push(v % 4294967296);
         }
       }
     }
