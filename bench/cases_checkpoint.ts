@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { Job, type SnapshotInfo } from "../runtime/mod.ts";
 import { valueState } from "../runtime/state.ts";
 import type { Sink, Source } from "../runtime/mod.ts";
-import { compact, defineMigrations, migrate, addField, rekey } from "../migrate/mod.ts";
+import { addField, compact, defineMigrations, dropField, migrate, rekey, renameField } from "../migrate/mod.ts";
 import type { BenchCase } from "./harness.ts";
 import type { BenchContext } from "./cases_baseline.ts";
 import { type BenchValue, touch } from "./data.ts";
@@ -97,7 +97,8 @@ async function until(cond: () => boolean): Promise<void> {
 
 /**
  * checkpoint.full.write, checkpoint.incremental.write (1%, and 0.1% / 10%), restore.full,
- * savepoint.compact, rekey.parallelism, rekey.maxParallelism, migrate.addField.
+ * savepoint.compact, rekey.parallelism, rekey.maxParallelism, migrate.addField, migrate.renameField,
+ * migrate.dropField.
  *
  * @example
  * ```ts
@@ -224,6 +225,14 @@ export async function cases(ctx: BenchContext): Promise<BenchCase[]> {
     tool("rekey.maxParallelism", "savepoint with 128 key groups → 512 (every key re-hashed)", 3, async () => (await rekey(sp4, join(out, "m512"), { maxParallelism: 512 })).bytes),
     tool("migrate.addField", "one-step schema migration adding a field to every row", 3, async () => {
       const m = defineMigrations({ "state/value": [addField("region", "utf8", "eu")] });
+      return (await migrate(sp4, join(out, "migrated"), m)).written?.bytes ?? 0;
+    }),
+    tool("migrate.renameField", "one-step schema migration renaming a value field (schema only)", 3, async () => {
+      const m = defineMigrations({ "state/value": [renameField("label", "tag")] });
+      return (await migrate(sp4, join(out, "migrated"), m)).written?.bytes ?? 0;
+    }),
+    tool("migrate.dropField", "one-step schema migration dropping a value field (schema only)", 3, async () => {
+      const m = defineMigrations({ "state/value": [dropField("label")] });
       return (await migrate(sp4, join(out, "migrated"), m)).written?.bytes ?? 0;
     }),
     {

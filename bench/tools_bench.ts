@@ -24,7 +24,8 @@ import { encodeChunk } from "../format/encode_chunk.ts";
 import { assignKeyGroup, keyGroupRangeFor } from "../format/key_group.ts";
 import type { Manifest } from "../format/manifest.ts";
 import type { StateLayout } from "../format/state_layout.ts";
-import { commitManifest, savepointChunkPath, writeChunk } from "../snapshot/write.ts";
+import { commitManifest, writeChunk } from "../snapshot/write.ts";
+import { savepointChunkPath } from "../snapshot/layout.ts";
 import { openSnapshot } from "../snapshot/read.ts";
 import { addField, defineMigrations, migrate, rekey, type WriteReport } from "../migrate/mod.ts";
 

@@ -1,12 +1,17 @@
 /**
- * Slicing a chunk to a key-group range at the Arrow level, for rescaling: the validated column buffers are
- * wrapped as apache-arrow `Data` (zero-copy), sliced and re-serialized, so no value becomes a JS value.
+ * Rewriting a chunk at the Arrow level: slicing it to a key-group range (rescaling) and changing its value
+ * column's schema (migrations). The validated column buffers are wrapped as apache-arrow `Data`
+ * (zero-copy), sliced, re-typed and re-serialized, so no value becomes a JS value: a renamed or dropped
+ * field costs nothing per row, an added field is one constant vector, a widened field one typed-array
+ * conversion, utf8 → dictionary one dictionary build.
  *
  * @module
  */
 import { type Data, type DataType, makeData, makeVector } from "apache-arrow";
-import type { ColumnData } from "./chunk_ipc.ts";
-import { arrowField, buildKeyGroupIndex } from "./chunk_schema.ts";
+import type { ChunkFile, ColumnData, ColumnValues } from "./chunk_ipc.ts";
+import { arrowField, buildKeyGroupIndex, chunkPlan, type ColumnPlan } from "./chunk_schema.ts";
+import { INTEGER_RANGES, type ScalarType, type StateLayout } from "./state_layout.ts";
+import { javaHashCode, keyGroupForHash } from "./key_group.ts";
 import type { Compression } from "./compression.ts";
 import { type ChunkReadInfo, checkRange, keyGroupRows, openChunk } from "./decode_chunk.ts";
 import { type EncodedChunk, finishChunk } from "./encode_chunk.ts";
@@ -30,6 +35,263 @@ function toArrowData(col: ColumnData, type: DataType): Data {
     }
     default:
       return makeData({ ...base, data: col.values! } as never);
+  }
+}
+
+/**
+ * Where a field of a rewritten struct value comes from: an existing field (by its old name; widened to
+ * `to` when given), or one constant for every row.
+ */
+export type FieldSource = { readonly from: string; readonly to?: ScalarType } | { readonly constant: unknown };
+
+/**
+ * How a chunk's value column is rebuilt (for list state: its element): a struct value's fields, in the new
+ * order, each from a {@link FieldSource}; or a scalar value widened to `scalar`.
+ */
+export type ValueMap = { readonly fields: readonly FieldSource[] } | { readonly scalar: ScalarType };
+
+const INT_TYPES = new Set(["int8", "int16", "int32", "uint8", "uint16", "uint32"]);
+
+/**
+ * Whether a column of type `from` converts to `to` exactly, as a typed-array conversion (or a dictionary
+ * build): narrower integers to int32 (when they fit) / int64 / float64, float32 to float64, utf8 to
+ * dictionary.
+ *
+ * @example
+ * ```ts
+ * import { columnConvertible } from "./chunk_slice.ts";
+ * console.log(columnConvertible("int16", "int64"), columnConvertible("int64", "float64")); // true false
+ * ```
+ */
+export function columnConvertible(from: ScalarType, to: ScalarType): boolean {
+  if (from === to) return true;
+  if (from === "utf8") return to === "dictionary";
+  if (from === "float32") return to === "float64";
+  if (!INT_TYPES.has(from)) return false;
+  if (to === "int64" || to === "float64") return true;
+  return to === "int32" && from !== "uint32";
+}
+
+/**
+ * Whether `value` can be the constant of a column of scalar type `type` (nullable or not), exactly as the
+ * encoder would accept it.
+ *
+ * @example
+ * ```ts
+ * import { constantFits } from "./chunk_slice.ts";
+ * console.log(constantFits("utf8", false, "eu"), constantFits("int8", false, 300), constantFits("int32", true, null)); // true false true
+ * ```
+ */
+export function constantFits(type: ScalarType, nullable: boolean, value: unknown): boolean {
+  if (value === null || value === undefined) return nullable;
+  switch (type) {
+    case "bool":
+      return typeof value === "boolean";
+    case "utf8":
+    case "dictionary":
+      return typeof value === "string" && !/\p{Cs}/u.test(value); // no lone surrogate
+    case "binary":
+      return value instanceof Uint8Array;
+    case "float32":
+    case "float64":
+      return typeof value === "number";
+    case "int64":
+      return (typeof value === "bigint" && value >= -(1n << 63n) && value < 1n << 63n) || (Number.isSafeInteger(value));
+    case "uint64":
+      return (typeof value === "bigint" && value >= 0n && value < 1n << 64n) || (Number.isSafeInteger(value) && (value as number) >= 0);
+    case "timestamp":
+      return Number.isSafeInteger(value) || (value instanceof Date && Number.isSafeInteger(value.getTime()));
+    default: {
+      const [lo, hi] = INTEGER_RANGES[type as keyof typeof INTEGER_RANGES];
+      return Number.isInteger(value) && (value as number) >= lo && (value as number) <= hi;
+    }
+  }
+}
+
+const utf8 = new TextEncoder();
+
+function typedArrayOf(type: string, n: number): ColumnValues {
+  switch (type) {
+    case "int8":
+      return new Int8Array(n);
+    case "int16":
+      return new Int16Array(n);
+    case "int32":
+    case "dictionary":
+      return new Int32Array(n);
+    case "uint8":
+      return new Uint8Array(n);
+    case "uint16":
+      return new Uint16Array(n);
+    case "uint32":
+      return new Uint32Array(n);
+    case "float32":
+      return new Float32Array(n);
+    case "float64":
+      return new Float64Array(n);
+    case "int64":
+    case "timestamp":
+      return new BigInt64Array(n);
+    case "uint64":
+      return new BigUint64Array(n);
+  }
+  throw new TypeError(`Cannot make a typed array of ${type}`);
+}
+
+function repeatedBytes(bytes: Uint8Array, n: number): { offsets: Int32Array; values: Uint8Array } {
+  const offsets = new Int32Array(n + 1);
+  for (let i = 0; i <= n; i++) offsets[i] = i * bytes.length;
+  const values = new Uint8Array(n * bytes.length);
+  if (values.length) {
+    values.set(bytes, 0);
+    for (let filled = bytes.length; filled < values.length; filled *= 2) values.copyWithin(filled, 0, Math.min(filled, values.length - filled));
+  }
+  return { offsets, values };
+}
+
+function plainColumn(plan: ColumnPlan, length: number, parts: Partial<ColumnData>): ColumnData {
+  return { plan, length, nullCount: 0, validity: null, offsets: null, values: null, children: [], dictionary: null, ...parts };
+}
+
+/** One constant for `length` rows, as a column (see {@link constantFits}). */
+function constantColumn(plan: ColumnPlan, value: unknown, length: number): ColumnData {
+  const type = plan.type;
+  if (value === null || value === undefined) {
+    const validity = new Uint8Array(Math.ceil(length / 8));
+    if (type === "utf8" || type === "binary") return plainColumn(plan, length, { nullCount: length, validity, offsets: new Int32Array(length + 1), values: new Uint8Array(0) });
+    if (type === "bool") return plainColumn(plan, length, { nullCount: length, validity, values: new Uint8Array(validity.length) });
+    if (type === "dictionary") {
+      const dictionary = plainColumn({ name: "dictionary", type: "utf8", nullable: false, children: [] }, 0, { offsets: new Int32Array(1), values: new Uint8Array(0) });
+      return plainColumn(plan, length, { nullCount: length, validity, values: new Int32Array(length), dictionary });
+    }
+    return plainColumn(plan, length, { nullCount: length, validity, values: typedArrayOf(type, length) });
+  }
+  switch (type) {
+    case "bool":
+      return plainColumn(plan, length, { values: new Uint8Array(Math.ceil(length / 8)).fill(value ? 0xff : 0) });
+    case "utf8":
+    case "binary":
+      return plainColumn(plan, length, repeatedBytes(typeof value === "string" ? utf8.encode(value) : (value as Uint8Array), length));
+    case "dictionary": {
+      const word = repeatedBytes(utf8.encode(value as string), 1);
+      const dictionary = plainColumn({ name: "dictionary", type: "utf8", nullable: false, children: [] }, 1, word);
+      return plainColumn(plan, length, { values: new Int32Array(length), dictionary });
+    }
+    case "int64":
+    case "uint64":
+    case "timestamp": {
+      const values = typedArrayOf(type, length) as BigInt64Array;
+      values.fill(BigInt(value instanceof Date ? value.getTime() : (value as number | bigint)));
+      return plainColumn(plan, length, { values });
+    }
+    default: {
+      const values = typedArrayOf(type, length) as Float64Array;
+      values.fill(value as number);
+      return plainColumn(plan, length, { values });
+    }
+  }
+}
+
+/** A column converted to another scalar type (see {@link columnConvertible}). */
+function convertColumn(col: ColumnData, plan: ColumnPlan): ColumnData {
+  const from = col.plan.type;
+  if (from === plan.type) return { ...col, plan };
+  if (from === "utf8" && plan.type === "dictionary") {
+    const off = col.offsets!;
+    const data = col.values as Uint8Array;
+    const index = new Map<string, number>();
+    const words: Uint8Array[] = [];
+    const values = new Int32Array(col.length);
+    const dec = new TextDecoder();
+    for (let i = 0; i < col.length; i++) {
+      if (col.validity && ((col.validity[i >> 3] >> (i & 7)) & 1) === 0) continue;
+      const bytes = data.subarray(off[i], off[i + 1]);
+      const word = dec.decode(bytes);
+      let at = index.get(word);
+      if (at === undefined) {
+        index.set(word, (at = words.length));
+        words.push(bytes);
+      }
+      values[i] = at;
+    }
+    const offsets = new Int32Array(words.length + 1);
+    for (let i = 0; i < words.length; i++) offsets[i + 1] = offsets[i] + words[i].length;
+    const bytes = new Uint8Array(offsets[words.length]);
+    for (let i = 0; i < words.length; i++) bytes.set(words[i], offsets[i]);
+    const dictionary = plainColumn({ name: "dictionary", type: "utf8", nullable: false, children: [] }, words.length, { offsets, values: bytes });
+    return { ...col, plan, offsets: null, values, dictionary };
+  }
+  const src = col.values as Exclude<ColumnValues, BigInt64Array | BigUint64Array>;
+  const out = typedArrayOf(plan.type, col.length);
+  if (out instanceof BigInt64Array) for (let i = 0; i < col.length; i++) out[i] = BigInt(src[i]);
+  else (out as Float64Array).set(src.subarray(0, col.length));
+  return { ...col, plan, values: out };
+}
+
+function mapValue(col: ColumnData, plan: ColumnPlan, map: ValueMap): ColumnData {
+  if (plan.type === "list") return { ...col, plan, children: [mapValue(col.children[0], plan.children[0], map)] };
+  if ("scalar" in map) return convertColumn(col, plan);
+  const children = plan.children.map((cp, i) => {
+    const src = map.fields[i];
+    if ("constant" in src) return constantColumn(cp, src.constant, col.length);
+    const child = col.children.find((k) => k.plan.name === src.from);
+    if (!child) throw new TypeError(`Cannot rewrite chunk as its value has no field ${JSON.stringify(src.from)}`);
+    return src.to ? convertColumn(child, cp) : { ...child, plan: cp };
+  });
+  return { ...col, plan, children };
+}
+
+/** What {@link rewriteChunk} changes; everything omitted stays. */
+export interface ChunkRewrite {
+  /** Keep only the rows of these key groups. */
+  readonly range?: { readonly start: number; readonly end: number };
+  /** The new layout (its value column differs from the chunk's; keys and kinds stay). */
+  readonly layout?: StateLayout;
+  /** How the new value column is made from the old one (required with `layout` unless only names change). */
+  readonly value?: ValueMap;
+}
+
+/**
+ * A new chunk from an existing one at the Arrow level: sliced to a key-group range, its value column
+ * re-typed by a {@link ValueMap}, with no row becoming a JS value. The result is checksummed and
+ * compressed as `options` says (default `"none"`).
+ *
+ * @throws {SnapshotFormatError} / {ChecksumMismatchError} for bad input bytes, as `decodeChunk`.
+ * @throws {TypeError} for operator-state chunks with a range, or a malformed range or map.
+ *
+ * @example
+ * ```ts
+ * import { encodeChunk } from "./encode_chunk.ts";
+ * import { decodeChunk } from "./decode_chunk.ts";
+ * import { rewriteChunk } from "./chunk_slice.ts";
+ * const c = encodeChunk({ kind: "value", keyType: "string", value: { encoding: "arrow", type: { struct: [{ name: "n", type: "int32" }] } } },
+ *   { length: 1, keyGroups: [0], keys: ["a"], values: [{ n: 1 }] });
+ * const layout = { kind: "value", keyType: "string", value: { encoding: "arrow", type: { struct: [{ name: "count", type: "int64" }, { name: "region", type: "utf8" }] } } } as const;
+ * const out = rewriteChunk(c.bytes, {}, { layout, value: { fields: [{ from: "n", to: "int64" }, { constant: "eu" }] } });
+ * console.log(decodeChunk(out.bytes).values); // [{ count: 1n, region: "eu" }]
+ * ```
+ */
+export function rewriteChunk(bytes: Uint8Array, info: ChunkReadInfo, change: ChunkRewrite, options: { compression?: Compression; level?: number } = {}): EncodedChunk {
+  if (change.range) checkRange(change.range);
+  return rewriteFile(openChunk(bytes, info), info, change, options);
+}
+
+function rewriteFile(file: ChunkFile, info: ChunkReadInfo, change: ChunkRewrite, options: { compression?: Compression; level?: number }): EncodedChunk {
+  const { from, to } = change.range ? keyGroupRows(file, change.range) : { from: 0, to: file.rows };
+  try {
+    const plan = change.layout ? chunkPlan(change.layout, file.plan.delta) : file.plan;
+    const fields = plan.columns.map(arrowField);
+    const columns = file.columns.map((col, i) => (i === plan.index.value && change.layout ? (change.value ? mapValue(col, plan.columns[i], change.value) : { ...col, plan: plan.columns[i] }) : col));
+    const datas = columns.map((col, i) => {
+      const d = toArrowData(col, fields[i].type);
+      return from === 0 && to === file.rows ? d : d.slice(from, to - from);
+    });
+    const kgIx = file.plan.index.kg;
+    const index = kgIx >= 0 ? buildKeyGroupIndex(file.columns[kgIx].values as Uint16Array, from, to) : undefined;
+    return finishChunk(plan, fields, datas, to - from, index, options);
+  } catch (e) {
+    if (e instanceof ArrowpointError || e instanceof TypeError) throw e;
+    throw new SnapshotFormatError(`cannot rewrite chunk: ${(e as Error)?.message ?? String(e)}`, { path: info.path }, { cause: e });
   }
 }
 
@@ -62,15 +324,209 @@ export function sliceChunk(
   options: { compression?: Compression; level?: number } = {},
 ): EncodedChunk {
   checkRange(range);
-  const file = openChunk(bytes, info);
-  const { from, to } = keyGroupRows(file, range);
-  try {
-    const fields = file.plan.columns.map(arrowField);
-    const datas = file.columns.map((col, i) => toArrowData(col, fields[i].type).slice(from, to - from));
-    const kg = file.columns[file.plan.index.kg].values as Uint16Array;
-    return finishChunk(file.plan, fields, datas, to - from, buildKeyGroupIndex(kg, from, to), options);
-  } catch (e) {
-    if (e instanceof ArrowpointError) throw e;
-    throw new SnapshotFormatError(`cannot slice chunk: ${(e as Error)?.message ?? String(e)}`, { path: info.path }, { cause: e });
+  return rewriteFile(openChunk(bytes, info), info, { range }, options);
+}
+
+function validBit(v: Uint8Array | null, i: number): boolean {
+  return v === null || ((v[i >> 3] >> (i & 7)) & 1) === 1;
+}
+
+/** Rows `row[i]` of sources `src[i]`, column by column (all sources of one column plan). */
+function gatherColumn(cols: readonly ColumnData[], src: Uint32Array, row: Uint32Array, plan: ColumnPlan): ColumnData {
+  const n = row.length;
+  let validity: Uint8Array | null = null;
+  let nullCount = 0;
+  if (cols.some((c) => c.validity !== null)) {
+    validity = new Uint8Array(Math.ceil(n / 8));
+    for (let i = 0; i < n; i++) {
+      if (validBit(cols[src[i]].validity, row[i])) validity[i >> 3] |= 1 << (i & 7);
+      else nullCount++;
+    }
+    if (nullCount === 0) validity = null;
+  }
+  const base = { plan, length: n, nullCount, validity, offsets: null, values: null, children: [], dictionary: null };
+  switch (plan.type) {
+    case "struct":
+      return { ...base, children: plan.children.map((cp, j) => gatherColumn(cols.map((c) => c.children[j]), src, row, cp)) };
+    case "list": {
+      const offsets = new Int32Array(n + 1);
+      for (let i = 0; i < n; i++) {
+        const off = cols[src[i]].offsets!;
+        offsets[i + 1] = offsets[i] + off[row[i] + 1] - off[row[i]];
+      }
+      const csrc = new Uint32Array(offsets[n]);
+      const crow = new Uint32Array(offsets[n]);
+      for (let i = 0; i < n; i++) {
+        const off = cols[src[i]].offsets!;
+        for (let k = off[row[i]], at = offsets[i]; k < off[row[i] + 1]; k++, at++) {
+          csrc[at] = src[i];
+          crow[at] = k;
+        }
+      }
+      return { ...base, offsets, children: [gatherColumn(cols.map((c) => c.children[0]), csrc, crow, plan.children[0])] };
+    }
+    case "utf8":
+    case "binary": {
+      const offsets = new Int32Array(n + 1);
+      for (let i = 0; i < n; i++) {
+        const off = cols[src[i]].offsets!;
+        offsets[i + 1] = offsets[i] + off[row[i] + 1] - off[row[i]];
+      }
+      const values = new Uint8Array(offsets[n]);
+      for (let i = 0; i < n; i++) {
+        const c = cols[src[i]];
+        const off = c.offsets!;
+        values.set((c.values as Uint8Array).subarray(off[row[i]], off[row[i] + 1]), offsets[i]);
+      }
+      return { ...base, offsets, values };
+    }
+    case "bool": {
+      const values = new Uint8Array(Math.ceil(n / 8));
+      for (let i = 0; i < n; i++) if (validBit(cols[src[i]].values as Uint8Array, row[i])) values[i >> 3] |= 1 << (i & 7);
+      return { ...base, values };
+    }
+    case "dictionary": {
+      // One dictionary for the result: each source's words mapped once (dictionaries are small).
+      const dec = new TextDecoder();
+      const index = new Map<string, number>();
+      const words: Uint8Array[] = [];
+      const remap = cols.map((c) => {
+        const d = c.dictionary!;
+        const off = d.offsets!;
+        const m = new Int32Array(d.length);
+        for (let k = 0; k < d.length; k++) {
+          const bytes = (d.values as Uint8Array).subarray(off[k], off[k + 1]);
+          const w = dec.decode(bytes);
+          let at = index.get(w);
+          if (at === undefined) {
+            index.set(w, (at = words.length));
+            words.push(bytes);
+          }
+          m[k] = at;
+        }
+        return m;
+      });
+      const values = new Int32Array(n);
+      for (let i = 0; i < n; i++) {
+        const c = cols[src[i]];
+        if (validBit(c.validity, row[i])) values[i] = remap[src[i]][(c.values as Int32Array)[row[i]]];
+      }
+      const offsets = new Int32Array(words.length + 1);
+      for (let k = 0; k < words.length; k++) offsets[k + 1] = offsets[k] + words[k].length;
+      const bytes = new Uint8Array(offsets[words.length]);
+      for (let k = 0; k < words.length; k++) bytes.set(words[k], offsets[k]);
+      const dictionary = plainColumn({ name: "dictionary", type: "utf8", nullable: false, children: [] }, words.length, { offsets, values: bytes });
+      return { ...base, values, dictionary };
+    }
+    default: {
+      const out = typedArrayOf(plan.type, n) as Float64Array;
+      for (let i = 0; i < n; i++) out[i] = (cols[src[i]].values as Float64Array)[row[i]];
+      return { ...base, values: out };
+    }
+  }
+}
+
+/**
+ * A new base chunk of `layout` made of rows picked from opened chunks of that layout (bases or deltas):
+ * row `i` is row `row[i]` of `files[src[i]]`, gathered column by column with no value becoming a JS value
+ * (dictionaries are merged into one). The picked rows must be sorted by key group and none a delete;
+ * `options.keyGroups` gives them new key groups (a rekey), ascending.
+ *
+ * @example
+ * ```ts
+ * import { encodeChunk } from "./encode_chunk.ts";
+ * import { decodeChunk, openChunk } from "./decode_chunk.ts";
+ * import { gatherChunk } from "./chunk_slice.ts";
+ * const layout = { kind: "value", keyType: "string", value: { encoding: "arrow", type: "utf8" } } as const;
+ * const a = openChunk(encodeChunk(layout, { length: 2, keyGroups: [1, 4], keys: ["a", "b"], values: ["x", "y"] }).bytes);
+ * const b = openChunk(encodeChunk(layout, { length: 1, keyGroups: [2], keys: ["c"], values: ["z"] }).bytes);
+ * const out = gatherChunk(layout, [a, b], Uint32Array.of(0, 1, 0), Uint32Array.of(0, 0, 1));
+ * console.log(decodeChunk(out.bytes).keys); // ["a", "c", "b"]
+ * ```
+ */
+export function gatherChunk(
+  layout: StateLayout,
+  files: readonly ChunkFile[],
+  src: Uint32Array,
+  row: Uint32Array,
+  options: { compression?: Compression; level?: number; keyGroups?: Uint16Array } = {},
+): EncodedChunk {
+  const plan = chunkPlan(layout, false);
+  const fields = plan.columns.map(arrowField);
+  const names = ["kg", "key", "ns", "ukey", "value"] as const;
+  const columns: ColumnData[] = new Array(plan.columns.length);
+  for (const name of names) {
+    const j = plan.index[name];
+    if (j < 0) continue;
+    if (name === "kg" && options.keyGroups) {
+      columns[j] = plainColumn(plan.columns[j], row.length, { values: options.keyGroups });
+      continue;
+    }
+    columns[j] = gatherColumn(files.map((f) => f.columns[f.plan.index[name]]), src, row, plan.columns[j]);
+  }
+  const kg = columns[plan.index.kg].values as Uint16Array;
+  const datas = columns.map((col, i) => toArrowData(col, fields[i].type));
+  return finishChunk(plan, fields, datas, row.length, buildKeyGroupIndex(kg, 0, row.length), options);
+}
+
+/**
+ * The key groups of picked rows of a key column under `maxParallelism`, hashed straight from the column
+ * (Java `hashCode` + Flink's murmur, exactly as `assignKeyGroup`): utf8 keys from their bytes (a JS
+ * string only for non-ASCII keys), int32 and int64 keys from their integer buffers, float64 keys from
+ * their values. Undefined for key types hashed from JS values (bytes, msgpack).
+ *
+ * @example
+ * ```ts
+ * import { encodeChunk } from "./encode_chunk.ts";
+ * import { openChunk } from "./decode_chunk.ts";
+ * import { assignKeyGroup } from "./key_group.ts";
+ * import { keyGroupsOfColumn } from "./chunk_slice.ts";
+ * const f = openChunk(encodeChunk({ kind: "value", keyType: "string", value: { encoding: "msgpack" } }, { length: 1, keyGroups: [assignKeyGroup("a", 128)], keys: ["a"], values: [1] }).bytes);
+ * console.log(keyGroupsOfColumn([f.columns[f.plan.index.key]], Uint32Array.of(0), Uint32Array.of(0), 512)![0] === assignKeyGroup("a", 512)); // true
+ * ```
+ */
+export function keyGroupsOfColumn(cols: readonly ColumnData[], src: Uint32Array, row: Uint32Array, maxParallelism: number): Uint16Array | undefined {
+  const type = cols[0]?.plan.type;
+  const n = row.length;
+  const out = new Uint16Array(n);
+  if (cols.length === 0) return out;
+  const kgOf = (hash: number) => keyGroupForHash(hash, maxParallelism);
+  switch (type) {
+    case "utf8": {
+      const dec = new TextDecoder();
+      for (let i = 0; i < n; i++) {
+        const c = cols[src[i]];
+        const off = c.offsets!;
+        const data = c.values as Uint8Array;
+        let h = 0;
+        let ascii = true;
+        for (let k = off[row[i]]; k < off[row[i] + 1]; k++) {
+          const b = data[k];
+          if (b >= 0x80) {
+            ascii = false;
+            break;
+          }
+          h = (Math.imul(h, 31) + b) | 0;
+        }
+        out[i] = kgOf(ascii ? h : javaHashCode(dec.decode(data.subarray(off[row[i]], off[row[i] + 1]))));
+      }
+      return out;
+    }
+    case "int32":
+      for (let i = 0; i < n; i++) out[i] = kgOf((cols[src[i]].values as Int32Array)[row[i]]);
+      return out;
+    case "int64": {
+      const words = cols.map((c) => new Int32Array((c.values as BigInt64Array).buffer, (c.values as BigInt64Array).byteOffset, c.length * 2));
+      for (let i = 0; i < n; i++) {
+        const w = words[src[i]];
+        out[i] = kgOf((w[2 * row[i]] ^ w[2 * row[i] + 1]) | 0); // Long.hashCode: low word ^ high word, in either order
+      }
+      return out;
+    }
+    case "float64":
+      for (let i = 0; i < n; i++) out[i] = kgOf(javaHashCode((cols[src[i]].values as Float64Array)[row[i]]));
+      return out;
+    default:
+      return undefined;
   }
 }

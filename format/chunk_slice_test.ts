@@ -2,8 +2,9 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { encodeChunk } from "./encode_chunk.ts";
-import { decodeChunk } from "./decode_chunk.ts";
-import { sliceChunk } from "./chunk_slice.ts";
+import { decodeChunk, openChunk } from "./decode_chunk.ts";
+import { assignKeyGroup, type Key } from "./key_group.ts";
+import { keyGroupsOfColumn, sliceChunk } from "./chunk_slice.ts";
 import { checksumOf } from "./checksum.ts";
 import { ChecksumMismatchError } from "./errors.ts";
 import type { StateLayout } from "./state_layout.ts";
@@ -105,4 +106,25 @@ test("sliceChunk() verifies checksums and rejects operator state", () => {
   assert.throws(() => sliceChunk(c.bytes, { start: 0, end: 1 }, { checksum: "crc32:00000000" }), ChecksumMismatchError);
   const op = encodeChunk({ kind: "operator-list", value: { encoding: "msgpack" } }, { length: 1, values: [1] });
   assert.throws(() => sliceChunk(op.bytes, { start: 0, end: 1 }), TypeError);
+});
+
+test("keyGroupsOfColumn() hashes key columns exactly as assignKeyGroup() hashes the decoded keys (property)", () => {
+  const cases: { keyType: "string" | "int32" | "int64" | "float64"; key: fc.Arbitrary<unknown> }[] = [
+    { keyType: "string", key: fc.string({ unit: "binary", maxLength: 8 }).filter((s) => !/\p{Cs}/u.test(s)) },
+    { keyType: "int32", key: fc.integer() },
+    { keyType: "int64", key: fc.bigInt({ min: -(1n << 63n), max: (1n << 63n) - 1n }) },
+    { keyType: "float64", key: fc.oneof(fc.double(), fc.integer(), fc.maxSafeInteger()) },
+  ];
+  for (const { keyType, key } of cases) {
+    fc.assert(
+      fc.property(fc.array(key, { minLength: 1, maxLength: 20 }), fc.integer({ min: 1, max: 32768 }), (keys, maxP) => {
+        const layout = { kind: "value", keyType, value: { encoding: "msgpack" } } as const;
+        const f = openChunk(encodeChunk(layout, { length: keys.length, keyGroups: keys.map(() => 0), keys, values: keys.map(() => 1) }).bytes);
+        const row = Uint32Array.from(keys, (_, i) => keys.length - 1 - i);
+        const got = keyGroupsOfColumn([f.columns[f.plan.index.key]], new Uint32Array(keys.length), row, maxP)!;
+        assert.deepEqual([...got], [...row].map((r) => assignKeyGroup(keys[r] as Key, maxP)));
+      }),
+      { numRuns: 60, seed: 5 },
+    );
+  }
 });

@@ -391,7 +391,8 @@ export function openChunk(bytes: Uint8Array, info: ChunkReadInfo = {}): ChunkFil
 
 /**
  * Decodes rows `[from, to)` of an opened chunk file (see {@link openChunk}, {@link keyGroupRows}): a file
- * opened once is decoded range by range without being parsed again.
+ * opened once is decoded range by range without being parsed again. `withValues: false` leaves the value
+ * column undecoded (`values` empty).
  *
  * @example
  * ```ts
@@ -402,7 +403,7 @@ export function openChunk(bytes: Uint8Array, info: ChunkReadInfo = {}): ChunkFil
  * console.log(decodeRows(openChunk(c.bytes), 1, 3).keys); // ["b", "c"]
  * ```
  */
-export function decodeRows(file: ChunkFile, from: number, to: number, info: ChunkReadInfo = {}): DecodedChunk {
+export function decodeRows(file: ChunkFile, from: number, to: number, info: ChunkReadInfo = {}, withValues = true): DecodedChunk {
   const { plan, columns } = file;
   const ctx: Dctx = { path: info.path, dataBytes: columns.reduce((s, c) => s + ((c.values as Uint8Array | null)?.byteLength ?? 0), 0) };
   try {
@@ -422,7 +423,8 @@ export function decodeRows(file: ChunkFile, from: number, to: number, info: Chun
     if (ix.ns >= 0) out.namespaces = decodeColumn(columns[ix.ns], from, to, ctx, "ns") as string[];
     if (ix.ukey >= 0) out.userKeys = decodeColumn(columns[ix.ukey], from, to, ctx, "ukey");
     if (ix.op >= 0) out.ops = (columns[ix.op].values as Uint8Array).slice(from, to);
-    out.values = decodeColumn(columns[ix.value], from, to, ctx, "value");
+    // Without values: the row identities only (a column merge gathers the values without decoding them).
+    out.values = withValues ? decodeColumn(columns[ix.value], from, to, ctx, "value") : [];
     return out;
   } catch (e) {
     if (e instanceof ArrowpointError) throw e;

@@ -1,6 +1,7 @@
 // Private: applying migration steps: the layout change (checked before any row is read) and the
 // per-value change.
 import { MigrationError } from "../format/errors.ts";
+import { columnConvertible, constantFits, type FieldSource, type ValueMap } from "../format/chunk_slice.ts";
 import type { Field, FieldType, ScalarType, StateLayout, ValueEncoding } from "../format/state_layout.ts";
 import { describeStep, type RowContext, type StateStep, typeName } from "./migrations.ts";
 
@@ -204,4 +205,57 @@ function keyLabel(k: unknown): string {
   } catch {
     return String(k);
   }
+}
+
+/**
+ * The steps of a keyed state as one column rewrite of its value (see `rewriteChunk`), or undefined when a
+ * step needs rows: a custom function, a computed default, a nested added field, a widening that is not an
+ * exact typed-array conversion, or msgpack values. Renames and drops touch the schema only.
+ */
+export function columnMap(src: StateLayout, todo: readonly StateStep[]): ValueMap | undefined {
+  if (src.value.encoding !== "arrow") return undefined;
+  const t = src.value.type;
+  if (typeof t === "string") {
+    let cur: ScalarType = t;
+    for (const step of todo) {
+      if (step.op === "renameState") continue;
+      if (step.op !== "widenType" || step.field !== undefined || !columnConvertible(cur, step.to)) return undefined;
+      cur = step.to;
+    }
+    return { scalar: cur };
+  }
+  if (!("struct" in t)) return undefined;
+  const entries: { name: string; type: FieldType; src: FieldSource }[] = t.struct.map((f) => ({ name: f.name, type: f.type, src: { from: f.name } }));
+  for (const step of todo) {
+    switch (step.op) {
+      case "renameState":
+        continue;
+      case "renameField": {
+        const e = entries.find((x) => x.name === step.from);
+        if (!e) return undefined;
+        e.name = step.to;
+        continue;
+      }
+      case "dropField": {
+        const i = entries.findIndex((x) => x.name === step.name);
+        if (i < 0) return undefined;
+        entries.splice(i, 1);
+        continue;
+      }
+      case "addField":
+        if (typeof step.type !== "string" || typeof step.default === "function" || !constantFits(step.type, step.nullable, step.default)) return undefined;
+        entries.push({ name: step.name, type: step.type, src: { constant: step.default } });
+        continue;
+      case "widenType": {
+        const e = step.field === undefined ? undefined : entries.find((x) => x.name === step.field);
+        if (!e || !("from" in e.src) || typeof e.type !== "string" || !columnConvertible(e.type, step.to)) return undefined;
+        e.src = { from: e.src.from, to: step.to };
+        e.type = step.to;
+        continue;
+      }
+      case "custom":
+        return undefined;
+    }
+  }
+  return { fields: entries.map((e) => e.src) };
 }

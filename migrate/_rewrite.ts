@@ -18,7 +18,7 @@ import type { Storage } from "../backends/storage.ts";
 import { subStorage } from "../backends/sub.ts";
 import { IncompatibleSnapshotError, SchemaViolationError } from "../format/errors.ts";
 import { encodeChunk, type EncodedChunk } from "../format/encode_chunk.ts";
-import { sliceChunk } from "../format/chunk_slice.ts";
+import { gatherChunk, keyGroupsOfColumn, rewriteChunk, sliceChunk, type ValueMap } from "../format/chunk_slice.ts";
 import { assignKeyGroup, type Key, type KeyGroupRange, keyGroupRangeFor } from "../format/key_group.ts";
 import type { ChunkRef, Manifest, OperatorSnapshot, StateSnapshot } from "../format/manifest.ts";
 import type { KeyType, StateLayout } from "../format/state_layout.ts";
@@ -27,8 +27,9 @@ import { chunkLocation, readVerifiedChunk } from "../snapshot/chunks.ts";
 import { isPlainBaseSet } from "../snapshot/chain.ts";
 import { type KeyId, keyFits, keyText, rowIdentity } from "../format/key_identity.ts";
 import { sameLayout } from "../format/state_layout.ts";
-import { type ChunkInput, readOperatorItems, shapeOf, snapshotInputs, storageInput, sweep } from "../snapshot/sweep.ts";
-import { layoutOf, SavepointWriter, stateEntry, type WriteOptions } from "./_sink.ts";
+import { type ChunkInput, readOperatorItems, shapeOf, snapshotInputs, storageInput, sweep, sweepSelections } from "../snapshot/sweep.ts";
+import type { ChunkFile } from "../format/chunk_ipc.ts";
+import { type KeyedStateWriter, layoutOf, SavepointWriter, stateEntry, type WriteOptions } from "./_sink.ts";
 import { intersect, type RangeBatch, RowBuffer, type Rows, sameRange, sortByKeyGroup } from "../snapshot/rows.ts";
 import { redistributeItems } from "./_redistribute.ts";
 
@@ -47,6 +48,8 @@ export interface StatePlan {
   layout: StateLayout;
   /** Output schema version. */
   schemaVersion: number;
+  /** The same change as `transform`, as a column rewrite of each chunk's value, when the steps allow it. */
+  columns?: ValueMap;
   /** Per-batch transform of keyed rows (may drop rows; keys and key groups must stay). */
   transform?: (rows: Rows) => Rows;
   /** Transform of one operator-state item; `undefined` drops it. */
@@ -130,7 +133,7 @@ export async function rewrite(plan: RewritePlan, dst: string | Storage, opts: Wr
         if (!sp.src.keyed) chunks = await writeOperatorState(plan, op, sp, writer);
         else if (rehash) {
           temp ??= await openTemp(plan.tempUri);
-          chunks = await scatterGather(plan, op, sp, writer, temp.storage, opts);
+          chunks = columnRehash(op, sp) ? await scatterColumns(plan, op, sp, writer, temp.storage, opts) : await scatterGather(plan, op, sp, writer, temp.storage, opts);
         } else chunks = await writeKeyedState(plan, op, sp, writer, opts);
         const keyType = sp.src.keyed ? (op.keyType ?? sp.layout.keyType) : undefined;
         states.push(stateEntry(sp.src, { ...sp.layout, keyType, name: sp.name, schemaVersion: sp.schemaVersion, chunks }));
@@ -225,13 +228,18 @@ async function writeKeyedState(plan: RewritePlan, op: OperatorPlan, sp: StatePla
   const inputs = snapshotInputs(plan.src, sp.src);
   const plain = isPlainBaseSet(sp.src.chunks);
   const out = writer.keyed(op.uid, sp.name, sp.layout);
-  const copyable = plain && !sp.transform && sameLayout(sp.layout, sp.src);
+  // Bytes move, rows don't: verbatim copies and Arrow-level slices, with the value column rewritten when
+  // the migration steps are column operations.
+  const columnar = plain && sp.columns !== undefined;
+  const verbatim = !sp.transform && sameLayout(sp.layout, sp.src);
+  const copyable = plain && (verbatim || columnar);
   // Fill each window; consecutive windows that need rows merged share one sweep (chunk cache kept).
   let pending: KeyGroupRange[] = [];
   const flushPending = async () => {
     if (!pending.length) return;
     const group = pending;
     pending = [];
+    if (verbatim) return await gatherWindows(inputs, group, sp, plan, opts, out);
     let current = -1;
     for await (const batch of sweep(inputs, group, sweepOpts(sp, plan, opts))) {
       if (batch.window !== current) {
@@ -258,16 +266,132 @@ async function writeKeyedState(plan: RewritePlan, op: OperatorPlan, sp: StatePla
       const part = intersect(c.range, win)!;
       if (lastBytes?.input !== c) lastBytes = { input: c, bytes: await readVerifiedChunk(plan.src, ref) };
       let chunk: EncodedChunk;
-      if (sameRange(part, c.range)) {
+      const info = { path: chunkLocation(plan.src, ref), checksum: ref.checksum, compression: ref.compression, rawBytes: ref.rawBytes };
+      if (!verbatim) {
+        chunk = rewriteChunk(lastBytes.bytes, info, { range: sameRange(part, c.range) ? undefined : part, layout: sp.layout, value: sp.columns }, { compression: opts.compression ?? ref.compression });
+      } else if (sameRange(part, c.range)) {
         chunk = { bytes: lastBytes.bytes, rows: ref.rows, keyGroupRange: part, checksum: ref.checksum, compression: ref.compression, rawBytes: ref.rawBytes ?? lastBytes.bytes.length };
       } else {
-        chunk = sliceChunk(lastBytes.bytes, part, { path: chunkLocation(plan.src, ref), checksum: ref.checksum, compression: ref.compression, rawBytes: ref.rawBytes }, { compression: opts.compression ?? ref.compression });
+        chunk = sliceChunk(lastBytes.bytes, part, info, { compression: opts.compression ?? ref.compression });
       }
       await out.addEncoded(part, chunk);
     }
     await out.end();
   }
   await flushPending();
+  return out.refs;
+}
+
+/**
+ * Rows merged without a value transform: the chain is decided on the identity columns and each output
+ * chunk gathered column by column from the source chunks (no value becomes a JS value). A chunk ends at a
+ * batch boundary once it holds `maxChunkRows` rows, and covers every key group of its range.
+ */
+async function gatherWindows(inputs: ChunkInput[], windows: KeyGroupRange[], sp: StatePlan, plan: RewritePlan, opts: WriteOptions, out: KeyedStateWriter, mode?: "concat"): Promise<void> {
+  const maxChunkRows = out.maxChunkRows;
+  let files: ChunkFile[] = [];
+  let index = new Map<ChunkFile, number>();
+  let parts: { src: Uint32Array; row: Uint32Array }[] = [];
+  let rows = 0;
+  let from = -1;
+  const emit = async (end: number) => {
+    const src = new Uint32Array(rows);
+    const row = new Uint32Array(rows);
+    let at = 0;
+    for (const p of parts) {
+      src.set(p.src, at);
+      row.set(p.row, at);
+      at += p.row.length;
+    }
+    const chunk = gatherChunk(sp.layout, files, src, row, { compression: opts.compression ?? "none" });
+    await out.addEncoded({ start: from, end }, chunk);
+    files = [];
+    index = new Map();
+    parts = [];
+    rows = 0;
+    from = end + 1;
+  };
+  let current = -1;
+  for await (const s of sweepSelections(inputs, windows, { ...sweepOpts(sp, plan, opts), mode, batchRows: Math.min(opts.batchRows ?? maxChunkRows, maxChunkRows) })) {
+    if (s.window !== current) {
+      if (current >= 0) {
+        await emit(windows[current].end);
+        await out.end();
+      }
+      current = s.window;
+      out.begin(windows[current]);
+      from = windows[current].start;
+    }
+    const map = Uint32Array.from(s.files, (f) => {
+      let i = index.get(f);
+      if (i === undefined) index.set(f, (i = files.push(f) - 1));
+      return i;
+    });
+    const src = s.src;
+    for (let i = 0; i < src.length; i++) src[i] = map[src[i]];
+    parts.push({ src, row: s.row });
+    rows += src.length;
+    if (rows >= maxChunkRows && s.range.end < windows[current].end) await emit(s.range.end);
+  }
+  if (current >= 0) {
+    await emit(windows[current].end);
+    await out.end();
+  }
+}
+
+/** Whether a re-hash can run on columns: no key function, no value transform, a key type hashed from its buffer. */
+function columnRehash(op: OperatorPlan, sp: StatePlan): boolean {
+  return !op.keyBy && !sp.transform && sameLayout(sp.layout, sp.src) && ["string", "int32", "int64", "float64"].includes(sp.src.keyType ?? "");
+}
+
+/**
+ * New maxParallelism, as column operations: each merged source batch's new key groups are hashed from its
+ * key column, its rows counting-sorted by new key group and gathered into one sorted piece per target
+ * subtask (spilled to `temp`); then each target range gathers its pieces, interleaved by key group.
+ */
+async function scatterColumns(plan: RewritePlan, op: OperatorPlan, sp: StatePlan, writer: SavepointWriter, temp: Storage, opts: WriteOptions): Promise<ChunkRef[]> {
+  const maxP = plan.maxParallelism;
+  const windows = subtaskRanges(op.parallelism, maxP);
+  const pieces: { path: string; range: KeyGroupRange; rows: number }[][] = windows.map(() => []);
+  const stateDir = `${writer.chunks}-${Math.random().toString(36).slice(2, 8)}`;
+  let seq = 0;
+  let scattered = 0;
+  writer.phase = "scatter";
+  const batchRows = Math.max(1, plan.spillRows ?? 65_536);
+  for await (const s of sweepSelections(snapshotInputs(plan.src, sp.src), [{ start: 0, end: plan.src.manifest.maxParallelism - 1 }], { ...sweepOpts(sp, plan, opts), canonical: false, batchRows })) {
+    const n = s.row.length;
+    if (n === 0) continue;
+    const kgs = keyGroupsOfColumn(s.files.map((f) => f.columns[f.plan.index.key]), s.src, s.row, maxP)!;
+    // Counting sort by new key group (stable): ≤ 32768 buckets.
+    const counts = new Uint32Array(maxP + 1);
+    for (let i = 0; i < n; i++) counts[kgs[i] + 1]++;
+    for (let g = 1; g <= maxP; g++) counts[g] += counts[g - 1];
+    const starts = counts.slice();
+    const order = new Uint32Array(n);
+    for (let i = 0; i < n; i++) order[counts[kgs[i]]++] = i;
+    for (let b = 0; b < windows.length; b++) {
+      const from = starts[windows[b].start];
+      const to = starts[windows[b].end + 1];
+      if (from === to) continue;
+      const idx = order.subarray(from, to);
+      const src = Uint32Array.from(idx, (i) => s.src[i]);
+      const row = Uint32Array.from(idx, (i) => s.row[i]);
+      const keyGroups = Uint16Array.from(idx, (i) => kgs[i]);
+      const chunk = gatherChunk(sp.layout, s.files, src, row, { keyGroups });
+      const path = `${stateDir}/b${b}/${String(seq++).padStart(6, "0")}.arrow`;
+      await temp.put(path, chunk.bytes);
+      pieces[b].push({ path, range: { start: keyGroups[0], end: keyGroups[keyGroups.length - 1] }, rows: keyGroups.length });
+    }
+    scattered += n;
+    writer.progress({ phase: "scatter", rows: writer.rows + scattered });
+  }
+  writer.phase = "write";
+  const out = writer.keyed(op.uid, sp.name, sp.layout);
+  for (let b = 0; b < windows.length; b++) {
+    const ins = pieces[b].map((pc, i) => storageInput(temp, pc.path, pc.range, pc.rows, i));
+    await gatherWindows(ins, [windows[b]], sp, plan, opts, out, "concat");
+    await temp.delete(pieces[b].map((pc) => pc.path));
+  }
   return out.refs;
 }
 

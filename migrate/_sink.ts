@@ -5,12 +5,12 @@ import { openStorage } from "../backends/open.ts";
 import type { Storage } from "../backends/storage.ts";
 import { type EncodedChunk, encodeChunk } from "../format/encode_chunk.ts";
 import type { KeyGroupRange } from "../format/key_group.ts";
-import { type ChunkCompression, type ChunkRef, FORMAT_VERSION, HASH_FUNCTION, type Manifest, type OperatorSnapshot, type StateSnapshot } from "../format/manifest.ts";
+import type { ChunkCompression, ChunkRef, Manifest, OperatorSnapshot, StateSnapshot } from "../format/manifest.ts";
 import type { StateLayout } from "../format/state_layout.ts";
-import { VERSION } from "../format/version.ts";
 import { checkDestination } from "../snapshot/destination.ts";
+import { manifestPath, savepointChunkPath, timedSavepointId } from "../snapshot/layout.ts";
 import type { Snapshot } from "../snapshot/read.ts";
-import { commitManifest, savepointChunkPath, writeChunk } from "../snapshot/write.ts";
+import { buildManifest, commitManifest, writeChunk } from "../snapshot/write.ts";
 import type { Progress } from "./progress.ts";
 import { type RangeBatch, RowBuffer, type Rows } from "../snapshot/rows.ts";
 
@@ -56,7 +56,7 @@ export function savepointId(dstUri: string, id?: string): string {
     return id;
   }
   const last = dstUri.replace(/\/+$/, "").split(/[/:]/).pop() ?? "";
-  return ID.test(last) ? last : `sp-${new Date().toISOString().replace(/[^0-9]/g, "").slice(0, 14)}`;
+  return ID.test(last) ? last : timedSavepointId(new Date());
 }
 
 /** Options every writing tool shares. */
@@ -123,9 +123,7 @@ export class SavepointWriter {
   async put(path: string, chunk: EncodedChunk, range: KeyGroupRange | undefined, subtask?: number): Promise<ChunkRef> {
     this.#opts.signal?.throwIfAborted();
     this.#written.push(path);
-    const ref = await writeChunk(this.storage, path, chunk, { type: "base", order: 0, subtask });
-    if (range) ref.keyGroupRange = { start: range.start, end: range.end };
-    else delete ref.keyGroupRange;
+    const ref = await writeChunk(this.storage, path, chunk, { type: "base", order: 0, subtask, keyGroupRange: range });
     this.chunks++;
     this.bytes += chunk.bytes.length;
     return ref;
@@ -168,22 +166,15 @@ export class SavepointWriter {
   /** Validates and commits the manifest: the savepoint exists from here on. */
   async commit(source: Manifest, operators: OperatorSnapshot[], over: { maxParallelism?: number; metadata?: Record<string, string> } = {}): Promise<Manifest> {
     this.#opts.signal?.throwIfAborted();
-    const manifest: Manifest = {
-      format: "arrowpoint",
-      formatVersion: FORMAT_VERSION,
+    const manifest = buildManifest({
       kind: "savepoint",
       id: this.id,
-      createdAt: new Date().toISOString(),
-      writer: { name: "arrowpoint", version: VERSION },
+      checkpointId: source.checkpointId,
       job: source.job,
       maxParallelism: over.maxParallelism ?? source.maxParallelism,
-      hash: source.hash ?? HASH_FUNCTION,
-      chunkRoot: ".",
-      operators,
-    };
-    if (source.checkpointId !== undefined) manifest.checkpointId = source.checkpointId;
-    const metadata = { ...(source.metadata ?? {}), ...(over.metadata ?? {}) };
-    if (Object.keys(metadata).length) manifest.metadata = metadata;
+      hash: source.hash,
+      metadata: { ...(source.metadata ?? {}), ...(over.metadata ?? {}) },
+    }, operators);
     await commitManifest(this.storage, "", manifest);
     this.#written.length = 0;
     return manifest;

@@ -7,7 +7,8 @@ import type { ChunkRef, Manifest, OperatorSnapshot, StateSnapshot } from "../for
 import type { StateLayout } from "../format/state_layout.ts";
 import { checkpointDirName } from "../snapshot/layout.ts";
 import { openSnapshot, readState } from "../snapshot/read.ts";
-import { commitManifest, savepointChunkPath, writeChunk } from "../snapshot/write.ts";
+import { commitManifest, writeChunk } from "../snapshot/write.ts";
+import { savepointChunkPath } from "../snapshot/layout.ts";
 
 export const COUNTS: StateLayout = {
   kind: "value",

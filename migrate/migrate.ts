@@ -8,7 +8,7 @@ import type { Storage } from "../backends/storage.ts";
 import { MigrationError, SchemaViolationError } from "../format/errors.ts";
 import type { FieldType, StateLayout } from "../format/state_layout.ts";
 import type { Snapshot } from "../snapshot/read.ts";
-import { stepLayout, stepValue } from "./_apply.ts";
+import { columnMap, stepLayout, stepValue } from "./_apply.ts";
 import { withSnapshot } from "./_open.ts";
 import { keyText } from "../format/key_identity.ts";
 import { RowBuffer, type Rows } from "../snapshot/rows.ts";
@@ -173,6 +173,9 @@ function resolve(snap: Snapshot, m: Migrations): Resolved {
       const estimatedBytes = todo.length ? Math.round((bytes * rowWidth(layout)) / rowWidth(layoutOf(st))) : bytes;
       states.push({ ...base, toOperator: outUid, toState: name, action: todo.length ? "migrate" : "copy", toVersion: newest, steps: todo.map(describeStep), estimatedBytes });
       const sp: StatePlan = { src: st, name, layout, schemaVersion: newest };
+      // Steps that are column operations rewrite chunks at the Arrow level (plain base sets); the row
+      // transform below stays for chains, where rows are merged anyway.
+      if (st.keyed && todo.length) sp.columns = columnMap(layoutOf(st), todo);
       if (fns.length) {
         const check = valueChecker(layout);
         const outWhere = `${outUid}/${name}`;

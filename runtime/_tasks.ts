@@ -272,12 +272,11 @@ export abstract class Task {
     const compression = savepoint ? "none" : chain?.compression ?? "none";
     const states: StatePart[] = [];
     const writes: Promise<void>[] = [];
-    const write = (part: StatePart, layout: StateLayout, rows: Parameters<typeof encodeChunk>[1], loc: { path: string; ref: string }, type: "base" | "delta", fix: (r: ChunkRef) => void, subtask?: number) => {
+    const write = (part: StatePart, layout: StateLayout, rows: Parameters<typeof encodeChunk>[1], loc: { path: string; ref: string }, type: "base" | "delta", keyGroupRange?: KeyGroupRange, subtask?: number) => {
       const chunk = encodeChunk(layout, rows, { compression, state: part.name });
       part.rows += rows.length;
       writes.push(
-        writeChunk(target.storage, loc.path, chunk, subtask === undefined ? { type, order: b.id } : { type, order: b.id, subtask }, loc.ref).then((ref) => {
-          fix(ref);
+        writeChunk(target.storage, loc.path, chunk, { type, order: b.id, subtask, keyGroupRange }, loc.ref).then((ref) => {
           part.chunks.push(ref);
         }),
       );
@@ -315,10 +314,8 @@ export abstract class Task {
             c.chainLength++;
           }
         }
-        const isBase = type === "base";
-        write(part, t.layout, rows, target.keyed(this.uid, t.desc.name, range, type), type, (ref) => {
-          if (isBase || !ref.keyGroupRange) ref.keyGroupRange = { start: range.start, end: range.end };
-        });
+        // A base is authoritative for the whole subtask range (it resets key groups that became empty).
+        write(part, t.layout, rows, target.keyed(this.uid, t.desc.name, range, type), type, type === "base" ? range : undefined);
       }
     }
     for (const e of this.opState.all()) {
@@ -327,9 +324,7 @@ export abstract class Task {
       states.push(part);
       const items = e.list.items;
       if (items.length === 0) continue;
-      write(part, layout, { length: items.length, values: items.slice() }, target.operator(this.uid, e.desc.name, this.index), "base", (ref) => {
-        delete ref.keyGroupRange;
-      }, this.index);
+      write(part, layout, { length: items.length, values: items.slice() }, target.operator(this.uid, e.desc.name, this.index), "base", undefined, this.index);
     }
     const range = kb ? { start: kb.range.start, end: kb.range.end } : undefined;
     host.ack(this, b, host.track(Promise.all(writes).then(() => ({ uid: this.uid, subtask: this.index, range, states }))));

@@ -5,11 +5,9 @@
  * @module
  */
 import type { Storage } from "../backends/storage.ts";
-import { type ChunkRef, FORMAT_VERSION, HASH_FUNCTION, type Manifest, type OperatorSnapshot, type StateSnapshot } from "../format/manifest.ts";
-import { safeSegment } from "../format/snapshot_path.ts";
-import { VERSION } from "../format/version.ts";
-import { checkpointDirName, SHARED_DIR } from "../snapshot/layout.ts";
-import { savepointChunkPath } from "../snapshot/write.ts";
+import type { ChunkRef, Manifest, OperatorSnapshot, StateSnapshot } from "../format/manifest.ts";
+import { checkpointChunkPath, checkpointOperatorChunkPath, savepointChunkPath } from "../snapshot/layout.ts";
+import { buildManifest } from "../snapshot/write.ts";
 import { pruneChain } from "../snapshot/chain.ts";
 import type { ChunkTarget, TaskSnapshot } from "./_tasks.ts";
 
@@ -42,15 +40,14 @@ export function joinRelative(...parts: string[]): string {
  * ```
  */
 export function checkpointTarget(root: Storage, id: number, attempt: string): ChunkTarget {
-  const dir = checkpointDirName(id);
   return {
     storage: root,
     keyed(uid, state, range, type) {
-      const ref = joinRelative(SHARED_DIR, safeSegment(uid), safeSegment(state), `${dir}-kg-${range.start}-${range.end}-${type}-${attempt}.arrow`);
+      const ref = checkpointChunkPath(id, uid, state, range, type, attempt);
       return { path: ref, ref };
     },
     operator(uid, state, subtask) {
-      const ref = joinRelative(dir, safeSegment(uid), safeSegment(state), `subtask-${subtask}-${attempt}.arrow`);
+      const ref = checkpointOperatorChunkPath(id, uid, state, subtask, attempt);
       return { path: ref, ref };
     },
   };
@@ -161,22 +158,7 @@ export function assembleManifest(input: ManifestInput): Manifest {
     }
     operators.push({ uid: op.uid, name: op.name, parallelism: op.parallelism, states: [...states.values()] });
   }
-  const manifest: Manifest = {
-    format: "arrowpoint",
-    formatVersion: FORMAT_VERSION,
-    kind: input.kind,
-    id: input.id,
-    checkpointId: input.checkpointId,
-    createdAt: new Date().toISOString(),
-    writer: { name: "arrowpoint", version: VERSION },
-    job: input.job,
-    maxParallelism: input.maxParallelism,
-    hash: HASH_FUNCTION,
-    chunkRoot: input.kind === "checkpoint" ? ".." : ".",
-    operators,
-  };
-  if (input.metadata) manifest.metadata = input.metadata;
-  return manifest;
+  return buildManifest({ kind: input.kind, id: input.id, checkpointId: input.checkpointId, job: input.job, maxParallelism: input.maxParallelism, metadata: input.metadata }, operators);
 }
 
 /**

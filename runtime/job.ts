@@ -8,9 +8,9 @@ import { openStorage } from "../backends/open.ts";
 import type { Storage } from "../backends/storage.ts";
 import { AlreadyExistsError, IncompatibleSnapshotError } from "../format/errors.ts";
 import { defaultMaxParallelism, keyGroupRangeFor, UPPER_BOUND_MAX_PARALLELISM } from "../format/key_group.ts";
-import type { ChunkRef, Manifest } from "../format/manifest.ts";
+import { type ChunkRef, type Manifest, MANIFEST_FILE } from "../format/manifest.ts";
 import type { KeyType, StateLayout } from "../format/state_layout.ts";
-import { checkpointDirName, manifestPath, SAVEPOINTS_DIR } from "../snapshot/layout.ts";
+import { checkpointDirName, manifestPath, SAVEPOINTS_DIR, savepointDirName } from "../snapshot/layout.ts";
 import { latestCheckpoint, openSnapshot, readState, type Snapshot } from "../snapshot/read.ts";
 import { applyRetention } from "../snapshot/retention.ts";
 import { commitManifest } from "../snapshot/write.ts";
@@ -642,7 +642,7 @@ class Execution implements TaskHost {
     const out: { id: number; dir: string }[] = [];
     for await (const o of root.list(`${SAVEPOINTS_DIR}/`)) {
       const parts = o.path.split("/");
-      if (parts.length !== 3 || parts[2] !== "_manifest.json") continue;
+      if (parts.length !== 3 || parts[2] !== MANIFEST_FILE) continue;
       const dir = `${parts[0]}/${parts[1]}`;
       try {
         const m = (await openSnapshot(root, dir)).manifest;
@@ -952,14 +952,14 @@ class Execution implements TaskHost {
     if (target === undefined) {
       if (!this.root) throw new TypeError("Cannot take a savepoint without a target as the job has no checkpoints.storage: pass a URI");
       storage = this.root;
-      dir = joinRelative(SAVEPOINTS_DIR, `sp-${String(id).padStart(6, "0")}-${this.attempt}`);
+      dir = savepointDirName(id, this.attempt);
     } else if (typeof target === "string") {
       storage = await openStorage(target);
       owned = true;
     } else storage = target;
     if (await storage.exists(manifestPath(dir))) {
       if (owned) await storage.close();
-      throw new AlreadyExistsError(`${storage.uri}${dir ? "/" + dir : ""}/_manifest.json`);
+      throw new AlreadyExistsError(`${storage.uri}/${manifestPath(dir)}`);
     }
     return { storage, dir, owned };
   }
@@ -989,7 +989,7 @@ class Execution implements TaskHost {
       const dir = kind === "checkpoint" ? checkpointDirName(id) : sp!.dir;
       const manifest = assembleManifest({
         kind,
-        id: kind === "checkpoint" ? dir : (dir.split("/").pop() || `sp-${String(id).padStart(6, "0")}-${this.attempt}`),
+        id: kind === "checkpoint" ? dir : (dir.split("/").pop() || savepointDirName(id, this.attempt).split("/").pop()!),
         checkpointId: id,
         job: this.name,
         maxParallelism: this.maxParallelism,

@@ -20,7 +20,8 @@ import type { StateLayout } from "../format/state_layout.ts";
 import { copySnapshot } from "./copy.ts";
 import { openSnapshot, readState } from "./read.ts";
 import { gc } from "./retention.ts";
-import { commitManifest, savepointChunkPath, writeChunk } from "./write.ts";
+import { commitManifest, writeChunk } from "./write.ts";
+import { savepointChunkPath } from "./layout.ts";
 import { externalBytes } from "../format/_test_fuzz.ts";
 
 let dir: string;

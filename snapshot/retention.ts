@@ -6,6 +6,7 @@
  * @module
  */
 import type { ObjectInfo, Storage } from "../backends/storage.ts";
+import { MANIFEST_FILE } from "../format/manifest.ts";
 import { manifestPath, parseCheckpointDirName, SAVEPOINTS_DIR, SHARED_DIR, checkpointDirName } from "./layout.ts";
 import { chunkPath } from "./chunks.ts";
 import { committedCheckpoints, openSnapshot } from "./read.ts";
@@ -154,11 +155,11 @@ export async function findUnreferenced(root: Storage, objects: readonly ObjectIn
   const savepointsWithManifest = new Set<string>();
   for (const o of objects) {
     const p = o.path.split("/");
-    if (p.length === 2 && p[1] === "_manifest.json") {
+    if (p.length === 2 && p[1] === MANIFEST_FILE) {
       const id = parseCheckpointDirName(p[0]);
       if (id !== undefined) ids.push(id);
     }
-    if (p.length === 3 && p[0] === SAVEPOINTS_DIR && p[2] === "_manifest.json") savepointsWithManifest.add(p[1]);
+    if (p.length === 3 && p[0] === SAVEPOINTS_DIR && p[2] === MANIFEST_FILE) savepointsWithManifest.add(p[1]);
   }
   const referenced = await referencedPaths(root, ids.sort((a, b) => a - b));
   const out: Unreferenced = { old: [], young: [], referenced: 0 };

@@ -125,10 +125,10 @@ function density(c: ChunkInput): number {
   return c.rows / (c.range.end - c.range.start + 1);
 }
 
-function decodePart(c: ChunkInput, file: ChunkFile, sub: KeyGroupRange): DecodedChunk {
+function decodePart(c: ChunkInput, file: ChunkFile, sub: KeyGroupRange, withValues = true): DecodedChunk {
   if (!file.keyGroupIndex) throw new SnapshotFormatError("chunk holds operator state but is listed as keyed state", { path: c.path });
   const { from, to } = keyGroupRows(file, sub);
-  const part = decodeRows(file, from, to, { path: c.path });
+  const part = decodeRows(file, from, to, { path: c.path }, withValues);
   const kgs = part.keyGroups;
   if (!kgs || kgs.length !== part.length) throw new SnapshotFormatError("keyed chunk has no key-group column", { path: c.path });
   if (part.length > 0 && (kgs[0] < sub.start || kgs[kgs.length - 1] > sub.end || kgs[0] < c.range.start || kgs[kgs.length - 1] > c.range.end)) {
@@ -166,7 +166,7 @@ interface ChainRow {
   value: unknown;
 }
 
-function compareIds(a: ChainRow, b: ChainRow): number {
+function compareIds(a: { id: KeyId }, b: { id: KeyId }): number {
   const x = typeof a.id === "string" ? a.id : String(a.id);
   const y = typeof b.id === "string" ? b.id : String(b.id);
   return x < y ? -1 : x > y ? 1 : 0;
@@ -204,22 +204,15 @@ function mergeChain(parts: ChainPart[], opts: SweepOptions): Rows {
   return buf.take();
 }
 
-/**
- * Sweeps `windows` (ascending, non-overlapping key-group ranges) over `inputs` and yields batches, each
- * complete for its key-group sub-range and never crossing a window boundary. Every key group of every
- * window is covered by exactly one batch, empty or not.
- *
- * @example
- * ```ts
- * import { snapshotInputs, sweep } from "./sweep.ts";
- * // for await (const b of sweep(snapshotInputs(snap, st), [{ start: 0, end: 127 }], { namespaced: false, map: false })) {
- * //   console.log(b.range, b.rows.length);
- * // }
- * ```
- */
-export async function* sweep(inputs: readonly ChunkInput[], windows: readonly KeyGroupRange[], opts: SweepOptions): AsyncGenerator<RangeBatch> {
+interface OpenPart {
+  readonly input: ChunkInput;
+  readonly file: ChunkFile;
+  readonly sub: KeyGroupRange;
+}
+
+/** The windowing shared by {@link sweep} and {@link sweepSelections}: the opened chunks of each batch. */
+async function* walk(inputs: readonly ChunkInput[], windows: readonly KeyGroupRange[], opts: SweepOptions): AsyncGenerator<{ range: KeyGroupRange; window: number; parts: OpenPart[] }> {
   const batchRows = Math.max(1, opts.batchRows ?? 16_384);
-  const mode = opts.mode ?? (isPlainBaseSet(inputs.map((c) => ({ type: c.type, order: c.order, keyGroupRange: c.range }))) ? "concat" : "chain");
   const cache = new Map<ChunkInput, Promise<ChunkFile>>();
   const last = windows.length ? windows[windows.length - 1].end : -1;
   // Expected rows per key group (each chunk's rows spread evenly over its range), as prefix sums:
@@ -241,52 +234,174 @@ export async function* sweep(inputs: readonly ChunkInput[], windows: readonly Ke
   const byStart = [...inputs].sort((a, b) => a.range.start - b.range.start);
   let nextStart = 0;
   let active: ChunkInput[] = [];
-  for (let w = 0; w < windows.length; w++) {
-    const win = windows[w];
-    let pos = win.start;
-    while (pos <= win.end) {
-      opts.signal?.throwIfAborted();
-      // The largest end whose expected rows stay within batchRows (at least one key group).
-      let lo = pos;
-      let hi = win.end;
-      while (lo < hi) {
-        const mid = (lo + hi + 1) >>> 1;
-        if (prefix[mid + 1] - prefix[pos] <= batchRows) lo = mid;
-        else hi = mid - 1;
+  try {
+    for (let w = 0; w < windows.length; w++) {
+      const win = windows[w];
+      let pos = win.start;
+      while (pos <= win.end) {
+        opts.signal?.throwIfAborted();
+        // The largest end whose expected rows stay within batchRows (at least one key group).
+        let lo = pos;
+        let hi = win.end;
+        while (lo < hi) {
+          const mid = (lo + hi + 1) >>> 1;
+          if (prefix[mid + 1] - prefix[pos] <= batchRows) lo = mid;
+          else hi = mid - 1;
+        }
+        const end = lo;
+        const sub = { start: pos, end };
+        let added = false;
+        while (nextStart < byStart.length && byStart[nextStart].range.start <= end) {
+          active.push(byStart[nextStart++]);
+          added = true;
+        }
+        if (added) active.sort((a, b) => a.order - b.order);
+        // Every chunk this batch needs is fetched at once (a few reads in flight), then used in order.
+        for (const c of active) if (intersect(c.range, sub) && !cache.has(c)) cache.set(c, c.open());
+        const parts: OpenPart[] = [];
+        for (const c of active) {
+          const overlap = intersect(c.range, sub);
+          if (overlap) parts.push({ input: c, file: await cache.get(c)!, sub: overlap });
+        }
+        // Chunks the sweep has passed: drop them.
+        const still: ChunkInput[] = [];
+        for (const c of active) {
+          if (c.range.end > end) still.push(c);
+          else cache.delete(c);
+        }
+        active = still;
+        yield { range: sub, window: w, parts };
+        pos = end + 1;
       }
-      const end = lo;
-      const sub = { start: pos, end };
-      let added = false;
-      while (nextStart < byStart.length && byStart[nextStart].range.start <= end) {
-        active.push(byStart[nextStart++]);
-        added = true;
-      }
-      if (added) active.sort((a, b) => a.order - b.order);
-      const parts: ChainPart[] = [];
-      // Every chunk this batch needs is fetched at once (a few reads in flight), then decoded in order.
-      for (const c of active) if (intersect(c.range, sub) && !cache.has(c)) cache.set(c, c.open());
-      for (const c of active) {
-        const overlap = intersect(c.range, sub);
-        if (!overlap) continue;
-        const part = decodePart(c, await cache.get(c)!, overlap);
-        parts.push({ part, base: c.type === "base", sub: overlap });
-      }
-      const rows = mode === "chain" && (parts.length > 1 || parts.some((p) => !p.base || p.part.ops !== undefined))
-        ? mergeChain(parts, opts)
-        : concatParts(parts.map((p) => p.part), opts);
-      // Chunks the sweep has passed: drop them.
-      const still: ChunkInput[] = [];
-      for (const c of active) {
-        if (c.range.end > end) still.push(c);
-        else cache.delete(c);
-      }
-      active = still;
-      yield { range: sub, window: w, rows };
-      pos = end + 1;
     }
+  } finally {
+    // Opened but never awaited (a window skipped them, or the caller stopped): not this sweep's to report.
+    for (const p of cache.values()) p.catch(() => {});
   }
-  // Opened but never awaited (a window skipped them): a failure there is not this sweep's to report.
-  for (const p of cache.values()) p.catch(() => {});
+}
+
+function defaultMode(inputs: readonly ChunkInput[]): "chain" | "concat" {
+  return isPlainBaseSet(inputs.map((c) => ({ type: c.type, order: c.order, keyGroupRange: c.range }))) ? "concat" : "chain";
+}
+
+/**
+ * Sweeps `windows` (ascending, non-overlapping key-group ranges) over `inputs` and yields batches, each
+ * complete for its key-group sub-range and never crossing a window boundary. Every key group of every
+ * window is covered by exactly one batch, empty or not.
+ *
+ * @example
+ * ```ts
+ * import { snapshotInputs, sweep } from "./sweep.ts";
+ * // for await (const b of sweep(snapshotInputs(snap, st), [{ start: 0, end: 127 }], { namespaced: false, map: false })) {
+ * //   console.log(b.range, b.rows.length);
+ * // }
+ * ```
+ */
+export async function* sweep(inputs: readonly ChunkInput[], windows: readonly KeyGroupRange[], opts: SweepOptions): AsyncGenerator<RangeBatch> {
+  const mode = opts.mode ?? defaultMode(inputs);
+  for await (const { range, window, parts: open } of walk(inputs, windows, opts)) {
+    const parts: ChainPart[] = open.map((p) => ({ part: decodePart(p.input, p.file, p.sub), base: p.input.type === "base", sub: p.sub }));
+    const rows = mode === "chain" && (parts.length > 1 || parts.some((p) => !p.base || p.part.ops !== undefined))
+      ? mergeChain(parts, opts)
+      : concatParts(parts.map((p) => p.part), opts);
+    yield { range, window, rows };
+  }
+}
+
+/** A batch of {@link sweepSelections}: which rows of which opened chunks make the merged rows. */
+export interface SelectionBatch {
+  /** The key groups this batch is complete for. */
+  readonly range: KeyGroupRange;
+  /** Index of the window the batch belongs to. */
+  readonly window: number;
+  /** The opened chunks rows are picked from. */
+  readonly files: readonly ChunkFile[];
+  /** Per merged row, the index in `files` of its chunk. */
+  readonly src: Uint32Array;
+  /** Per merged row, its row in that chunk. */
+  readonly row: Uint32Array;
+}
+
+/**
+ * The sweep without values: the same batches and the same chain rules as {@link sweep} (bases reset, last
+ * write wins, tombstones drop, optional canonical order), decided on the identity columns alone, and
+ * yielded as row picks for a column gather (`gatherChunk`), so no value becomes a JS value.
+ *
+ * @example
+ * ```ts
+ * import { snapshotInputs, sweepSelections } from "./sweep.ts";
+ * // for await (const s of sweepSelections(snapshotInputs(snap, st), windows, { namespaced: false, map: false })) {
+ * //   console.log(s.range, s.row.length);
+ * // }
+ * ```
+ */
+export async function* sweepSelections(inputs: readonly ChunkInput[], windows: readonly KeyGroupRange[], opts: SweepOptions): AsyncGenerator<SelectionBatch> {
+  const mode = opts.mode ?? defaultMode(inputs);
+  for await (const { range, window, parts } of walk(inputs, windows, opts)) {
+    const files: ChunkFile[] = [];
+    const fileIndex = new Map<ChunkFile, number>();
+    const indexOf = (f: ChunkFile) => {
+      let i = fileIndex.get(f);
+      if (i === undefined) fileIndex.set(f, (i = files.push(f) - 1));
+      return i;
+    };
+    const src: number[] = [];
+    const row: number[] = [];
+    const plain = mode === "concat" || (parts.length <= 1 && parts.every((p) => p.input.type === "base" && p.file.plan.index.op < 0));
+    if (plain) {
+      // Non-overlapping bases (or spill pieces, interleaved by key group in input order).
+      const picks: { kg: number; f: number; r: number; seq: number }[] = [];
+      let seq = 0;
+      for (const p of [...parts].sort((a, b) => a.sub.start - b.sub.start)) {
+        const f = indexOf(p.file);
+        const { from, to } = keyGroupRows(p.file, p.sub);
+        const kgs = p.file.columns[p.file.plan.index.kg].values as Uint16Array;
+        for (let r = from; r < to; r++) picks.push({ kg: kgs[r], f, r, seq: seq++ });
+      }
+      if (parts.length > 1) picks.sort((a, b) => a.kg - b.kg || a.seq - b.seq);
+      for (const p of picks) {
+        src.push(p.f);
+        row.push(p.r);
+      }
+    } else {
+      // Per key group, row identity → picked row packed as file · 2^32 + row (no object per row).
+      const groups = new Map<number, Map<KeyId, number>>();
+      for (const p of parts) {
+        const d = decodePart(p.input, p.file, p.sub, false);
+        const f = indexOf(p.file) * 4294967296;
+        const { from } = keyGroupRows(p.file, p.sub);
+        if (p.input.type === "base") for (const kg of [...groups.keys()]) if (kg >= p.sub.start && kg <= p.sub.end) groups.delete(kg);
+        const kgs = d.keyGroups!;
+        let kgNow = -1;
+        let g: Map<KeyId, number> | undefined;
+        for (let i = 0; i < d.length; i++) {
+          if (kgs[i] !== kgNow) {
+            kgNow = kgs[i];
+            g = groups.get(kgNow);
+            if (!g) groups.set(kgNow, (g = new Map()));
+          }
+          const id = rowIdentity(d.keys![i], d.namespaces?.[i], d.userKeys?.[i], opts.namespaced, opts.map);
+          if (d.ops && d.ops[i] === 1) g!.delete(id);
+          else g!.set(id, f + from + i);
+        }
+      }
+      for (const kg of [...groups.keys()].sort((a, b) => a - b)) {
+        const g = groups.get(kg)!;
+        let picks: Iterable<number> = g.values();
+        if (opts.canonical) {
+          const ids = [...g.keys()].map((id) => (typeof id === "string" ? id : String(id)));
+          const packed = [...g.values()];
+          const order = Array.from(ids, (_, i) => i).sort((a, b) => (ids[a] < ids[b] ? -1 : ids[a] > ids[b] ? 1 : 0));
+          picks = order.map((i) => packed[i]);
+        }
+        for (const v of picks) {
+          src.push(Math.floor(v / 4294967296));
+          row.push(v % 4294967296);
+        }
+      }
+    }
+    yield { range, window, files, src: Uint32Array.from(src), row: Uint32Array.from(row) };
+  }
 }
 
 /**

@@ -5,11 +5,12 @@
  * @module
  */
 import type { Storage } from "../backends/storage.ts";
-import { joinPath } from "../backends/path.ts";
 import { AlreadyExistsError } from "../format/errors.ts";
 import type { EncodedChunk } from "../format/encode_chunk.ts";
-import { type ChunkRef, type Manifest, writeManifest } from "../format/manifest.ts";
-import { checkSnapshotPath, safeSegment } from "../format/snapshot_path.ts";
+import type { KeyGroupRange } from "../format/key_group.ts";
+import { type ChunkRef, FORMAT_VERSION, HASH_FUNCTION, type Manifest, type OperatorSnapshot, writeManifest } from "../format/manifest.ts";
+import { VERSION } from "../format/version.ts";
+import { checkSnapshotPath } from "../format/snapshot_path.ts";
 import { manifestPath } from "./layout.ts";
 
 /** What the writer knows about a chunk beyond its bytes. */
@@ -20,6 +21,11 @@ export interface ChunkMeta {
   order: number;
   /** Operator state: the subtask whose list it holds. */
   subtask?: number;
+  /**
+   * The key groups the chunk stands for, when more than its rows' (a base resets every key group of its
+   * range, empty ones included). Default: the range of its rows; none for operator state.
+   */
+  keyGroupRange?: KeyGroupRange;
 }
 
 /**
@@ -51,7 +57,8 @@ export async function writeChunk(storage: Storage, path: string, chunk: EncodedC
     type: meta.type,
     order: meta.order,
   };
-  if (chunk.keyGroupRange) ref.keyGroupRange = { start: chunk.keyGroupRange.start, end: chunk.keyGroupRange.end };
+  const range = meta.keyGroupRange ?? chunk.keyGroupRange;
+  if (range && meta.subtask === undefined) ref.keyGroupRange = { start: range.start, end: range.end };
   if (chunk.compression !== "none") ref.rawBytes = chunk.rawBytes;
   if (meta.subtask !== undefined) ref.subtask = meta.subtask;
   return ref;
@@ -80,19 +87,52 @@ export async function commitManifest(storage: Storage, dir: string, manifest: Ma
   if (!(await storage.putIfAbsent(path, bytes))) throw new AlreadyExistsError(`${storage.uri.replace(/\/+$/, "")}/${path}`);
 }
 
+/** What a manifest says about its snapshot, beyond the operators (see {@link buildManifest}). */
+export interface ManifestHeader {
+  /** `checkpoint` (chunks relative to the checkpoint root) or `savepoint` (self-contained). */
+  readonly kind: "checkpoint" | "savepoint";
+  /** The snapshot id. */
+  readonly id: string;
+  /** The checkpoint id it was taken at, when a job took it. */
+  readonly checkpointId?: number;
+  /** The job name. */
+  readonly job: string;
+  /** Key groups. */
+  readonly maxParallelism: number;
+  /** The key hash function (default Flink's). */
+  readonly hash?: string;
+  /** Free-form metadata. */
+  readonly metadata?: Record<string, string>;
+}
+
 /**
- * The canonical relative path of a savepoint chunk: `<operator>/<state>/kg-<first>-<last>.arrow` for keyed
- * state, `<operator>/<state>/subtask-<i>.arrow` for operator state (names made file-safe).
+ * The one manifest assembly: a new manifest of the newest format version, written by this arrowpoint,
+ * now, with the chunk root its kind implies.
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { savepointChunkPath } from "./write.ts";
- * assert.equal(savepointChunkPath("counter", "counts", { start: 0, end: 63 }), "counter/counts/kg-0-63.arrow");
+ * import { buildManifest } from "./write.ts";
+ * const m = buildManifest({ kind: "savepoint", id: "sp-1", job: "j", maxParallelism: 128 }, []);
+ * assert.equal(m.chunkRoot, ".");
+ * assert.equal(m.formatVersion, 1);
  * ```
  */
-export function savepointChunkPath(uid: string, state: string, at: { start: number; end: number } | number): string {
-  const file = typeof at === "number" ? `subtask-${at}.arrow` : `kg-${at.start}-${at.end}.arrow`;
-  return joinPath(safeSegment(uid), safeSegment(state), file);
+export function buildManifest(header: ManifestHeader, operators: OperatorSnapshot[]): Manifest {
+  const manifest: Manifest = {
+    format: "arrowpoint",
+    formatVersion: FORMAT_VERSION,
+    kind: header.kind,
+    id: header.id,
+    createdAt: new Date().toISOString(),
+    writer: { name: "arrowpoint", version: VERSION },
+    job: header.job,
+    maxParallelism: header.maxParallelism,
+    hash: header.hash ?? HASH_FUNCTION,
+    chunkRoot: header.kind === "checkpoint" ? ".." : ".",
+    operators,
+  };
+  if (header.checkpointId !== undefined) manifest.checkpointId = header.checkpointId;
+  if (header.metadata && Object.keys(header.metadata).length) manifest.metadata = header.metadata;
+  return manifest;
 }
-
