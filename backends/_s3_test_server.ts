@@ -442,6 +442,18 @@ export async function startS3Server(options: S3TestServerOptions = {}): Promise<
   app.store.listObjects = sortedListObjects(app.store, S3Object);
   // Insert before the router (the last middleware), after s3rver's XML encoder and vhost rewriting.
   app.middleware.splice(app.middleware.length - 1, 0, extrasMiddleware(app.store, S3Error, options.enforceIfNoneMatch ?? true));
+  // Requests still being handled when the server stops (a client that exited mid-request) must finish
+  // before the folder goes: a handler that then opened a file in it threw ENOENT outside any test.
+  const inflight = new Set<Promise<unknown>>();
+  app.middleware.unshift(async (_ctx: KoaContext, next: () => Promise<unknown>) => {
+    const handled = next();
+    inflight.add(handled);
+    try {
+      await handled;
+    } finally {
+      inflight.delete(handled);
+    }
+  });
   let address: AddressInfo;
   try {
     address = await app.run();
@@ -466,6 +478,7 @@ export async function startS3Server(options: S3TestServerOptions = {}): Promise<
       const closed = app.close().catch(() => {});
       server?.closeAllConnections?.();
       await closed;
+      while (inflight.size) await Promise.allSettled([...inflight]);
       await fsp.rm(directory, { recursive: true, force: true });
     },
   };
