@@ -5,7 +5,7 @@
  * @module
  */
 import type { FieldType } from "../format/state_layout.ts";
-import type { Finding, Listing, MigrationPlan, SnapshotDiff, SnapshotInfo, StateInfo } from "../migrate/mod.ts";
+import type { Finding, Listing, MigrationPlan, SnapshotDiff, SnapshotInfo, StateInfo, TimerSummary } from "../migrate/mod.ts";
 import type { GcReport } from "../snapshot/retention.ts";
 
 /**
@@ -106,6 +106,11 @@ function stateLine(s: StateInfo): string {
   return parts.join(" · ");
 }
 
+function timerText(domain: string, t: TimerSummary): string {
+  if (t.count === 0) return `no ${domain}-time`;
+  return `${formatCount(t.count)} ${domain}-time, earliest ${t.earliest} (${new Date(t.earliest!).toISOString()}), latest ${t.latest} (${new Date(t.latest!).toISOString()})`;
+}
+
 /**
  * The `inspect` tree.
  *
@@ -148,6 +153,7 @@ export function inspectText(info: SnapshotInfo): string {
         const k = s.keyGroupSkew!;
         lines.push(`${sub}key groups ${sparkline(s.keyGroupRows, 64)}  max/mean ${k.ratio.toFixed(2)}`);
       }
+      if (s.timers) lines.push(`${sub}timers     ${timerText("event", s.timers.event)} · ${timerText("processing", s.timers.processing)}`);
     });
   });
   const meta = Object.entries(info.metadata);

@@ -7,7 +7,7 @@ import { openChunk } from "../format/decode_chunk.ts";
 import type { Redistribution, StateKind, ValueEncoding } from "../format/state_layout.ts";
 import type { KeyType } from "../format/state_layout.ts";
 import { operatorIndexFor } from "../format/key_group.ts";
-import type { Snapshot } from "../snapshot/read.ts";
+import { readState, type Snapshot } from "../snapshot/read.ts";
 import { chunkLocation, readVerifiedChunk } from "../snapshot/chunks.ts";
 import { chainDepth, rowDensity } from "../snapshot/chain.ts";
 import { withSnapshot } from "./_open.ts";
@@ -80,6 +80,45 @@ export interface StateInfo {
   subtaskSkew: Skew;
   /** Skew over key groups (when key-group indexes were read). */
   keyGroupSkew?: Skew;
+  /** Pending timers per domain (the reserved state `_timers`, unless `keyGroups: false`). */
+  timers?: TimerCounts;
+}
+
+/** Pending timers of one domain. */
+export interface TimerSummary {
+  /** Number of timers. */
+  count: number;
+  /** The earliest timer (ms; absent when there is none). */
+  earliest?: number;
+  /** The latest timer (ms; absent when there is none). */
+  latest?: number;
+}
+
+/** Pending timers of an operator's `_timers` state, per time domain. */
+export interface TimerCounts {
+  /** Event-time timers (namespace `e:<ts>`). */
+  event: TimerSummary;
+  /** Processing-time timers (namespace `p:<ts>`). */
+  processing: TimerSummary;
+}
+
+/** The runtime's reserved state of timers (not imported: tools do not depend on the runtime). */
+const TIMERS_STATE = "_timers";
+
+/** Counts timers by their namespace (`e:<ts>` / `p:<ts>`), the part of the row the format keeps as text. */
+async function timerCounts(snap: Snapshot, uid: string): Promise<TimerCounts> {
+  const rows = await readState(snap, uid, TIMERS_STATE);
+  const event: TimerSummary = { count: 0 };
+  const processing: TimerSummary = { count: 0 };
+  for (const ns of rows.namespaces ?? []) {
+    const d = ns.startsWith("e:") ? event : ns.startsWith("p:") ? processing : undefined;
+    const ts = Number(ns.slice(2));
+    if (d === undefined || !Number.isFinite(ts)) continue;
+    d.count++;
+    if (d.earliest === undefined || ts < d.earliest) d.earliest = ts;
+    if (d.latest === undefined || ts > d.latest) d.latest = ts;
+  }
+  return { event, processing };
 }
 
 /** One operator, as {@link inspect} reports it. */
@@ -235,6 +274,10 @@ export async function inspect(uri: string | Snapshot, options: InspectOptions = 
         if (keyGroupRows) {
           info.keyGroupRows = keyGroupRows;
           info.keyGroupSkew = skew(keyGroupRows);
+        }
+        if (st.name === TIMERS_STATE && st.keyed && st.namespaced === true && options.keyGroups !== false) {
+          options.signal?.throwIfAborted();
+          info.timers = await timerCounts(snap, op.uid);
         }
         states.push(info);
       }

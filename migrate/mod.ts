@@ -52,7 +52,7 @@ export {
   widenType,
 } from "./migrations.ts";
 export { migrate, type MigrateOptions, type MigrateReport, type MigrationPlan, type PlannedState } from "./migrate.ts";
-export { inspect, type InspectOptions, type OperatorInfo, type Skew, type SnapshotInfo, type StateInfo } from "./inspect.ts";
+export { inspect, type InspectOptions, type OperatorInfo, type Skew, type SnapshotInfo, type StateInfo, type TimerCounts, type TimerSummary } from "./inspect.ts";
 export { type Finding, type FindingCode, validate, type ValidateOptions } from "./validate.ts";
 export { type ChangedSample, diff, type DiffOptions, type SnapshotDiff, type StateDiff } from "./diff.ts";
 export { type ExportOptions, exportState, toJson } from "./export.ts";

@@ -5,7 +5,7 @@ import { Job } from "./job.ts";
 import { CollectingSink } from "./sinks.ts";
 import { arraySource } from "./sources.ts";
 import type { KeyedProcessFunction } from "./stream.ts";
-import { boundedOutOfOrderness, InputWatermarks, ManualClock, SourceWatermarks } from "./watermark.ts";
+import { boundedOutOfOrderness, InputWatermarks, ManualClock, SourceWatermarks, systemClock } from "./watermark.ts";
 import { type LateRecord, slidingEventTimeWindows, tumblingEventTimeWindows, eventTimeSessionWindows, type WindowResult } from "./windows.ts";
 import { gatedSource } from "./_test_util.ts";
 import { eventTimeJob, timedEvents } from "./_test_event_time.ts";
@@ -259,4 +259,22 @@ test("the event-time job gives the same output at parallelism 1, 3 and 7 (no rec
   assert.ok(outputs[0].some((l) => l.startsWith("session|")) && outputs[0].some((l) => l.startsWith("minute|")) && outputs[0].some((l) => l.startsWith("timer|")));
   assert.deepEqual(outputs[1], outputs[0]);
   assert.deepEqual(outputs[2], outputs[0]);
+});
+
+test("the wall clock arms a far-future wake-up within setTimeout's limit (a longer delay would fire at once, in a loop)", () => {
+  const delays: number[] = [];
+  const real = globalThis.setTimeout;
+  globalThis.setTimeout = ((cb: () => void, ms?: number) => {
+    delays.push(ms ?? 0);
+    return real(cb, 0);
+  }) as typeof globalThis.setTimeout;
+  let cancel: () => void;
+  try {
+    cancel = systemClock.wakeAt(Date.now() + 365 * 86_400_000, () => {});
+  } finally {
+    globalThis.setTimeout = real;
+  }
+  cancel();
+  assert.equal(delays.length, 1);
+  assert.ok(delays[0] <= 2 ** 31 - 1 && delays[0] > 86_400_000, `delay ${delays[0]}`);
 });

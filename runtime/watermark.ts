@@ -29,6 +29,8 @@ export interface Clock {
   wakeAt(at: number, cb: () => void): () => void;
 }
 
+const MAX_TIMEOUT = 2 ** 31 - 1;
+
 /**
  * The wall clock (`Date.now()`, `setTimeout`).
  *
@@ -42,7 +44,8 @@ export interface Clock {
 export const systemClock: Clock = {
   now: () => Date.now(),
   wakeAt(at, cb) {
-    const t = setTimeout(cb, Math.max(0, at - Date.now()));
+    // setTimeout takes at most 2^31 − 1 ms (longer fires at once); waking early only re-arms the wake-up.
+    const t = setTimeout(cb, Math.min(MAX_TIMEOUT, Math.max(0, at - Date.now())));
     return () => clearTimeout(t);
   },
 };

@@ -54,6 +54,17 @@ function checkMs(v: number, name: string, min: number): void {
   if (!Number.isSafeInteger(v) || v < min) throw new RangeError(`Cannot create windows as ${name} must be an integer number of ms ≥ ${min}: current value is ${v}`);
 }
 
+/**
+ * Built-in assigners of fixed-size windows carry their geometry under this key, so the operator computes a
+ * record's windows (and a timer's window) without allocating; custom assigners go through `assign`.
+ */
+const FIXED: unique symbol = Symbol("fixedWindows");
+interface Fixed {
+  size: number;
+  slide: number;
+  offset: number;
+}
+
 function floorTo(ts: number, size: number, offset: number): number {
   return ts - (((ts - offset) % size) + size) % size;
 }
@@ -71,14 +82,17 @@ function floorTo(ts: number, size: number, offset: number): number {
 export function tumblingEventTimeWindows(sizeMs: number, offsetMs = 0): WindowAssigner {
   checkMs(sizeMs, "sizeMs", 1);
   checkMs(offsetMs, "offsetMs", 0);
-  return {
+  const fixed: Fixed = { size: sizeMs, slide: sizeMs, offset: offsetMs };
+  const assigner: WindowAssigner & { [FIXED]: Fixed } = {
     kind: "tumbling",
     merging: false,
+    [FIXED]: fixed,
     assign(ts) {
       const start = floorTo(ts, sizeMs, offsetMs);
       return [{ start, end: start + sizeMs }];
     },
   };
+  return assigner;
 }
 
 /**
@@ -94,15 +108,18 @@ export function slidingEventTimeWindows(sizeMs: number, slideMs: number, offsetM
   checkMs(sizeMs, "sizeMs", 1);
   checkMs(slideMs, "slideMs", 1);
   checkMs(offsetMs, "offsetMs", 0);
-  return {
+  const fixed: Fixed = { size: sizeMs, slide: slideMs, offset: offsetMs };
+  const assigner: WindowAssigner & { [FIXED]: Fixed } = {
     kind: "sliding",
     merging: false,
+    [FIXED]: fixed,
     assign(ts) {
       const out: TimeWindow[] = [];
       for (let start = floorTo(ts, slideMs, offsetMs); start > ts - sizeMs; start -= slideMs) out.push({ start, end: start + sizeMs });
       return out;
     },
   };
+  return assigner;
 }
 
 /**
@@ -238,6 +255,21 @@ function windowFunction<K, T, ACC, OUT>(assigner: WindowAssigner, options: Windo
   };
   // One function object per subtask (the operator is built from a factory), so the handle can live here.
   let state!: NamespacedValueState<ACC>;
+  const fixed = (assigner as { [FIXED]?: Fixed })[FIXED];
+  // Records come roughly in time order, so consecutive ones mostly fall in the same window: its
+  // namespace string is made once, not per record.
+  let lastStart = NaN;
+  let lastEnd = NaN;
+  let lastNs = "";
+  const nsFor = (start: number, end: number): string => {
+    if (start !== lastStart || end !== lastEnd) {
+      lastStart = start;
+      lastEnd = end;
+      lastNs = `${start}:${end}`;
+    }
+    return lastNs;
+  };
+  if (fixed !== undefined) return fixedWindowFunction(fixed, lateness, timestampOf, f, emit, late, nsFor);
   return {
     open(ctx) {
       state = ctx.getNamespacedState(CONTENTS) as NamespacedValueState<ACC>;
@@ -298,6 +330,71 @@ function windowFunction<K, T, ACC, OUT>(assigner: WindowAssigner, options: Windo
         if (w.end - 1 === ts) emit(ctx, w, acc);
         if (w.end - 1 + lateness === ts) state.remove(ns);
       }
+    },
+  };
+}
+
+/**
+ * The window operator for fixed-size windows (tumbling, sliding): a record's windows and a timer's window
+ * are computed, not looked up, so nothing is allocated per record beyond the accumulator and the results.
+ */
+function fixedWindowFunction<K, T, ACC, OUT>(
+  fixed: Fixed,
+  lateness: number,
+  timestampOf: (v: T) => number,
+  f: Folding<T, ACC, OUT>,
+  emit: (ctx: KeyedProcessContext<K, unknown>, w: TimeWindow, acc: ACC) => void,
+  late: (v: T, ts: number, ctx: KeyedProcessContext<K, unknown>) => void,
+  nsFor: (start: number, end: number) => string,
+): KeyedProcessFunction<K, T, unknown> {
+  const { size, slide, offset } = fixed;
+  let state!: NamespacedValueState<ACC>;
+  const window = { start: 0, end: 0 };
+  return {
+    open(ctx) {
+      state = ctx.getNamespacedState(CONTENTS) as NamespacedValueState<ACC>;
+    },
+    processElement(v, ctx) {
+      const ts = timestampOf(v);
+      if (typeof ts !== "number" || !Number.isFinite(ts)) throw new TypeError(`Cannot assign a window as timestampOf returned ${String(ts)}: it must return event-time ms as a finite number`);
+      const wm = ctx.currentWatermark();
+      let taken = false;
+      for (let start = floorTo(ts, slide, offset); start > ts - size; start -= slide) {
+        const end = start + size;
+        if (end - 1 + lateness <= wm) continue;
+        taken = true;
+        const ns = nsFor(start, end);
+        const prev = state.get(ns);
+        const acc = f.add(prev, v);
+        state.put(ns, acc); // also when mutated in place: the put marks it changed for the next checkpoint
+        if (end - 1 <= wm) {
+          window.start = start;
+          window.end = end;
+          emit(ctx, window, acc); // a late firing within the allowed lateness
+          if (prev === undefined) ctx.timerService().registerEventTimeTimer(end - 1 + lateness); // its cleanup
+        } else if (prev === undefined) {
+          // The window is new: register what closes it (an existing one has its timers already).
+          const timers = ctx.timerService();
+          timers.registerEventTimeTimer(end - 1);
+          if (lateness > 0) timers.registerEventTimeTimer(end - 1 + lateness);
+        }
+      }
+      if (!taken) late(v, ts, ctx);
+    },
+    onTimer(ts, ctx) {
+      // The window this timer fires (end − 1 = ts) and the one it cleans up (end − 1 + lateness = ts).
+      const end = ts + 1;
+      const ns = nsFor(end - size, end);
+      const acc = state.get(ns);
+      if (acc !== undefined) {
+        window.start = end - size;
+        window.end = end;
+        emit(ctx, window, acc);
+      }
+      const gone = end - lateness;
+      if (lateness === 0) {
+        if (acc !== undefined) state.remove(ns);
+      } else state.remove(nsFor(gone - size, gone));
     },
   };
 }
