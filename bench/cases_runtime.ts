@@ -142,7 +142,7 @@ function timersJob(rows: number, dir: string) {
  * import { generateData } from "./data.ts";
  * const ctx: BenchContext = { data: generateData(100), dir: ".", snapshotBytes: () => new Uint8Array(0) };
  * const list = cases(ctx);
- * assert.deepEqual(list.map((c) => c.name), ["runtime.records", "runtime.records.checkpointing"]);
+ * assert.deepEqual(list.map((c) => c.name), ["runtime.records", "runtime.records.checkpointing", "runtime.windows.tumbling", "runtime.windows.session", "checkpoint.timers.write"]);
  * ```
  */
 export function cases(ctx: BenchContext): BenchCase[] {

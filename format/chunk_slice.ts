@@ -59,8 +59,10 @@ const INT_TYPES = new Set(["int8", "int16", "int32", "uint8", "uint16", "uint32"
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { columnConvertible } from "./chunk_slice.ts";
- * console.log(columnConvertible("int16", "int64"), columnConvertible("int64", "float64")); // true false
+ * assert.equal(columnConvertible("int16", "int64"), true);
+ * assert.equal(columnConvertible("int64", "float64"), false);
  * ```
  */
 export function columnConvertible(from: ScalarType, to: ScalarType): boolean {
@@ -78,8 +80,11 @@ export function columnConvertible(from: ScalarType, to: ScalarType): boolean {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { constantFits } from "./chunk_slice.ts";
- * console.log(constantFits("utf8", false, "eu"), constantFits("int8", false, 300), constantFits("int32", true, null)); // true false true
+ * assert.equal(constantFits("utf8", false, "eu"), true);
+ * assert.equal(constantFits("int8", false, 300), false);
+ * assert.equal(constantFits("int32", true, null), true);
  * ```
  */
 export function constantFits(type: ScalarType, nullable: boolean, value: unknown): boolean {
@@ -261,6 +266,7 @@ export interface ChunkRewrite {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { encodeChunk } from "./encode_chunk.ts";
  * import { decodeChunk } from "./decode_chunk.ts";
  * import { rewriteChunk } from "./chunk_slice.ts";
@@ -268,7 +274,7 @@ export interface ChunkRewrite {
  *   { length: 1, keyGroups: [0], keys: ["a"], values: [{ n: 1 }] });
  * const layout = { kind: "value", keyType: "string", value: { encoding: "arrow", type: { struct: [{ name: "count", type: "int64" }, { name: "region", type: "utf8" }] } } } as const;
  * const out = rewriteChunk(c.bytes, {}, { layout, value: { fields: [{ from: "n", to: "int64" }, { constant: "eu" }] } });
- * console.log(decodeChunk(out.bytes).values); // [{ count: 1n, region: "eu" }]
+ * assert.deepEqual(decodeChunk(out.bytes).values, [{ count: 1n, region: "eu" }]);
  * ```
  */
 export function rewriteChunk(bytes: Uint8Array, info: ChunkReadInfo, change: ChunkRewrite, options: { compression?: Compression; level?: number } = {}): EncodedChunk {
@@ -434,6 +440,7 @@ function gatherColumn(cols: readonly ColumnData[], src: Uint32Array, row: Uint32
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { encodeChunk } from "./encode_chunk.ts";
  * import { decodeChunk, openChunk } from "./decode_chunk.ts";
  * import { gatherChunk } from "./chunk_slice.ts";
@@ -441,7 +448,7 @@ function gatherColumn(cols: readonly ColumnData[], src: Uint32Array, row: Uint32
  * const a = openChunk(encodeChunk(layout, { length: 2, keyGroups: [1, 4], keys: ["a", "b"], values: ["x", "y"] }).bytes);
  * const b = openChunk(encodeChunk(layout, { length: 1, keyGroups: [2], keys: ["c"], values: ["z"] }).bytes);
  * const out = gatherChunk(layout, [a, b], Uint32Array.of(0, 1, 0), Uint32Array.of(0, 0, 1));
- * console.log(decodeChunk(out.bytes).keys); // ["a", "c", "b"]
+ * assert.deepEqual(decodeChunk(out.bytes).keys, ["a", "c", "b"]);
  * ```
  */
 export function gatherChunk(
@@ -477,12 +484,13 @@ export function gatherChunk(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { encodeChunk } from "./encode_chunk.ts";
  * import { openChunk } from "./decode_chunk.ts";
  * import { assignKeyGroup } from "./key_group.ts";
  * import { keyGroupsOfColumn } from "./chunk_slice.ts";
  * const f = openChunk(encodeChunk({ kind: "value", keyType: "string", value: { encoding: "msgpack" } }, { length: 1, keyGroups: [assignKeyGroup("a", 128)], keys: ["a"], values: [1] }).bytes);
- * console.log(keyGroupsOfColumn([f.columns[f.plan.index.key]], Uint32Array.of(0), Uint32Array.of(0), 512)![0] === assignKeyGroup("a", 512)); // true
+ * assert.equal(keyGroupsOfColumn([f.columns[f.plan.index.key]], Uint32Array.of(0), Uint32Array.of(0), 512)![0] === assignKeyGroup("a", 512), true);
  * ```
  */
 export function keyGroupsOfColumn(cols: readonly ColumnData[], src: Uint32Array, row: Uint32Array, maxParallelism: number): Uint16Array | undefined {

@@ -396,11 +396,12 @@ export function openChunk(bytes: Uint8Array, info: ChunkReadInfo = {}): ChunkFil
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { encodeChunk } from "./encode_chunk.ts";
  * import { decodeRows, openChunk } from "./decode_chunk.ts";
  * const c = encodeChunk({ kind: "value", keyType: "string", value: { encoding: "msgpack" } },
  *   { length: 3, keyGroups: [1, 5, 9], keys: ["a", "b", "c"], values: [1, 2, 3] });
- * console.log(decodeRows(openChunk(c.bytes), 1, 3).keys); // ["b", "c"]
+ * assert.deepEqual(decodeRows(openChunk(c.bytes), 1, 3).keys, ["b", "c"]);
  * ```
  */
 export function decodeRows(file: ChunkFile, from: number, to: number, info: ChunkReadInfo = {}, withValues = true): DecodedChunk {

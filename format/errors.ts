@@ -260,9 +260,11 @@ export class AlreadyExistsError extends StorageError {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { AlreadyExistsError, DestinationExistsError } from "./errors.ts";
  * const e = new DestinationExistsError("file:///data/sp-2");
- * console.log(e instanceof AlreadyExistsError, e.destination); // true "file:///data/sp-2"
+ * assert.equal(e instanceof AlreadyExistsError, true);
+ * assert.equal(e.destination, "file:///data/sp-2");
  * ```
  */
 export class DestinationExistsError extends AlreadyExistsError {

@@ -39,8 +39,10 @@ function canonical(v: unknown): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { keyIdentity } from "./key_identity.ts";
- * console.log(keyIdentity("a"), keyIdentity(["a", 1]) === keyIdentity(["a", 1])); // "a" true
+ * assert.equal(keyIdentity("a"), "a");
+ * assert.equal(keyIdentity(["a", 1]) === keyIdentity(["a", 1]), true);
  * ```
  */
 export function keyIdentity(key: unknown): KeyId {
@@ -55,8 +57,9 @@ export function keyIdentity(key: unknown): KeyId {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { rowIdentity } from "./key_identity.ts";
- * console.log(rowIdentity("k", "ns", 1, true, true) === rowIdentity("k", "ns", 1, true, true)); // true
+ * assert.equal(rowIdentity("k", "ns", 1, true, true) === rowIdentity("k", "ns", 1, true, true), true);
  * ```
  */
 export function rowIdentity(key: unknown, ns: string | undefined, ukey: unknown, namespaced: boolean, map: boolean): KeyId {
@@ -73,8 +76,11 @@ export function rowIdentity(key: unknown, ns: string | undefined, ukey: unknown,
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { keyFits } from "./key_identity.ts";
- * console.log(keyFits("int64", 5n), keyFits("int64", 1n << 63n), keyFits("int32", 1.5)); // true false false
+ * assert.equal(keyFits("int64", 5n), true);
+ * assert.equal(keyFits("int64", 1n << 63n), false);
+ * assert.equal(keyFits("int32", 1.5), false);
  * ```
  */
 export function keyFits(keyType: KeyType, key: unknown): boolean {
@@ -100,8 +106,11 @@ export function keyFits(keyType: KeyType, key: unknown): boolean {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { keyText } from "./key_identity.ts";
- * console.log(keyText(42n), keyText(["a", 1]), keyText(new Uint8Array([1, 255]))); // 42n ["a",1] bytes(01ff)
+ * assert.equal(keyText(42n), "42n");
+ * assert.equal(keyText(["a", 1]), '["a",1]');
+ * assert.equal(keyText(new Uint8Array([1, 255])), "bytes(01ff)");
  * ```
  */
 export function keyText(v: unknown, max = 120): string {

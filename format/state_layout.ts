@@ -154,9 +154,11 @@ function sameType(a: FieldType, b: FieldType): boolean {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { sameLayout } from "./state_layout.ts";
  * const a = { kind: "value" as const, keyType: "string" as const, value: { encoding: "msgpack" as const } };
- * console.log(sameLayout(a, { ...a }), sameLayout(a, { ...a, keyType: "int32" })); // true false
+ * assert.equal(sameLayout(a, { ...a }), true);
+ * assert.equal(sameLayout(a, { ...a, keyType: "int32" }), false);
  * ```
  */
 export function sameLayout(a: StateLayout, b: StateLayout): boolean {

@@ -65,9 +65,10 @@ export interface NamespacedValueState<T> {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { namespacedValueState } from "./namespaced_state.ts";
  * const contents = namespacedValueState<number>("window-contents");
- * console.log(contents.kind); // "value"
+ * assert.equal(contents.kind, "value");
  * ```
  */
 export function namespacedValueState<T>(name: string, options: StateOptions = {}): ValueStateDescriptor<T> {
@@ -260,13 +261,14 @@ export class NamespacedTable extends StateTable {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { KeyedStateBackend } from "./keyed_backend.ts";
  * import { namespacedTable, namespacedValueState } from "./namespaced_state.ts";
  * const b = new KeyedStateBackend({ start: 0, end: 127 }, "string", true);
  * const t = namespacedTable(b, namespacedValueState<number>("w"));
  * b.setCurrentKey("a", 3);
  * t.handle.put("0:60000", 2);
- * console.log(t.captureDirty(0).namespaces); // ["0:60000"]
+ * assert.deepEqual(t.captureDirty(0).namespaces, ["0:60000"]);
  * ```
  */
 export function namespacedTable(b: KeyedStateBackend, desc: ValueStateDescriptor<unknown>): NamespacedTable {

@@ -109,9 +109,11 @@ export interface Sink<T, C = unknown> {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { UnknownTransactionError } from "./sinks.ts";
  * const e = new UnknownTransactionError("collect", ["out/a1/0/3"], "this CollectingSink");
- * console.log(e.code, e.committables.length); // "ARROWPOINT_UNKNOWN_TRANSACTION" 1
+ * assert.equal(e.code, "ARROWPOINT_UNKNOWN_TRANSACTION");
+ * assert.equal(e.committables.length, 1);
  * ```
  */
 export class UnknownTransactionError extends ArrowpointError {
@@ -136,9 +138,11 @@ export class UnknownTransactionError extends ArrowpointError {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { UncommittedOutputError } from "./sinks.ts";
  * const e = new UncommittedOutputError("out", ["out/a1/0/3"]);
- * console.log(e.code, e.uid); // "ARROWPOINT_INCOMPATIBLE_SNAPSHOT" "out"
+ * assert.equal(e.code, "ARROWPOINT_INCOMPATIBLE_SNAPSHOT");
+ * assert.equal(e.uid, "out");
  * ```
  */
 export class UncommittedOutputError extends IncompatibleSnapshotError {
@@ -178,9 +182,10 @@ function describeCommittables(cs: readonly unknown[]): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import type { PendingCommit } from "./sinks.ts";
  * const p: PendingCommit = { id: 7, committable: { staged: "_staging/part-000007-0-ab12.ndjson", final: "part-000007-0-ab12.ndjson" }, due: true };
- * console.log(p.due); // true
+ * assert.equal(p.due, true);
  * ```
  */
 export interface PendingCommit {

@@ -42,6 +42,7 @@ function isThenable(v: unknown): v is PromiseLike<unknown> {
  *
  * @example A checkpoint every 1,000 records, each completed before reading on
  * ```ts
+ * import assert from "node:assert/strict";
  * import { CollectingSink, generatorSource, Job, tapSource } from "./mod.ts";
  * const sink = new CollectingSink<number>();
  * const job = new Job("paced", { checkpoints: { storage: "memory:tap-example" } });
@@ -53,7 +54,8 @@ function isThenable(v: unknown): v is PromiseLike<unknown> {
  * });
  * job.fromSource(source, { uid: "numbers" }).sinkTo(sink, { uid: "out" });
  * const result = await job.run();
- * console.log(result.snapshots.length, sink.committed.length); // 6 5000 (one at each of the 5 marks, and the final one)
+ * assert.equal(result.snapshots.length, 6); // one at each of the 5 marks, and the final one
+ * assert.equal(sink.committed.length, 5000);
  * ```
  */
 export function tapSource<T>(source: Source<T>, tap: SourceTap): Source<T> {

@@ -25,8 +25,10 @@ export const TIMERS_STATE = "_timers";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { TimeDomain } from "./timers.ts";
- * console.log(TimeDomain.EVENT, TimeDomain.PROCESSING); // "event" "processing"
+ * assert.equal(TimeDomain.EVENT, "event");
+ * assert.equal(TimeDomain.PROCESSING, "processing");
  * ```
  */
 export const TimeDomain = { EVENT: "event", PROCESSING: "processing" } as const;

@@ -17,9 +17,10 @@ import { Watermark } from "./channel.ts";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { systemClock, type Clock } from "./watermark.ts";
  * const clock: Clock = systemClock;
- * console.log(typeof clock.now()); // "number"
+ * assert.equal(typeof clock.now(), "number");
  * ```
  */
 export interface Clock {
@@ -55,13 +56,15 @@ export const systemClock: Clock = {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { ManualClock } from "./watermark.ts";
  * const clock = new ManualClock(1000);
  * let woke = 0;
  * clock.wakeAt(1500, () => woke++);
  * clock.advance(499);
  * clock.advance(1);
- * console.log(clock.now(), woke); // 1500 1
+ * assert.equal(clock.now(), 1500);
+ * assert.equal(woke, 1);
  * ```
  */
 export class ManualClock implements Clock {
@@ -113,6 +116,7 @@ export class ManualClock implements Clock {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import type { WatermarkGenerator } from "./watermark.ts";
  * let max = -Infinity;
  * const ascending: WatermarkGenerator<{ ts: number }> = {
@@ -121,7 +125,7 @@ export class ManualClock implements Clock {
  *   state: () => (max === -Infinity ? null : max),
  * };
  * ascending.onEvent({ ts: 10 }, 10);
- * console.log(ascending.current()); // 9
+ * assert.equal(ascending.current(), 9);
  * ```
  */
 export interface WatermarkGenerator<T> {
@@ -140,6 +144,7 @@ export interface WatermarkGenerator<T> {
  *
  * @example A custom strategy: the watermark is the largest timestamp seen minus one
  * ```ts
+ * import assert from "node:assert/strict";
  * import type { WatermarkStrategy } from "./watermark.ts";
  * const ascending: WatermarkStrategy<{ ts: number }> = {
  *   timestampOf: (e) => e.ts,
@@ -148,7 +153,7 @@ export interface WatermarkGenerator<T> {
  *     return { onEvent: (_e, ts) => { if (ts > max) max = ts; }, current: () => max - 1, state: () => (max === -Infinity ? null : max) };
  *   },
  * };
- * console.log(ascending.timestampOf({ ts: 3 })); // 3
+ * assert.equal(ascending.timestampOf({ ts: 3 }), 3);
  * ```
  */
 export interface WatermarkStrategy<T> {
@@ -171,11 +176,12 @@ export interface WatermarkStrategy<T> {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { boundedOutOfOrderness } from "./watermark.ts";
  * const strategy = boundedOutOfOrderness<{ ts: number }>(5_000, (e) => e.ts, { idleTimeoutMs: 30_000 });
  * const g = strategy.createGenerator(undefined);
  * g.onEvent({ ts: 10_000 }, 10_000);
- * console.log(g.current()); // 4999
+ * assert.equal(g.current(), 4999);
  * ```
  */
 export function boundedOutOfOrderness<T>(maxDelayMs: number, timestampOf: (record: T) => number, options: { idleTimeoutMs?: number; emitEvery?: number } = {}): WatermarkStrategy<T> {
@@ -216,11 +222,12 @@ export interface SplitTime {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { boundedOutOfOrderness, ManualClock, SourceWatermarks } from "./watermark.ts";
  * const w = new SourceWatermarks(boundedOutOfOrderness<number>(0, (n) => n) as never, new ManualClock());
  * const a = { time: w.split(undefined), done: false };
  * w.onRecords(a.time, [10, 20]);
- * console.log(w.poll([a], true)?.timestamp); // 19
+ * assert.equal(w.poll([a], true)?.timestamp, 19);
  * ```
  */
 export class SourceWatermarks {
@@ -306,12 +313,13 @@ export class SourceWatermarks {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { InputWatermarks } from "./watermark.ts";
  * import { Watermark } from "./channel.ts";
  * const w = new InputWatermarks(2);
- * console.log(w.update(0, new Watermark(10, false))); // undefined (input 1 is still at -Infinity)
- * console.log(w.update(1, new Watermark(7, false))); // 7
- * console.log(w.update(1, new Watermark(5, true))); // 10 (input 1 is idle)
+ * assert.equal(w.update(0, new Watermark(10, false)), undefined); // input 1 is still at -Infinity
+ * assert.equal(w.update(1, new Watermark(7, false)), 7);
+ * assert.equal(w.update(1, new Watermark(5, true)), 10); // input 1 is idle
  * ```
  */
 export class InputWatermarks {

@@ -20,9 +20,10 @@ import { COUNT_LATE } from "./timers.ts";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import type { TimeWindow } from "./windows.ts";
  * const minute: TimeWindow = { start: 60_000, end: 120_000 };
- * console.log(minute.end - minute.start); // 60000
+ * assert.equal(minute.end - minute.start, 60_000);
  * ```
  */
 export interface TimeWindow {
@@ -37,8 +38,9 @@ export interface TimeWindow {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { tumblingEventTimeWindows } from "./windows.ts";
- * console.log(tumblingEventTimeWindows(60_000).assign(61_000)); // [{ start: 60000, end: 120000 }]
+ * assert.deepEqual(tumblingEventTimeWindows(60_000).assign(61_000), [{ start: 60000, end: 120000 }]);
  * ```
  */
 export interface WindowAssigner {
@@ -74,9 +76,10 @@ function floorTo(ts: number, size: number, offset: number): number {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { tumblingEventTimeWindows } from "./windows.ts";
  * const perMinute = tumblingEventTimeWindows(60_000);
- * console.log(perMinute.assign(59_999)[0].end); // 60000
+ * assert.equal(perMinute.assign(59_999)[0].end, 60000);
  * ```
  */
 export function tumblingEventTimeWindows(sizeMs: number, offsetMs = 0): WindowAssigner {
@@ -100,8 +103,9 @@ export function tumblingEventTimeWindows(sizeMs: number, offsetMs = 0): WindowAs
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { slidingEventTimeWindows } from "./windows.ts";
- * console.log(slidingEventTimeWindows(10_000, 5_000).assign(7_000).map((w) => w.start)); // [5000, 0]
+ * assert.deepEqual(slidingEventTimeWindows(10_000, 5_000).assign(7_000).map((w) => w.start), [5000, 0]);
  * ```
  */
 export function slidingEventTimeWindows(sizeMs: number, slideMs: number, offsetMs = 0): WindowAssigner {
@@ -128,8 +132,9 @@ export function slidingEventTimeWindows(sizeMs: number, slideMs: number, offsetM
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { eventTimeSessionWindows } from "./windows.ts";
- * console.log(eventTimeSessionWindows(30_000).assign(1_000)); // [{ start: 1000, end: 31000 }]
+ * assert.deepEqual(eventTimeSessionWindows(30_000).assign(1_000), [{ start: 1000, end: 31000 }]);
  * ```
  */
 export function eventTimeSessionWindows(gapMs: number): WindowAssigner {
@@ -142,9 +147,10 @@ export function eventTimeSessionWindows(gapMs: number): WindowAssigner {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import type { WindowOptions } from "./windows.ts";
  * const options: WindowOptions<{ ts: number }> = { timestampOf: (e) => e.ts, allowedLatenessMs: 10_000, lateRecords: "emit" };
- * console.log(options.allowedLatenessMs); // 10000
+ * assert.equal(options.allowedLatenessMs, 10000);
  * ```
  */
 export interface WindowOptions<T> {
@@ -190,9 +196,10 @@ export interface WindowResult<K, V> {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import type { LateRecord } from "./windows.ts";
  * const isLate = (x: { kind: string }): x is LateRecord<unknown> => x.kind === "late";
- * console.log(isLate({ kind: "late" })); // true
+ * assert.equal(isLate({ kind: "late" }), true);
  * ```
  */
 export interface LateRecord<T> {
@@ -209,9 +216,10 @@ export interface LateRecord<T> {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import type { WindowAggregate } from "./windows.ts";
  * const count: WindowAggregate<unknown, number, number> = { createAccumulator: () => 0, add: (_v, n) => n + 1, getResult: (n) => n, merge: (a, b) => a + b };
- * console.log(count.merge!(2, 3)); // 5
+ * assert.equal(count.merge!(2, 3), 5);
  * ```
  */
 export interface WindowAggregate<IN, ACC, OUT> extends AggregateFunction<IN, ACC, OUT> {
@@ -405,6 +413,7 @@ function fixedWindowFunction<K, T, ACC, OUT>(
  *
  * @example Per-minute counts per user
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Job, arraySource, CollectingSink } from "./mod.ts";
  * import { boundedOutOfOrderness } from "./watermark.ts";
  * import { tumblingEventTimeWindows, type WindowResult } from "./windows.ts";
@@ -418,7 +427,7 @@ function fixedWindowFunction<K, T, ACC, OUT>(
  *   .aggregate({ createAccumulator: () => 0, add: (_c, n: number) => n + 1, getResult: (n) => n }, { uid: "counts" })
  *   .sinkTo(sink, { uid: "out" });
  * await job.run();
- * console.log(sink.committed.map((r) => `${r.key}@${r.start}=${r.value}`).sort()); // ["a@0=2", "a@60000=1", "b@60000=1"]
+ * assert.deepEqual(sink.committed.map((r) => `${r.key}@${r.start}=${r.value}`).sort(), ["a@0=2", "a@60000=1", "b@60000=1"]);
  * ```
  */
 export class WindowedStream<K extends Key, T, L> {

@@ -21,9 +21,11 @@ export type PostgresRow = Record<string, unknown>;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import type { CdcRecord } from "./postgres_cdc.ts";
  * const r: CdcRecord = { op: "update", table: "public.orders", key: { id: 7 }, before: { id: 7 }, after: { id: 7, amount: 30 }, lsn: "0/1A2B3C", commitLsn: "0/1A2C00", commitTime: 1764580000000 };
- * console.log(r.op, r.after?.amount); // "update" 30
+ * assert.equal(r.op, "update");
+ * assert.equal(r.after?.amount, 30);
  * ```
  */
 export interface CdcRecord<Row extends PostgresRow = PostgresRow> {
@@ -52,9 +54,10 @@ export interface CdcRecord<Row extends PostgresRow = PostgresRow> {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import type { PostgresCdcOptions } from "./postgres_cdc.ts";
  * const options: PostgresCdcOptions = { connection: "postgres://postgres@127.0.0.1:5432/shop", publication: "orders_pub", slot: "orders_slot", snapshot: true };
- * console.log(options.slot); // "orders_slot"
+ * assert.equal(options.slot, "orders_slot");
  * ```
  */
 export interface PostgresCdcOptions {

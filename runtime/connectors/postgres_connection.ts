@@ -10,10 +10,12 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import type { PostgresConnection } from "./postgres_connection.ts";
  * const a: PostgresConnection = "postgres://postgres:secret@127.0.0.1:5432/shop";
  * const b: PostgresConnection = { host: "127.0.0.1", port: 5432, user: "postgres", password: "secret", database: "shop" };
- * console.log(typeof a, b.port); // "string" 5432
+ * assert.equal(typeof a, "string");
+ * assert.equal(b.port, 5432);
  * ```
  */
 export type PostgresConnection = string | {

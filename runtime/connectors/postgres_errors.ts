@@ -11,9 +11,11 @@ import { ArrowpointError, type ArrowpointErrorOptions } from "../../format/error
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { PostgresConfigError } from "./postgres_errors.ts";
  * const e = new PostgresConfigError("wal_level", "Cannot read changes as wal_level is replica: set wal_level = logical and restart");
- * console.log(e.code, e.setting); // "ARROWPOINT_POSTGRES_CONFIG" "wal_level"
+ * assert.equal(e.code, "ARROWPOINT_POSTGRES_CONFIG");
+ * assert.equal(e.setting, "wal_level");
  * ```
  */
 export class PostgresConfigError extends ArrowpointError {
@@ -31,8 +33,9 @@ export class PostgresConfigError extends ArrowpointError {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { PostgresPublicationError } from "./postgres_errors.ts";
- * console.log(new PostgresPublicationError("orders_pub", "Cannot read …").code); // "ARROWPOINT_POSTGRES_PUBLICATION"
+ * assert.equal(new PostgresPublicationError("orders_pub", "Cannot read …").code, "ARROWPOINT_POSTGRES_PUBLICATION");
  * ```
  */
 export class PostgresPublicationError extends ArrowpointError {
@@ -50,8 +53,9 @@ export class PostgresPublicationError extends ArrowpointError {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { PostgresSlotInUseError } from "./postgres_errors.ts";
- * console.log(new PostgresSlotInUseError("orders_slot", "Cannot read …").code); // "ARROWPOINT_POSTGRES_SLOT_IN_USE"
+ * assert.equal(new PostgresSlotInUseError("orders_slot", "Cannot read …").code, "ARROWPOINT_POSTGRES_SLOT_IN_USE");
  * ```
  */
 export class PostgresSlotInUseError extends ArrowpointError {
@@ -70,8 +74,9 @@ export class PostgresSlotInUseError extends ArrowpointError {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { PostgresConnectionLostError } from "./postgres_errors.ts";
- * console.log(new PostgresConnectionLostError("Cannot read …").code); // "ARROWPOINT_POSTGRES_CONNECTION_LOST"
+ * assert.equal(new PostgresConnectionLostError("Cannot read …").code, "ARROWPOINT_POSTGRES_CONNECTION_LOST");
  * ```
  */
 export class PostgresConnectionLostError extends ArrowpointError {
@@ -88,8 +93,9 @@ export class PostgresConnectionLostError extends ArrowpointError {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { PostgresRestoreError } from "./postgres_errors.ts";
- * console.log(new PostgresRestoreError("Cannot resume …").code); // "ARROWPOINT_POSTGRES_RESTORE"
+ * assert.equal(new PostgresRestoreError("Cannot resume …").code, "ARROWPOINT_POSTGRES_RESTORE");
  * ```
  */
 export class PostgresRestoreError extends ArrowpointError {

@@ -18,6 +18,7 @@ import { PostgresConfigError } from "./postgres_errors.ts";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import type { PostgresSinkOptions } from "./postgres_sink.ts";
  * const options: PostgresSinkOptions<{ customer: string; total: number }> = {
  *   connection: "postgres://postgres@127.0.0.1/shop",
@@ -26,7 +27,7 @@ import { PostgresConfigError } from "./postgres_errors.ts";
  *   key: ["customer"],
  *   row: (t) => [t.customer, t.total],
  * };
- * console.log(options.columns.length); // 2
+ * assert.equal(options.columns.length, 2);
  * ```
  */
 export interface PostgresSinkOptions<T> {
@@ -67,9 +68,10 @@ export interface PostgresSinkOptions<T> {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import type { PostgresCommittable } from "./postgres_sink.ts";
  * const c: PostgresCommittable = { gid: "arrowpoint:orders:totals:0:7:k3j9x2" };
- * console.log(c.gid.split(":")[4]); // "7"
+ * assert.equal(c.gid.split(":")[4], "7");
  * ```
  */
 export interface PostgresCommittable {
