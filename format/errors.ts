@@ -311,18 +311,20 @@ export class InvalidUriError extends ArrowpointError {
  * ```ts
  * import assert from "node:assert/strict";
  * import { SchemaViolationError } from "./errors.ts";
- * const e = new SchemaViolationError("counts", "user-1", "count must be integer");
+ * import { keyText } from "./key_identity.ts";
+ * const e = new SchemaViolationError("counts", keyText("user-1"), "count must be integer");
+ * assert.equal(e.key, '"user-1"');
  * assert.equal(e.message, 'state "counts", key "user-1": count must be integer');
  * ```
  */
 export class SchemaViolationError extends ArrowpointError {
   /** The state involved. */
   readonly state: string;
-  /** The key of the offending row, as text. */
+  /** The key of the offending row, printed as every tool prints keys (`keyText`: strings quoted). */
   readonly key: string;
-  /** Creates the error. */
+  /** Creates the error; `key` is the key's `keyText`, so the message quotes a string key once. */
   constructor(state: string, key: string, reason: string) {
-    super("ARROWPOINT_SCHEMA_VIOLATION", `state ${JSON.stringify(state)}, key ${JSON.stringify(key)}: ${reason}`);
+    super("ARROWPOINT_SCHEMA_VIOLATION", `state ${JSON.stringify(state)}, key ${key}: ${reason}`);
     this.state = state;
     this.key = key;
   }

@@ -131,7 +131,7 @@ test("a value a typed state cannot hold is refused where it is stored, naming th
   const anything = b.getState(valueState<unknown>("anything"));
   at(b, "u7");
   const refused = (f: () => void, state: string, pattern: RegExp) =>
-    assert.throws(f, (e: unknown) => e instanceof SchemaViolationError && e.state === state && e.key === "u7" && pattern.test(e.message), `${state}: ${pattern}`);
+    assert.throws(f, (e: unknown) => e instanceof SchemaViolationError && e.state === state && e.key === '"u7"' && pattern.test(e.message), `${state}: ${pattern}`);
   refused(() => count.update("12" as unknown as number), "mycount", /^state "mycount", key "u7": update\(\) was given a value .*must be an integer in -2147483648\.\.2147483647 \(int32\), got string "12"/);
   refused(() => count.update(2 ** 31), "mycount", /got number 2147483648/);
   refused(() => recent.add(1.5), "recent", /add\(\) was given a list element .*got number 1\.5/);

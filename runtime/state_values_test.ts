@@ -40,7 +40,7 @@ for (const checkpoints of [false, true]) {
       const cause = e.cause;
       assert.ok(cause instanceof SchemaViolationError, `cause is a SchemaViolationError: ${String(cause)}`);
       assert.equal(cause.state, "mycount");
-      assert.equal(cause.key, "u7");
+      assert.equal(cause.key, '"u7"');
       assert.equal(cause.code, "ARROWPOINT_SCHEMA_VIOLATION");
       assert.match(e.message, /operator "count" subtask 0 failed: state "mycount", key "u7": update\(\) was given a value its schema cannot hold: value must be an integer in -2147483648\.\.2147483647 \(int32\), got string "01"/);
       return true;
