@@ -23,6 +23,9 @@ import type { FunctionOrFactory, Vertex } from "./_graph.ts";
 import { type Clock, InputWatermarks, SourceWatermarks, type SplitTime } from "./watermark.ts";
 import { COUNT_LATE, type TimeDomain, Timers } from "./timers.ts";
 import { namespacedTable } from "./namespaced_state.ts";
+import { advanceChain, type ChainSettings, chunkKind } from "./_chain_policy.ts";
+
+export type { ChainSettings } from "./_chain_policy.ts";
 
 /** Where the chunks of one snapshot go. */
 export interface ChunkTarget {
@@ -32,18 +35,6 @@ export interface ChunkTarget {
   keyed(uid: string, state: string, range: KeyGroupRange, type: "base" | "delta"): { path: string; ref: string };
   /** Storage path and manifest path of an operator-state chunk. */
   operator(uid: string, state: string, subtask: number): { path: string; ref: string };
-}
-
-/** Settings of incremental checkpoints a task needs. */
-export interface ChainSettings {
-  /** Whether checkpoints are incremental. */
-  readonly incremental: boolean;
-  /** Write a base at least every this many checkpoints. */
-  readonly fullEvery: number;
-  /** Write a base when this many chunks overlap the subtask's range. */
-  readonly maxChainLength: number;
-  /** Compression of checkpoint chunks. */
-  readonly compression: "none" | "deflate";
 }
 
 /** One state of one subtask in a snapshot. */
@@ -294,25 +285,10 @@ export abstract class Task {
           type = "base";
           if (rows.length === 0) continue;
         } else {
-          const c = t.chain;
-          const settings = chain!;
-          const base = !settings.incremental || c.forceBase || c.chainLength === 0 || c.sinceBase + 1 >= settings.fullEvery || c.chainLength >= settings.maxChainLength;
-          if (base) {
-            rows = t.captureAll(range.start);
-            type = "base";
-            t.clearDirty();
-            c.forceBase = false;
-            c.sinceBase = 0;
-            if (rows.length === 0 && c.chainLength === 0) continue; // nothing to write, nothing to reset
-            c.chainLength = 1;
-          } else {
-            rows = t.captureDirty(range.start);
-            type = "delta";
-            t.clearDirty();
-            c.sinceBase++;
-            if (rows.length === 0) continue;
-            c.chainLength++;
-          }
+          type = chunkKind(t.chain, chain!);
+          rows = type === "base" ? t.captureAll(range.start) : t.captureDirty(range.start);
+          t.clearDirty();
+          if (!advanceChain(t.chain, type, rows.length)) continue;
         }
         // A base is authoritative for the whole subtask range (it resets key groups that became empty).
         write(part, t.layout, rows, target.keyed(this.uid, t.desc.name, range, type), type, type === "base" ? range : undefined);

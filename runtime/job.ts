@@ -6,35 +6,21 @@
  */
 import { openStorage } from "../backends/open.ts";
 import type { Storage } from "../backends/storage.ts";
-import { AlreadyExistsError, IncompatibleSnapshotError } from "../format/errors.ts";
-import { defaultMaxParallelism, keyGroupRangeFor, UPPER_BOUND_MAX_PARALLELISM } from "../format/key_group.ts";
-import { type ChunkRef, type Manifest, MANIFEST_FILE } from "../format/manifest.ts";
-import type { KeyType, StateLayout } from "../format/state_layout.ts";
-import { checkpointDirName, manifestPath, SAVEPOINTS_DIR, savepointDirName } from "../snapshot/layout.ts";
-import { latestCheckpoint, openSnapshot, readState, type Snapshot } from "../snapshot/read.ts";
-import { applyRetention } from "../snapshot/retention.ts";
-import { commitManifest } from "../snapshot/write.ts";
-import { Barrier, Channel } from "./channel.ts";
-import { assembleManifest, checkpointTarget, chunksByState, joinRelative, savepointTarget, stateKey } from "./checkpoint.ts";
-import { chainDepth } from "../snapshot/chain.ts";
-import { JobFailedError, JobKilledError, type NonRestoredState, NonRestoredStateError } from "./errors.ts";
-import { KeyedStateBackend } from "./keyed_backend.ts";
-import { redistribute } from "./operator_state.ts";
+import { IncompatibleSnapshotError } from "../format/errors.ts";
+import { defaultMaxParallelism, UPPER_BOUND_MAX_PARALLELISM } from "../format/key_group.ts";
+import type { Manifest } from "../format/manifest.ts";
+import { latestCheckpoint } from "../snapshot/read.ts";
+import type { Barrier, Channel } from "./channel.ts";
+import { JobFailedError, JobKilledError, type NonRestoredState } from "./errors.ts";
 import type { Source } from "./sources.ts";
 import { DataStream, type OperatorOptions } from "./stream.ts";
 import { Graph, type Vertex } from "./_graph.ts";
 import { type Clock, systemClock, type WatermarkStrategy } from "./watermark.ts";
-import {
-  type ChainSettings,
-  type ChunkTarget,
-  makeOutput,
-  OperatorTask,
-  type OutputSpec,
-  SourceTask,
-  type Task,
-  type TaskHost,
-  type TaskSnapshot,
-} from "./_tasks.ts";
+import type { ChainSettings } from "./_chain_policy.ts";
+import { CheckpointCoordinator, type CoordinatorHost } from "./_checkpoint_coordinator.ts";
+import { checkRestored, openRestore, restoreState, savepointsIn } from "./_restore.ts";
+import type { ChunkTarget, SourceTask, Task, TaskHost, TaskSnapshot } from "./_tasks.ts";
+import { wireTasks } from "./_wiring.ts";
 
 /**
  * Checkpointing of a job.
@@ -288,14 +274,6 @@ export interface JobResult {
  */
 export type JobStatus = "created" | "starting" | "running" | "finishing" | "finished" | "stopped" | "cancelled" | "failed";
 
-interface PendingSnapshot {
-  readonly barrier: Barrier;
-  readonly target: ChunkTarget;
-  readonly acks: Promise<TaskSnapshot>[];
-  resolve(v: TaskSnapshot[]): void;
-  reject(e: unknown): void;
-}
-
 function randomId(): string {
   return Math.floor(Math.random() * 0x100000000).toString(16).padStart(8, "0");
 }
@@ -485,8 +463,8 @@ export class Job {
   }
 }
 
-/** @internal One run of a job. */
-class Execution implements TaskHost {
+/** @internal One run of a job: its lifecycle; snapshots, restore and wiring live in their own modules. */
+class Execution implements TaskHost, CoordinatorHost {
   maxParallelism = 0;
   readonly batchSize: number;
   readonly attempt: string = randomId();
@@ -497,27 +475,21 @@ class Execution implements TaskHost {
   records = 0;
   lateRecords = 0;
   readonly clock: Clock;
-  readonly completed: SnapshotInfo[] = [];
   restoreReport: RestoreReport | undefined;
+  readonly vertices: Vertex[];
+  tasks: Task[] = [];
+  sources: SourceTask[] = [];
+  finishing = false;
+  stopping = false;
 
-  private readonly vertices: Vertex[];
-  private readonly tasks: Task[] = [];
-  private readonly sources: SourceTask[] = [];
-  private readonly channels: Channel[] = [];
-  private readonly byUid = new Map<string, Task[]>();
+  private coordinator: CheckpointCoordinator;
+  private channels: Channel[] = [];
+  private byUid = new Map<string, Task[]>();
   private readonly inflight = new Set<Promise<unknown>>();
   private runs: Promise<void>[] = [];
   private ownRoot = false;
-  private nextId = 1;
-  private previous = new Map<string, ChunkRef[]>();
-  private pending: PendingSnapshot | null = null;
-  private queue: Promise<unknown> = Promise.resolve();
-  private timer: ReturnType<typeof setTimeout> | undefined;
   private exhausted = 0;
   private finishedTasks = 0;
-  private failures = 0;
-  private stopping = false;
-  private finishing = false;
   private cancelled = false;
   private stopSavepoint: SnapshotInfo | undefined;
   private settled = false;
@@ -534,6 +506,12 @@ class Execution implements TaskHost {
     this.batchSize = options.batchSize ?? 512;
     this.clock = options.clock ?? systemClock;
     checkPositiveInt(this.batchSize, "batchSize", 1 << 20);
+    this.coordinator = new CheckpointCoordinator(this, options, undefined);
+  }
+
+  /** Checkpoints and savepoints completed in this run. */
+  get completed(): readonly SnapshotInfo[] {
+    return this.coordinator.completed;
   }
 
   // ---- start ------------------------------------------------------------------------------------
@@ -573,9 +551,10 @@ class Execution implements TaskHost {
         this.ownRoot = true;
       } else this.root = cp.storage;
     }
+    const coordinator = (this.coordinator = new CheckpointCoordinator(this, o, this.root));
 
     // Restore: find the snapshot and settle maxParallelism before laying out key groups.
-    const restore = await this.openRestore();
+    const restore = await openRestore(o.restore, this.root, this.name);
     const snap = restore?.snap;
     const maxP = o.maxParallelism ?? snap?.manifest.maxParallelism ?? defaultMaxParallelism(Math.max(...this.vertices.map((v) => v.parallelism!)));
     checkPositiveInt(maxP, "maxParallelism", UPPER_BOUND_MAX_PARALLELISM);
@@ -592,17 +571,23 @@ class Execution implements TaskHost {
       if (v.parallelism! > maxP) throw new RangeError(`Cannot run operator ${JSON.stringify(v.uid)} at parallelism ${v.parallelism} as it exceeds maxParallelism ${maxP}`);
     }
     const latest = this.root ? (await latestCheckpoint(this.root)) ?? 0 : 0;
-    const savepoints = this.root ? await this.savepointsIn(this.root) : [];
-    this.nextId = Math.max(latest, snap?.manifest.checkpointId ?? 0, ...savepoints.map((s) => s.id)) + 1;
+    const savepoints = this.root ? await savepointsIn(this.root, this.name) : [];
+    coordinator.nextId = Math.max(latest, snap?.manifest.checkpointId ?? 0, ...savepoints.map((s) => s.id)) + 1;
 
-    this.buildTasks();
+    const capacity = o.channelCapacity ?? 8;
+    checkPositiveInt(capacity, "channelCapacity", 1 << 16);
+    const wiring = wireTasks(this.vertices, this, { maxParallelism: maxP, batchSize: this.batchSize, channelCapacity: capacity, trackChanges: this.chain?.incremental ?? false });
+    this.tasks = wiring.tasks;
+    this.sources = wiring.sources;
+    this.channels = wiring.channels;
+    this.byUid = wiring.byUid;
     try {
-      if (restore) await this.restoreState(restore.snap, restore.inherit);
+      if (restore) this.restoreReport = await restoreState(restore.snap, restore.inherit, this.byUid, coordinator.previous);
       for (const t of this.tasks) {
         await t.open();
         if (this.aborted) throw this.error;
       }
-      if (restore) this.checkRestored(restore.snap);
+      if (restore) this.restoreReport = checkRestored(restore.snap, this.byUid, this.tasks, o.restore?.allowNonRestoredState ?? false, coordinator.previous, this.restoreReport!);
     } finally {
       if (restore && restore.snap.storage !== this.root) await restore.snap.storage.close().catch(() => {});
     }
@@ -615,162 +600,8 @@ class Execution implements TaskHost {
     this.setStatus("running");
     this.runs = this.tasks.map((t) => t.run().catch((e) => this.fail(e, `operator ${JSON.stringify(t.uid)} subtask ${t.index}`)));
     if (initial) {
-      this.enqueue("checkpoint", undefined, false).then(() => this.schedule(), (e) => this.fail(e, "initial checkpoint after restore"));
-    } else this.schedule();
-  }
-
-  private async openRestore(): Promise<{ snap: Snapshot; inherit: boolean } | undefined> {
-    const r = this.options.restore;
-    if (!r) return undefined;
-    if (r.from === "latest" || typeof r.from === "number") {
-      const root = this.root;
-      if (!root) throw new TypeError("Cannot restore from a checkpoint as the job has no checkpoints.storage: set it, or restore from a savepoint URI");
-      if (r.from === "latest") {
-        const snap = await this.latestSnapshot(root);
-        return snap && { snap, inherit: snap.manifest.kind === "checkpoint" };
-      }
-      return { snap: await openSnapshot(root, checkpointDirName(r.from)), inherit: true };
-    }
-    if (typeof r.from !== "string" || r.from.length === 0) throw new TypeError(`Cannot restore as restore.from must be "latest", a checkpoint id or a snapshot URI: current value is ${JSON.stringify(r.from)}`);
-    const snap = await openSnapshot(r.from);
-    const inherit = this.root !== undefined && snap.manifest.kind === "checkpoint" && snap.storage.uri === this.root.uri;
-    return { snap, inherit };
-  }
-
-  /** This job's committed savepoints under `<root>/savepoints/`, with their checkpoint ids. */
-  private async savepointsIn(root: Storage): Promise<{ id: number; dir: string }[]> {
-    const out: { id: number; dir: string }[] = [];
-    for await (const o of root.list(`${SAVEPOINTS_DIR}/`)) {
-      const parts = o.path.split("/");
-      if (parts.length !== 3 || parts[2] !== MANIFEST_FILE) continue;
-      const dir = `${parts[0]}/${parts[1]}`;
-      try {
-        const m = (await openSnapshot(root, dir)).manifest;
-        if (m.job === this.name && m.checkpointId !== undefined) out.push({ id: m.checkpointId, dir });
-      } catch {
-        // not ours to judge here; `arrowpoint validate` reports it
-      }
-    }
-    return out;
-  }
-
-  /**
-   * The newest committed snapshot of the root by checkpoint id: its latest checkpoint, or a newer savepoint
-   * of this job under `savepoints/` (a stop-with-savepoint commits output past the last checkpoint, and a
-   * running savepoint newer than every checkpoint holds exactly what the sinks have not committed yet).
-   * New checkpoint ids always start above every snapshot of the root, so the newest is always of the
-   * newest lineage.
-   */
-  private async latestSnapshot(root: Storage): Promise<Snapshot | undefined> {
-    const chk = await latestCheckpoint(root);
-    let best = { id: chk ?? -1, dir: chk === undefined ? undefined as string | undefined : checkpointDirName(chk) };
-    for (const sp of await this.savepointsIn(root)) if (sp.id > best.id) best = sp;
-    return best.dir === undefined ? undefined : await openSnapshot(root, best.dir);
-  }
-
-  private buildTasks(): void {
-    const maxP = this.maxParallelism;
-    const capacity = this.options.channelCapacity ?? 8;
-    checkPositiveInt(capacity, "channelCapacity", 1 << 16);
-    const trackChanges = this.chain?.incremental ?? false;
-    const byVertex = new Map<Vertex, Task[]>();
-    for (const v of this.vertices) {
-      const p = v.parallelism!;
-      const tasks: Task[] = [];
-      for (let i = 0; i < p; i++) {
-        const t = v.kind === "source" ? new SourceTask(v, i, p, this) : new OperatorTask(v, i, p, this);
-        if (v.kind === "keyed") t.keyed = new KeyedStateBackend(keyGroupRangeFor(i, p, maxP), v.inputs[0].keyType as KeyType, trackChanges);
-        tasks.push(t);
-        this.tasks.push(t);
-        if (t instanceof SourceTask) this.sources.push(t);
-      }
-      byVertex.set(v, tasks);
-      this.byUid.set(v.uid!, tasks);
-    }
-    // Channels: per edge, a full mesh for keyed and rebalancing edges, i → i when forwarding at equal parallelism.
-    const outSpecs = new Map<Task, OutputSpec[]>();
-    const inChannels = new Map<Task, Channel[]>();
-    for (const v of this.vertices) {
-      const consumers = byVertex.get(v)!;
-      for (const e of v.inputs) {
-        const producers = byVertex.get(e.from)!;
-        const forward = !e.keySelector && producers.length === consumers.length;
-        for (let i = 0; i < producers.length; i++) {
-          const chans: Channel[] = [];
-          for (let j = 0; j < consumers.length; j++) {
-            if (forward && i !== j) continue;
-            const ch = new Channel(capacity);
-            this.channels.push(ch);
-            chans.push(ch);
-            const list = inChannels.get(consumers[j]) ?? [];
-            list.push(ch);
-            inChannels.set(consumers[j], list);
-          }
-          const specs = outSpecs.get(producers[i]) ?? [];
-          specs.push(e.keySelector ? { channels: chans, keySelector: e.keySelector, keyType: e.keyType } : { channels: chans });
-          outSpecs.set(producers[i], specs);
-        }
-      }
-    }
-    for (const t of this.tasks) {
-      t.output = makeOutput(outSpecs.get(t) ?? [], this.batchSize, maxP);
-      if (t instanceof OperatorTask) {
-        const chans = inChannels.get(t) ?? [];
-        if (chans.length === 0) throw new TypeError(`Cannot start job as operator ${JSON.stringify(t.uid)} has no input`);
-        t.setInputs(chans);
-      }
-    }
-  }
-
-  private async restoreState(snap: Snapshot, inherit: boolean): Promise<void> {
-    const m = snap.manifest;
-    for (const op of m.operators) {
-      const tasks = this.byUid.get(op.uid);
-      if (!tasks) continue;
-      for (const st of op.states) {
-        const layout: StateLayout = { kind: st.kind, keyType: st.keyType, userKeyType: st.userKeyType, namespaced: st.namespaced, value: st.value };
-        if (st.keyed) {
-          if (!tasks[0].keyed) continue; // reported as not restored
-          for (const t of tasks) {
-            const kb = t.keyed!;
-            const rows = await readState(snap, op.uid, st.name, kb.range);
-            kb.stageRestored(st.name, layout, st.schemaVersion, rows, inherit ? chainDepth(st.chunks, m.maxParallelism, kb.range) : 0, !inherit);
-          }
-          if (inherit) this.previous.set(stateKey(op.uid, st.name), st.chunks.slice());
-        } else {
-          const rows = await readState(snap, op.uid, st.name);
-          const parts = redistribute(st.redistribution ?? "split", rows.values, rows.subtasks ?? [], op.parallelism, tasks.length);
-          tasks.forEach((t, i) => {
-            t.opState.stageRestored(st.name, st.redistribution ?? "split", st.value, st.schemaVersion, parts[i]);
-            t.restoredOperatorStates.add(st.name);
-            t.restoredItems.set(st.name, rows.values);
-          });
-        }
-      }
-    }
-    this.restoreReport = { location: snap.location, kind: m.kind, checkpointId: m.checkpointId, nonRestored: [] };
-  }
-
-  private checkRestored(snap: Snapshot): void {
-    const missing: NonRestoredState[] = [];
-    for (const op of snap.manifest.operators) {
-      const tasks = this.byUid.get(op.uid);
-      if (!tasks) {
-        missing.push({ uid: op.uid, reason: "operator-missing" });
-        continue;
-      }
-      for (const st of op.states) {
-        const registered = tasks.some((t) => (st.keyed ? t.keyed?.table(st.name) !== undefined : t.opState.entry(st.name) !== undefined));
-        if (!registered) missing.push({ uid: op.uid, state: st.name, reason: "state-not-registered" });
-      }
-    }
-    if (missing.length > 0 && !this.options.restore?.allowNonRestoredState) throw new NonRestoredStateError(snap.location, missing);
-    for (const t of this.tasks) {
-      t.keyed?.dropPendingRestored();
-      t.opState.dropPendingRestored();
-    }
-    for (const s of missing) if (s.state !== undefined) this.previous.delete(stateKey(s.uid, s.state));
-    this.restoreReport = { ...this.restoreReport!, nonRestored: missing };
+      this.enqueue("checkpoint", undefined, false).then(() => coordinator.schedule(), (e) => this.fail(e, "initial checkpoint after restore"));
+    } else coordinator.schedule();
   }
 
   // ---- TaskHost -----------------------------------------------------------------------------------
@@ -783,9 +614,7 @@ class Execution implements TaskHost {
       : new JobFailedError(`${where} failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
     this.setStatus("failed");
     this.teardown();
-    const p = this.pending;
-    this.pending = null;
-    p?.reject(this.error);
+    this.coordinator.abortPending(this.error);
     void this.settle();
   }
 
@@ -795,33 +624,22 @@ class Execution implements TaskHost {
     this.cancelled = true;
     this.setStatus("cancelled");
     this.teardown();
-    const p = this.pending;
-    this.pending = null;
-    p?.reject(new JobFailedError("the job was cancelled"));
+    this.coordinator.abortPending(new JobFailedError("the job was cancelled"));
     void this.settle();
   }
 
   private teardown(): void {
-    if (this.timer !== undefined) clearTimeout(this.timer);
-    this.timer = undefined;
+    this.coordinator.cancelTimer();
     for (const ch of this.channels) ch.close();
     for (const t of this.tasks) t.wake();
   }
 
-  ack(_task: Task, barrier: Barrier, snapshot: Promise<TaskSnapshot>): void {
-    const p = this.pending;
-    if (!p || p.barrier !== barrier) {
-      snapshot.catch(() => {});
-      return;
-    }
-    snapshot.catch(() => {}); // observed through Promise.all below
-    p.acks.push(snapshot);
-    if (p.acks.length === this.tasks.length) Promise.all(p.acks).then(p.resolve, p.reject);
+  ack(task: Task, barrier: Barrier, snapshot: Promise<TaskSnapshot>): void {
+    this.coordinator.ack(task, barrier, snapshot);
   }
 
   target(barrier: Barrier): ChunkTarget {
-    if (this.pending?.barrier !== barrier) throw new Error(`no snapshot ${barrier.id} in progress`);
-    return this.pending.target;
+    return this.coordinator.target(barrier);
   }
 
   sourceExhausted(_task: SourceTask): void {
@@ -833,7 +651,7 @@ class Execution implements TaskHost {
   private finishInput(): void {
     this.finishing = true;
     this.setStatus("finishing");
-    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.coordinator.cancelTimer();
     const finish = () => {
       for (const s of this.sources) s.finish();
     };
@@ -864,7 +682,7 @@ class Execution implements TaskHost {
   }
 
   finalId(): number {
-    return this.nextId;
+    return this.coordinator.nextId;
   }
 
   // ---- end ------------------------------------------------------------------------------------
@@ -874,7 +692,7 @@ class Execution implements TaskHost {
     this.settled = true;
     await Promise.allSettled(this.runs);
     while (this.inflight.size > 0) await Promise.allSettled([...this.inflight]);
-    await this.queue.catch(() => {});
+    await this.coordinator.idle();
     for (const t of this.tasks) await t.close().catch(() => {});
     for (const v of this.vertices) {
       await v.source?.close?.()?.catch?.(() => {});
@@ -890,31 +708,16 @@ class Execution implements TaskHost {
     this.resolveDone({ status, records: this.records, snapshots: this.completed.slice(), savepoint: this.stopSavepoint, restore: this.restoreReport });
   }
 
-  // ---- coordinator --------------------------------------------------------------------------------
-
-  private schedule(): void {
-    const interval = this.options.checkpoints?.intervalMs;
-    if (!interval || !this.root) return;
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      if (this.aborted || this.finishing || this.stopping) return;
-      this.enqueue("checkpoint", undefined, false).then(
-        () => this.schedule(),
-        () => this.schedule(),
-      );
-    }, interval);
-  }
+  // ---- snapshots --------------------------------------------------------------------------------
 
   enqueue(kind: "checkpoint" | "savepoint", target: string | Storage | undefined, stop: boolean, final = false): Promise<SnapshotInfo> {
-    const run = this.queue.then(() => this.snapshotNow(kind, target, stop, final));
-    this.queue = run.catch(() => {});
-    return run;
+    return this.coordinator.enqueue(kind, target, stop, final);
   }
 
   async stopWithSavepoint(target: string | Storage | undefined): Promise<SnapshotInfo> {
     if (this.stopping) throw new TypeError("Cannot stop with a savepoint as a stop is already in progress");
     this.stopping = true;
-    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.coordinator.cancelTimer();
     // Read nothing more from now on: the savepoint may wait behind a checkpoint in progress, and the
     // sources must not run on (possibly to the end of their input) meanwhile.
     for (const s of this.sources) s.pause();
@@ -931,105 +734,9 @@ class Execution implements TaskHost {
         for (const s of this.sources) s.resume();
         // Sources that ran dry during the stop were told nothing (the stop would end them): end them now.
         if (this.exhausted >= this.sources.length) this.finishInput();
-        else this.schedule();
+        else this.coordinator.schedule();
       }
       throw e;
-    }
-  }
-
-  private fault(stage: FaultPoint["stage"], id: number, kind: "checkpoint" | "savepoint"): void {
-    const killAt = this.options.faults?.killAt;
-    if (killAt && killAt({ stage, checkpointId: id, kind, records: this.records })) {
-      this.fail(new JobKilledError(`at ${stage} of ${kind} ${id}`), "fault injection");
-    }
-    if (this.aborted) throw this.error;
-  }
-
-  private async resolveSavepoint(target: string | Storage | undefined, id: number): Promise<{ storage: Storage; dir: string; owned: boolean }> {
-    let storage: Storage;
-    let dir = "";
-    let owned = false;
-    if (target === undefined) {
-      if (!this.root) throw new TypeError("Cannot take a savepoint without a target as the job has no checkpoints.storage: pass a URI");
-      storage = this.root;
-      dir = savepointDirName(id, this.attempt);
-    } else if (typeof target === "string") {
-      storage = await openStorage(target);
-      owned = true;
-    } else storage = target;
-    if (await storage.exists(manifestPath(dir))) {
-      if (owned) await storage.close();
-      throw new AlreadyExistsError(`${storage.uri}/${manifestPath(dir)}`);
-    }
-    return { storage, dir, owned };
-  }
-
-  private async snapshotNow(kind: "checkpoint" | "savepoint", targetSpec: string | Storage | undefined, stop: boolean, final: boolean): Promise<SnapshotInfo> {
-    if (this.aborted) throw this.error ?? new JobFailedError("the job is not running");
-    if (this.finishing && !final) throw new TypeError(`Cannot take a ${kind} as the job is finishing`);
-    const started = performance.now();
-    const id = this.nextId++;
-    let sp: { storage: Storage; dir: string; owned: boolean } | undefined;
-    let target: ChunkTarget;
-    if (kind === "savepoint") {
-      sp = await this.resolveSavepoint(targetSpec, id);
-      target = savepointTarget(sp.storage, sp.dir);
-    } else target = checkpointTarget(this.root!, id, this.attempt);
-    const barrier = new Barrier(id, kind, stop);
-    try {
-      const acked = new Promise<TaskSnapshot[]>((resolve, reject) => {
-        this.pending = { barrier, target, acks: [], resolve, reject };
-      });
-      acked.catch(() => {}); // a kill before the await below must not leave it unobserved
-      this.fault("triggered", id, kind);
-      for (const s of this.sources) s.inject(barrier);
-      const snaps = await acked;
-      this.pending = null;
-      this.fault("acked", id, kind);
-      const dir = kind === "checkpoint" ? checkpointDirName(id) : sp!.dir;
-      const manifest = assembleManifest({
-        kind,
-        id: kind === "checkpoint" ? dir : (dir.split("/").pop() || savepointDirName(id, this.attempt).split("/").pop()!),
-        checkpointId: id,
-        job: this.name,
-        maxParallelism: this.maxParallelism,
-        operators: this.vertices.map((v) => ({ uid: v.uid!, name: v.name, parallelism: v.parallelism! })),
-        snapshots: snaps,
-        previous: kind === "checkpoint" ? this.previous : undefined,
-        metadata: { attempt: this.attempt, records: String(this.records) },
-      });
-      await this.track(commitManifest(target.storage, dir, manifest));
-      this.fault("committed", id, kind);
-      if (kind === "checkpoint") this.previous = chunksByState(manifest);
-      let newChunks = 0, newBytes = 0, newRows = 0, totalChunks = 0;
-      for (const s of snaps) for (const p of s.states) for (const c of p.chunks) (newChunks++, newBytes += c.bytes, newRows += c.rows);
-      for (const op of manifest.operators) for (const st of op.states) totalChunks += st.chunks.length;
-      const location = dir ? `${target.storage.uri.replace(/\/+$/, "")}/${dir}` : target.storage.uri;
-      const info: SnapshotInfo = { id, kind, location, durationMs: performance.now() - started, newChunks, newBytes, newRows, totalChunks, manifest };
-      this.completed.push(info);
-      const commits = this.tasks.map((t) => t.notifyComplete(id, kind, stop)).filter((p): p is Promise<void> => p !== undefined);
-      const committed = this.track(Promise.all(commits)).catch((e) => this.fail(e, `commit of checkpoint ${id}`));
-      if (stop || final) await committed;
-      if (kind === "checkpoint") {
-        const retain = this.options.checkpoints?.retain ?? 3;
-        try {
-          await this.track(applyRetention(this.root!, { retain }));
-        } catch (e) {
-          this.options.onEvent?.({ type: "retention-failed", error: e });
-        }
-      }
-      this.options.onEvent?.({ type: "checkpoint", info });
-      return info;
-    } catch (e) {
-      if (this.pending?.barrier === barrier) this.pending = null;
-      if (!this.aborted && kind === "checkpoint") {
-        for (const t of this.tasks) t.checkpointFailed();
-        this.options.onEvent?.({ type: "checkpoint-failed", id, error: e });
-        if (++this.failures > (this.options.checkpoints?.tolerableFailures ?? 0)) this.fail(e, `checkpoint ${id}`);
-      }
-      throw e;
-    } finally {
-      if (sp?.owned) await sp.storage.close().catch(() => {});
     }
   }
 }

@@ -161,6 +161,9 @@ class SingleTable extends StateTable {
   readonly check: ValueCheck | null;
   private readonly b: KeyedStateBackend;
   private epoch = 0;
+  /** The backend's `keySeq` when {@link SingleTable.cached} was looked up (-1: nothing cached). */
+  private cachedSeq = -1;
+  private cached: Entry | undefined = undefined;
 
   constructor(b: KeyedStateBackend, desc: KeyedStateDescriptor, layout: StateLayout) {
     super(desc, layout);
@@ -186,27 +189,36 @@ class SingleTable extends StateTable {
     }
   }
 
+  /**
+   * The current key's entry. A record's state access reads and then writes the same key; the entry
+   * found is kept until the key changes, so the write costs no second hash lookup of the key (string
+   * keys are fresh strings per record, hashed and compared on every Map lookup).
+   */
   entry(): Entry | undefined {
-    const m = this.tables[this.b.kgi];
-    return m === undefined ? undefined : m.get(this.b.keyId);
+    const b = this.b;
+    if (this.cachedSeq === b.keySeq) return this.cached;
+    const m = this.tables[b.kgi];
+    const e = m === undefined ? undefined : m.get(b.keyId);
+    this.cachedSeq = b.keySeq;
+    this.cached = e;
+    return e;
   }
 
   get(): unknown {
-    const m = this.tables[this.b.kgi];
-    if (m === undefined) return undefined;
-    const e = m.get(this.b.keyId);
+    const e = this.entry();
     return e === undefined ? undefined : e.value;
   }
 
   set(value: unknown): void {
     const b = this.b;
-    let m = this.tables[b.kgi];
-    if (m === undefined) m = this.tables[b.kgi] = new Map();
-    let e = m.get(b.keyId);
+    let e = this.entry();
     if (e !== undefined) e.value = value;
     else {
+      let m = this.tables[b.kgi];
+      if (m === undefined) m = this.tables[b.kgi] = new Map();
       e = { key: b.key, value, epoch: -1, live: true };
       m.set(b.keyId, e);
+      this.cached = e;
     }
     if (this.dirty !== null && e.epoch !== this.epoch) this.mark(e);
   }
@@ -226,11 +238,10 @@ class SingleTable extends StateTable {
 
   remove(): void {
     const b = this.b;
-    const m = this.tables[b.kgi];
-    if (m === undefined) return;
-    const e = m.get(b.keyId);
+    const e = this.entry();
     if (e === undefined) return;
-    m.delete(b.keyId);
+    this.tables[b.kgi]!.delete(b.keyId);
+    this.cached = undefined;
     e.live = false;
     if (this.dirty !== null && e.epoch !== this.epoch) this.mark(e);
   }
@@ -311,6 +322,7 @@ class SingleTable extends StateTable {
   restore(start: number, end: number, rows: RestoredRows): void {
     const kgs = rows.keyGroups!;
     const keys = rows.keys!;
+    this.cachedSeq = -1;
     for (let i = 0; i < rows.length; i++) {
       const kg = kgs[i];
       if (kg < start || kg > end) continue;
@@ -699,6 +711,8 @@ export class KeyedStateBackend {
   keyId: KeyId = "";
   /** Current key. */
   key: unknown = undefined;
+  /** Changes whenever the current key does: tables cache the current key's entry under it. */
+  keySeq = 0;
   private readonly tables = new Map<string, StateTable>();
   private readonly restored = new Map<string, { layout: StateLayout; schemaVersion: number; rows: RestoredRows; chainLength: number; forceBase: boolean }>();
 
@@ -712,6 +726,7 @@ export class KeyedStateBackend {
 
   /** Sets the key of the record about to be processed. */
   setCurrentKey(key: unknown, keyGroup: number): void {
+    this.keySeq++;
     this.key = key;
     this.kgi = keyGroup - this.range.start;
     const t = typeof key;
@@ -720,6 +735,7 @@ export class KeyedStateBackend {
 
   /** Forgets the current key (state access outside a record is an error). */
   clearCurrentKey(): void {
+    this.keySeq++;
     this.kgi = -1;
   }
 

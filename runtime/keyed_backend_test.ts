@@ -154,3 +154,38 @@ test("a value a typed state cannot hold is refused where it is stored, naming th
   assert.equal(count.value(), -5);
   assert.equal(byCat.size(), 2);
 });
+
+test("a record's read-modify-write of value state looks its key up once, and the kept entry never outlives its key", () => {
+  const b = new KeyedStateBackend({ start: 0, end: 0 }, "string", true);
+  const s = b.getState(valueState<number>("v"));
+  const t = b.table("v") as unknown as { tables: (Map<unknown, unknown> | undefined)[] };
+  let lookups = 0;
+  class CountingMap<K, V> extends Map<K, V> {
+    override get(k: K): V | undefined {
+      lookups++;
+      return super.get(k);
+    }
+  }
+  t.tables[0] = new CountingMap();
+  // Every key in key group 0 of a one-group range: the same map serves all of them.
+  b.setCurrentKey("a", 0);
+  s.update((s.value() ?? 0) + 1);
+  assert.equal(lookups, 1);
+  b.setCurrentKey("b", 0);
+  assert.equal(s.value(), undefined);
+  s.update(10);
+  b.setCurrentKey("a", 0);
+  assert.equal(s.value(), 1);
+  s.update(s.value()! + 1);
+  b.setCurrentKey("b", 0);
+  assert.equal(s.value(), 10);
+  s.clear();
+  assert.equal(s.value(), undefined);
+  s.update(11);
+  assert.equal(s.value(), 11);
+  b.setCurrentKey("a", 0);
+  assert.equal(s.value(), 2);
+  assert.equal(lookups, 5); // one per record (a, b, a, b, a), whatever it reads and writes
+  const all = b.table("v")!.captureAll(0);
+  assert.deepEqual(new Map(all.keys.map((k, i) => [k, all.values[i]])), new Map([["a", 2], ["b", 11]]));
+});
