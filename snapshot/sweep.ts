@@ -577,7 +577,9 @@ function mergePicks(parts: readonly OpenPart[], range: KeyGroupRange, indexOf: (
     const { from, to, kgs } = spans[j];
     const opIdx = p.file.plan.index.op;
     const ops = opIdx >= 0 ? (p.file.columns[opIdx].values as Uint8Array) : undefined;
-    for (let r = from; r < to; r++) {
+    // Rows backwards too: a chunk may hold an identity twice (a put, then its delete), the later row wins.
+    const n0 = n;
+    for (let r = to - 1; r >= from; r--) {
       const g = kgs[r];
       if (closed[g - range.start]) continue;
       let s = hashRow(cols, r) & mask;
@@ -598,6 +600,10 @@ function mergePicks(parts: readonly OpenPart[], range: KeyGroupRange, indexOf: (
       kg[n] = g;
       n++;
     }
+    // This part's picks back in file order, so a gather copies runs of consecutive rows.
+    src.subarray(n0, n).reverse();
+    row.subarray(n0, n).reverse();
+    kg.subarray(n0, n).reverse();
     if (p.input.type === "base") closed.fill(1, p.sub.start - range.start, p.sub.end - range.start + 1);
   }
   return sortPicks(n, src, row, kg, range);
@@ -616,7 +622,7 @@ function mergePicksByValue(parts: readonly OpenPart[], range: KeyGroupRange, ind
     const f = indexOf(p.file);
     const { from } = keyGroupRows(p.file, p.sub);
     const kgs = d.keyGroups!;
-    for (let i = 0; i < d.length; i++) {
+    for (let i = d.length - 1; i >= 0; i--) {
       if (closed[kgs[i] - range.start]) continue;
       const id = rowIdentity(d.keys![i], d.namespaces?.[i], d.userKeys?.[i], opts.namespaced, opts.map);
       if (seen.has(id)) continue;

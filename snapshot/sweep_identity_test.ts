@@ -52,3 +52,10 @@ test("sweepSelections: int64 keys compare all 64 bits; a later base resets the k
   const rebase = input(layout, 3, [{ key: 7n, v: 7 }], false);
   assert.deepEqual(await merged(layout, [base, delta, rebase]), ["7|=7"]);
 });
+
+test("sweepSelections: within one delta chunk the later row of an identity wins (put then delete, delete then put)", async () => {
+  const layout: StateLayout = { kind: "value", keyType: "string", value: { encoding: "arrow", type: "int32" } };
+  const base = input(layout, 1, [{ key: "a", v: 1 }, { key: "b", v: 2 }], false);
+  const delta = input(layout, 2, [{ key: "a", v: 10 }, { key: "a" }, { key: "b" }, { key: "b", v: 20 }, { key: "c", v: 3 }, { key: "c", v: 30 }], true);
+  assert.deepEqual(await merged(layout, [base, delta]), ["b|=20", "c|=30"]);
+});
