@@ -373,10 +373,17 @@ async function scatterColumns(plan: RewritePlan, op: OperatorPlan, sp: StatePlan
       const from = starts[windows[b].start];
       const to = starts[windows[b].end + 1];
       if (from === to) continue;
-      const idx = order.subarray(from, to);
-      const src = Uint32Array.from(idx, (i) => s.src[i]);
-      const row = Uint32Array.from(idx, (i) => s.row[i]);
-      const keyGroups = Uint16Array.from(idx, (i) => kgs[i]);
+      // Plain loops: TypedArray.from with a map function goes through the iterator protocol per element.
+      const m = to - from;
+      const src = new Uint32Array(m);
+      const row = new Uint32Array(m);
+      const keyGroups = new Uint16Array(m);
+      for (let k = 0; k < m; k++) {
+        const i = order[from + k];
+        src[k] = s.src[i];
+        row[k] = s.row[i];
+        keyGroups[k] = kgs[i];
+      }
       const chunk = gatherChunk(sp.layout, s.files, src, row, { keyGroups });
       const path = `${stateDir}/b${b}/${String(seq++).padStart(6, "0")}.arrow`;
       await temp.put(path, chunk.bytes);
