@@ -71,7 +71,7 @@ export function snapshotInputs(snap: Snapshot, st: StateSnapshot): ChunkInput[] 
  * // const input = storageInput(temp, "b0/000001.arrow", { start: 0, end: 31 }, 4096, 1);
  * ```
  */
-export function storageInput(storage: Storage, path: string, range: KeyGroupRange, rows: number, order: number): ChunkInput {
+export function storageInput(storage: Pick<Storage, "uri" | "get">, path: string, range: KeyGroupRange, rows: number, order: number): ChunkInput {
   const where = `${storage.uri}/${path}`;
   return {
     range,
