@@ -4,7 +4,9 @@
  *
  * @module
  */
-import type { FieldType, Finding, GcReport, InspectReport as SnapshotInfo, Listing, MigrationPlan, SnapshotDiff, StateInfo } from "../mod.ts";
+import type { FieldType } from "../format/state_layout.ts";
+import type { Finding, Listing, MigrationPlan, SnapshotDiff, SnapshotInfo, StateInfo } from "../migrate/mod.ts";
+import type { GcReport } from "../snapshot/retention.ts";
 
 /**
  * Bytes in binary units: `512 B`, `1.5 KiB`, `12.3 MiB`.

@@ -6,7 +6,8 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { ArrowpointError, VERSION } from "../mod.ts";
+import { ArrowpointError } from "../format/errors.ts";
+import { VERSION } from "../format/version.ts";
 import { type ModuleImporter, runtimeImport } from "./load_module.ts";
 import { ProgressBar } from "./progress.ts";
 

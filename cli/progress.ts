@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { Progress } from "../mod.ts";
+import type { Progress } from "../migrate/progress.ts";
 import { formatBytes, formatCount, formatDuration } from "./format.ts";
 
 /**
