@@ -379,10 +379,15 @@ function gatherColumn(cols: readonly ColumnData[], src: Uint32Array, row: Uint32
         offsets[i + 1] = offsets[i] + off[row[i] + 1] - off[row[i]];
       }
       const values = new Uint8Array(offsets[n]);
-      for (let i = 0; i < n; i++) {
-        const c = cols[src[i]];
+      // Runs of consecutive rows of one source copy their bytes in one call.
+      for (let i = 0; i < n;) {
+        const s = src[i];
+        let j = i + 1;
+        while (j < n && src[j] === s && row[j] === row[j - 1] + 1) j++;
+        const c = cols[s];
         const off = c.offsets!;
-        values.set((c.values as Uint8Array).subarray(off[row[i]], off[row[i] + 1]), offsets[i]);
+        values.set((c.values as Uint8Array).subarray(off[row[i]], off[row[j - 1] + 1]), offsets[i]);
+        i = j;
       }
       return { ...base, offsets, values };
     }
@@ -426,7 +431,15 @@ function gatherColumn(cols: readonly ColumnData[], src: Uint32Array, row: Uint32
     }
     default: {
       const out = typedArrayOf(plan.type, n) as Float64Array;
-      for (let i = 0; i < n; i++) out[i] = (cols[src[i]].values as Float64Array)[row[i]];
+      for (let i = 0; i < n;) {
+        const s = src[i];
+        const vals = cols[s].values as Float64Array;
+        let j = i + 1;
+        while (j < n && src[j] === s && row[j] === row[j - 1] + 1) j++;
+        if (j - i >= 16) out.set(vals.subarray(row[i], row[i] + (j - i)), i);
+        else for (let k = i; k < j; k++) out[k] = vals[row[k]];
+        i = j;
+      }
       return { ...base, values: out };
     }
   }

@@ -3,13 +3,22 @@
  * encoder, so a value can be refused when user code stores it instead of when a checkpoint encodes it
  * (long after, and never without checkpoints).
  *
+ * This is the one rule set for JS values against an Arrow type: the runtime checks state updates with it
+ * and the offline tools check the output of custom migration steps with it ({@link valueChecker}). The
+ * rule is "what the chunk encoder stores exactly": an int64/uint64/timestamp number is accepted when it is
+ * an integer in range (a double that is an integer converts to int64 exactly, safe or not); struct fields
+ * the type does not declare are ignored (the encoder writes declared fields only; checking every key of
+ * every object would tax each state update, and a schema change that drops a field must go through a
+ * migration step, which declares it).
+ *
  * {@link compileValueCheck} builds a predicate once per type (closures chosen per field type: no type
  * dispatch per call, no allocation); {@link explainValue} says why a value does not fit, for the error
  * message, and is only called after the predicate said no.
  *
  * @module
  */
-import { type FieldType, INTEGER_RANGES, type KeyType } from "./state_layout.ts";
+import { Ajv, type ValidateFunction } from "ajv";
+import { type FieldType, INTEGER_RANGES, type KeyType, type StateLayout } from "./state_layout.ts";
 
 /**
  * A precomputed check of one value: true when the chunk encoder can store it.
@@ -246,4 +255,54 @@ export function keyFieldType(keyType: KeyType): FieldType | undefined {
     default:
       return keyType;
   }
+}
+
+const ajv = new Ajv({ allErrors: false, strict: false });
+
+/**
+ * Why a value does not fit a state's value encoding (list state: the whole list), as a message, or
+ * undefined when it fits; undefined instead of a checker when anything goes (msgpack without a JSON
+ * Schema). Arrow types follow {@link explainValue}; msgpack values with a `jsonSchema` are checked by it
+ * (ajv).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { valueChecker } from "./value_check.ts";
+ * const check = valueChecker({ kind: "value", keyType: "string", value: { encoding: "arrow", type: "int32" } })!;
+ * assert.equal(check(3), undefined);
+ * assert.match(check("3")!, /value must be an integer/);
+ * assert.equal(valueChecker({ kind: "value", keyType: "string", value: { encoding: "msgpack" } }), undefined);
+ * ```
+ */
+export function valueChecker(layout: StateLayout): ((value: unknown) => string | undefined) | undefined {
+  const list = layout.kind === "list";
+  if (layout.value.encoding === "arrow") {
+    const type = layout.value.type;
+    const fast = compileValueCheck(list ? { list: type } : type);
+    return (v) => (fast(v) ? undefined : explainValue(list ? { list: type } : type, v));
+  }
+  const schema = layout.value.jsonSchema;
+  if (!schema) return undefined;
+  let validate: ValidateFunction;
+  try {
+    validate = ajv.compile(schema);
+  } catch (e) {
+    return () => `the state's JSON Schema does not compile: ${(e as Error).message}`;
+  }
+  const one = (v: unknown, path: string): string | undefined => {
+    if (validate(v)) return undefined;
+    const err = validate.errors?.[0];
+    return `${path}${err?.instancePath ?? ""} ${err?.message ?? "does not match the JSON Schema"}`;
+  };
+  return list
+    ? (v) => {
+      if (!Array.isArray(v)) return `value must be a list, got ${describe(v)}`;
+      for (let i = 0; i < v.length; i++) {
+        const r = one(v[i], `value[${i}]`);
+        if (r) return r;
+      }
+      return undefined;
+    }
+    : (v) => one(v, "value");
 }

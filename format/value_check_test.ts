@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { encodeChunk } from "./encode_chunk.ts";
 import { SchemaViolationError } from "./errors.ts";
 import type { FieldType, KeyType } from "./state_layout.ts";
-import { compileValueCheck, explainValue, keyCheck } from "./value_check.ts";
+import { compileValueCheck, explainValue, keyCheck, valueChecker } from "./value_check.ts";
 
 const SAMPLES: readonly unknown[] = [
   0, -0, 1, -1, 127, 128, -129, 255, 256, 65535, 65536, 2 ** 31 - 1, 2 ** 31, -(2 ** 31), -(2 ** 31) - 1, 2 ** 32 - 1, 2 ** 32,
@@ -60,4 +60,18 @@ test("keyCheck() follows the key column types, and msgpack keys take anything", 
   ];
   for (const [t, v, ok] of cases) assert.equal(keyCheck(t)!(v), ok, `${t} ← ${String(v)}`);
   assert.equal(keyCheck("msgpack"), undefined);
+});
+
+test("valueChecker(): the one rule set for tools and runtime (encoder's rules; JSON Schema for msgpack)", () => {
+  const struct = valueChecker({ kind: "value", keyType: "string", value: { encoding: "arrow", type: { struct: [{ name: "n", type: "int64" }] } } })!;
+  assert.equal(struct({ n: 2 ** 60 }), undefined, "an integer number in int64 range is stored exactly");
+  assert.equal(struct({ n: 1n, extra: "x" }), undefined, "undeclared fields are ignored, as the encoder ignores them");
+  assert.match(struct({ n: 1.5 })!, /^value\.n must be a bigint or an integer number in int64 range/);
+  const list = valueChecker({ kind: "list", keyType: "string", value: { encoding: "arrow", type: "utf8" } })!;
+  assert.equal(list(["a", "b"]), undefined);
+  assert.match(list(["a", null])!, /^value\[1\] is null but it is not nullable/);
+  const schema = valueChecker({ kind: "value", keyType: "string", value: { encoding: "msgpack", jsonSchema: { type: "object", required: ["id"] } } })!;
+  assert.equal(schema({ id: 1 }), undefined);
+  assert.match(schema({})!, /^value must have required property 'id'/);
+  assert.equal(valueChecker({ kind: "value", keyType: "string", value: { encoding: "msgpack" } }), undefined);
 });

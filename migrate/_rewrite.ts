@@ -10,7 +10,7 @@
 //
 // Memory stays bounded by the chunks overlapping the current key group, one batch of rows and the
 // chunk being written (at most `maxChunkRows` rows).
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm, unlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { openStorage } from "../backends/open.ts";
@@ -121,7 +121,7 @@ export function subtaskRanges(parallelism: number, maxParallelism: number): KeyG
 export async function rewrite(plan: RewritePlan, dst: string | Storage, opts: WriteOptions, metadata: Record<string, string> = {}): Promise<WriteReport> {
   const started = Date.now();
   const writer = await SavepointWriter.open(dst, plan.src, opts);
-  let temp: { storage: Storage; cleanup: () => Promise<void> } | undefined;
+  let temp: { storage: Scratch; cleanup: () => Promise<void> } | undefined;
   try {
     writer.totalRows = plan.operators.reduce((n, op) => n + op.states.reduce((m, s) => m + s.src.chunks.reduce((k, c) => k + c.rows, 0), 0), 0);
     const operators: OperatorSnapshot[] = [];
@@ -158,7 +158,14 @@ export async function rewrite(plan: RewritePlan, dst: string | Storage, opts: Wr
   }
 }
 
-async function openTemp(uri: string | undefined): Promise<{ storage: Storage; cleanup: () => Promise<void> }> {
+/**
+ * Where spilled pieces go: only what the scatter needs. Pieces are scratch (a failed rewrite commits
+ * nothing and starts over), so the local default writes plain files with no fsync, temp-file rename or
+ * folder sync, which a durable `Storage.put` pays per piece.
+ */
+type Scratch = Pick<Storage, "uri" | "get" | "put" | "delete">;
+
+async function openTemp(uri: string | undefined): Promise<{ storage: Scratch; cleanup: () => Promise<void> }> {
   const name = `arrowpoint-spill-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
   if (uri !== undefined) {
     const root = await openStorage(uri);
@@ -174,14 +181,20 @@ async function openTemp(uri: string | undefined): Promise<{ storage: Storage; cl
     };
   }
   const dir = await mkdtemp(join(tmpdir(), name + "-"));
-  const storage = await openStorage(dir);
-  return {
-    storage,
-    cleanup: async () => {
-      await storage.close();
-      await rm(dir, { recursive: true, force: true });
+  // Piece paths are generated here (`<state>/b<n>/<seq>.arrow`): flattened to one file name each.
+  const file = (path: string) => join(dir, path.replaceAll("/", "_"));
+  const storage: Scratch = {
+    uri: dir,
+    put: (path, bytes) => writeFile(file(path), bytes),
+    get: async (path) => {
+      const b = await readFile(file(path));
+      return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+    },
+    delete: async (paths) => {
+      for (const p of paths) await unlink(file(p)).catch(() => {});
     },
   };
+  return { storage, cleanup: () => rm(dir, { recursive: true, force: true }) };
 }
 
 async function writeOperatorState(plan: RewritePlan, op: OperatorPlan, sp: StatePlan, writer: SavepointWriter): Promise<ChunkRef[]> {
@@ -279,7 +292,7 @@ async function writeKeyedState(plan: RewritePlan, op: OperatorPlan, sp: StatePla
     await out.end();
   }
   await flushPending();
-  return out.refs;
+  return await out.finish();
 }
 
 /**
@@ -349,7 +362,7 @@ function columnRehash(op: OperatorPlan, sp: StatePlan): boolean {
  * key column, its rows counting-sorted by new key group and gathered into one sorted piece per target
  * subtask (spilled to `temp`); then each target range gathers its pieces, interleaved by key group.
  */
-async function scatterColumns(plan: RewritePlan, op: OperatorPlan, sp: StatePlan, writer: SavepointWriter, temp: Storage, opts: WriteOptions): Promise<ChunkRef[]> {
+async function scatterColumns(plan: RewritePlan, op: OperatorPlan, sp: StatePlan, writer: SavepointWriter, temp: Scratch, opts: WriteOptions): Promise<ChunkRef[]> {
   const maxP = plan.maxParallelism;
   const windows = subtaskRanges(op.parallelism, maxP);
   const pieces: { path: string; range: KeyGroupRange; rows: number }[][] = windows.map(() => []);
@@ -373,10 +386,17 @@ async function scatterColumns(plan: RewritePlan, op: OperatorPlan, sp: StatePlan
       const from = starts[windows[b].start];
       const to = starts[windows[b].end + 1];
       if (from === to) continue;
-      const idx = order.subarray(from, to);
-      const src = Uint32Array.from(idx, (i) => s.src[i]);
-      const row = Uint32Array.from(idx, (i) => s.row[i]);
-      const keyGroups = Uint16Array.from(idx, (i) => kgs[i]);
+      // Plain loops: TypedArray.from with a map function goes through the iterator protocol per element.
+      const m = to - from;
+      const src = new Uint32Array(m);
+      const row = new Uint32Array(m);
+      const keyGroups = new Uint16Array(m);
+      for (let k = 0; k < m; k++) {
+        const i = order[from + k];
+        src[k] = s.src[i];
+        row[k] = s.row[i];
+        keyGroups[k] = kgs[i];
+      }
       const chunk = gatherChunk(sp.layout, s.files, src, row, { keyGroups });
       const path = `${stateDir}/b${b}/${String(seq++).padStart(6, "0")}.arrow`;
       await temp.put(path, chunk.bytes);
@@ -392,11 +412,11 @@ async function scatterColumns(plan: RewritePlan, op: OperatorPlan, sp: StatePlan
     await gatherWindows(ins, [windows[b]], sp, plan, opts, out, "concat");
     await temp.delete(pieces[b].map((pc) => pc.path));
   }
-  return out.refs;
+  return await out.finish();
 }
 
 /** New maxParallelism or key function: re-hash every row, spill by target bucket, then write bucket by bucket. */
-async function scatterGather(plan: RewritePlan, op: OperatorPlan, sp: StatePlan, writer: SavepointWriter, temp: Storage, opts: WriteOptions): Promise<ChunkRef[]> {
+async function scatterGather(plan: RewritePlan, op: OperatorPlan, sp: StatePlan, writer: SavepointWriter, temp: Scratch, opts: WriteOptions): Promise<ChunkRef[]> {
   const maxP = plan.maxParallelism;
   const p = op.parallelism;
   const windows = subtaskRanges(p, maxP);
@@ -458,7 +478,7 @@ async function scatterGather(plan: RewritePlan, op: OperatorPlan, sp: StatePlan,
     await out.end();
     await temp.delete(pieces[b].map((pc) => pc.path));
   }
-  return out.refs;
+  return await out.finish();
 }
 
 /** Combines rows whose new keys collide (within a batch, since equal keys share a key group). */

@@ -86,6 +86,7 @@ export class SavepointWriter {
   readonly id: string;
   readonly #owned: boolean;
   readonly #written: string[] = [];
+  readonly #inflight = new Set<Promise<ChunkRef>>();
   readonly #opts: WriteOptions;
   readonly #started = Date.now();
   rows = 0;
@@ -123,7 +124,14 @@ export class SavepointWriter {
   async put(path: string, chunk: EncodedChunk, range: KeyGroupRange | undefined, subtask?: number): Promise<ChunkRef> {
     this.#opts.signal?.throwIfAborted();
     this.#written.push(path);
-    const ref = await writeChunk(this.storage, path, chunk, { type: "base", order: 0, subtask, keyGroupRange: range });
+    const writing = writeChunk(this.storage, path, chunk, { type: "base", order: 0, subtask, keyGroupRange: range });
+    this.#inflight.add(writing);
+    let ref: ChunkRef;
+    try {
+      ref = await writing;
+    } finally {
+      this.#inflight.delete(writing);
+    }
     this.chunks++;
     this.bytes += chunk.bytes.length;
     return ref;
@@ -182,6 +190,8 @@ export class SavepointWriter {
 
   /** Removes the chunks written so far (best effort) after a failure; the manifest was never written. */
   async abort(): Promise<void> {
+    // A write still in flight (keyed writers keep one) would land after the delete: let it settle first.
+    await Promise.allSettled([...this.#inflight]);
     const paths = this.#written.splice(0);
     if (paths.length) await this.storage.delete(paths).catch(() => {});
   }
@@ -199,6 +209,7 @@ export class KeyedStateWriter {
   #window: KeyGroupRange | undefined;
   #from = 0;
   #to = -1;
+  #pending: Promise<void> = Promise.resolve();
 
   constructor(readonly sink: SavepointWriter, readonly uid: string, readonly state: string, readonly layout: StateLayout, readonly maxChunkRows: number) {
     this.#buf = new RowBuffer(layout.namespaced === true, layout.kind === "map");
@@ -221,9 +232,30 @@ export class KeyedStateWriter {
   /** Adds an already-encoded chunk for a sub-range of the window (flushing buffered rows before it). */
   async addEncoded(range: KeyGroupRange, chunk: EncodedChunk): Promise<void> {
     if (range.start > this.#from) await this.#flush(range.start - 1);
-    this.refs.push(await this.sink.writeEncoded(this.uid, this.state, range, chunk));
+    await this.#queue(() => this.sink.writeEncoded(this.uid, this.state, range, chunk));
     this.#from = range.end + 1;
     this.#to = range.end;
+  }
+
+  /**
+   * Starts a chunk write once the previous one has finished: the caller builds the next chunk while this
+   * one goes to storage (at most one encoded chunk waits, so memory stays bounded by two chunks).
+   */
+  async #queue(write: () => Promise<ChunkRef>): Promise<void> {
+    await this.#pending;
+    const at = this.refs.length;
+    this.refs.length = at + 1;
+    const p = write().then((ref) => {
+      this.refs[at] = ref;
+    });
+    p.catch(() => {}); // reported by the next #queue or finish(), which await it
+    this.#pending = p;
+  }
+
+  /** Waits for the last chunk write and returns every chunk written, in order. */
+  async finish(): Promise<ChunkRef[]> {
+    await this.#pending;
+    return this.refs;
   }
 
   /** Ends the window: writes what is buffered (an empty chunk when the window had no rows at all). */
@@ -235,7 +267,8 @@ export class KeyedStateWriter {
 
   async #flush(to: number): Promise<void> {
     const range = { start: this.#from, end: to };
-    this.refs.push(await this.sink.writeKeyed(this.uid, this.state, this.layout, range, this.#buf.take()));
+    const rows = this.#buf.take();
+    await this.#queue(() => this.sink.writeKeyed(this.uid, this.state, this.layout, range, rows));
     this.#from = to + 1;
   }
 }

@@ -19,7 +19,7 @@ export interface CompactOptions extends WriteOptions {
 
 /**
  * Compacts a snapshot into a new savepoint: chains applied (bases reset, deltas upsert, tombstones
- * dropped), rows sorted by key group (and, within a key group, by key), one chunk per state per
+ * dropped), rows sorted by key group (within a key group in no promised order: docs/format.md §6), one chunk per state per
  * subtask key-group range of the target parallelism (split at key-group boundaries past
  * `maxChunkRows` rows), relative paths only, the manifest written last. The source may be a checkpoint
  * root (its latest checkpoint), a `chk-<n>` folder or a savepoint (which gets the canonical layout).

@@ -20,7 +20,7 @@ function chainSteps() {
   ];
 }
 
-test("compact() of an incremental chain yields exactly the live state, self-contained and canonical", async () => {
+test("compact() of an incremental chain yields exactly the live state, self-contained, in the canonical layout", async () => {
   clearMemoryStorage("compact-chain");
   const root = await openStorage("memory:compact-chain");
   const live = await writeChain(root, chainSteps());
@@ -44,7 +44,8 @@ test("compact() of an incremental chain yields exactly the live state, self-cont
     for (let i = 0; i < d.length; i++) {
       assert.equal(d.keyGroups![i], assignKeyGroup(d.keys![i] as string, 128));
       if (i > 0) {
-        assert.ok(d.keyGroups![i - 1] < d.keyGroups![i] || (d.keyGroups![i - 1] === d.keyGroups![i] && "s" + d.keys![i - 1] < "s" + d.keys![i]), "sorted by key group, then key");
+        // docs/format.md §6: rows sorted by key group; order within a key group is the writer's.
+        assert.ok(d.keyGroups![i - 1] <= d.keyGroups![i], "sorted by key group");
       }
     }
   }

@@ -9,7 +9,8 @@ import { encodeChunk } from "../format/encode_chunk.ts";
 import type { FieldType, KeyType, StateLayout } from "../format/state_layout.ts";
 import type { Snapshot } from "../snapshot/read.ts";
 import { openSnapshot, requireState } from "../snapshot/read.ts";
-import { readOperatorItems, shapeOf, snapshotInputs, sweep } from "../snapshot/sweep.ts";
+import { readOperatorItems, shapeOf, snapshotInputs, sweep, sweepSelections } from "../snapshot/sweep.ts";
+import { gatherChunk } from "../format/chunk_slice.ts";
 import { layoutOf } from "./_sink.ts";
 import type { Rows } from "../snapshot/rows.ts";
 import type { Progress } from "./progress.ts";
@@ -68,6 +69,15 @@ function ndjsonOf(rows: Rows, keyed: boolean, subtasks?: number[]): Uint8Array {
 }
 
 /** Arrow export layout: dictionaries as plain utf8 (one file cannot replace dictionaries), msgpack as JSON text. */
+/**
+ * Whether a state's chunk columns are already its export columns: no msgpack (exported as JSON text) and
+ * no dictionary (an Arrow file cannot replace a dictionary between batches, so those become utf8).
+ */
+function passThrough(l: StateLayout): boolean {
+  const hasDict = (t: FieldType): boolean => typeof t === "string" ? t === "dictionary" : "struct" in t ? t.struct.some((f) => hasDict(f.type)) : hasDict(t.list);
+  return l.keyType !== "msgpack" && l.userKeyType !== "msgpack" && l.value.encoding === "arrow" && !hasDict(l.value.type);
+}
+
 function exportLayout(l: StateLayout): { layout: StateLayout; keyJson: boolean; ukeyJson: boolean; valueJson: boolean } {
   const plain = (t: FieldType): FieldType => typeof t === "string" ? (t === "dictionary" ? "utf8" : t) : "struct" in t ? { struct: t.struct.map((f) => ({ ...f, type: plain(f.type) })) } : { list: plain(t.list) };
   const keyJson = l.keyType === "msgpack";
@@ -91,7 +101,8 @@ function exportLayout(l: StateLayout): { layout: StateLayout; keyJson: boolean; 
  *   them (int64 as numbers when safe, else strings; bytes as base64);
  * - `arrow`: one plain Arrow IPC file (no arrowpoint metadata) with columns `kg`, `key`, `ns`?, `ukey`?,
  *   `value`, readable by DuckDB, polars, pyarrow; dictionary columns are written as plain utf8 and msgpack
- *   values and keys as JSON text.
+ *   values and keys as JSON text. A keyed state with neither passes its columns through (gathered from the
+ *   chunks' buffers, no value decoded); the others are decoded and re-encoded batch by batch.
  * Chains are applied first; memory holds one batch of rows.
  *
  * @example
@@ -179,12 +190,28 @@ export async function* exportState(uri: string | Snapshot, options: ExportOption
       }
       for (const b of table.batches) writer.write(new RecordBatch(schema, b.data));
     };
-    for await (const { rows } of batches()) {
-      write(encode(rows));
-      progress(rows.length, 0);
-      for await (const chunk of drain()) {
-        bytesDone += chunk.length;
-        yield chunk;
+    const src = layoutOf(st);
+    if (st.keyed && passThrough(src)) {
+      // Columns pass through: each batch's rows are picked on the identity columns and gathered column by
+      // column from the chunks' buffers (no row becomes JS values).
+      const inputs = snapshotInputs(snap, st);
+      for await (const s of sweepSelections(inputs, [{ start: 0, end: snap.manifest.maxParallelism - 1 }], { ...shapeOf(st), batchRows: options.batchRows, signal: options.signal })) {
+        if (s.row.length === 0) continue;
+        write(gatherChunk(src, s.files, s.src, s.row).bytes);
+        progress(s.row.length, 0);
+        for await (const chunk of drain()) {
+          bytesDone += chunk.length;
+          yield chunk;
+        }
+      }
+    } else {
+      for await (const { rows } of batches()) {
+        write(encode(rows));
+        progress(rows.length, 0);
+        for await (const chunk of drain()) {
+          bytesDone += chunk.length;
+          yield chunk;
+        }
       }
     }
     if (!schema) write(encode({ length: 0, keyGroups: new Uint16Array(0), keys: [], namespaces: st.namespaced ? [] : undefined, userKeys: st.kind === "map" ? [] : undefined, values: [] }));

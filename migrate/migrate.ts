@@ -14,7 +14,7 @@ import { keyText } from "../format/key_identity.ts";
 import { RowBuffer, type Rows } from "../snapshot/rows.ts";
 import { type OperatorPlan, rewrite, type StatePlan, type WriteReport } from "./_rewrite.ts";
 import { layoutOf, type WriteOptions } from "./_sink.ts";
-import { valueChecker } from "./_value_check.ts";
+import { valueChecker } from "../format/value_check.ts";
 import { describeStep, isMigrations, type Migrations, type RowContext, type StateStep } from "./migrations.ts";
 
 /** Options of {@link migrate}. */

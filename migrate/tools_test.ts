@@ -140,3 +140,24 @@ test("exportState() writes one plain Arrow IPC file that apache-arrow and fleche
   assert.equal(empty.numRows, 0);
   assert.equal(empty.schema.fields.length, 3);
 });
+
+test("exportState() as Arrow passes columns through (no dictionary, no msgpack) with the same rows as ndjson", async () => {
+  clearMemoryStorage("exp-pass");
+  const layout: StateLayout = { kind: "value", keyType: "string", value: { encoding: "arrow", type: { struct: [{ name: "count", type: "int64" }, { name: "label", type: "utf8", nullable: true }] } } };
+  const data = new Map<string, unknown>();
+  for (let i = 0; i < 2000; i++) data.set(`user-${i}`, { count: BigInt(i), label: i % 3 === 0 ? null : `l${i}` });
+  await writeSavepoint(await openStorage("memory:exp-pass/sp"), data, { layout });
+  const t = tableFromIPC(await collect(exportState("memory:exp-pass/sp", { operator: "counter", state: "counts", format: "arrow", batchRows: 300 })));
+  assert.ok(t.batches.length > 1, "streamed in several record batches");
+  assert.equal(t.schema.metadata.size, 0, "no arrowpoint metadata");
+  assert.deepEqual(t.schema.fields.map((f) => `${f.name}:${f.type}`), ["kg:Uint16", "key:Utf8", "value:Struct<{count:Int64, label:Utf8}>"]);
+  const keys = t.getChild("key")!.toArray() as string[];
+  const kgs = t.getChild("kg")!.toArray() as Uint16Array;
+  const values = t.getChild("value")!;
+  const got = new Map<string, unknown>();
+  for (let i = 0; i < t.numRows; i++) {
+    assert.equal(kgs[i], assignKeyGroup(keys[i], 128));
+    got.set(keys[i], { count: values.get(i)!.count, label: values.get(i)!.label });
+  }
+  assert.deepEqual(got, data);
+});

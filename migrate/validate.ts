@@ -13,7 +13,7 @@ import { rangeProblems } from "../snapshot/chain.ts";
 import { checkChunk, chunkLocation } from "../snapshot/chunks.ts";
 import { openSnapshot, type Snapshot } from "../snapshot/read.ts";
 import { layoutOf } from "./_sink.ts";
-import { valueChecker } from "./_value_check.ts";
+import { valueChecker } from "../format/value_check.ts";
 import type { Progress } from "./progress.ts";
 
 /**

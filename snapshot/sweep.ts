@@ -12,7 +12,7 @@
  * @module
  */
 import type { Storage } from "../backends/storage.ts";
-import type { ChunkFile } from "../format/chunk_ipc.ts";
+import type { ChunkFile, ColumnData } from "../format/chunk_ipc.ts";
 import { SnapshotFormatError } from "../format/errors.ts";
 import type { KeyGroupRange } from "../format/key_group.ts";
 import { type KeyId, rowIdentity } from "../format/key_identity.ts";
@@ -71,7 +71,7 @@ export function snapshotInputs(snap: Snapshot, st: StateSnapshot): ChunkInput[] 
  * // const input = storageInput(temp, "b0/000001.arrow", { start: 0, end: 31 }, 4096, 1);
  * ```
  */
-export function storageInput(storage: Storage, path: string, range: KeyGroupRange, rows: number, order: number): ChunkInput {
+export function storageInput(storage: Pick<Storage, "uri" | "get">, path: string, range: KeyGroupRange, rows: number, order: number): ChunkInput {
   const where = `${storage.uri}/${path}`;
   return {
     range,
@@ -101,7 +101,10 @@ export interface SweepOptions {
   namespaced: boolean;
   /** Whether the state is a map state (row identity). */
   map: boolean;
-  /** In `chain` mode, sort the rows of each key group by their identity (a canonical order). */
+  /**
+   * In `chain` mode, sort the rows of each key group by their identity ({@link sweep} only: the format gives
+   * row order within a key group no meaning, so {@link sweepSelections} keeps the order it finds).
+   */
   canonical?: boolean;
   /** Aborts the sweep between batches. */
   signal?: AbortSignal;
@@ -324,7 +327,8 @@ export interface SelectionBatch {
 
 /**
  * The sweep without values: the same batches and the same chain rules as {@link sweep} (bases reset, last
- * write wins, tombstones drop, optional canonical order), decided on the identity columns alone, and
+ * write wins, tombstones drop), decided on the identity columns' bytes (no JS key per row unless keys are
+ * msgpack), and
  * yielded as row picks for a column gather (`gatherChunk`), so no value becomes a JS value.
  *
  * @example
@@ -345,64 +349,294 @@ export async function* sweepSelections(inputs: readonly ChunkInput[], windows: r
       if (i === undefined) fileIndex.set(f, (i = files.push(f) - 1));
       return i;
     };
-    const src: number[] = [];
-    const row: number[] = [];
+    for (const p of parts) indexOf(p.file);
     const plain = mode === "concat" || (parts.length <= 1 && parts.every((p) => p.input.type === "base" && p.file.plan.index.op < 0));
-    if (plain) {
-      // Non-overlapping bases (or spill pieces, interleaved by key group in input order).
-      const picks: { kg: number; f: number; r: number; seq: number }[] = [];
-      let seq = 0;
-      for (const p of [...parts].sort((a, b) => a.sub.start - b.sub.start)) {
-        const f = indexOf(p.file);
-        const { from, to } = keyGroupRows(p.file, p.sub);
-        const kgs = p.file.columns[p.file.plan.index.kg].values as Uint16Array;
-        for (let r = from; r < to; r++) picks.push({ kg: kgs[r], f, r, seq: seq++ });
-      }
-      if (parts.length > 1) picks.sort((a, b) => a.kg - b.kg || a.seq - b.seq);
-      for (const p of picks) {
-        src.push(p.f);
-        row.push(p.r);
-      }
-    } else {
-      // Per key group, row identity → picked row packed as file · 2^32 + row (no object per row).
-      const groups = new Map<number, Map<KeyId, number>>();
-      for (const p of parts) {
-        const d = decodePart(p.input, p.file, p.sub, false);
-        const f = indexOf(p.file) * 4294967296;
-        const { from } = keyGroupRows(p.file, p.sub);
-        if (p.input.type === "base") for (const kg of [...groups.keys()]) if (kg >= p.sub.start && kg <= p.sub.end) groups.delete(kg);
-        const kgs = d.keyGroups!;
-        let kgNow = -1;
-        let g: Map<KeyId, number> | undefined;
-        for (let i = 0; i < d.length; i++) {
-          if (kgs[i] !== kgNow) {
-            kgNow = kgs[i];
-            g = groups.get(kgNow);
-            if (!g) groups.set(kgNow, (g = new Map()));
-          }
-          const id = rowIdentity(d.keys![i], d.namespaces?.[i], d.userKeys?.[i], opts.namespaced, opts.map);
-          if (d.ops && d.ops[i] === 1) g!.delete(id);
-          else g!.set(id, f + from + i);
-        }
-      }
-      for (const kg of [...groups.keys()].sort((a, b) => a - b)) {
-        const g = groups.get(kg)!;
-        let picks: Iterable<number> = g.values();
-        if (opts.canonical) {
-          const ids = [...g.keys()].map((id) => (typeof id === "string" ? id : String(id)));
-          const packed = [...g.values()];
-          const order = Array.from(ids, (_, i) => i).sort((a, b) => (ids[a] < ids[b] ? -1 : ids[a] > ids[b] ? 1 : 0));
-          picks = order.map((i) => packed[i]);
-        }
-        for (const v of picks) {
-          src.push(Math.floor(v / 4294967296));
-          row.push(v % 4294967296);
-        }
-      }
+    let picks: { src: Uint32Array; row: Uint32Array };
+    if (plain) picks = concatPicks(parts, range, indexOf);
+    else {
+      const ids = identityColumns(files, opts);
+      picks = ids ? mergePicks(parts, range, indexOf, ids) : mergePicksByValue(parts, range, indexOf, opts);
     }
-    yield { range, window, files, src: Uint32Array.from(src), row: Uint32Array.from(row) };
+    yield { range, window, files, src: picks.src, row: picks.row };
   }
 }
+
+/** Checks that the rows a part contributes lie in its chunk's manifest range and the range asked. */
+function checkPartRange(p: OpenPart, from: number, to: number): Uint16Array {
+  const f = p.file;
+  if (!f.keyGroupIndex || f.plan.index.kg < 0) throw new SnapshotFormatError("chunk holds operator state but is listed as keyed state", { path: p.input.path });
+  const kgs = f.columns[f.plan.index.kg].values as Uint16Array;
+  if (to > from) {
+    const lo = kgs[from];
+    const hi = kgs[to - 1];
+    if (lo < p.sub.start || hi > p.sub.end || lo < p.input.range.start || hi > p.input.range.end) {
+      throw new SnapshotFormatError(
+        `chunk holds key groups ${lo}..${hi} outside its manifest range [${p.input.range.start}, ${p.input.range.end}] or the range asked [${p.sub.start}, ${p.sub.end}]`,
+        { path: p.input.path },
+      );
+    }
+  }
+  return kgs;
+}
+
+/**
+ * Stable counting sort of picks by key group (rows of one key group keep the order they were picked in).
+ * Key groups are within `range`, so there are at most 32768 buckets.
+ */
+function sortPicks(n: number, src: Uint32Array, row: Uint32Array, kg: Uint16Array, range: KeyGroupRange): { src: Uint32Array; row: Uint32Array } {
+  const width = range.end - range.start + 1;
+  const counts = new Uint32Array(width + 1);
+  let sorted = true;
+  for (let i = 0; i < n; i++) {
+    counts[kg[i] - range.start + 1]++;
+    if (i > 0 && kg[i] < kg[i - 1]) sorted = false;
+  }
+  if (sorted) return { src: src.subarray(0, n), row: row.subarray(0, n) };
+  for (let g = 1; g <= width; g++) counts[g] += counts[g - 1];
+  const outSrc = new Uint32Array(n);
+  const outRow = new Uint32Array(n);
+  for (let i = 0; i < n; i++) {
+    const at = counts[kg[i] - range.start]++;
+    outSrc[at] = src[i];
+    outRow[at] = row[i];
+  }
+  return { src: outSrc, row: outRow };
+}
+
+/** Every row of every part (spill pieces, or non-overlapping bases), interleaved by key group in part order. */
+function concatPicks(parts: readonly OpenPart[], range: KeyGroupRange, indexOf: (f: ChunkFile) => number): { src: Uint32Array; row: Uint32Array } {
+  let total = 0;
+  const spans = parts.map((p) => {
+    const { from, to } = keyGroupRows(p.file, p.sub);
+    total += to - from;
+    return { from, to, kgs: checkPartRange(p, from, to) };
+  });
+  const src = new Uint32Array(total);
+  const row = new Uint32Array(total);
+  const kg = new Uint16Array(total);
+  let n = 0;
+  for (let j = 0; j < parts.length; j++) {
+    const f = indexOf(parts[j].file);
+    const { from, to, kgs } = spans[j];
+    for (let r = from; r < to; r++, n++) {
+      src[n] = f;
+      row[n] = r;
+      kg[n] = kgs[r];
+    }
+  }
+  return sortPicks(n, src, row, kg, range);
+}
+
+/**
+ * The identity columns of a set of chunks, read straight from their buffers: per file, its key, namespace
+ * and user-key columns. `undefined` when a column's bytes do not decide identity (msgpack keys: two
+ * encodings of one value), in which case the merge decodes keys as JS values.
+ */
+interface IdColumn {
+  /** `b`: variable-width bytes (utf8, binary); `i`: 32-bit ints; `l`: 64-bit ints; `d`: float64 (0 = -0, NaN = NaN). */
+  readonly kind: "b" | "i" | "l" | "d";
+  readonly offsets: Int32Array | null;
+  readonly bytes: Uint8Array | null;
+  readonly words: Int32Array | null;
+  readonly floats: Float64Array | null;
+}
+
+function idColumn(c: ColumnData): IdColumn | undefined {
+  if (c.plan.msgpack) return undefined;
+  const v = c.values;
+  switch (c.plan.type) {
+    case "utf8":
+    case "binary":
+      return { kind: "b", offsets: c.offsets, bytes: v as Uint8Array, words: null, floats: null };
+    case "int32":
+      return { kind: "i", offsets: null, bytes: null, words: v as Int32Array, floats: null };
+    case "int64":
+      return { kind: "l", offsets: null, bytes: null, words: new Int32Array(v!.buffer, v!.byteOffset, v!.length * 2), floats: null };
+    case "float64":
+      return { kind: "d", offsets: null, bytes: null, words: new Int32Array(v!.buffer, v!.byteOffset, v!.length * 2), floats: v as Float64Array };
+  }
+  return undefined;
+}
+
+function identityColumns(files: readonly ChunkFile[], opts: SweepOptions): IdColumn[][] | undefined {
+  const out: IdColumn[][] = [];
+  for (const f of files) {
+    const idx = f.plan.index;
+    const wanted = [idx.key, ...(opts.namespaced ? [idx.ns] : []), ...(opts.map ? [idx.ukey] : [])];
+    const cols: IdColumn[] = [];
+    for (const i of wanted) {
+      if (i < 0) return undefined;
+      const c = idColumn(f.columns[i]);
+      if (!c) return undefined;
+      cols.push(c);
+    }
+    out.push(cols);
+  }
+  // Identity columns of one position must agree in kind across files (same layout), else compare as values.
+  for (const cols of out) for (let k = 0; k < cols.length; k++) if (cols[k].kind !== out[0][k].kind) return undefined;
+  return out;
+}
+
+function hashRow(cols: readonly IdColumn[], r: number): number {
+  let h = 0x811c9dc5 | 0;
+  for (const c of cols) {
+    switch (c.kind) {
+      case "b": {
+        const o = c.offsets!;
+        const b = c.bytes!;
+        for (let i = o[r], e = o[r + 1]; i < e; i++) h = Math.imul(h ^ b[i], 0x01000193);
+        h = Math.imul(h ^ 0xff, 0x01000193); // separates "ab"+"c" from "a"+"bc"
+        break;
+      }
+      case "i":
+        h = Math.imul(h ^ c.words![r], 0x01000193);
+        break;
+      case "l":
+        h = Math.imul(h ^ c.words![2 * r], 0x01000193);
+        h = Math.imul(h ^ c.words![2 * r + 1], 0x01000193);
+        break;
+      case "d": {
+        const x = c.floats![r];
+        if (x === 0) h = Math.imul(h ^ 0, 0x01000193);
+        else if (x !== x) h = Math.imul(h ^ 0x7ff80000, 0x01000193);
+        else {
+          h = Math.imul(h ^ c.words![2 * r], 0x01000193);
+          h = Math.imul(h ^ c.words![2 * r + 1], 0x01000193);
+        }
+        break;
+      }
+    }
+  }
+  // Final avalanche (murmur3 fmix32) so the low bits used as the slot are well mixed.
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  return (h ^ (h >>> 16)) >>> 0;
+}
+
+function sameRow(a: readonly IdColumn[], ra: number, b: readonly IdColumn[], rb: number): boolean {
+  for (let k = 0; k < a.length; k++) {
+    const x = a[k];
+    const y = b[k];
+    switch (x.kind) {
+      case "b": {
+        const xs = x.offsets![ra];
+        const len = x.offsets![ra + 1] - xs;
+        const ys = y.offsets![rb];
+        if (y.offsets![rb + 1] - ys !== len) return false;
+        const xb = x.bytes!;
+        const yb = y.bytes!;
+        for (let i = 0; i < len; i++) if (xb[xs + i] !== yb[ys + i]) return false;
+        break;
+      }
+      case "i":
+        if (x.words![ra] !== y.words![rb]) return false;
+        break;
+      case "l":
+        if (x.words![2 * ra] !== y.words![2 * rb] || x.words![2 * ra + 1] !== y.words![2 * rb + 1]) return false;
+        break;
+      case "d": {
+        const p = x.floats![ra];
+        const q = y.floats![rb];
+        if (p !== q && !(p !== p && q !== q)) return false;
+        break;
+      }
+    }
+  }
+  return true;
+}
+
+/**
+ * Applies a chain on identity columns alone: parts walked newest first, so the first sighting of an
+ * identity is its last write (kept unless it is a tombstone) and every older one is shadowed; a base closes
+ * its key groups to older parts. Identities live in an open-addressing table of (file, row) slots compared
+ * by bytes: no JS string or Map entry per row.
+ */
+function mergePicks(parts: readonly OpenPart[], range: KeyGroupRange, indexOf: (f: ChunkFile) => number, ids: IdColumn[][]): { src: Uint32Array; row: Uint32Array } {
+  let total = 0;
+  const spans = parts.map((p) => {
+    const { from, to } = keyGroupRows(p.file, p.sub);
+    total += to - from;
+    return { from, to, kgs: checkPartRange(p, from, to) };
+  });
+  let cap = 16;
+  while (cap < total * 2) cap *= 2;
+  const mask = cap - 1;
+  const slotFile = new Int32Array(cap).fill(-1);
+  const slotRow = new Uint32Array(cap);
+  const src = new Uint32Array(total);
+  const row = new Uint32Array(total);
+  const kg = new Uint16Array(total);
+  const closed = new Uint8Array(range.end - range.start + 1);
+  let n = 0;
+  for (let j = parts.length - 1; j >= 0; j--) {
+    const p = parts[j];
+    const f = indexOf(p.file);
+    const cols = ids[f];
+    const { from, to, kgs } = spans[j];
+    const opIdx = p.file.plan.index.op;
+    const ops = opIdx >= 0 ? (p.file.columns[opIdx].values as Uint8Array) : undefined;
+    // Rows backwards too: a chunk may hold an identity twice (a put, then its delete), the later row wins.
+    const n0 = n;
+    for (let r = to - 1; r >= from; r--) {
+      const g = kgs[r];
+      if (closed[g - range.start]) continue;
+      let s = hashRow(cols, r) & mask;
+      let seen = false;
+      while (slotFile[s] >= 0) {
+        if (sameRow(ids[slotFile[s]], slotRow[s], cols, r)) {
+          seen = true;
+          break;
+        }
+        s = (s + 1) & mask;
+      }
+      if (seen) continue;
+      slotFile[s] = f;
+      slotRow[s] = r;
+      if (ops && ops[r] === 1) continue;
+      src[n] = f;
+      row[n] = r;
+      kg[n] = g;
+      n++;
+    }
+    // This part's picks back in file order, so a gather copies runs of consecutive rows.
+    src.subarray(n0, n).reverse();
+    row.subarray(n0, n).reverse();
+    kg.subarray(n0, n).reverse();
+    if (p.input.type === "base") closed.fill(1, p.sub.start - range.start, p.sub.end - range.start + 1);
+  }
+  return sortPicks(n, src, row, kg, range);
+}
+
+/** {@link mergePicks} for identities whose bytes do not decide equality (msgpack keys): decoded to JS values. */
+function mergePicksByValue(parts: readonly OpenPart[], range: KeyGroupRange, indexOf: (f: ChunkFile) => number, opts: SweepOptions): { src: Uint32Array; row: Uint32Array } {
+  const seen = new Set<KeyId>();
+  const src: number[] = [];
+  const row: number[] = [];
+  const kg: number[] = [];
+  const closed = new Uint8Array(range.end - range.start + 1);
+  for (let j = parts.length - 1; j >= 0; j--) {
+    const p = parts[j];
+    const d = decodePart(p.input, p.file, p.sub, false);
+    const f = indexOf(p.file);
+    const { from } = keyGroupRows(p.file, p.sub);
+    const kgs = d.keyGroups!;
+    for (let i = d.length - 1; i >= 0; i--) {
+      if (closed[kgs[i] - range.start]) continue;
+      const id = rowIdentity(d.keys![i], d.namespaces?.[i], d.userKeys?.[i], opts.namespaced, opts.map);
+      if (seen.has(id)) continue;
+      seen.add(id);
+      if (d.ops && d.ops[i] === 1) continue;
+      src.push(f);
+      row.push(from + i);
+      kg.push(kgs[i]);
+    }
+    if (p.input.type === "base") closed.fill(1, p.sub.start - range.start, p.sub.end - range.start + 1);
+  }
+  return sortPicks(src.length, Uint32Array.from(src), Uint32Array.from(row), Uint16Array.from(kg), range);
+}
+
 
 /**
  * The items of an operator state of a snapshot, with the subtask each came from, in subtask order.
