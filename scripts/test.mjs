@@ -40,7 +40,14 @@ if (only !== "deno") {
 }
 if (only !== "node") {
   ok = run("Deno type check", bin("deno"), ["check", "mod.ts"]) && ok;
-  ok = run("Deno", bin("deno"), ["test", "-A", "--quiet", ...files]) && ok;
+  // Deno type-checks the files of one `deno test` as one program. With the PostgreSQL test files in it, the
+  // npm @types/node that their dependencies reference displaces Deno's own node types for the others, and
+  // node:child_process types lose their EventEmitter methods (TS2339 in crash_test, demo_test, …): so the
+  // PostgreSQL files run in a `deno test` of their own.
+  const postgres = files.filter((f) => /postgres/.test(f));
+  const rest = files.filter((f) => !postgres.includes(f));
+  if (rest.length) ok = run("Deno", bin("deno"), ["test", "-A", "--quiet", ...rest]) && ok;
+  if (postgres.length) ok = run("Deno (PostgreSQL)", bin("deno"), ["test", "-A", "--quiet", ...postgres]) && ok;
 }
 console.log(ok ? "\nall suites passed" : "\nSOME SUITES FAILED");
 process.exit(ok ? 0 : 1);
