@@ -95,6 +95,7 @@ export {
   latestCheckpoint,
   openSnapshot,
   readState,
+  type Rows,
   type RetentionOptions,
   type RetentionReport,
   type Snapshot,

@@ -111,4 +111,4 @@ export {
   type WindowOptions,
   type WindowResult,
 } from "./windows.ts";
-export { pruneChain } from "../snapshot/chain.ts";
+export { type ChainLink, pruneChain } from "../snapshot/chain.ts";
