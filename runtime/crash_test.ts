@@ -147,6 +147,8 @@ async function crashJob(backend: CrashBackend, modes: CrashMode[], sample: numbe
         const sink = new CollectingSink<string>();
         const crashing = new CrashStorage(root.storage, k, mode, root.debris);
         const first = await runJob(crashing, root.storage, sink, { stop: true, parallelism: 2 });
+        // The process is dead only once the writes it had started have ended (see CrashStorage.settled).
+        await crashing.settled();
         if (!crashing.tripped) figures.noCrash++;
         if (first.status === "failed") assert.ok(first.error instanceof ArrowpointError, `${where}: ${first.error}`);
         if ((crashing.log[k - 1] ?? "").includes("savepoints/")) figures.crashedInSavepoint++;

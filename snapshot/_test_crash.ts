@@ -54,6 +54,26 @@ export class CrashStorage implements Storage {
     return this.#inner.uri;
   }
 
+  /** Mutations passed to the inner storage that have not ended yet. */
+  readonly #inflight = new Set<Promise<unknown>>();
+
+  /** Runs an inner mutation, tracked until it ends. */
+  #track<T>(op: Promise<T>): Promise<T> {
+    this.#inflight.add(op);
+    const done = () => this.#inflight.delete(op);
+    op.then(done, done);
+    return op;
+  }
+
+  /**
+   * Waits for the mutations that had reached the inner storage before the crash point: a killed process's
+   * writes end with it, but here they run on after the job reported its failure (an fsync is slow), and a
+   * check made before they end sees a file appear behind it.
+   */
+  async settled(): Promise<void> {
+    while (this.#inflight.size) await Promise.allSettled([...this.#inflight]);
+  }
+
   #dead(op: string, path: string): void {
     if (this.tripped && this.#mode !== "fail") throw new InjectedFault(op, path);
   }
@@ -75,7 +95,7 @@ export class CrashStorage implements Storage {
       if (this.#mode === "torn") await this.#debris(path, bytes.subarray(0, bytes.length >> 1));
       throw new InjectedFault("put", path);
     }
-    await this.#inner.put(path, bytes);
+    await this.#track(this.#inner.put(path, bytes));
   }
   async putStream(path: string, source: AsyncIterable<Uint8Array>): Promise<void> {
     if (this.#hit("putStream", path)) {
@@ -87,21 +107,21 @@ export class CrashStorage implements Storage {
       }
       throw new InjectedFault("putStream", path);
     }
-    await this.#inner.putStream(path, source);
+    await this.#track(this.#inner.putStream(path, source));
   }
   async putIfAbsent(path: string, bytes: Uint8Array): Promise<boolean> {
     if (this.#hit("putIfAbsent", path)) {
       if (this.#mode === "torn") await this.#debris(path, bytes.subarray(0, bytes.length >> 1));
       throw new InjectedFault("putIfAbsent", path);
     }
-    return await this.#inner.putIfAbsent(path, bytes);
+    return await this.#track(this.#inner.putIfAbsent(path, bytes));
   }
   async delete(paths: readonly string[]): Promise<void> {
     if (this.#hit("delete", `${paths[0] ?? ""} (+${Math.max(0, paths.length - 1)})`)) {
       if (this.#mode === "torn") await this.#inner.delete(paths.slice(0, Math.ceil(paths.length / 2)));
       throw new InjectedFault("delete", paths[0] ?? "");
     }
-    await this.#inner.delete(paths);
+    await this.#track(this.#inner.delete(paths));
   }
   async get(path: string): Promise<Uint8Array> {
     this.#dead("get", path);
