@@ -25,6 +25,7 @@ import {
 } from "apache-arrow";
 import { codegen, compileFunction } from "./_chunk_codegen.ts";
 import { checksumOf } from "./checksum.ts";
+import { describeValue } from "./_describe_value.ts";
 import { arrowField, arrowSchema, buildKeyGroupIndex, checkLayout, type ChunkPlan, chunkPlan, type ColumnPlan, type KeyGroupIndex, MAX_KEY_GROUP } from "./chunk_schema.ts";
 import { compress, type Compression } from "./compression.ts";
 import { SchemaViolationError } from "./errors.ts";
@@ -136,24 +137,6 @@ type Enc = (src: readonly unknown[], prop: string | null, n: number, ctx: Ctx, l
 
 function pick(o: unknown, prop: string): unknown {
   return o === null || o === undefined || typeof o === "symbol" ? NULL_ROW : (o as Record<string, unknown>)[prop];
-}
-
-function describeValue(v: unknown): string {
-  if (v === undefined) return "undefined";
-  if (v === null) return "null";
-  switch (typeof v) {
-    case "string":
-      return `string ${JSON.stringify(v.length > 40 ? v.slice(0, 40) + "…" : v)}`;
-    case "number":
-    case "boolean":
-      return `${typeof v} ${v}`;
-    case "bigint":
-      return `bigint ${v}n`;
-    case "object":
-      return Array.isArray(v) ? "an array" : `an object (${(v as object).constructor?.name ?? "null prototype"})`;
-    default:
-      return typeof v;
-  }
 }
 
 function violation(ctx: Ctx, loc: Loc, slot: number, v: unknown, expected: string): SchemaViolationError {

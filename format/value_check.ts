@@ -18,6 +18,7 @@
  * @module
  */
 import { Ajv, type ValidateFunction } from "ajv";
+import { describeValue } from "./_describe_value.ts";
 import { type FieldType, INTEGER_RANGES, type KeyType, type StateLayout } from "./state_layout.ts";
 
 /**
@@ -161,26 +162,6 @@ export function keyCheck(keyType: KeyType): ValueCheck | undefined {
   return type === undefined ? undefined : compileValueCheck(type);
 }
 
-function describe(v: unknown): string {
-  if (v === undefined) return "undefined";
-  if (v === null) return "null";
-  switch (typeof v) {
-    case "string":
-      return `string ${JSON.stringify(v.length > 40 ? v.slice(0, 40) + "…" : v)}`;
-    case "number":
-    case "boolean":
-      return `${typeof v} ${v}`;
-    case "bigint":
-      return `bigint ${v}n`;
-    case "object":
-      if (Array.isArray(v)) return "an array";
-      if (v instanceof Date) return `Date ${Number.isNaN(v.getTime()) ? "(invalid)" : v.toISOString()}`;
-      return `an object (${(v as object).constructor?.name ?? "null prototype"})`;
-    default:
-      return typeof v;
-  }
-}
-
 function expected(type: string): string {
   switch (type) {
     case "float32":
@@ -217,17 +198,17 @@ function expected(type: string): string {
  * ```
  */
 export function explainValue(type: FieldType, value: unknown, nullable = false, path = "value"): string | undefined {
-  if (value === null || value === undefined) return nullable ? undefined : `${path} is ${describe(value)} but it is not nullable`;
-  if (typeof type === "string") return scalarCheck(type)(value) ? undefined : `${path} must be ${expected(type)}, got ${describe(value)}${typeof value === "string" && !wellFormed(value) ? " (it has a lone surrogate, which UTF-8 cannot hold)" : ""}`;
+  if (value === null || value === undefined) return nullable ? undefined : `${path} is ${describeValue(value)} but it is not nullable`;
+  if (typeof type === "string") return scalarCheck(type)(value) ? undefined : `${path} must be ${expected(type)}, got ${describeValue(value)}${typeof value === "string" && !wellFormed(value) ? " (it has a lone surrogate, which UTF-8 cannot hold)" : ""}`;
   if ("struct" in type) {
-    if (typeof value !== "object") return `${path} must be an object with fields ${type.struct.map((f) => f.name).join(", ")}, got ${describe(value)}`;
+    if (typeof value !== "object") return `${path} must be an object with fields ${type.struct.map((f) => f.name).join(", ")}, got ${describeValue(value)}`;
     for (const f of type.struct) {
       const why = explainValue(f.type, (value as Record<string, unknown>)[f.name], f.nullable === true, `${path}.${f.name}`);
       if (why !== undefined) return why;
     }
     return undefined;
   }
-  if (!isList(value)) return `${path} must be an array, got ${describe(value)}`;
+  if (!isList(value)) return `${path} must be an array, got ${describeValue(value)}`;
   for (let i = 0; i < value.length; i++) {
     const why = explainValue(type.list, value[i], false, `${path}[${i}]`);
     if (why !== undefined) return why;
@@ -297,7 +278,7 @@ export function valueChecker(layout: StateLayout): ((value: unknown) => string |
   };
   return list
     ? (v) => {
-      if (!Array.isArray(v)) return `value must be a list, got ${describe(v)}`;
+      if (!Array.isArray(v)) return `value must be a list, got ${describeValue(v)}`;
       for (let i = 0; i < v.length; i++) {
         const r = one(v[i], `value[${i}]`);
         if (r) return r;
