@@ -110,61 +110,71 @@ class TimerTable extends NamespacedRows {
     this.removeRow(r);
   }
 
-  private less(x: number, y: number): boolean {
-    const a = this.a[x];
-    const b = this.a[y];
-    return a < b || (a === b && this.seq[x] < this.seq[y]);
-  }
+  // A heap entry is a row; its timestamp is kept beside it (heapTs), so a comparison reads the row's
+  // registration number only when two timestamps are equal.
+  private heapTs: [Float64Array, Float64Array] = [new Float64Array(64), new Float64Array(64)];
 
   private heapPush(d: number, r: number): void {
     let h = this.heaps[d];
+    let k = this.heapTs[d];
     const n = this.heapLen[d]++;
-    if (n >= h.length) h = this.heaps[d] = grow(h, h.length * 2);
-    h[n] = r;
-    this.heapPos[r] = n;
-    this.up(h, n);
+    if (n >= h.length) {
+      h = this.heaps[d] = grow(h, h.length * 2);
+      k = this.heapTs[d] = grow(k, k.length * 2);
+    }
+    this.up(h, k, n, r, this.a[r]);
   }
 
   private heapRemove(d: number, i: number): void {
     const h = this.heaps[d];
+    const k = this.heapTs[d];
     const n = --this.heapLen[d];
     this.heapPos[h[i]] = -1;
     if (i === n) return;
     const last = h[n];
-    h[i] = last;
-    this.heapPos[last] = i;
-    if (i > 0 && this.less(last, h[(i - 1) >> 1])) this.up(h, i);
-    else this.down(h, i, n);
+    const t = k[n];
+    if (i > 0 && (t < k[(i - 1) >> 1] || (t === k[(i - 1) >> 1] && this.seq[last] < this.seq[h[(i - 1) >> 1]]))) this.up(h, k, i, last, t);
+    else this.down(h, k, i, n, last, t);
   }
 
-  private up(h: Int32Array, i: number): void {
-    const x = h[i];
+  /** Moves row `x` (timestamp `t`) from slot `i` up to its place. */
+  private up(h: Int32Array, k: Float64Array, i: number, x: number, t: number): void {
+    const seq = this.seq;
+    const pos = this.heapPos;
     while (i > 0) {
       const p = (i - 1) >> 1;
-      const y = h[p];
-      if (!this.less(x, y)) break;
-      h[i] = y;
-      this.heapPos[y] = i;
+      const pt = k[p];
+      if (pt < t || (pt === t && seq[h[p]] < seq[x])) break;
+      h[i] = h[p];
+      k[i] = pt;
+      pos[h[i]] = i;
       i = p;
     }
     h[i] = x;
-    this.heapPos[x] = i;
+    k[i] = t;
+    pos[x] = i;
   }
 
-  private down(h: Int32Array, i: number, n: number): void {
-    const x = h[i];
+  /** Moves row `x` (timestamp `t`) from slot `i` down to its place among the first `n`. */
+  private down(h: Int32Array, k: Float64Array, i: number, n: number, x: number, t: number): void {
+    const seq = this.seq;
+    const pos = this.heapPos;
     for (;;) {
       const l = 2 * i + 1;
       if (l >= n) break;
+      let m = l;
       const r = l + 1;
-      const m = r < n && this.less(h[r], h[l]) ? r : l;
-      if (!this.less(h[m], x)) break;
+      if (r < n && (k[r] < k[l] || (k[r] === k[l] && seq[h[r]] < seq[h[l]]))) m = r;
+      const mt = k[m];
+      if (t < mt || (t === mt && seq[x] < seq[h[m]])) break;
       h[i] = h[m];
-      this.heapPos[h[i]] = i;
+      k[i] = mt;
+      pos[h[i]] = i;
       i = m;
     }
     h[i] = x;
-    this.heapPos[x] = i;
+    k[i] = t;
+    pos[x] = i;
   }
 }
 

@@ -68,6 +68,9 @@ interface Fixed {
   offset: number;
 }
 
+/** Built-in session assigners carry their gap under this key (a record's window without an allocation). */
+const GAP: unique symbol = Symbol("sessionGap");
+
 function floorTo(ts: number, size: number, offset: number): number {
   return ts - (((ts - offset) % size) + size) % size;
 }
@@ -132,7 +135,8 @@ export function slidingEventTimeWindows(sizeMs: number, slideMs: number, offsetM
  */
 export function eventTimeSessionWindows(gapMs: number): WindowAssigner {
   checkMs(gapMs, "gapMs", 1);
-  return { kind: "session", merging: true, assign: (ts) => [{ start: ts, end: ts + gapMs }] };
+  const assigner: WindowAssigner & { [GAP]: number } = { kind: "session", merging: true, [GAP]: gapMs, assign: (ts) => [{ start: ts, end: ts + gapMs }] };
+  return assigner;
 }
 
 /**
@@ -366,14 +370,19 @@ function sessionWindowFunction<K, T, ACC, OUT>(core: WindowCore<K, T, ACC, OUT>,
   const merge = f.merge!;
   // Ends of the windows merged away by one record (reused: merges are rare next to records).
   const mergedEnds: number[] = [];
+  const gap = (assigner as { [GAP]?: number })[GAP];
   return {
     open: (ctx) => core.open(ctx),
     processElement(v, ctx) {
       const ts = core.time(v, ctx);
       const wm = ctx.currentWatermark();
-      const w = assigner.assign(ts)[0];
-      let start = w.start;
-      let end = w.end;
+      let start = ts;
+      let end = ts + (gap ?? 0);
+      if (gap === undefined) {
+        const w = assigner.assign(ts)[0];
+        start = w.start;
+        end = w.end;
+      }
       if (end - 1 + core.lateness <= wm) return core.late(v, ts, ctx);
       const t = core.table;
       const s = t.slots.intern();
