@@ -63,6 +63,11 @@ export class KeySlots {
   private readonly free: number[] = [];
   /** Slots that became unused since the last sweep. */
   private unusedSinceSweep = 0;
+  /**
+   * A sweep runs once this many slots became unused: at least as many as the slots kept by the last one,
+   * so sweeps cost O(1) per slot freed and a slot is freed only if unused through a whole interval.
+   */
+  private sweepEvery = 4096;
   private seq = -1;
   private cur = NONE;
 
@@ -118,7 +123,7 @@ export class KeySlots {
 
   private add(keyId: KeyId, key: unknown, g: number): number {
     // Sweeps run only here, when a key is interned: a slot handed out earlier in this record stays valid.
-    if (this.unusedSinceSweep > 4096 && this.unusedSinceSweep > this.ids.size) this.sweep();
+    if (this.unusedSinceSweep > this.sweepEvery) this.sweep();
     let s = this.free.pop();
     if (s === undefined) {
       s = this.keys.length;
@@ -154,6 +159,7 @@ export class KeySlots {
       }
     }
     this.unusedSinceSweep = 0;
+    this.sweepEvery = Math.max(4096, this.ids.size);
     this.seq = -1;
   }
 }
