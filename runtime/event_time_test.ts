@@ -6,7 +6,7 @@ import { CollectingSink } from "./sinks.ts";
 import { arraySource } from "./sources.ts";
 import type { KeyedProcessFunction } from "./stream.ts";
 import { boundedOutOfOrderness, InputWatermarks, ManualClock, SourceWatermarks, systemClock } from "./watermark.ts";
-import { type LateRecord, slidingEventTimeWindows, tumblingEventTimeWindows, eventTimeSessionWindows, type WindowResult } from "./windows.ts";
+import { type LateRecord, slidingEventTimeWindows, tumblingEventTimeWindows, eventTimeSessionWindows, type WindowAssigner, type WindowResult } from "./windows.ts";
 import { gatedSource } from "./_test_util.ts";
 import { clicks, eventTimeJob } from "./_test_event_time.ts";
 
@@ -174,6 +174,36 @@ test("sliding and session windows: each record in size/slide windows; sessions m
   assert.deepEqual(slides.committed.map((r) => `${r.start}:${r.value}`).sort(), ["-5000:1", "0:2", "10000:1", "25000:1", "30000:1", "35000:1", "40000:1", "5000:2"].sort());
   // 1000, 6000, 12000 chain into one session; 30000 and 40000 touch ([30000,40000) and [40000,50000)) and merge
   assert.deepEqual(sessions.committed.map((r) => `${r.start}-${r.end}:${r.value}`).sort(), ["1000-22000:3", "30000-50000:2"]);
+});
+
+test("a record that bridges two sessions merges all three in place; custom assigners give the built-in ones' windows", async () => {
+  const run = async (tumbling: WindowAssigner, session: WindowAssigner) => {
+    const job = new Job("custom", { batchSize: 1 });
+    const fixed = new CollectingSink<WindowResult<string, number>>();
+    const merged = new CollectingSink<WindowResult<string, number>>();
+    // 9000 comes after the watermark passed its window's end, within the allowed lateness: a late firing
+    const keyed = job.fromSource(arraySource([1000, 30000, 12000, 21000, 6000, 42000, 9000]), { uid: "in", watermarks: boundedOutOfOrderness<number>(20_000, (t) => t, { emitEvery: 1 }) }).keyBy(() => "k");
+    keyed.window(tumbling, { timestampOf: (t) => t, allowedLatenessMs: 15_000 })
+      .aggregate({ createAccumulator: () => 0, add: (_t, n: number) => n + 1, getResult: (n) => n }, { uid: "fixed" })
+      .sinkTo(fixed, { uid: "o1" });
+    keyed.window(session, { timestampOf: (t) => t })
+      .aggregate({ createAccumulator: () => 0, add: (_t, n: number) => n + 1, getResult: (n) => n, merge: (a, b) => a + b }, { uid: "merged" })
+      .sinkTo(merged, { uid: "o2" });
+    await job.run();
+    return { fixed: fixed.committed.map((r) => `${r.start}-${r.end}:${r.value}`).sort(), merged: merged.committed.map((r) => `${r.start}-${r.end}:${r.value}`).sort() };
+  };
+  const builtIn = await run(tumblingEventTimeWindows(10_000), eventTimeSessionWindows(10_000));
+  // [12000, 22000) and [30000, 40000) are apart until 21000's window [21000, 31000) meets both; then 6000's
+  // [6000, 16000) joins that one and [1000, 11000); 42000 starts its own; 9000 is late for a session (dropped)
+  assert.deepEqual(builtIn.merged, ["1000-40000:5", "42000-52000:1"]);
+  // [0, 10000) fires with 1000 once 30000 moved the watermark past it, then again (late firings within the
+  // allowed lateness) with 6000 and with 9000
+  assert.deepEqual(builtIn.fixed, ["0-10000:1", "0-10000:2", "0-10000:3", "10000-20000:1", "20000-30000:1", "30000-40000:1", "40000-50000:1"]);
+  const custom = await run(
+    { kind: "tumbling", merging: false, assign: (ts) => [{ start: Math.floor(ts / 10_000) * 10_000, end: Math.floor(ts / 10_000) * 10_000 + 10_000 }] },
+    { kind: "session", merging: true, assign: (ts) => [{ start: ts, end: ts + 10_000 }] },
+  );
+  assert.deepEqual(custom, builtIn);
 });
 
 test("session windows with an aggregate function without merge are refused when built", () => {
