@@ -204,6 +204,11 @@ export abstract class NamespacedRows extends StateTable {
   readonly s: (string | undefined)[] = [];
   /** Value per row. */
   readonly v: unknown[] = [];
+  /**
+   * The snapshot's namespace text per row, made on its first capture and kept (a pending timer or an open
+   * window is captured by every base while it lives).
+   */
+  private readonly text: (string | undefined)[] = [];
   /** Next row of the same slot. */
   next: Int32Array = new Int32Array(64);
   /** Slot per row (-1: free row). */
@@ -285,6 +290,7 @@ export abstract class NamespacedRows extends StateTable {
     this.b[r] = b;
     this.s[r] = str;
     this.v[r] = value;
+    this.text[r] = undefined;
     this.slot[r] = s;
     this.next[r] = this.head[s];
     this.head[s] = r;
@@ -315,6 +321,7 @@ export abstract class NamespacedRows extends StateTable {
     this.forget(r);
     this.a[r] = a;
     this.b[r] = b;
+    this.text[r] = undefined;
     this.born[r] = this.epoch;
     this.markDirty(r);
   }
@@ -332,6 +339,7 @@ export abstract class NamespacedRows extends StateTable {
     this.slot[r] = NONE;
     this.v[r] = undefined;
     this.s[r] = undefined;
+    this.text[r] = undefined;
     this.dirtyEpoch[r] = NONE;
     this.freeRows.push(r);
     this.live--;
@@ -384,7 +392,7 @@ export abstract class NamespacedRows extends StateTable {
       const s = this.slot[r];
       keyGroups[j] = start + group[s];
       keys[j] = this.slots.keys[s];
-      namespaces[j] = this.nsText(this.a[r], this.b[r], this.s[r]);
+      namespaces[j] = this.text[r] ??= this.nsText(this.a[r], this.b[r], this.s[r]);
       values[j] = this.storedValue(r);
     }
     return { length: n, keyGroups, keys, namespaces, values };
@@ -427,7 +435,7 @@ export abstract class NamespacedRows extends StateTable {
         const s = this.slot[r];
         keyGroups[j] = start + group[s];
         keys[j] = this.slots.keys[s];
-        namespaces[j] = this.nsText(this.a[r], this.b[r], this.s[r]);
+        namespaces[j] = this.text[r] ??= this.nsText(this.a[r], this.b[r], this.s[r]);
         values[j] = this.storedValue(r);
       } else {
         const x = dels[i - np];

@@ -72,7 +72,8 @@ class TimerTable extends NamespacedRows {
   }
 
   protected override storedValue(r: number): { timestamp: number; domain: TimeDomain } {
-    return { timestamp: this.a[r], domain: DOMAINS[this.b[r]] };
+    // Made on the row's first capture and kept (the value column is otherwise unused by timers).
+    return (this.v[r] ??= { timestamp: this.a[r], domain: DOMAINS[this.b[r]] }) as { timestamp: number; domain: TimeDomain };
   }
 
   protected override restoreRow(s: number, value: unknown): void {
