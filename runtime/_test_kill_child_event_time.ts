@@ -9,12 +9,12 @@ import process from "node:process";
 import { FsStorage } from "../backends/fs.ts";
 import { subStorage } from "../backends/sub.ts";
 import { ndjsonFileSink } from "./sinks.ts";
-import { eventTimeJob, timedEvents } from "./_test_event_time.ts";
+import { clicks, eventTimeJob } from "./_test_event_time.ts";
 
 const [dir, count, parallelism, rate] = process.argv.slice(2);
 const root = new FsStorage(dir);
 const job = eventTimeJob({
-  source: timedEvents(Number(count), 13, 4, 40, Number(rate)),
+  source: clicks(Number(count), { seed: 13, ratePerSecond: Number(rate) }),
   sink: ndjsonFileSink<string>(root, { prefix: "output" }),
   parallelism: Number(parallelism),
   storage: subStorage(root, "checkpoints"),

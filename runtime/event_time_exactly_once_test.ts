@@ -14,7 +14,7 @@ import type { FaultPoint, Job, RestoreOptions, SnapshotInfo } from "./job.ts";
 import { CollectingSink } from "./sinks.ts";
 import { Rng } from "./sources.ts";
 import { sorted, withHook } from "./_test_util.ts";
-import { eventTimeJob, timedEvents } from "./_test_event_time.ts";
+import { clicks, eventTimeJob } from "./_test_event_time.ts";
 
 const N = 1600;
 const RUNS = Number(process.env.ARROWPOINT_ET_RUNS ?? 16);
@@ -28,7 +28,7 @@ test(`exactly-once with timers and windows over ${RUNS} seeded runs killed at ra
     const dataSeed = run % 2;
     if (!expected.has(dataSeed)) {
       const sink = new CollectingSink<string>();
-      await eventTimeJob({ source: timedEvents(N, dataSeed), sink, parallelism: 2 }).run();
+      await eventTimeJob({ source: clicks(N, { seed: dataSeed }), sink, parallelism: 2 }).run();
       expected.set(dataSeed, sorted(sink.committed));
     }
     const rng = new Rng().seed(run * 104729);
@@ -54,7 +54,7 @@ test(`exactly-once with timers and windows over ${RUNS} seeded runs killed at ra
       let job!: Job;
       let lastTrigger = 0;
       let stopped: Promise<SnapshotInfo> | undefined;
-      const source = withHook(timedEvents(N, dataSeed), (records) => {
+      const source = withHook(clicks(N, { seed: dataSeed }), (records) => {
         if (job.status !== "running") return;
         if (records - lastTrigger >= every) {
           lastTrigger = records;

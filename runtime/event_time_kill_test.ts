@@ -11,14 +11,14 @@ import process from "node:process";
 import { FsStorage } from "../backends/fs.ts";
 import { longOr, prng, SEED } from "../format/_test_fuzz.ts";
 import { CollectingSink, readNdjsonParts } from "./sinks.ts";
-import { eventTimeJob, timedEvents } from "./_test_event_time.ts";
+import { clicks, eventTimeJob } from "./_test_event_time.ts";
 
 test("SIGKILL the event-time job's process at random times, restart it at parallelism 1 ↔ 7, and the output equals a failure-free run", async () => {
   const count = longOr(12_000, 100_000);
   const rate = 10_000;
   const kills = longOr(3, 15);
   const reference = new CollectingSink<string>();
-  await eventTimeJob({ source: timedEvents(count, 13), sink: reference, parallelism: 2, maxParallelism: 128 }).run();
+  await eventTimeJob({ source: clicks(count, { seed: 13 }), sink: reference, parallelism: 2, maxParallelism: 128 }).run();
   const want = reference.committed.map((l) => JSON.stringify(l)).sort();
   const dir = await mkdtemp(join(tmpdir(), "arrowpoint-et-kill-"));
   const isDeno = "Deno" in globalThis;

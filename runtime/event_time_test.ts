@@ -6,9 +6,9 @@ import { CollectingSink } from "./sinks.ts";
 import { arraySource } from "./sources.ts";
 import type { KeyedProcessFunction } from "./stream.ts";
 import { boundedOutOfOrderness, InputWatermarks, ManualClock, SourceWatermarks, systemClock } from "./watermark.ts";
-import { type LateRecord, slidingEventTimeWindows, tumblingEventTimeWindows, eventTimeSessionWindows, type WindowResult } from "./windows.ts";
+import { type LateRecord, slidingEventTimeWindows, tumblingEventTimeWindows, eventTimeSessionWindows, type WindowAssigner, type WindowResult } from "./windows.ts";
 import { gatedSource } from "./_test_util.ts";
-import { eventTimeJob, timedEvents } from "./_test_event_time.ts";
+import { clicks, eventTimeJob } from "./_test_event_time.ts";
 
 /** Waits (yielding to the event loop) until `pred` holds; a watchdog only, never an outcome. */
 async function until(what: string, pred: () => boolean): Promise<void> {
@@ -176,6 +176,36 @@ test("sliding and session windows: each record in size/slide windows; sessions m
   assert.deepEqual(sessions.committed.map((r) => `${r.start}-${r.end}:${r.value}`).sort(), ["1000-22000:3", "30000-50000:2"]);
 });
 
+test("a record that bridges two sessions merges all three in place; custom assigners give the built-in ones' windows", async () => {
+  const run = async (tumbling: WindowAssigner, session: WindowAssigner) => {
+    const job = new Job("custom", { batchSize: 1 });
+    const fixed = new CollectingSink<WindowResult<string, number>>();
+    const merged = new CollectingSink<WindowResult<string, number>>();
+    // 9000 comes after the watermark passed its window's end, within the allowed lateness: a late firing
+    const keyed = job.fromSource(arraySource([1000, 30000, 12000, 21000, 6000, 42000, 9000]), { uid: "in", watermarks: boundedOutOfOrderness<number>(20_000, (t) => t, { emitEvery: 1 }) }).keyBy(() => "k");
+    keyed.window(tumbling, { timestampOf: (t) => t, allowedLatenessMs: 15_000 })
+      .aggregate({ createAccumulator: () => 0, add: (_t, n: number) => n + 1, getResult: (n) => n }, { uid: "fixed" })
+      .sinkTo(fixed, { uid: "o1" });
+    keyed.window(session, { timestampOf: (t) => t })
+      .aggregate({ createAccumulator: () => 0, add: (_t, n: number) => n + 1, getResult: (n) => n, merge: (a, b) => a + b }, { uid: "merged" })
+      .sinkTo(merged, { uid: "o2" });
+    await job.run();
+    return { fixed: fixed.committed.map((r) => `${r.start}-${r.end}:${r.value}`).sort(), merged: merged.committed.map((r) => `${r.start}-${r.end}:${r.value}`).sort() };
+  };
+  const builtIn = await run(tumblingEventTimeWindows(10_000), eventTimeSessionWindows(10_000));
+  // [12000, 22000) and [30000, 40000) are apart until 21000's window [21000, 31000) meets both; then 6000's
+  // [6000, 16000) joins that one and [1000, 11000); 42000 starts its own; 9000 is late for a session (dropped)
+  assert.deepEqual(builtIn.merged, ["1000-40000:5", "42000-52000:1"]);
+  // [0, 10000) fires with 1000 once 30000 moved the watermark past it, then again (late firings within the
+  // allowed lateness) with 6000 and with 9000
+  assert.deepEqual(builtIn.fixed, ["0-10000:1", "0-10000:2", "0-10000:3", "10000-20000:1", "20000-30000:1", "30000-40000:1", "40000-50000:1"]);
+  const custom = await run(
+    { kind: "tumbling", merging: false, assign: (ts) => [{ start: Math.floor(ts / 10_000) * 10_000, end: Math.floor(ts / 10_000) * 10_000 + 10_000 }] },
+    { kind: "session", merging: true, assign: (ts) => [{ start: ts, end: ts + 10_000 }] },
+  );
+  assert.deepEqual(custom, builtIn);
+});
+
 test("session windows with an aggregate function without merge are refused when built", () => {
   const job = new Job("nomerge");
   const keyed = job.fromSource(arraySource([1]), { uid: "in" }).keyBy(() => "k");
@@ -253,10 +283,10 @@ test("the event-time job gives the same output at parallelism 1, 3 and 7 (no rec
   const outputs: string[][] = [];
   for (const p of [1, 3, 7]) {
     const sink = new CollectingSink<string>();
-    await eventTimeJob({ source: timedEvents(1200, 5), sink, parallelism: p, sourceParallelism: p === 7 ? 3 : 2 }).run();
+    await eventTimeJob({ source: clicks(1200, { seed: 5 }), sink, parallelism: p, sourceParallelism: p === 7 ? 3 : 2 }).run();
     outputs.push(sink.committed.slice().sort());
   }
-  assert.ok(outputs[0].some((l) => l.startsWith("session|")) && outputs[0].some((l) => l.startsWith("minute|")) && outputs[0].some((l) => l.startsWith("timer|")));
+  assert.ok(outputs[0].some((l) => l.startsWith("session ")) && outputs[0].some((l) => l.startsWith("minute ")) && outputs[0].some((l) => l.startsWith("timer|")));
   assert.deepEqual(outputs[1], outputs[0]);
   assert.deepEqual(outputs[2], outputs[0]);
 });

@@ -130,7 +130,7 @@ function emptyRows(delta: boolean): CapturedRows {
 }
 
 /** The check of a state's values (list state: of one element), or null when any value goes (msgpack). */
-function valueCheckOf(desc: KeyedStateDescriptor): ValueCheck | null {
+export function valueCheckOf(desc: KeyedStateDescriptor): ValueCheck | null {
   return desc.value.encoding === "arrow" ? compileValueCheck(desc.value.type) : null;
 }
 
@@ -138,7 +138,7 @@ function valueCheckOf(desc: KeyedStateDescriptor): ValueCheck | null {
  * The error for a value a typed state cannot hold, raised where user code stores it: a checkpoint could
  * not encode it later, and a job without checkpoints would keep it silently.
  */
-function refused(b: KeyedStateBackend, desc: KeyedStateDescriptor, call: string, value: unknown, what = "value"): SchemaViolationError {
+export function refused(b: KeyedStateBackend, desc: KeyedStateDescriptor, call: string, value: unknown, what = "value"): SchemaViolationError {
   const type = what === "user key" ? keyFieldType((desc as MapStateDescriptor<unknown, unknown>).userKeyType)! : (desc.value as { type: FieldType }).type;
   const why = explainValue(type, value, false, what) ?? `${what} does not fit ${JSON.stringify(type)}`;
   return new SchemaViolationError(

@@ -9,11 +9,12 @@
  *
  * @module
  */
-import type { DataStream, KeyedProcessContext, KeyedProcessFunction, KeyedStream, OperatorOptions } from "./stream.ts";
+import type { DataStream, KeyedOpenContext, KeyedProcessContext, KeyedProcessFunction, KeyedStream, OperatorOptions } from "./stream.ts";
 import type { Key } from "../format/key_group.ts";
+import { SnapshotFormatError } from "../format/errors.ts";
 import type { AggregateFunction } from "./state.ts";
-import { type NamespacedValueState, namespacedValueState } from "./namespaced_state.ts";
-import { COUNT_LATE } from "./timers.ts";
+import { NamespacedRows, namespacedValueState, TABLE, type TableDescriptor } from "./namespaced_state.ts";
+import { COUNT_LATE, type TimerService } from "./timers.ts";
 
 /**
  * A window of event time: `[start, end)` in ms.
@@ -67,8 +68,29 @@ interface Fixed {
   offset: number;
 }
 
+/** Built-in session assigners carry their gap under this key (a record's window without an allocation). */
+const GAP: unique symbol = Symbol("sessionGap");
+
 function floorTo(ts: number, size: number, offset: number): number {
   return ts - (((ts - offset) % size) + size) % size;
+}
+
+/** Windows of `size` starting every `slide` ms (tumbling: slide = size). */
+function fixedWindows(kind: "tumbling" | "sliding", size: number, slide: number, offset: number): WindowAssigner {
+  checkMs(size, "sizeMs", 1);
+  checkMs(slide, "slideMs", 1);
+  checkMs(offset, "offsetMs", 0);
+  const assigner: WindowAssigner & { [FIXED]: Fixed } = {
+    kind,
+    merging: false,
+    [FIXED]: { size, slide, offset },
+    assign(ts) {
+      const out: TimeWindow[] = [];
+      for (let start = floorTo(ts, slide, offset); start > ts - size; start -= slide) out.push({ start, end: start + size });
+      return out;
+    },
+  };
+  return assigner;
 }
 
 /**
@@ -83,19 +105,7 @@ function floorTo(ts: number, size: number, offset: number): number {
  * ```
  */
 export function tumblingEventTimeWindows(sizeMs: number, offsetMs = 0): WindowAssigner {
-  checkMs(sizeMs, "sizeMs", 1);
-  checkMs(offsetMs, "offsetMs", 0);
-  const fixed: Fixed = { size: sizeMs, slide: sizeMs, offset: offsetMs };
-  const assigner: WindowAssigner & { [FIXED]: Fixed } = {
-    kind: "tumbling",
-    merging: false,
-    [FIXED]: fixed,
-    assign(ts) {
-      const start = floorTo(ts, sizeMs, offsetMs);
-      return [{ start, end: start + sizeMs }];
-    },
-  };
-  return assigner;
+  return fixedWindows("tumbling", sizeMs, sizeMs, offsetMs);
 }
 
 /**
@@ -109,21 +119,7 @@ export function tumblingEventTimeWindows(sizeMs: number, offsetMs = 0): WindowAs
  * ```
  */
 export function slidingEventTimeWindows(sizeMs: number, slideMs: number, offsetMs = 0): WindowAssigner {
-  checkMs(sizeMs, "sizeMs", 1);
-  checkMs(slideMs, "slideMs", 1);
-  checkMs(offsetMs, "offsetMs", 0);
-  const fixed: Fixed = { size: sizeMs, slide: slideMs, offset: offsetMs };
-  const assigner: WindowAssigner & { [FIXED]: Fixed } = {
-    kind: "sliding",
-    merging: false,
-    [FIXED]: fixed,
-    assign(ts) {
-      const out: TimeWindow[] = [];
-      for (let start = floorTo(ts, slideMs, offsetMs); start > ts - sizeMs; start -= slideMs) out.push({ start, end: start + sizeMs });
-      return out;
-    },
-  };
-  return assigner;
+  return fixedWindows("sliding", sizeMs, slideMs, offsetMs);
 }
 
 /**
@@ -139,7 +135,8 @@ export function slidingEventTimeWindows(sizeMs: number, slideMs: number, offsetM
  */
 export function eventTimeSessionWindows(gapMs: number): WindowAssigner {
   checkMs(gapMs, "gapMs", 1);
-  return { kind: "session", merging: true, assign: (ts) => [{ start: ts, end: ts + gapMs }] };
+  const assigner: WindowAssigner & { [GAP]: number } = { kind: "session", merging: true, [GAP]: gapMs, assign: (ts) => [{ start: ts, end: ts + gapMs }] };
+  return assigner;
 }
 
 /**
@@ -227,16 +224,33 @@ export interface WindowAggregate<IN, ACC, OUT> extends AggregateFunction<IN, ACC
   merge?(a: ACC, b: ACC): ACC;
 }
 
-const CONTENTS = namespacedValueState<unknown>("window-contents");
+/**
+ * The window contents of one subtask: a row per (key, window) whose namespace is the window's start and
+ * end as numbers (the snapshot's `ns` column reads `<start>:<end>`), value the accumulator.
+ */
+class WindowTable extends NamespacedRows {
+  readonly handle: WindowTable = this;
 
-function nsOf(w: TimeWindow): string {
-  return `${w.start}:${w.end}`;
+  protected nsText(start: number, end: number): string {
+    return `${start}:${end}`;
+  }
+
+  protected parseNs(ns: string): void {
+    const i = ns.indexOf(":");
+    const start = Number(ns.slice(0, i));
+    const end = Number(ns.slice(i + 1));
+    if (i < 0 || !Number.isSafeInteger(start) || !Number.isSafeInteger(end)) {
+      throw new SnapshotFormatError(`window state ${JSON.stringify(this.desc.name)} holds the namespace ${JSON.stringify(ns)}, not a window "<start>:<end>" in ms; restore it into the operator that wrote it`);
+    }
+    this.parsed.a = start;
+    this.parsed.b = end;
+  }
 }
 
-function parseNs(ns: string): TimeWindow {
-  const i = ns.indexOf(":");
-  return { start: Number(ns.slice(0, i)), end: Number(ns.slice(i + 1)) };
-}
+const CONTENTS: TableDescriptor<unknown> = {
+  ...namespacedValueState<unknown>("window-contents"),
+  [TABLE]: (b, desc, layout) => new WindowTable(b, desc, layout),
+};
 
 interface Folding<T, ACC, OUT> {
   add(acc: ACC | undefined, v: T): ACC;
@@ -244,101 +258,166 @@ interface Folding<T, ACC, OUT> {
   result(acc: ACC): OUT;
 }
 
-function windowFunction<K, T, ACC, OUT>(assigner: WindowAssigner, options: WindowOptions<T>, f: Folding<T, ACC, OUT>): KeyedProcessFunction<K, T, unknown> {
-  const lateness = options.allowedLatenessMs ?? 0;
-  checkMs(lateness, "allowedLatenessMs", 0);
-  const emitLate = options.lateRecords === "emit";
-  const timestampOf = options.timestampOf;
-  if (assigner.merging && f.merge === undefined) throw new TypeError("Cannot aggregate session windows as the aggregate function has no merge(a, b): session windows combine when they meet");
-  const emit = (ctx: KeyedProcessContext<K, unknown>, w: TimeWindow, acc: ACC) => ctx.collect({ kind: "window", key: ctx.currentKey, start: w.start, end: w.end, value: f.result(acc) });
-  // Registers what closes a window: the firing timer (end − 1) and, with lateness, the cleanup timer.
-  const arm = (ctx: KeyedProcessContext<K, unknown>, w: TimeWindow, wm: number) => {
-    const timers = ctx.timerService();
-    if (w.end - 1 > wm) timers.registerEventTimeTimer(w.end - 1);
-    if (lateness > 0) timers.registerEventTimeTimer(w.end - 1 + lateness);
-  };
-  const late = (v: T, ts: number, ctx: KeyedProcessContext<K, unknown>) => {
-    (ctx as unknown as { [COUNT_LATE]?: () => void })[COUNT_LATE]?.();
-    if (emitLate) ctx.collect({ kind: "late", value: v, timestamp: ts });
-  };
-  // One function object per subtask (the operator is built from a factory), so the handle can live here.
-  let state!: NamespacedValueState<ACC>;
-  const fixed = (assigner as { [FIXED]?: Fixed })[FIXED];
-  // Records come roughly in time order, so consecutive ones mostly fall in the same window: its
-  // namespace string is made once, not per record.
-  let lastStart = NaN;
-  let lastEnd = NaN;
-  let lastNs = "";
-  const nsFor = (start: number, end: number): string => {
-    if (start !== lastStart || end !== lastEnd) {
-      lastStart = start;
-      lastEnd = end;
-      lastNs = `${start}:${end}`;
+/** What every window function shares: late records, emitting, registering the timers that close a window. */
+class WindowCore<K, T, ACC, OUT> {
+  readonly lateness: number;
+  readonly timestampOf: (v: T) => number;
+  table!: WindowTable;
+  timers!: TimerService;
+  ctx!: KeyedProcessContext<K, unknown>;
+  private readonly emitLate: boolean;
+
+  constructor(options: WindowOptions<T>, readonly f: Folding<T, ACC, OUT>) {
+    this.lateness = options.allowedLatenessMs ?? 0;
+    checkMs(this.lateness, "allowedLatenessMs", 0);
+    this.emitLate = options.lateRecords === "emit";
+    this.timestampOf = options.timestampOf;
+  }
+
+  open(ctx: KeyedOpenContext): void {
+    this.table = ctx.getNamespacedState(CONTENTS) as unknown as WindowTable;
+  }
+
+  /** The event time of a record. */
+  time(v: T, ctx: KeyedProcessContext<K, unknown>): number {
+    // The timer service is taken on the first record: a window function has onTimer, so it exists.
+    if (this.ctx !== ctx) {
+      this.ctx = ctx;
+      this.timers = ctx.timerService();
     }
-    return lastNs;
-  };
-  if (fixed !== undefined) return fixedWindowFunction(fixed, lateness, timestampOf, f, emit, late, nsFor);
+    const ts = this.timestampOf(v);
+    if (typeof ts !== "number" || !Number.isFinite(ts)) throw new TypeError(`Cannot assign a window as timestampOf returned ${String(ts)}: it must return event-time ms as a finite number`);
+    return ts;
+  }
+
+  emit(ctx: KeyedProcessContext<K, unknown>, start: number, end: number, acc: ACC): void {
+    ctx.collect({ kind: "window", key: ctx.currentKey, start, end, value: this.f.result(acc) });
+  }
+
+  /** Registers what closes a new window ending at `end`: its firing timer and, with lateness, its cleanup. */
+  arm(end: number, wm: number): void {
+    if (end - 1 > wm) this.timers.registerEventTimeTimer(end - 1);
+    if (this.lateness > 0) this.timers.registerEventTimeTimer(end - 1 + this.lateness);
+  }
+
+  /** Deletes what closes a window ending at `end` (merged into another). */
+  disarm(end: number): void {
+    this.timers.deleteEventTimeTimer(end - 1);
+    if (this.lateness > 0) this.timers.deleteEventTimeTimer(end - 1 + this.lateness);
+  }
+
+  late(v: T, ts: number, ctx: KeyedProcessContext<K, unknown>): void {
+    (ctx as unknown as { [COUNT_LATE]?: () => void })[COUNT_LATE]?.();
+    if (this.emitLate) ctx.collect({ kind: "late", value: v, timestamp: ts });
+  }
+
+  /** Fires the windows of the current key that end at `ts + 1` and drops those whose lateness ended at `ts`. */
+  fireScan(ts: number, ctx: KeyedProcessContext<K, unknown>): void {
+    const t = this.table;
+    for (let r = t.first(t.slots.find()); r !== -1;) {
+      const next = t.next[r];
+      const end = t.b[r];
+      if (end - 1 === ts) this.emit(ctx, t.a[r], end, t.v[r] as ACC);
+      if (end - 1 + this.lateness === ts) t.removeRow(r);
+      r = next;
+    }
+  }
+}
+
+function windowFunction<K, T, ACC, OUT>(assigner: WindowAssigner, options: WindowOptions<T>, f: Folding<T, ACC, OUT>): KeyedProcessFunction<K, T, unknown> {
+  if (assigner.merging && f.merge === undefined) throw new TypeError("Cannot aggregate session windows as the aggregate function has no merge(a, b): session windows combine when they meet");
+  const core = new WindowCore<K, T, ACC, OUT>(options, f);
+  const fixed = (assigner as { [FIXED]?: Fixed })[FIXED];
+  if (fixed !== undefined) return fixedWindowFunction(core, fixed);
+  if (assigner.merging) return sessionWindowFunction(core, assigner);
   return {
-    open(ctx) {
-      state = ctx.getNamespacedState(CONTENTS) as NamespacedValueState<ACC>;
-    },
+    open: (ctx) => core.open(ctx),
     processElement(v, ctx) {
-      const ts = timestampOf(v);
-      if (typeof ts !== "number" || !Number.isFinite(ts)) throw new TypeError(`Cannot assign a window as timestampOf returned ${String(ts)}: it must return event-time ms as a finite number`);
+      const ts = core.time(v, ctx);
       const wm = ctx.currentWatermark();
-      const windows = assigner.assign(ts);
+      const t = core.table;
       let taken = false;
-      if (!assigner.merging) {
-        for (const w of windows) {
-          if (w.end - 1 + lateness <= wm) continue;
-          taken = true;
-          const ns = nsOf(w);
-          const acc = f.add(state.get(ns), v);
-          state.put(ns, acc);
-          if (w.end - 1 <= wm) emit(ctx, w, acc); // a late firing within the allowed lateness
-          else arm(ctx, w, wm);
-        }
-      } else {
-        let w = windows[0];
-        if (w.end - 1 + lateness > wm) {
-          taken = true;
-          let acc: ACC | undefined;
-          const merged: TimeWindow[] = [];
-          for (const [ns, a] of state.entries()) {
-            const o = parseNs(ns);
-            if (o.start > w.end || o.end < w.start) continue;
-            merged.push(o);
-            w = { start: Math.min(w.start, o.start), end: Math.max(w.end, o.end) };
-            acc = acc === undefined ? a : f.merge!(acc, a);
-          }
-          acc = f.add(acc, v);
-          // The merged window is put and armed before the old ones go, so the key's entries are not dropped
-          // and re-created on every record of a session.
-          const ns = nsOf(w);
-          state.put(ns, acc);
-          if (w.end - 1 <= wm) emit(ctx, w, acc);
-          arm(ctx, w, wm);
-          const timers = ctx.timerService();
-          for (const o of merged) {
-            const old = nsOf(o);
-            if (old === ns) continue;
-            state.remove(old);
-            if (o.end !== w.end) {
-              timers.deleteEventTimeTimer(o.end - 1);
-              if (lateness > 0) timers.deleteEventTimeTimer(o.end - 1 + lateness);
-            }
-          }
-        }
+      for (const w of assigner.assign(ts)) {
+        if (w.end - 1 + core.lateness <= wm) continue;
+        taken = true;
+        const s = t.slots.intern();
+        const r = t.findRow(s, w.start, w.end);
+        const acc = f.add(r === -1 ? undefined : t.v[r] as ACC, v);
+        if (r === -1) t.addRow(s, w.start, w.end, undefined, acc);
+        else t.setValue(r, acc);
+        if (w.end - 1 <= wm) emitLateFiring(core, ctx, w.start, w.end, acc, r === -1);
+        else if (r === -1) core.arm(w.end, wm);
       }
-      if (!taken) late(v, ts, ctx);
+      if (!taken) core.late(v, ts, ctx);
     },
-    onTimer(ts, ctx) {
-      for (const [ns, acc] of state.entries()) {
-        const w = parseNs(ns);
-        if (w.end - 1 === ts) emit(ctx, w, acc);
-        if (w.end - 1 + lateness === ts) state.remove(ns);
+    onTimer: (ts, ctx) => core.fireScan(ts, ctx),
+  };
+}
+
+/** A record for a window past its end, within the allowed lateness: the window fires again, updated. */
+function emitLateFiring<K, T, ACC, OUT>(core: WindowCore<K, T, ACC, OUT>, ctx: KeyedProcessContext<K, unknown>, start: number, end: number, acc: ACC, created: boolean): void {
+  core.emit(ctx, start, end, acc);
+  if (created) core.timers.registerEventTimeTimer(end - 1 + core.lateness); // its cleanup
+}
+
+/**
+ * Session windows, merged in place: a record's window `[ts, ts + gap)` is folded into the first of the
+ * key's windows it meets (which grows), and any other window it meets is merged into that one and
+ * removed, with its timers; a record that meets none opens a window. No window object per record.
+ */
+function sessionWindowFunction<K, T, ACC, OUT>(core: WindowCore<K, T, ACC, OUT>, assigner: WindowAssigner): KeyedProcessFunction<K, T, unknown> {
+  const f = core.f;
+  const merge = f.merge!;
+  // Ends of the windows merged away by one record (reused: merges are rare next to records).
+  const mergedEnds: number[] = [];
+  const gap = (assigner as { [GAP]?: number })[GAP];
+  return {
+    open: (ctx) => core.open(ctx),
+    processElement(v, ctx) {
+      const ts = core.time(v, ctx);
+      const wm = ctx.currentWatermark();
+      let start = ts;
+      let end = ts + (gap ?? 0);
+      if (gap === undefined) {
+        const w = assigner.assign(ts)[0];
+        start = w.start;
+        end = w.end;
       }
+      if (end - 1 + core.lateness <= wm) return core.late(v, ts, ctx);
+      const t = core.table;
+      const s = t.slots.intern();
+      let into = -1;
+      let acc: ACC | undefined;
+      mergedEnds.length = 0;
+      for (let r = t.first(s); r !== -1;) {
+        const next = t.next[r];
+        const os = t.a[r];
+        const oe = t.b[r];
+        if (os <= end && oe >= start) {
+          mergedEnds.push(oe);
+          if (into === -1) {
+            into = r;
+            acc = t.v[r] as ACC;
+          } else {
+            acc = merge(acc!, t.v[r] as ACC);
+            t.removeRow(r);
+          }
+          if (os < start) start = os;
+          if (oe > end) end = oe;
+        }
+        r = next;
+      }
+      acc = f.add(acc, v);
+      if (into === -1) t.addRow(s, start, end, undefined, acc);
+      else {
+        if (t.a[into] !== start || t.b[into] !== end) t.moveRow(into, start, end);
+        t.setValue(into, acc);
+      }
+      if (end - 1 <= wm) core.emit(ctx, start, end, acc);
+      core.arm(end, wm);
+      for (let i = 0; i < mergedEnds.length; i++) if (mergedEnds[i] !== end) core.disarm(mergedEnds[i]);
     },
+    onTimer: (ts, ctx) => core.fireScan(ts, ctx),
   };
 }
 
@@ -346,63 +425,52 @@ function windowFunction<K, T, ACC, OUT>(assigner: WindowAssigner, options: Windo
  * The window operator for fixed-size windows (tumbling, sliding): a record's windows and a timer's window
  * are computed, not looked up, so nothing is allocated per record beyond the accumulator and the results.
  */
-function fixedWindowFunction<K, T, ACC, OUT>(
-  fixed: Fixed,
-  lateness: number,
-  timestampOf: (v: T) => number,
-  f: Folding<T, ACC, OUT>,
-  emit: (ctx: KeyedProcessContext<K, unknown>, w: TimeWindow, acc: ACC) => void,
-  late: (v: T, ts: number, ctx: KeyedProcessContext<K, unknown>) => void,
-  nsFor: (start: number, end: number) => string,
-): KeyedProcessFunction<K, T, unknown> {
+function fixedWindowFunction<K, T, ACC, OUT>(core: WindowCore<K, T, ACC, OUT>, fixed: Fixed): KeyedProcessFunction<K, T, unknown> {
   const { size, slide, offset } = fixed;
-  let state!: NamespacedValueState<ACC>;
-  const window = { start: 0, end: 0 };
+  const f = core.f;
+  const lateness = core.lateness;
   return {
-    open(ctx) {
-      state = ctx.getNamespacedState(CONTENTS) as NamespacedValueState<ACC>;
-    },
+    open: (ctx) => core.open(ctx),
     processElement(v, ctx) {
-      const ts = timestampOf(v);
-      if (typeof ts !== "number" || !Number.isFinite(ts)) throw new TypeError(`Cannot assign a window as timestampOf returned ${String(ts)}: it must return event-time ms as a finite number`);
+      const ts = core.time(v, ctx);
       const wm = ctx.currentWatermark();
+      const t = core.table;
       let taken = false;
       for (let start = floorTo(ts, slide, offset); start > ts - size; start -= slide) {
         const end = start + size;
         if (end - 1 + lateness <= wm) continue;
         taken = true;
-        const ns = nsFor(start, end);
-        const prev = state.get(ns);
-        const acc = f.add(prev, v);
-        state.put(ns, acc); // also when mutated in place: the put marks it changed for the next checkpoint
-        if (end - 1 <= wm) {
-          window.start = start;
-          window.end = end;
-          emit(ctx, window, acc); // a late firing within the allowed lateness
-          if (prev === undefined) ctx.timerService().registerEventTimeTimer(end - 1 + lateness); // its cleanup
-        } else if (prev === undefined) {
+        const s = t.slots.intern();
+        const r = t.findRow(s, start, end);
+        if (r === -1) {
+          const acc = f.add(undefined, v);
+          t.addRow(s, start, end, undefined, acc);
           // The window is new: register what closes it (an existing one has its timers already).
-          const timers = ctx.timerService();
-          timers.registerEventTimeTimer(end - 1);
-          if (lateness > 0) timers.registerEventTimeTimer(end - 1 + lateness);
+          if (end - 1 <= wm) emitLateFiring(core, ctx, start, end, acc, true);
+          else core.arm(end, wm);
+        } else {
+          const acc = f.add(t.v[r] as ACC, v);
+          t.setValue(r, acc); // also when changed in place: it marks the row changed for the next checkpoint
+          if (end - 1 <= wm) core.emit(ctx, start, end, acc);
         }
       }
-      if (!taken) late(v, ts, ctx);
+      if (!taken) core.late(v, ts, ctx);
     },
     onTimer(ts, ctx) {
       // The window this timer fires (end − 1 = ts) and the one it cleans up (end − 1 + lateness = ts).
+      const t = core.table;
+      const s = t.slots.find();
       const end = ts + 1;
-      const ns = nsFor(end - size, end);
-      const acc = state.get(ns);
-      if (acc !== undefined) {
-        window.start = end - size;
-        window.end = end;
-        emit(ctx, window, acc);
+      const r = t.findRow(s, end - size, end);
+      if (r !== -1) {
+        core.emit(ctx, end - size, end, t.v[r] as ACC);
+        if (lateness === 0) t.removeRow(r);
       }
-      const gone = end - lateness;
-      if (lateness === 0) {
-        if (acc !== undefined) state.remove(ns);
-      } else state.remove(nsFor(gone - size, gone));
+      if (lateness > 0) {
+        const gone = end - lateness;
+        const g = t.findRow(s, gone - size, gone);
+        if (g !== -1) t.removeRow(g);
+      }
     },
   };
 }
