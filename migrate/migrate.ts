@@ -266,7 +266,7 @@ export async function migrate(src: string | Snapshot, dst: string | Storage, mig
   return await withSnapshot(src, async (snap) => {
     const { plan, operators } = resolve(snap, migrations);
     if (options.dryRun) return { plan, dryRun: true };
-    const written = await rewrite({ tool: "migrate", src: snap, maxParallelism: snap.manifest.maxParallelism, operators, slices: true, canonical: true }, dst, options);
+    const written = await rewrite({ tool: "migrate", src: snap, maxParallelism: snap.manifest.maxParallelism, operators, slices: true, canonical: true, args: migrations }, dst, options);
     return { plan, dryRun: false, written };
   });
 }
