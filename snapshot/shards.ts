@@ -519,14 +519,8 @@ export async function commitShards(dst: string | Storage, options: CommitShardsO
   const where = storage.uri.replace(/\/+$/, "");
   try {
     const existing = await readExisting(storage);
-    let a: Assembled;
-    try {
-      a = await assemble(storage, where);
-    } catch (e) {
-      // Already committed and cleaned up: the destination is a snapshot; say so rather than "no receipts".
-      if (existing && e instanceof MissingShardError) throw new DestinationExistsError(where);
-      throw e;
-    }
+    if (existing) return await finishCommitted(storage, where, existing);
+    const a = await assemble(storage, where);
     const totals = { rows: 0, bytes: 0, chunks: 0 };
     for (const r of a.receipts) {
       totals.rows += r.rows;
@@ -534,11 +528,6 @@ export async function commitShards(dst: string | Storage, options: CommitShardsO
       totals.chunks += r.chunks;
     }
     const done = (manifest: Manifest, alreadyCommitted: boolean): CommitReport => ({ destination: storage.uri, manifest, fingerprint: a.fingerprint, shards: a.count, ...totals, alreadyCommitted });
-    if (existing) {
-      if (!sameCommit(existing, a.header, a.operators)) throw new DestinationExistsError(where);
-      await removeReceipts(storage);
-      return done(existing, true);
-    }
     const manifest = buildManifest(a.header, a.operators);
     await verifyChunks(storage, where, a, manifest, options);
     try {
@@ -557,6 +546,31 @@ export async function commitShards(dst: string | Storage, options: CommitShardsO
   } finally {
     if (typeof dst === "string") await storage.close();
   }
+}
+
+/**
+ * The destination already has a manifest: an earlier commit succeeded if the receipts left (its clean-up
+ * may have stopped half way) are one plan's and every chunk they list is in the manifest, where they say.
+ */
+async function finishCommitted(storage: Storage, where: string, existing: Manifest): Promise<CommitReport> {
+  const found = await listReceipts(storage);
+  const plans = new Set(found.map((f) => f.fingerprint));
+  if (found.length === 0 || plans.size !== 1) throw new DestinationExistsError(where);
+  const listed = new Map<string, string>();
+  for (const op of existing.operators) for (const st of op.states) for (const c of st.chunks) listed.set(`${op.uid}\u0000${st.name}\u0000${c.path}`, canonical(c));
+  let count = 0;
+  for (const f of found) {
+    const r = parseReceipt(await storage.get(f.path), f, where);
+    const h = r.header;
+    const fits = h.id === existing.id && h.job === existing.job && h.maxParallelism === existing.maxParallelism &&
+      r.operators.every((op) => op.states.every((st) => st.chunks.every((c) => listed.get(`${op.uid}\u0000${st.name}\u0000${c.path}`) === canonical(c))));
+    if (!fits) throw new DestinationExistsError(where);
+    count = r.shard.count;
+  }
+  await removeReceipts(storage);
+  const refs = existing.operators.flatMap((o) => o.states.flatMap((st) => st.chunks));
+  const totals = { rows: refs.reduce((n, c) => n + c.rows, 0), bytes: refs.reduce((n, c) => n + c.bytes, 0), chunks: refs.length };
+  return { destination: storage.uri, manifest: existing, fingerprint: [...plans][0], shards: count, ...totals, alreadyCommitted: true };
 }
 
 async function readExisting(storage: Storage): Promise<Manifest | undefined> {
