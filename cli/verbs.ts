@@ -244,7 +244,8 @@ const verbs: Record<string, Verb> = {
       const migrations = await loadMigrations(module, ctx.importModule);
       const report = await migrate(src, dst, migrations, { dryRun: ctx.flags["dry-run"] === true, id: str(ctx, "id"), shard: shardFlag(ctx), onProgress: progress(ctx) });
       ctx.bar.done();
-      if (ctx.flags.json) json(ctx, report);
+      const receipt = report.written?.receipt;
+      if (ctx.flags.json) json(ctx, receipt ? { ...report, shard: `${receipt.shard.index}/${receipt.shard.count}`, fingerprint: receipt.fingerprint } : report);
       else {
         ctx.out(planText(report.plan));
         if (report.dryRun) ctx.out("dry run: nothing written");
