@@ -30,7 +30,7 @@ after(async () => {
 });
 
 async function setup(root: Storage): Promise<void> {
-  await writeSavepoint(subStorage(root, "savepoints/sp-1"), entries(400), { offsets: [[{ p: 1 }], [{ p: 2 }], [{ p: 3 }]] });
+  await writeSavepoint(subStorage(root, "savepoints/sp-1"), entries(160), { offsets: [[{ p: 1 }], [{ p: 2 }], [{ p: 3 }]] });
 }
 
 /** Shard `i` of a re-hash into 5 subtasks over 256 key groups, small chunks (many operations). */
