@@ -80,10 +80,16 @@ export interface WriteOptions {
    * shard is done.
    */
   shard?: ShardSpec;
+  /**
+   * Run as this many shards in worker threads of this process, then commit (the same savepoint as one
+   * run). Default 1 (this thread). `"auto"`: the cores, fewer for a small source, and this thread for what
+   * cannot cross threads (memory: URIs, opened snapshots or storages, functions among the arguments).
+   */
+  workers?: number | "auto";
 }
 
 /** Options that change how a run goes, not what it writes: left out of the plan fingerprint. */
-const RUN_ONLY = new Set(["onProgress", "signal", "shard", "tempUri", "workers", "dryRun"]);
+const RUN_ONLY = new Set(["onProgress", "signal", "shard", "tempUri", "workers", "dryRun", "migrationsModule"]);
 
 /** Encodes rows of a state; schema violations name the state as `uid/state` and the row's key. */
 function encodeFor(uid: string, state: string, layout: StateLayout, rows: Rows, compression: ChunkCompression): EncodedChunk {
