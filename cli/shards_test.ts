@@ -160,3 +160,18 @@ test("arrowpoint plan --shards --json lists each shard's key groups and estimate
   assert.equal(usage.code, 2);
   assert.match(usage.err, /--shard .*i\/n/);
 });
+
+test("--workers 2 runs the shards in worker threads of this process and commits: the same savepoint as --workers 1", async () => {
+  const local = join(dir, "local");
+  const { openStorage: open } = await import("../backends/open.ts");
+  await writeSavepoint(await open(join(local, "sp")), entries(1000), { offsets: [[1], [2]] });
+  const two = await run("rekey", join(local, "sp"), join(local, "w2", "out"), "--max-parallelism", "512", "--parallelism", "3", "--workers", "2", "--json");
+  assert.equal(two.code, 0, two.err);
+  const one = await run("rekey", join(local, "sp"), join(local, "w1", "out"), "--max-parallelism", "512", "--parallelism", "3", "--workers", "1");
+  assert.equal(one.code, 0, one.err);
+  assert.deepEqual(await snapshotOf(join(local, "w2", "out")), await snapshotOf(join(local, "w1", "out")));
+  assert.equal(JSON.parse(two.out).rows, 1000 + 2);
+  const mixed = await run("rekey", join(local, "sp"), join(local, "x"), "--parallelism", "3", "--workers", "2", "--shard", "0/2");
+  assert.equal(mixed.code, 2);
+  assert.match(mixed.err, /--workers and --shard do not mix/);
+});

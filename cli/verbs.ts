@@ -83,6 +83,18 @@ const SHARD_FLAG = {
   help: "i/N: write only shard i of N (destination key groups split in N; 0 ≤ i < N) and its receipt; commit with arrowpoint commit <dst> once all N ran",
 };
 
+const WORKERS_FLAG = {
+  type: "string" as const,
+  help: "K ≥ 1 or auto (default): run as K shards in worker threads of this process, then commit; auto = the cores, fewer for a small source (100,000 rows or more per thread), 1 for memory: URIs",
+};
+
+function workersFlag(ctx: VerbContext): number | "auto" {
+  const v = str(ctx, "workers");
+  if (v !== undefined && str(ctx, "shard") !== undefined) throw new UsageError("--workers and --shard do not mix: a shard runs in one thread; run several shards (processes) instead");
+  if (v === undefined || v === "auto") return "auto";
+  return intFlag(ctx, "workers")!;
+}
+
 function shardFlag(ctx: VerbContext): ShardSpec | undefined {
   const v = str(ctx, "shard");
   if (v === undefined) return undefined;
@@ -170,7 +182,7 @@ const verbs: Record<string, Verb> = {
     },
   },
   compact: {
-    usage: "compact <checkpoint-uri> <savepoint-uri> [--parallelism N] [--id ID] [--shard i/N] [--json]",
+    usage: "compact <checkpoint-uri> <savepoint-uri> [--parallelism N] [--id ID] [--shard i/N | --workers K] [--json]",
     summary: "checkpoint (and its incremental chain) → self-contained canonical savepoint",
     description: "Merges a checkpoint's incremental chain (bases and deltas, deletions applied) into a new savepoint that references nothing " +
       "outside its folder, in the canonical layout. <checkpoint-uri> is a chk-<n> folder or a checkpoint root (its latest checkpoint). " +
@@ -179,17 +191,18 @@ const verbs: Record<string, Verb> = {
       parallelism: { type: "string", help: "N ≥ 1: lay the savepoint out for this parallelism (default: each operator's own)" },
       id: { type: "string", help: "the savepoint's id (default: the destination folder's name)" },
       shard: SHARD_FLAG,
+      workers: WORKERS_FLAG,
       json: { type: "boolean", help: "print the result as one JSON object instead of text" },
     },
     examples: ["arrowpoint compact ./ckpt ./ckpt/savepoints/sp-1", "arrowpoint compact s3://bucket/job/chk-000042 s3://bucket/job/savepoints/sp-42 --parallelism 8"],
     async run(ctx) {
       const [src, dst] = positionals(ctx, ["checkpoint-uri", "savepoint-uri"], this.usage);
-      wrote(ctx, "compact", src, await compact(src, dst, { parallelism: intFlag(ctx, "parallelism"), id: str(ctx, "id"), shard: shardFlag(ctx), onProgress: progress(ctx) }));
+      wrote(ctx, "compact", src, await compact(src, dst, { parallelism: intFlag(ctx, "parallelism"), id: str(ctx, "id"), shard: shardFlag(ctx), workers: workersFlag(ctx), onProgress: progress(ctx) }));
       return EXIT.ok;
     },
   },
   rekey: {
-    usage: "rekey <src> <dst> [--parallelism N] [--max-parallelism M] [--operator UID] [--id ID] [--temp URI] [--shard i/N] [--json]",
+    usage: "rekey <src> <dst> [--parallelism N] [--max-parallelism M] [--operator UID] [--id ID] [--temp URI] [--shard i/N | --workers K] [--json]",
     summary: "rescale: new parallelism (key groups move whole) or maxParallelism (every key re-hashed)",
     description: "Writes a new savepoint for another parallelism (whole key groups move to their new subtasks; chunks are sliced, rows not decoded) " +
       "or another maxParallelism (every key re-hashed into its new key group, in bounded memory). Give at least one of the two.",
@@ -200,6 +213,7 @@ const verbs: Record<string, Verb> = {
       id: { type: "string", help: "the savepoint's id (default: the destination folder's name)" },
       temp: { type: "string", help: "URI for spill files when re-hashing more rows than fit in memory (default: a temporary folder)" },
       shard: SHARD_FLAG,
+      workers: WORKERS_FLAG,
       json: { type: "boolean", help: "print the result as one JSON object instead of text" },
     },
     examples: ["arrowpoint rekey ./ckpt/savepoints/sp-1 ./ckpt/savepoints/sp-1-p8 --parallelism 8", "arrowpoint rekey ./sp-1 ./sp-1-m512 --max-parallelism 512"],
@@ -217,6 +231,7 @@ const verbs: Record<string, Verb> = {
         id: str(ctx, "id"),
         tempUri: str(ctx, "temp"),
         shard: shardFlag(ctx),
+        workers: workersFlag(ctx),
         onProgress: progress(ctx),
       });
       wrote(ctx, "rekey", src, report);
@@ -224,7 +239,7 @@ const verbs: Record<string, Verb> = {
     },
   },
   migrate: {
-    usage: "migrate <src> <dst> --migrations <module> [--dry-run] [--id ID] [--shard i/N] [--json]",
+    usage: "migrate <src> <dst> --migrations <module> [--dry-run] [--id ID] [--shard i/N | --workers K] [--json]",
     summary: "run schema migrations from a module you name (it runs as code) into a new savepoint",
     description: "Loads <module> (a .ts, .mts, .js or .mjs file whose default export is defineMigrations({...}); it runs as code with your permissions) " +
       "and runs each state's steps from its schema version to the newest, validating every new value; prints the plan, then writes the new " +
@@ -234,6 +249,7 @@ const verbs: Record<string, Verb> = {
       "dry-run": { type: "boolean", help: "check every step against the schemas and print the plan; write nothing" },
       id: { type: "string", help: "the savepoint's id (default: the destination folder's name)" },
       shard: SHARD_FLAG,
+      workers: WORKERS_FLAG,
       json: { type: "boolean", help: "print the result as one JSON object instead of text" },
     },
     examples: ["arrowpoint migrate ./sp-1 ./sp-1-v2 --migrations ./migrations.ts --dry-run", "arrowpoint migrate ./sp-1 ./sp-1-v2 --migrations ./migrations.ts"],
@@ -242,7 +258,14 @@ const verbs: Record<string, Verb> = {
       const module = str(ctx, "migrations");
       if (!module) throw new UsageError(`--migrations <module> is required: a .ts/.js module whose default export is defineMigrations({...}); usage: arrowpoint ${this.usage}`);
       const migrations = await loadMigrations(module, ctx.importModule);
-      const report = await migrate(src, dst, migrations, { dryRun: ctx.flags["dry-run"] === true, id: str(ctx, "id"), shard: shardFlag(ctx), onProgress: progress(ctx) });
+      const report = await migrate(src, dst, migrations, {
+        dryRun: ctx.flags["dry-run"] === true,
+        id: str(ctx, "id"),
+        shard: shardFlag(ctx),
+        workers: workersFlag(ctx),
+        migrationsModule: moduleUrl(module),
+        onProgress: progress(ctx),
+      });
       ctx.bar.done();
       const receipt = report.written?.receipt;
       if (ctx.flags.json) json(ctx, receipt ? { ...report, shard: `${receipt.shard.index}/${receipt.shard.count}`, fingerprint: receipt.fingerprint } : report);
