@@ -101,6 +101,7 @@ export {
   type GcOptions,
   type GcReport,
   latestCheckpoint,
+  type ManifestHeader,
   openSnapshot,
   parseShard,
   readState,
