@@ -63,8 +63,8 @@ test("workers: migrations from a module run in worker threads; functions and mem
   // A function default cannot be sent to a thread: refused when asked for, this thread under "auto".
   await assert.rejects(migrate(src, join(dir, "w2", "mig-fn"), migrations, { workers: 2 }), (e) => e instanceof TypeError && /cannot cross threads/.test(e.message));
   // "auto" stays in this thread for them (and for a source this small).
-  await migrate(src, join(dir, "w2", "mig-auto"), migrations, { workers: "auto" });
-  await same(join(dir, "w2", "mig-auto"), join(dir, "w1", "mig"));
+  await migrate(src, join(dir, "auto", "mig"), migrations, { workers: "auto" });
+  await same(join(dir, "auto", "mig"), join(dir, "w1", "mig"));
   await assert.rejects(rekey(src, "memory:w/out", { parallelism: 2, workers: 2 }), (e) => e instanceof TypeError && /memory: storage lives in one thread/.test(e.message));
   await rekey(src, "memory:w/out", { parallelism: 2, workers: "auto" });
   assert.equal(workerCount("auto", MIN_ROWS_PER_WORKER - 1), 1);
