@@ -469,8 +469,8 @@ async function scatterGather(plan: RewritePlan, op: OperatorPlan, sp: StatePlan,
         throw new SchemaViolationError(where, keyText(oldKey), `the new key ${keyText(key)} cannot be hashed: ${(e as Error).message}`);
       }
       // A shard keeps the rows of its own subtasks only (every row is still hashed: its errors are every shard's).
-      const bucket = buckets[Math.floor((kg * p) / maxP) - first];
-      if (bucket) bucket.push(kg, key, rows.namespaces?.[i], rows.userKeys?.[i], value);
+      const b = Math.floor((kg * p) / maxP) - first;
+      if (b >= 0 && b < buckets.length && kg >= windows[b].start && kg <= windows[b].end) buckets[b].push(kg, key, rows.namespaces?.[i], rows.userKeys?.[i], value);
     }
     buffered += rows.length;
     writer.progress({ phase: "scatter", rows: writer.rows + buffered });

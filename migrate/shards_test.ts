@@ -146,3 +146,21 @@ test("planShards() splits the destination key groups and estimates rows and byte
   assert.equal(plan.shards[0].operators[0].subtasks.first, 0);
   assert.equal(plan.shards[3].operators[0].subtasks.end, 8);
 });
+
+test("fewer destination subtasks than shards: each shard takes its share of key groups; the committed savepoint holds the same rows", async () => {
+  const src = await source("shards-narrow");
+  for (const [name, opts] of [["p2", { parallelism: 2 }], ["p1m512", { parallelism: 1, maxParallelism: 512 }]] as const) {
+    const single = await rekey(src, `memory:shards-narrow/single-${name}/out`, opts);
+    const rows: number[] = [];
+    for (let index = 0; index < 4; index++) rows.push((await rekey(src, `memory:shards-narrow/sharded-${name}/out`, { ...opts, shard: { index, count: 4 } })).rows);
+    assert.ok(rows.every((n) => n > 0), `every shard has work: ${rows}`);
+    const committed = await commitShards(`memory:shards-narrow/sharded-${name}/out`);
+    assert.equal(committed.rows, single.rows);
+    assert.deepEqual(await rowsOf(`memory:shards-narrow/sharded-${name}/out`), await rowsOf(`memory:shards-narrow/single-${name}/out`));
+    const kgs = committed.manifest.operators[0].states[0].chunks.map((c) => c.keyGroupRange!);
+    const maxP = committed.manifest.maxParallelism;
+    assert.ok(kgs.some((r) => r.end === maxP / 4 - 1), "cut at the first shard boundary");
+    const plan = await planShards(src, 4, opts);
+    assert.ok(plan.shards.every((s) => s.rows > 0), "the plan gives every shard rows");
+  }
+});

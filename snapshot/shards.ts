@@ -15,7 +15,8 @@
  *   of whole destination subtask ranges, so every shard writes exactly the chunks a single run writes for
  *   those subtasks, and the committed manifest equals a single run's (ids and times aside). Splitting
  *   key-group ranges inside a subtask would change chunk boundaries for nothing: a subtask restores
- *   whatever chunks cover its range.
+ *   whatever chunks cover its range. Only an operator with fewer destination subtasks than shards is cut
+ *   at the shards' key-group boundaries (else some shards would have nothing to do).
  * - Operator (non-keyed) state is small (offsets, buffers) and redistributed as a whole list: shard 0
  *   carries all of it.
  * - The plan fingerprint hashes the source manifest, the tool, its arguments and n: receipts of another
@@ -140,8 +141,8 @@ export function shardKeyGroups(shard: ShardSpec, maxParallelism: number): KeyGro
 
 /**
  * The destination subtasks `[first, end)` of an operator at `parallelism` that shard `shard` writes: those
- * whose first key group it owns (every subtask once, over all shards; whole subtasks only). Without a
- * shard, every subtask.
+ * whose first key group it owns (every subtask once, over all shards; whole subtasks only); with fewer
+ * subtasks than shards, those overlapping its key groups. Without a shard, every subtask.
  *
  * @example
  * ```ts
@@ -154,6 +155,11 @@ export function shardKeyGroups(shard: ShardSpec, maxParallelism: number): KeyGro
 export function shardSubtasks(shard: ShardSpec | undefined, parallelism: number, maxParallelism: number): { first: number; end: number } {
   if (!shard) return { first: 0, end: parallelism };
   checkShard(shard, maxParallelism);
+  if (parallelism < shard.count) {
+    // Fewer subtasks than shards: the subtasks that overlap this shard's key groups (see shardWindows).
+    const own = keyGroupRangeFor(shard.index, shard.count, maxParallelism);
+    return { first: Math.floor((own.start * parallelism) / maxParallelism), end: Math.floor((own.end * parallelism) / maxParallelism) + 1 };
+  }
   // Subtask j starts at ceil(j * maxP / p); it belongs to the shard of that key group, floor(kg * n / maxP).
   const owner = (j: number) => Math.floor((Math.floor((j * maxParallelism + parallelism - 1) / parallelism) * shard.count) / maxParallelism);
   let first = 0;
@@ -165,7 +171,8 @@ export function shardSubtasks(shard: ShardSpec | undefined, parallelism: number,
 
 /**
  * The destination subtask ranges of an operator that shard `shard` writes (all of them without a shard),
- * and the index of the first.
+ * and the index of the first. With fewer subtasks than shards, the parts of subtask ranges inside the
+ * shard's own key groups.
  *
  * @example
  * ```ts
@@ -178,6 +185,14 @@ export function shardWindows(parallelism: number, maxParallelism: number, shard?
   const { first, end } = shardSubtasks(shard, parallelism, maxParallelism);
   const windows: KeyGroupRange[] = [];
   for (let j = first; j < end; j++) windows.push(keyGroupRangeFor(j, parallelism, maxParallelism));
+  if (shard && parallelism < shard.count) {
+    // Whole subtasks would leave shards idle (a job at parallelism 1 would not split at all): each shard
+    // takes its even share of key groups instead, cutting the subtasks' ranges at shard boundaries. The
+    // savepoint then has chunk boundaries a single run does not (valid: a subtask restores whatever
+    // chunks cover its range).
+    const own = keyGroupRangeFor(shard.index, shard.count, maxParallelism);
+    return { first, windows: windows.map((w) => ({ start: Math.max(w.start, own.start), end: Math.min(w.end, own.end) })) };
+  }
   return { first, windows };
 }
 
