@@ -113,7 +113,7 @@ test("compact, rekey (parallelism; maxParallelism) and migrate as 4 shard proces
   const cases: Case[] = [
     { name: "compact", verb: "compact", src: `${bucket}/job`, flags: ["--parallelism", "6"] },
     { name: "rekey-p", verb: "rekey", src: `${bucket}/job/savepoints/sp-1`, flags: ["--parallelism", "7"] },
-    { name: "rekey-m", verb: "rekey", src: `${bucket}/job/savepoints/sp-1`, flags: ["--max-parallelism", "300", "--parallelism", "3"] },
+    { name: "rekey-m", verb: "rekey", src: `${bucket}/job/savepoints/sp-1`, flags: ["--max-parallelism", "300", "--parallelism", "5"] },
     { name: "migrate", verb: "migrate", src: `${bucket}/job/savepoints/sp-1`, flags: ["--migrations", join(dir, "migrations.mts")] },
   ];
   // Shard i of every case runs in process i (4 processes, each one shard of each tool), all at once.

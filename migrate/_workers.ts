@@ -3,7 +3,10 @@
 // one-machine case tests the many-machine one. Each thread runs whole shards through the same tool code.
 import { availableParallelism } from "node:os";
 import { ArrowpointError } from "../format/errors.ts";
-import { availableCores, siblingModule, startWorker, type WorkerThread } from "../platform/worker.ts";
+// platform/worker.ts is imported when threads start, not with the tools: its top-level await (loading
+// node:worker_threads) would make every module importing the tools an async module, which a migrations
+// module compiled to CommonJS (tsx, outside a "type": "module" package) cannot import.
+import type { WorkerThread } from "../platform/worker.ts";
 import { commitShards } from "../snapshot/shards.ts";
 import type { ShardSpec } from "../snapshot/shards.ts";
 import type { Migrations } from "./migrations.ts";
@@ -37,9 +40,10 @@ export type WorkerReply =
  */
 export const MIN_ROWS_PER_WORKER = 100_000;
 
-/** This machine's cores (navigator.hardwareConcurrency is missing on Node 20: node:os knows). */
+/** This machine's cores (node:os; navigator.hardwareConcurrency, which platform/worker.ts reads, is missing on Node 20). */
 export function cores(): number {
-  return Math.max(availableCores(), typeof availableParallelism === "function" ? availableParallelism() : 1);
+  const nav = (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency ?? 1;
+  return Math.max(nav, typeof availableParallelism === "function" ? availableParallelism() : 1);
 }
 
 /**
@@ -97,6 +101,7 @@ export async function runInWorkers(
   const threads: WorkerThread[] = [];
   const stop = () => Promise.all(threads.map((t) => t.terminate()));
   try {
+    const { siblingModule, startWorker } = await import("../platform/worker.ts");
     const module = siblingModule(import.meta.url, "_shard_worker");
     // Started together: each loads the library, which is most of a small run's time.
     const starting = Array.from({ length: count }, (_, i) => startWorker(module, { name: `arrowpoint ${tool} shard ${i}/${count}` }));
