@@ -11,6 +11,7 @@ import { Job, type SnapshotInfo } from "../runtime/mod.ts";
 import { valueState } from "../runtime/state.ts";
 import type { Sink, Source } from "../runtime/mod.ts";
 import { addField, compact, defineMigrations, dropField, migrate, rekey, renameField } from "../migrate/mod.ts";
+import { commitShards } from "../snapshot/shards.ts";
 import type { BenchCase } from "./harness.ts";
 import type { BenchContext } from "./cases_baseline.ts";
 import { type BenchValue, touch } from "./data.ts";
@@ -226,6 +227,23 @@ export async function cases(ctx: BenchContext): Promise<BenchCase[]> {
     tool("migrate.addField", "one-step schema migration adding a field to every row", 3, async () => {
       const m = defineMigrations({ "state/value": [addField("region", "utf8", "eu")] });
       return (await migrate(sp4, join(out, "migrated"), m)).written?.bytes ?? 0;
+    }),
+    // Issue 13: the same runs as 2 shards in 2 worker threads (+ commit), and as 8 shards one after another
+    // in this thread (+ commit): what splitting costs when nothing runs in parallel.
+    tool("rekey.maxParallelism.workers2", "rekey.maxParallelism as 2 shards in 2 worker threads, then commit", 3, async () =>
+      (await rekey(sp4, join(out, "m512"), { maxParallelism: 512, workers: 2 })).bytes),
+    tool("migrate.addField.workers2", "migrate.addField as 2 shards in 2 worker threads, then commit", 3, async () => {
+      const m = defineMigrations({ "state/value": [addField("region", "utf8", "eu")] });
+      return (await migrate(sp4, join(out, "migrated"), m, { workers: 2 })).written?.bytes ?? 0;
+    }),
+    tool("migrate.addField.shards8", "migrate.addField as 8 shards one after another in this thread, then commit", 3, async () => {
+      const m = defineMigrations({ "state/value": [addField("region", "utf8", "eu")] });
+      for (let index = 0; index < 8; index++) await migrate(sp4, join(out, "migrated"), m, { shard: { index, count: 8 } });
+      return (await commitShards(join(out, "migrated"))).bytes;
+    }),
+    tool("rekey.maxParallelism.shards8", "rekey.maxParallelism as 8 shards one after another in this thread, then commit", 3, async () => {
+      for (let index = 0; index < 8; index++) await rekey(sp4, join(out, "m512"), { maxParallelism: 512, shard: { index, count: 8 } });
+      return (await commitShards(join(out, "m512"))).bytes;
     }),
     tool("migrate.renameField", "one-step schema migration renaming a value field (schema only)", 3, async () => {
       const m = defineMigrations({ "state/value": [renameField("label", "tag")] });

@@ -37,6 +37,10 @@ const COMPARE: Record<string, string[]> = {
   "savepoint.compact": ["baseline.json.write"],
   "rekey.maxParallelism": ["baseline.json.write"],
   "migrate.addField": ["baseline.json.write"],
+  "rekey.maxParallelism.workers2": ["rekey.maxParallelism"],
+  "migrate.addField.workers2": ["migrate.addField"],
+  "migrate.addField.shards8": ["migrate.addField"],
+  "rekey.maxParallelism.shards8": ["rekey.maxParallelism"],
   "migrate.renameField": ["baseline.json.write"],
   "migrate.dropField": ["baseline.json.write"],
   "chunk.encode": ["baseline.json.encode"],
@@ -139,6 +143,12 @@ export function checkGoals(results: readonly CaseResult[]): GoalCheck[] {
   for (const n of ["runtime.windows.tumbling", "runtime.windows.session"]) {
     add(`${n} ≥ 0.5× runtime.records`, ratio(rate(n), rate("runtime.records")), (v) => v >= 0.5, (v) => `${X(v)} of runtime.records`);
   }
+  // Issue 13: sharded runs, as ratios within one run.
+  for (const n of ["rekey.maxParallelism", "migrate.addField"]) {
+    add(`${n}.workers2 ≥ 1.6× ${n} (rows/s)`, ratio(rate(`${n}.workers2`), rate(n)), (v) => v >= 1.6, X);
+  }
+  add("8 shards one after another ≤ 1.15× one run (migrate.addField)", ratio(ms("migrate.addField.shards8"), ms("migrate.addField")), (v) => v <= 1.15, (v) => `${X(v)} the time`);
+  add("8 shards one after another ≤ 1.15× one run (rekey.maxParallelism)", ratio(ms("rekey.maxParallelism.shards8"), ms("rekey.maxParallelism")), (v) => v <= 1.15, (v) => `${X(v)} the time`);
   add("checkpoint of pending timers ≥ 0.5× checkpoint.full.write (rows/s)", ratio(rate("checkpoint.timers.write"), rate("checkpoint.full.write")), (v) => v >= 0.5, X);
   return goals;
 }

@@ -9,6 +9,7 @@ import { dirname, join, resolve } from "node:path";
 import { openStorage } from "../backends/open.ts";
 import { NotFoundError, StorageError } from "../format/errors.ts";
 import { copySnapshot } from "../snapshot/copy.ts";
+import { commitShards, parseShard, type ShardSpec } from "../snapshot/shards.ts";
 import { gc } from "../snapshot/retention.ts";
 import {
   compact,
@@ -19,6 +20,7 @@ import {
   ls,
   migrate,
   type Migrations,
+  planShards,
   type Progress,
   rekey,
   toJson,
@@ -76,8 +78,47 @@ function progress(ctx: VerbContext): (p: Progress) => void {
   return (p) => ctx.bar.update(p);
 }
 
+const SHARD_FLAG = {
+  type: "string" as const,
+  help: "i/N: write only shard i of N (destination key groups split in N; 0 ≤ i < N) and its receipt; commit with arrowpoint commit <dst> once all N ran",
+};
+
+const WORKERS_FLAG = {
+  type: "string" as const,
+  help: "K ≥ 1 or auto (default): run as K shards in worker threads of this process, then commit; auto = the cores, fewer for a small source (100,000 rows or more per thread), 1 for memory: URIs",
+};
+
+function workersFlag(ctx: VerbContext): number | "auto" {
+  const v = str(ctx, "workers");
+  if (v !== undefined && str(ctx, "shard") !== undefined) throw new UsageError("--workers and --shard do not mix: a shard runs in one thread; run several shards (processes) instead");
+  if (v === undefined || v === "auto") return "auto";
+  return intFlag(ctx, "workers")!;
+}
+
+function shardFlag(ctx: VerbContext): ShardSpec | undefined {
+  const v = str(ctx, "shard");
+  if (v === undefined) return undefined;
+  try {
+    return parseShard(v);
+  } catch (e) {
+    throw new UsageError(`--shard ${(e as Error).message.replace(/^Cannot read the shard as /, "")}`);
+  }
+}
+
 function wrote(ctx: VerbContext, verb: string, source: string, r: WriteReport): void {
   ctx.bar.done();
+  if (r.receipt) {
+    const { index, count } = r.receipt.shard;
+    if (ctx.flags.json) {
+      json(ctx, { verb, source, destination: r.destination, shard: `${index}/${count}`, fingerprint: r.receipt.fingerprint, rows: r.rows, chunks: r.chunks, bytes: r.bytes, elapsedMs: r.elapsedMs });
+    } else {
+      ctx.out(
+        `${verb}: shard ${index}/${count} wrote ${formatCount(r.rows)} rows, ${r.chunks} chunks, ${formatBytes(r.bytes)} to ${r.destination} in ${formatDuration(r.elapsedMs)} ` +
+          `(plan ${r.receipt.fingerprint}); nothing is committed: once all ${count} shards ran, arrowpoint commit ${r.destination}`,
+      );
+    }
+    return;
+  }
   if (ctx.flags.json) {
     json(ctx, { verb, source, destination: r.destination, id: r.id, rows: r.rows, chunks: r.chunks, bytes: r.bytes, elapsedMs: r.elapsedMs });
     return;
@@ -141,7 +182,7 @@ const verbs: Record<string, Verb> = {
     },
   },
   compact: {
-    usage: "compact <checkpoint-uri> <savepoint-uri> [--parallelism N] [--id ID] [--json]",
+    usage: "compact <checkpoint-uri> <savepoint-uri> [--parallelism N] [--id ID] [--shard i/N | --workers K] [--json]",
     summary: "checkpoint (and its incremental chain) → self-contained canonical savepoint",
     description: "Merges a checkpoint's incremental chain (bases and deltas, deletions applied) into a new savepoint that references nothing " +
       "outside its folder, in the canonical layout. <checkpoint-uri> is a chk-<n> folder or a checkpoint root (its latest checkpoint). " +
@@ -149,17 +190,19 @@ const verbs: Record<string, Verb> = {
     options: {
       parallelism: { type: "string", help: "N ≥ 1: lay the savepoint out for this parallelism (default: each operator's own)" },
       id: { type: "string", help: "the savepoint's id (default: the destination folder's name)" },
+      shard: SHARD_FLAG,
+      workers: WORKERS_FLAG,
       json: { type: "boolean", help: "print the result as one JSON object instead of text" },
     },
     examples: ["arrowpoint compact ./ckpt ./ckpt/savepoints/sp-1", "arrowpoint compact s3://bucket/job/chk-000042 s3://bucket/job/savepoints/sp-42 --parallelism 8"],
     async run(ctx) {
       const [src, dst] = positionals(ctx, ["checkpoint-uri", "savepoint-uri"], this.usage);
-      wrote(ctx, "compact", src, await compact(src, dst, { parallelism: intFlag(ctx, "parallelism"), id: str(ctx, "id"), onProgress: progress(ctx) }));
+      wrote(ctx, "compact", src, await compact(src, dst, { parallelism: intFlag(ctx, "parallelism"), id: str(ctx, "id"), shard: shardFlag(ctx), workers: workersFlag(ctx), onProgress: progress(ctx) }));
       return EXIT.ok;
     },
   },
   rekey: {
-    usage: "rekey <src> <dst> [--parallelism N] [--max-parallelism M] [--operator UID] [--id ID] [--temp URI] [--json]",
+    usage: "rekey <src> <dst> [--parallelism N] [--max-parallelism M] [--operator UID] [--id ID] [--temp URI] [--shard i/N | --workers K] [--json]",
     summary: "rescale: new parallelism (key groups move whole) or maxParallelism (every key re-hashed)",
     description: "Writes a new savepoint for another parallelism (whole key groups move to their new subtasks; chunks are sliced, rows not decoded) " +
       "or another maxParallelism (every key re-hashed into its new key group, in bounded memory). Give at least one of the two.",
@@ -169,6 +212,8 @@ const verbs: Record<string, Verb> = {
       operator: { type: "string", help: "UID: change the parallelism of this operator only" },
       id: { type: "string", help: "the savepoint's id (default: the destination folder's name)" },
       temp: { type: "string", help: "URI for spill files when re-hashing more rows than fit in memory (default: a temporary folder)" },
+      shard: SHARD_FLAG,
+      workers: WORKERS_FLAG,
       json: { type: "boolean", help: "print the result as one JSON object instead of text" },
     },
     examples: ["arrowpoint rekey ./ckpt/savepoints/sp-1 ./ckpt/savepoints/sp-1-p8 --parallelism 8", "arrowpoint rekey ./sp-1 ./sp-1-m512 --max-parallelism 512"],
@@ -185,6 +230,8 @@ const verbs: Record<string, Verb> = {
         operators: operator === undefined ? undefined : [operator],
         id: str(ctx, "id"),
         tempUri: str(ctx, "temp"),
+        shard: shardFlag(ctx),
+        workers: workersFlag(ctx),
         onProgress: progress(ctx),
       });
       wrote(ctx, "rekey", src, report);
@@ -192,7 +239,7 @@ const verbs: Record<string, Verb> = {
     },
   },
   migrate: {
-    usage: "migrate <src> <dst> --migrations <module> [--dry-run] [--id ID] [--json]",
+    usage: "migrate <src> <dst> --migrations <module> [--dry-run] [--id ID] [--shard i/N | --workers K] [--json]",
     summary: "run schema migrations from a module you name (it runs as code) into a new savepoint",
     description: "Loads <module> (a .ts, .mts, .js or .mjs file whose default export is defineMigrations({...}); it runs as code with your permissions) " +
       "and runs each state's steps from its schema version to the newest, validating every new value; prints the plan, then writes the new " +
@@ -201,6 +248,8 @@ const verbs: Record<string, Verb> = {
       migrations: { type: "string", help: "path of the migrations module (required)" },
       "dry-run": { type: "boolean", help: "check every step against the schemas and print the plan; write nothing" },
       id: { type: "string", help: "the savepoint's id (default: the destination folder's name)" },
+      shard: SHARD_FLAG,
+      workers: WORKERS_FLAG,
       json: { type: "boolean", help: "print the result as one JSON object instead of text" },
     },
     examples: ["arrowpoint migrate ./sp-1 ./sp-1-v2 --migrations ./migrations.ts --dry-run", "arrowpoint migrate ./sp-1 ./sp-1-v2 --migrations ./migrations.ts"],
@@ -209,13 +258,87 @@ const verbs: Record<string, Verb> = {
       const module = str(ctx, "migrations");
       if (!module) throw new UsageError(`--migrations <module> is required: a .ts/.js module whose default export is defineMigrations({...}); usage: arrowpoint ${this.usage}`);
       const migrations = await loadMigrations(module, ctx.importModule);
-      const report = await migrate(src, dst, migrations, { dryRun: ctx.flags["dry-run"] === true, id: str(ctx, "id"), onProgress: progress(ctx) });
+      const report = await migrate(src, dst, migrations, {
+        dryRun: ctx.flags["dry-run"] === true,
+        id: str(ctx, "id"),
+        shard: shardFlag(ctx),
+        workers: workersFlag(ctx),
+        migrationsModule: moduleUrl(module),
+        onProgress: progress(ctx),
+      });
       ctx.bar.done();
-      if (ctx.flags.json) json(ctx, report);
+      const receipt = report.written?.receipt;
+      if (ctx.flags.json) json(ctx, receipt ? { ...report, shard: `${receipt.shard.index}/${receipt.shard.count}`, fingerprint: receipt.fingerprint } : report);
       else {
         ctx.out(planText(report.plan));
         if (report.dryRun) ctx.out("dry run: nothing written");
         else wrote(ctx, "migrate", src, report.written!);
+      }
+      return EXIT.ok;
+    },
+  },
+  commit: {
+    usage: "commit <dst> [--verify checksum|size] [--json]",
+    summary: "commit a sharded run: check every shard's receipt and chunks, then write the manifest",
+    description: "After compact, rekey or migrate ran as N shards (--shard i/N) into <dst>: checks that all N receipts are there, come from one " +
+      "plan (same source, arguments and N) and cover every key group exactly once, verifies every chunk they list, then writes the manifest " +
+      "(create-if-absent): the savepoint exists from then on. A missing, foreign or damaged shard is refused by name and nothing is committed. " +
+      "Running it again after a successful commit whose clean-up was interrupted finishes it.",
+    options: {
+      verify: { type: "string", help: "checksum (default: read every chunk once) or size (compare listed sizes only; no chunk is read)" },
+      json: { type: "boolean", help: "print the result as one JSON object instead of text" },
+    },
+    examples: ["arrowpoint commit s3://bucket/job/savepoints/sp-42-p64", "arrowpoint commit ./sp-1-m512 --verify size"],
+    async run(ctx) {
+      const [dst] = positionals(ctx, ["dst"], this.usage);
+      const verify = str(ctx, "verify") ?? "checksum";
+      if (verify !== "checksum" && verify !== "size") throw new UsageError(`--verify must be checksum or size: got ${JSON.stringify(verify)}`);
+      const r = await commitShards(dst, { verify });
+      if (ctx.flags.json) json(ctx, { verb: "commit", destination: r.destination, id: r.manifest.id, fingerprint: r.fingerprint, shards: r.shards, rows: r.rows, chunks: r.chunks, bytes: r.bytes, alreadyCommitted: r.alreadyCommitted });
+      else {
+        ctx.out(
+          `commit: ${r.alreadyCommitted ? "already committed" : "committed"} savepoint ${r.manifest.id} to ${r.destination} from ${r.shards} shards ` +
+            `(plan ${r.fingerprint}): ${formatCount(r.rows)} rows, ${r.chunks} chunks, ${formatBytes(r.bytes)}`,
+        );
+      }
+      return EXIT.ok;
+    },
+  },
+  plan: {
+    usage: "plan <compact|rekey|migrate> <src> [<dst>] --shards N [--parallelism N] [--max-parallelism M] [--operator UID] [--json]",
+    summary: "how a sharded run splits: each shard's key groups, subtasks and estimated rows and bytes",
+    description: "Reads the source manifest (nothing else) and prints, for each of N shards, the destination key groups and subtasks it writes and " +
+      "its estimated rows and bytes, so a batch runner can size its jobs. Give the tool's own flags that shape the destination " +
+      "(--parallelism, --max-parallelism, --operator); <dst> and other flags of the tool may be given and are ignored.",
+    options: {
+      shards: { type: "string", help: "N ≥ 1: the number of shards (at most the destination's maxParallelism)" },
+      parallelism: { type: "string", help: "N ≥ 1: the destination parallelism (compact, rekey)" },
+      "max-parallelism": { type: "string", help: "M ≥ 1: the destination maxParallelism (rekey)" },
+      operator: { type: "string", help: "UID: --parallelism applies to this operator only (rekey)" },
+      migrations: { type: "string", help: "ignored (migrate keeps each operator's parallelism and key groups)" },
+      id: { type: "string", help: "ignored" },
+      temp: { type: "string", help: "ignored" },
+      json: { type: "boolean", help: "print the result as one JSON object instead of text" },
+    },
+    examples: ["arrowpoint plan rekey s3://bucket/job/savepoints/sp-42 --max-parallelism 4096 --shards 16 --json", "arrowpoint plan compact ./ckpt --shards 4"],
+    async run(ctx) {
+      if (ctx.args.length < 2 || ctx.args.length > 3) throw new UsageError(`give the tool and the source; usage: arrowpoint ${this.usage}`);
+      const [tool, src] = ctx.args;
+      if (!["compact", "rekey", "migrate"].includes(tool)) throw new UsageError(`plan splits compact, rekey or migrate: got ${JSON.stringify(tool)}`);
+      const shards = intFlag(ctx, "shards");
+      if (shards === undefined) throw new UsageError(`--shards N is required; usage: arrowpoint ${this.usage}`);
+      const operator = str(ctx, "operator");
+      const plan = await planShards(src, shards, {
+        parallelism: tool === "migrate" ? undefined : intFlag(ctx, "parallelism"),
+        maxParallelism: tool === "rekey" ? intFlag(ctx, "max-parallelism") : undefined,
+        operators: operator === undefined ? undefined : [operator],
+      });
+      if (ctx.flags.json) json(ctx, { tool, ...plan });
+      else {
+        ctx.out(`${tool} of ${plan.source} in ${plan.count} shards (maxParallelism ${plan.maxParallelism}; source ${formatCount(plan.rows)} rows, ${formatBytes(plan.bytes)}):`);
+        for (const s of plan.shards) {
+          ctx.out(`  --shard ${s.shard.padEnd(7)} key groups ${s.keyGroups.start}-${s.keyGroups.end}  ~${formatCount(s.rows)} rows  ~${formatBytes(s.bytes)}`);
+        }
       }
       return EXIT.ok;
     },

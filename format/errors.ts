@@ -364,3 +364,111 @@ export class MigrationError extends ArrowpointError {
     super("ARROWPOINT_MIGRATION", message, options);
   }
 }
+
+/**
+ * A sharded run cannot be committed: a shard is missing, belongs to another plan, or wrote a chunk that is
+ * no longer what its receipt says. The base of {@linkcode MissingShardError}, {@linkcode ForeignShardError},
+ * {@linkcode DamagedShardError} and {@linkcode ShardReceiptError}; nothing was committed.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { MissingShardError, ShardError } from "./errors.ts";
+ * const e = new MissingShardError("memory:sp-2", [1, 3], 4);
+ * assert.ok(e instanceof ShardError);
+ * assert.deepEqual(e.shards, [1, 3]);
+ * ```
+ */
+export class ShardError extends ArrowpointError {
+  /** The destination (URI) whose commit was refused. */
+  readonly destination: string;
+  /** The shard indexes involved (empty when the problem is not one shard's). */
+  readonly shards: number[];
+  /** Creates the error. */
+  constructor(code: string, destination: string, shards: number[], message: string, options: ArrowpointErrorOptions = {}) {
+    super(code, `cannot commit ${destination}: ${message}; nothing was committed (the destination is still no snapshot)`, options);
+    this.destination = destination;
+    this.shards = shards;
+  }
+}
+
+/**
+ * Shards of the plan have no receipt: they never ran, are still running, or failed.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { MissingShardError } from "./errors.ts";
+ * assert.equal(new MissingShardError("memory:sp-2", [2], 4).code, "ARROWPOINT_SHARD_MISSING");
+ * ```
+ */
+export class MissingShardError extends ShardError {
+  /** Creates the error for the shards missing out of `count`. */
+  constructor(destination: string, missing: number[], count: number) {
+    super(
+      "ARROWPOINT_SHARD_MISSING",
+      destination,
+      missing,
+      count === 0
+        ? "it holds no shard receipts (_shards/<plan>/shard-<i>-of-<n>.json); run the shards (--shard i/n) first"
+        : `shard${missing.length > 1 ? "s" : ""} ${missing.map((i) => `${i}/${count}`).join(", ")} ha${missing.length > 1 ? "ve" : "s"} no receipt; run ${missing.length > 1 ? "them" : "it"} (again) with the same arguments, then commit`,
+    );
+  }
+}
+
+/**
+ * Receipts under the destination come from different plans (another source, other arguments or another
+ * shard count).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ForeignShardError } from "./errors.ts";
+ * const e = new ForeignShardError("memory:sp-2", [0], "two plans: a1 and b2");
+ * assert.equal(e.code, "ARROWPOINT_SHARD_FOREIGN");
+ * ```
+ */
+export class ForeignShardError extends ShardError {
+  /** Creates the error. */
+  constructor(destination: string, shards: number[], reason: string) {
+    super("ARROWPOINT_SHARD_FOREIGN", destination, shards, reason);
+  }
+}
+
+/**
+ * A chunk a shard's receipt lists is missing, of another size, or fails its checksum.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { DamagedShardError } from "./errors.ts";
+ * const e = new DamagedShardError("memory:sp-2", 1, 4, "op/s/kg-0-63.arrow", "checksum mismatch");
+ * assert.equal(e.path, "op/s/kg-0-63.arrow");
+ * ```
+ */
+export class DamagedShardError extends ShardError {
+  /** The chunk path (relative to the destination). */
+  readonly path: string;
+  /** Creates the error; `cause` is the verification's error. */
+  constructor(destination: string, shard: number, count: number, path: string, reason: string, options: ArrowpointErrorOptions = {}) {
+    super("ARROWPOINT_SHARD_DAMAGED", destination, [shard], `shard ${shard}/${count}'s chunk ${path} is damaged (${reason}); run shard ${shard}/${count} again, then commit`, options);
+    this.path = path;
+  }
+}
+
+/**
+ * A shard receipt is unreadable or inconsistent (bad JSON, wrong shape, key groups covered twice or not at all).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ShardReceiptError } from "./errors.ts";
+ * assert.equal(new ShardReceiptError("memory:sp-2", [0], "not JSON").code, "ARROWPOINT_SHARD_RECEIPT");
+ * ```
+ */
+export class ShardReceiptError extends ShardError {
+  /** Creates the error. */
+  constructor(destination: string, shards: number[], reason: string, options: ArrowpointErrorOptions = {}) {
+    super("ARROWPOINT_SHARD_RECEIPT", destination, shards, reason, options);
+  }
+}

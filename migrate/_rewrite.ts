@@ -32,6 +32,7 @@ import type { ChunkFile } from "../format/chunk_ipc.ts";
 import { type KeyedStateWriter, layoutOf, SavepointWriter, stateEntry, type WriteOptions } from "./_sink.ts";
 import { intersect, type RangeBatch, RowBuffer, type Rows, sameRange, sortByKeyGroup } from "../snapshot/rows.ts";
 import { redistributeItems } from "./_redistribute.ts";
+import { carriesOperatorState, type ShardReceipt, shardWindows } from "../snapshot/shards.ts";
 
 /** A new key for a row: `(key, value, state) => newKey`. */
 export type KeyFunction = (key: Key, value: unknown, state: string) => Key;
@@ -92,6 +93,8 @@ export interface RewritePlan {
   tempUri?: string;
   /** Rows buffered before spilling (default 65,536). */
   spillRows?: number;
+  /** Arguments of the tool that shape the output beyond its options (a shard run's fingerprint). */
+  args?: unknown;
 }
 
 /** What a writing tool did. */
@@ -110,6 +113,11 @@ export interface WriteReport {
   chunks: number;
   /** Wall time in milliseconds. */
   elapsedMs: number;
+  /**
+   * A shard run (`shard` option): the receipt it wrote. `manifest` is then the manifest of this shard's
+   * part, not written: `commitShards` writes the savepoint's.
+   */
+  receipt?: ShardReceipt;
 }
 
 /** The subtask ranges of a parallelism. */
@@ -120,7 +128,7 @@ export function subtaskRanges(parallelism: number, maxParallelism: number): KeyG
 /** Runs a plan into `dst`: every chunk first, the manifest last. */
 export async function rewrite(plan: RewritePlan, dst: string | Storage, opts: WriteOptions, metadata: Record<string, string> = {}): Promise<WriteReport> {
   const started = Date.now();
-  const writer = await SavepointWriter.open(dst, plan.src, opts);
+  const writer = await SavepointWriter.open(dst, plan.src, opts, { tool: plan.tool, maxParallelism: plan.maxParallelism, args: plan.args });
   let temp: { storage: Scratch; cleanup: () => Promise<void> } | undefined;
   try {
     writer.totalRows = plan.operators.reduce((n, op) => n + op.states.reduce((m, s) => m + s.src.chunks.reduce((k, c) => k + c.rows, 0), 0), 0);
@@ -130,7 +138,7 @@ export async function rewrite(plan: RewritePlan, dst: string | Storage, opts: Wr
       for (const sp of op.states) {
         let chunks: ChunkRef[];
         const rehash = sp.src.keyed && (plan.maxParallelism !== plan.src.manifest.maxParallelism || op.keyBy !== undefined);
-        if (!sp.src.keyed) chunks = await writeOperatorState(plan, op, sp, writer);
+        if (!sp.src.keyed) chunks = carriesOperatorState(opts.shard) ? await writeOperatorState(plan, op, sp, writer) : [];
         else if (rehash) {
           temp ??= await openTemp(plan.tempUri);
           chunks = columnRehash(op, sp) ? await scatterColumns(plan, op, sp, writer, temp.storage, opts) : await scatterGather(plan, op, sp, writer, temp.storage, opts);
@@ -148,7 +156,7 @@ export async function rewrite(plan: RewritePlan, dst: string | Storage, opts: Wr
       metadata: { "arrowpoint.tool": plan.tool, "arrowpoint.source": plan.src.manifest.id, ...metadata },
     });
     writer.progress();
-    return { id: manifest.id, destination: writer.storage.uri, manifest, rows: writer.rows, bytes: writer.bytes, chunks: writer.chunks, elapsedMs: Date.now() - started };
+    return { id: manifest.id, destination: writer.storage.uri, manifest, rows: writer.rows, bytes: writer.bytes, chunks: writer.chunks, elapsedMs: Date.now() - started, ...(writer.receipt ? { receipt: writer.receipt } : {}) };
   } catch (e) {
     await writer.abort();
     throw e;
@@ -237,7 +245,7 @@ function sweepOpts(sp: StatePlan, plan: RewritePlan, opts: WriteOptions) {
 
 /** Same key groups: copy, slice or sweep into the target subtask ranges. */
 async function writeKeyedState(plan: RewritePlan, op: OperatorPlan, sp: StatePlan, writer: SavepointWriter, opts: WriteOptions): Promise<ChunkRef[]> {
-  const windows = subtaskRanges(op.parallelism, plan.maxParallelism);
+  const { windows } = shardWindows(op.parallelism, plan.maxParallelism, opts.shard);
   const inputs = snapshotInputs(plan.src, sp.src);
   const plain = isPlainBaseSet(sp.src.chunks);
   const out = writer.keyed(op.uid, sp.name, sp.layout);
@@ -364,7 +372,7 @@ function columnRehash(op: OperatorPlan, sp: StatePlan): boolean {
  */
 async function scatterColumns(plan: RewritePlan, op: OperatorPlan, sp: StatePlan, writer: SavepointWriter, temp: Scratch, opts: WriteOptions): Promise<ChunkRef[]> {
   const maxP = plan.maxParallelism;
-  const windows = subtaskRanges(op.parallelism, maxP);
+  const { windows } = shardWindows(op.parallelism, maxP, opts.shard);
   const pieces: { path: string; range: KeyGroupRange; rows: number }[][] = windows.map(() => []);
   const stateDir = `${writer.chunks}-${Math.random().toString(36).slice(2, 8)}`;
   let seq = 0;
@@ -419,7 +427,7 @@ async function scatterColumns(plan: RewritePlan, op: OperatorPlan, sp: StatePlan
 async function scatterGather(plan: RewritePlan, op: OperatorPlan, sp: StatePlan, writer: SavepointWriter, temp: Scratch, opts: WriteOptions): Promise<ChunkRef[]> {
   const maxP = plan.maxParallelism;
   const p = op.parallelism;
-  const windows = subtaskRanges(p, maxP);
+  const { first, windows } = shardWindows(p, maxP, opts.shard);
   const inputs = snapshotInputs(plan.src, sp.src);
   const namespaced = sp.src.namespaced === true;
   const map = sp.src.kind === "map";
@@ -460,7 +468,9 @@ async function scatterGather(plan: RewritePlan, op: OperatorPlan, sp: StatePlan,
       } catch (e) {
         throw new SchemaViolationError(where, keyText(oldKey), `the new key ${keyText(key)} cannot be hashed: ${(e as Error).message}`);
       }
-      buckets[Math.floor((kg * p) / maxP)].push(kg, key, rows.namespaces?.[i], rows.userKeys?.[i], value);
+      // A shard keeps the rows of its own subtasks only (every row is still hashed: its errors are every shard's).
+      const b = Math.floor((kg * p) / maxP) - first;
+      if (b >= 0 && b < buckets.length && kg >= windows[b].start && kg <= windows[b].end) buckets[b].push(kg, key, rows.namespaces?.[i], rows.userKeys?.[i], value);
     }
     buffered += rows.length;
     writer.progress({ phase: "scatter", rows: writer.rows + buffered });

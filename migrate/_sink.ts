@@ -4,13 +4,14 @@
 import { openStorage } from "../backends/open.ts";
 import type { Storage } from "../backends/storage.ts";
 import { type EncodedChunk, encodeChunk } from "../format/encode_chunk.ts";
-import type { KeyGroupRange } from "../format/key_group.ts";
+import { type KeyGroupRange, keyGroupRangeFor } from "../format/key_group.ts";
 import type { ChunkCompression, ChunkRef, Manifest, OperatorSnapshot, StateSnapshot } from "../format/manifest.ts";
 import type { StateLayout } from "../format/state_layout.ts";
 import { checkDestination } from "../snapshot/destination.ts";
 import { manifestPath, savepointChunkPath, timedSavepointId } from "../snapshot/layout.ts";
 import type { Snapshot } from "../snapshot/read.ts";
-import { buildManifest, commitManifest, writeChunk } from "../snapshot/write.ts";
+import { buildManifest, commitManifest, type ManifestHeader, writeChunk } from "../snapshot/write.ts";
+import { checkShard, receiptPath, shardFingerprint, type ShardReceipt, type ShardSpec, shardWindows, writeReceipt } from "../snapshot/shards.ts";
 import type { Progress } from "./progress.ts";
 import { type RangeBatch, RowBuffer, type Rows } from "../snapshot/rows.ts";
 
@@ -73,7 +74,22 @@ export interface WriteOptions {
   onProgress?: (p: Progress) => void;
   /** Cancels the run between batches; nothing is committed. */
   signal?: AbortSignal;
+  /**
+   * Run only shard `index` of `count` (split by destination key-group range, see docs/scale-out.md): write
+   * its chunks and a receipt under the destination, commit nothing; `commitShards` commits once every
+   * shard is done.
+   */
+  shard?: ShardSpec;
+  /**
+   * Run as this many shards in worker threads of this process, then commit (the same savepoint as one
+   * run). Default 1 (this thread). `"auto"`: the cores, fewer for a small source, and this thread for what
+   * cannot cross threads (memory: URIs, opened snapshots or storages, functions among the arguments).
+   */
+  workers?: number | "auto";
 }
+
+/** Options that change how a run goes, not what it writes: left out of the plan fingerprint. */
+const RUN_ONLY = new Set(["onProgress", "signal", "shard", "tempUri", "workers", "dryRun", "migrationsModule"]);
 
 /** Encodes rows of a state; schema violations name the state as `uid/state` and the row's key. */
 function encodeFor(uid: string, state: string, layout: StateLayout, rows: Rows, compression: ChunkCompression): EncodedChunk {
@@ -94,25 +110,42 @@ export class SavepointWriter {
   chunks = 0;
   totalRows?: number;
   phase = "write";
+  /** A shard run's plan fingerprint. */
+  readonly fingerprint?: string;
+  /** A shard run's receipt, once written by {@link SavepointWriter.commit}. */
+  receipt?: ShardReceipt;
 
-  private constructor(storage: Storage, owned: boolean, id: string, opts: WriteOptions) {
+  private constructor(storage: Storage, owned: boolean, id: string, opts: WriteOptions, fingerprint?: string) {
     this.storage = storage;
     this.#owned = owned;
     this.id = id;
     this.#opts = opts;
+    this.fingerprint = fingerprint;
   }
 
-  /** Opens the destination, refusing one that already holds a snapshot or is the source itself. */
-  static async open(dst: string | Storage, src: Snapshot | undefined, opts: WriteOptions): Promise<SavepointWriter> {
+  /**
+   * Opens the destination, refusing one that already holds a snapshot or is the source itself. A shard
+   * run (`opts.shard`) needs `plan` (the tool and the arguments that are not in `opts`) for its
+   * fingerprint, and removes its own receipt of an earlier attempt before writing anything.
+   */
+  static async open(dst: string | Storage, src: Snapshot | undefined, opts: WriteOptions, plan?: { tool: string; maxParallelism: number; args?: unknown }): Promise<SavepointWriter> {
     const storage = typeof dst === "string" ? await openStorage(dst) : dst;
     const owned = typeof dst === "string";
+    let fingerprint: string | undefined;
     try {
       await checkDestination(src, storage);
+      if (opts.shard) {
+        if (!src || !plan) throw new TypeError("Cannot run a shard as the writer was opened without its source and plan");
+        checkShard(opts.shard, plan.maxParallelism);
+        const args = Object.fromEntries(Object.entries(opts).filter(([k, v]) => !RUN_ONLY.has(k) && v !== undefined));
+        fingerprint = shardFingerprint(plan.tool, src.manifest, { ...args, plan: plan.args ?? null }, opts.shard.count);
+        await storage.delete([receiptPath(fingerprint, opts.shard)]);
+      }
     } catch (e) {
       if (owned) await storage.close();
       throw e;
     }
-    return new SavepointWriter(storage, owned, savepointId(storage.uri, opts.id), opts);
+    return new SavepointWriter(storage, owned, savepointId(storage.uri, opts.id), opts, fingerprint);
   }
 
   /** Reports progress. */
@@ -171,10 +204,13 @@ export class SavepointWriter {
     return new KeyedStateWriter(this, uid, state, layout, this.#opts.maxChunkRows ?? DEFAULT_MAX_CHUNK_ROWS);
   }
 
-  /** Validates and commits the manifest: the savepoint exists from here on. */
+  /**
+   * Validates and commits the manifest: the savepoint exists from here on. A shard run writes its receipt
+   * instead and returns the manifest of its part (not written).
+   */
   async commit(source: Manifest, operators: OperatorSnapshot[], over: { maxParallelism?: number; metadata?: Record<string, string> } = {}): Promise<Manifest> {
     this.#opts.signal?.throwIfAborted();
-    const manifest = buildManifest({
+    const header: ManifestHeader = {
       kind: "savepoint",
       id: this.id,
       checkpointId: source.checkpointId,
@@ -182,8 +218,29 @@ export class SavepointWriter {
       maxParallelism: over.maxParallelism ?? source.maxParallelism,
       hash: source.hash,
       metadata: { ...(source.metadata ?? {}), ...(over.metadata ?? {}) },
-    }, operators);
-    await commitManifest(this.storage, "", manifest);
+    };
+    const manifest = buildManifest(header, operators);
+    const shard = this.#opts.shard;
+    if (shard) {
+      const receipt: ShardReceipt = {
+        format: "arrowpoint-shard-receipt",
+        version: 1,
+        fingerprint: this.fingerprint!,
+        shard: { index: shard.index, count: shard.count },
+        keyGroups: keyGroupRangeFor(shard.index, shard.count, header.maxParallelism),
+        header,
+        operators: operators.map((op) => {
+          const { first, windows } = shardWindows(op.parallelism, header.maxParallelism, shard);
+          const range = windows.length ? { start: windows[0].start, end: windows[windows.length - 1].end } : undefined;
+          return { ...op, subtasks: { first, end: first + windows.length }, ...(range ? { keyGroupRange: range } : {}) };
+        }),
+        rows: this.rows,
+        bytes: this.bytes,
+        chunks: this.chunks,
+      };
+      await writeReceipt(this.storage, receipt);
+      this.receipt = receipt;
+    } else await commitManifest(this.storage, "", manifest);
     this.#written.length = 0;
     return manifest;
   }

@@ -10,6 +10,7 @@ import type { FieldType, StateLayout } from "../format/state_layout.ts";
 import type { Snapshot } from "../snapshot/read.ts";
 import { columnMap, stepLayout, stepValue } from "./_apply.ts";
 import { withSnapshot } from "./_open.ts";
+import { viaWorkers } from "./_workers.ts";
 import { keyText } from "../format/key_identity.ts";
 import { RowBuffer, type Rows } from "../snapshot/rows.ts";
 import { type OperatorPlan, rewrite, type StatePlan, type WriteReport } from "./_rewrite.ts";
@@ -21,6 +22,11 @@ import { describeStep, isMigrations, type Migrations, type RowContext, type Stat
 export interface MigrateOptions extends WriteOptions {
   /** Only plan: read manifests, check every step applies, write nothing. */
   dryRun?: boolean;
+  /**
+   * The module `migrations` were loaded from (a URL or specifier): worker threads (`workers`) import it
+   * themselves, since migrations holding functions cannot be sent to a thread.
+   */
+  migrationsModule?: string | URL;
 }
 
 /** One state in a migration plan. */
@@ -266,7 +272,8 @@ export async function migrate(src: string | Snapshot, dst: string | Storage, mig
   return await withSnapshot(src, async (snap) => {
     const { plan, operators } = resolve(snap, migrations);
     if (options.dryRun) return { plan, dryRun: true };
-    const written = await rewrite({ tool: "migrate", src: snap, maxParallelism: snap.manifest.maxParallelism, operators, slices: true, canonical: true }, dst, options);
+    const module = options.migrationsModule === undefined ? undefined : { module: String(options.migrationsModule) };
+    const written = await viaWorkers("migrate", src, dst, snap, options, module ?? migrations) ?? await rewrite({ tool: "migrate", src: snap, maxParallelism: snap.manifest.maxParallelism, operators, slices: true, canonical: true, args: migrations }, dst, options);
     return { plan, dryRun: false, written };
   });
 }

@@ -58,3 +58,4 @@ export { type ChangedSample, diff, type DiffOptions, type SnapshotDiff, type Sta
 export { type ExportOptions, exportState, toJson } from "./export.ts";
 export { type Listing, ls, type SnapshotEntry } from "./ls.ts";
 export type { Progress } from "./progress.ts";
+export { type PlannedShard, type PlanShardsOptions, planShards, type ShardOperatorPlan, type ShardPlan } from "./plan_shards.ts";

@@ -13,6 +13,7 @@ import type { Snapshot } from "../snapshot/read.ts";
 import { layoutOf, type WriteOptions } from "./_sink.ts";
 import { type KeyFunction, type MergeFunction, type OperatorPlan, rewrite, type WriteReport } from "./_rewrite.ts";
 import { withSnapshot } from "./_open.ts";
+import { viaWorkers } from "./_workers.ts";
 
 export type { KeyFunction, MergeFunction, WriteReport } from "./_rewrite.ts";
 
@@ -126,6 +127,8 @@ export async function rekey(src: string | Snapshot, dst: string | Storage, optio
       }
     }
     if (typeof options.parallelism === "object") checkUids(snap, Object.keys(options.parallelism), "parallelism");
+    const threaded = await viaWorkers("rekey", src, dst, snap, options);
+    if (threaded) return threaded;
     const operators: OperatorPlan[] = snap.manifest.operators.map((op) => {
       const keyBy = options.keyBy && Object.hasOwn(options.keyBy, op.uid) ? options.keyBy[op.uid] : undefined;
       if (keyBy !== undefined && typeof keyBy !== "function") throw new TypeError(`Cannot re-key operator ${op.uid} as keyBy must be a function: current value is ${typeof keyBy}`);

@@ -294,7 +294,7 @@ export function parentLink(): WorkerLink {
   if (nodeThreads) {
     const port = nodeThreads.parentPort!;
     port.on("message", box.deliver);
-    link = { post: (message, transfer) => port.postMessage(message, transfer), onMessage: box.onMessage };
+    link = { post: (message, transfer) => port.postMessage(message, transfer ?? []), onMessage: box.onMessage };
   } else {
     const scope = globalThis as unknown as { postMessage(m: unknown, t?: ArrayBuffer[]): void; onmessage: ((e: { data: unknown }) => void) | null };
     scope.onmessage = (e) => box.deliver(e.data);

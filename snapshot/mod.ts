@@ -12,3 +12,4 @@ export type { RangeBatch, Rows } from "./rows.ts";
 export * from "./write.ts";
 export * from "./retention.ts";
 export * from "./copy.ts";
+export * from "./shards.ts";

@@ -10,6 +10,7 @@ import { MANIFEST_FILE } from "../format/manifest.ts";
 import { manifestPath, parseCheckpointDirName, SAVEPOINTS_DIR, SHARED_DIR, checkpointDirName } from "./layout.ts";
 import { chunkPath } from "./chunks.ts";
 import { committedCheckpoints, openSnapshot } from "./read.ts";
+import { SHARDS_DIR } from "./shards.ts";
 
 /** Options of {@link applyRetention}. */
 export interface RetentionOptions {
@@ -130,8 +131,9 @@ export interface Unreferenced {
 
 /**
  * Sorts the files listed under a checkpoint root by the rule of {@link gc}: a file is unreferenced when it
- * lies where arrowpoint writes (`shared/`, `chk-<n>/`, or a `savepoints/<id>/` folder without a manifest)
- * and no committed checkpoint's manifest names it. Anything else (committed savepoints, a user's own files
+ * lies where arrowpoint writes (`shared/`, `chk-<n>/`, a `savepoints/<id>/` folder without a manifest, or
+ * the shard receipts `_shards/` of a sharded run, in a savepoint folder or at the root) and no committed
+ * checkpoint's manifest names it. Anything else (committed savepoints, a user's own files
  * beside them) is never unreferenced. A manifest that cannot be read throws: nothing is guessed.
  *
  * @example
@@ -166,7 +168,9 @@ export async function findUnreferenced(root: Storage, objects: readonly ObjectIn
   for (const o of objects) {
     const parts = o.path.split("/");
     const top = parts[0];
-    const managed = top === SHARED_DIR || parseCheckpointDirName(top) !== undefined ||
+    // Shard receipts are never referenced: a sharded attempt's leftovers, committed or abandoned.
+    const receipt = (top === SAVEPOINTS_DIR && parts.length >= 4 && parts[2] === SHARDS_DIR) || (top === SHARDS_DIR && parts.length >= 2);
+    const managed = top === SHARED_DIR || parseCheckpointDirName(top) !== undefined || receipt ||
       (top === SAVEPOINTS_DIR && parts.length >= 3 && !savepointsWithManifest.has(parts[1]));
     if (!managed) continue;
     if (referenced.has(o.path)) out.referenced++;

@@ -1,0 +1,173 @@
+// Private: `workers` — the shards of one run in worker threads of this process, then one commit. The same
+// protocol as shard processes on many machines (receipts under the destination, commitShards), so the
+// one-machine case tests the many-machine one. Each thread runs whole shards through the same tool code.
+import { availableParallelism } from "node:os";
+import { ArrowpointError } from "../format/errors.ts";
+// platform/worker.ts is imported when threads start, not with the tools: its top-level await (loading
+// node:worker_threads) would make every module importing the tools an async module, which a migrations
+// module compiled to CommonJS (tsx, outside a "type": "module" package) cannot import.
+import type { WorkerThread } from "../platform/worker.ts";
+import { commitShards } from "../snapshot/shards.ts";
+import type { ShardSpec } from "../snapshot/shards.ts";
+import type { Migrations } from "./migrations.ts";
+import type { Progress } from "./progress.ts";
+import type { WriteReport } from "./_rewrite.ts";
+import type { WriteOptions } from "./_sink.ts";
+
+/** One shard for a worker thread. */
+export interface ShardTask {
+  tool: "compact" | "rekey" | "migrate";
+  src: string;
+  dst: string;
+  /** The tool's options, structured-cloneable (no functions, no signal). */
+  options: Record<string, unknown>;
+  /** migrate: the migrations (plain data), or the module that exports them. */
+  migrations?: Migrations | { module: string };
+  shard: ShardSpec;
+  /** Whether to report progress. */
+  progress: boolean;
+}
+
+/** What a worker thread says. */
+export type WorkerReply =
+  | { type: "progress"; shard: number; progress: Progress }
+  | { type: "done"; shard: number; rows: number; bytes: number; chunks: number }
+  | { type: "error"; shard: number; name: string; code?: string; message: string };
+
+/**
+ * Below this many source rows per thread, one more thread costs more than it saves (a worker loads the
+ * library, ~0.3–1 s here): `"auto"` never gives a thread fewer.
+ */
+export const MIN_ROWS_PER_WORKER = 100_000;
+
+/** This machine's cores (node:os; navigator.hardwareConcurrency, which platform/worker.ts reads, is missing on Node 20). */
+export function cores(): number {
+  const nav = (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency ?? 1;
+  return Math.max(nav, typeof availableParallelism === "function" ? availableParallelism() : 1);
+}
+
+/**
+ * The number of worker threads a run uses: `workers` as given; `"auto"` the cores, fewer when the source is
+ * small (at least {@link MIN_ROWS_PER_WORKER} rows each); 1 = this thread.
+ */
+export function workerCount(workers: number | "auto" | undefined, sourceRows: number): number {
+  if (workers === undefined) return 1;
+  if (workers === "auto") return Math.max(1, Math.min(cores(), Math.floor(sourceRows / MIN_ROWS_PER_WORKER)));
+  if (!Number.isInteger(workers) || workers < 1) throw new RangeError(`Cannot run in worker threads as workers must be an integer ≥ 1 or "auto": current value is ${workers}`);
+  return workers;
+}
+
+const RUN_ONLY = new Set(["onProgress", "signal", "workers", "shard", "dryRun"]);
+
+/**
+ * Runs `tool` as `count` shards in `count` worker threads, then commits: the same savepoint as one run.
+ * `src` and `dst` must be URIs a thread can open on its own (not `memory:`, which lives in one thread).
+ */
+export async function runInWorkers(
+  tool: ShardTask["tool"],
+  src: unknown,
+  dst: unknown,
+  options: WriteOptions & { workers?: number | "auto" },
+  count: number,
+  migrations?: Migrations | { module: string },
+): Promise<WriteReport> {
+  const why = (what: string) => new TypeError(`Cannot run ${tool} in ${count} worker threads as ${what}; give workers: 1 to run it in this thread`);
+  if (typeof src !== "string" || typeof dst !== "string") throw why("the source and destination must be URIs (a thread opens its own storage)");
+  if (/^memory:/.test(src) || /^memory:/.test(dst)) throw why("memory: storage lives in one thread");
+  const plain = Object.fromEntries(Object.entries(options).filter(([k, v]) => !RUN_ONLY.has(k) && v !== undefined));
+  try {
+    structuredClone(plain);
+    if (migrations && !("module" in migrations)) structuredClone(migrations);
+  } catch (e) {
+    throw why(`its arguments hold functions (a key function, a merge, a custom migration step), which cannot cross threads: ${(e as Error).message}`);
+  }
+  const started = Date.now();
+  options.signal?.throwIfAborted();
+  const progress = new Map<number, Progress>();
+  const report = () => {
+    if (!options.onProgress) return;
+    let rows = 0;
+    let bytes = 0;
+    let total = 0;
+    let phase = "write";
+    for (const p of progress.values()) {
+      rows += p.rows;
+      bytes += p.bytes;
+      total = Math.max(total, p.totalRows ?? 0);
+      if (p.phase === "scatter") phase = "scatter";
+    }
+    options.onProgress({ phase, rows, bytes, totalRows: total || undefined, elapsedMs: Date.now() - started });
+  };
+  const threads: WorkerThread[] = [];
+  const stop = () => Promise.all(threads.map((t) => t.terminate()));
+  try {
+    const { siblingModule, startWorker } = await import("../platform/worker.ts");
+    const module = siblingModule(import.meta.url, "_shard_worker");
+    // Started together: each loads the library, which is most of a small run's time.
+    const starting = Array.from({ length: count }, (_, i) => startWorker(module, { name: `arrowpoint ${tool} shard ${i}/${count}` }));
+    const launched = await Promise.allSettled(starting);
+    for (const s of launched) if (s.status === "fulfilled") threads.push(s.value);
+    for (const s of launched) if (s.status === "rejected") throw s.reason;
+    const aborted = new Promise<never>((_, reject) => {
+      options.signal?.addEventListener("abort", () => reject(options.signal!.reason), { once: true });
+    });
+    aborted.catch(() => {});
+    const runs = threads.map((t, i) =>
+      new Promise<void>((resolve, reject) => {
+        t.onMessage((m) => {
+          const r = m as WorkerReply;
+          if (r.type === "progress") {
+            progress.set(r.shard, r.progress);
+            report();
+          } else if (r.type === "done") resolve();
+          else {
+            const e = new ArrowpointError(r.code ?? "ARROWPOINT_WORKER", `shard ${r.shard}/${count} (worker thread): ${r.message}`);
+            e.name = r.name;
+            reject(e);
+          }
+        });
+        t.exited.then((x) => reject(x.error ?? new ArrowpointError("ARROWPOINT_WORKER", `the worker thread of shard ${i}/${count} ended before its shard was done`)));
+        const task: ShardTask = { tool, src, dst, options: plain, migrations, shard: { index: i, count }, progress: options.onProgress !== undefined };
+        t.post(task);
+      })
+    );
+    await Promise.race([Promise.all(runs), aborted]);
+  } finally {
+    await stop();
+  }
+  options.signal?.throwIfAborted();
+  const commit = await commitShards(dst);
+  options.onProgress?.({ phase: "commit", rows: commit.rows, bytes: commit.bytes, totalRows: commit.rows, elapsedMs: Date.now() - started });
+  return { id: commit.manifest.id, destination: commit.destination, manifest: commit.manifest, rows: commit.rows, bytes: commit.bytes, chunks: commit.chunks, elapsedMs: Date.now() - started };
+}
+
+/**
+ * The seam each tool calls first: runs it in worker threads when `options.workers` asks for more than one
+ * (and this is not already one shard), else returns undefined and the tool runs here. `"auto"` quietly stays
+ * in this thread for what cannot cross threads (a memory: URI, an opened Snapshot or Storage, functions).
+ */
+export async function viaWorkers(
+  tool: ShardTask["tool"],
+  src: unknown,
+  dst: unknown,
+  snap: { manifest: { operators: { states: { chunks: { rows: number }[] }[] }[] } },
+  options: WriteOptions & { workers?: number | "auto" },
+  migrations?: Migrations | { module: string },
+): Promise<WriteReport | undefined> {
+  if (options.workers === undefined || options.shard) return undefined;
+  let rows = 0;
+  for (const op of snap.manifest.operators) for (const st of op.states) for (const c of st.chunks) rows += c.rows;
+  const k = workerCount(options.workers, rows);
+  if (k <= 1) return undefined;
+  if (options.workers === "auto") {
+    const local = (x: unknown) => typeof x === "string" && !/^memory:/.test(x);
+    if (!local(src) || !local(dst)) return undefined;
+    try {
+      structuredClone(Object.fromEntries(Object.entries(options).filter(([key]) => !RUN_ONLY.has(key))));
+      if (migrations && !("module" in migrations)) structuredClone(migrations);
+    } catch {
+      return undefined;
+    }
+  }
+  return await runInWorkers(tool, src, dst, options, k, migrations);
+}
