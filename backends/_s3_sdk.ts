@@ -41,11 +41,12 @@ export function loadS3Sdk(operation: string, location: string): Promise<S3Sdk> {
   const mine = loading;
   return mine.catch((e: unknown) => {
     if (loading === mine) loading = undefined;
-    const denied = /Requires \w+ access|NotCapable|PermissionDenied/i.test(`${(e as Error)?.name} ${describe(e)}`);
-    const what = denied
-      ? "under Deno, run with the permissions the AWS SDK needs (--allow-env --allow-net --allow-read, or -A)"
-      : "it is a dependency of arrowpoint: reinstall it (npm install @aws-sdk/client-s3) and check that it loads in this runtime";
-    throw new StorageError(operation, location, `cannot load the AWS SDK (@aws-sdk/client-s3), which S3 storage needs (${describe(e)}); ${what}`, { cause: e }, S3_SDK_UNAVAILABLE);
+    const name = (e as Error | undefined)?.name;
+    const reason = name === "NotCapable" || name === "PermissionDenied"
+      // Deno's own advice names only the first permission refused; the SDK needs these three.
+      ? `Deno refused it (${describe(e).replace(/, run again with the --allow-\w+ flag$/, "")}); run again with --allow-env --allow-net --allow-read (or -A)`
+      : `${describe(e)}; it is a dependency of arrowpoint: reinstall it (npm install @aws-sdk/client-s3) and check that it loads in this runtime`;
+    throw new StorageError(operation, location, `cannot load the AWS SDK (@aws-sdk/client-s3), which S3 storage needs: ${reason}`, { cause: e }, S3_SDK_UNAVAILABLE);
   });
 }
 
