@@ -46,7 +46,7 @@ function flaky(options: { maxAttempts?: number; timeoutMs?: number; multipartThr
 }
 
 async function uploadsUnder(prefix: string): Promise<number> {
-  const r = await direct.client.send(new ListMultipartUploadsCommand({ Bucket: server.bucket, Prefix: prefix + "/" }));
+  const r = await (await direct.client()).send(new ListMultipartUploadsCommand({ Bucket: server.bucket, Prefix: prefix + "/" }));
   return (r.Uploads ?? []).length;
 }
 

@@ -1,7 +1,9 @@
 /**
- * Offline tools benchmark: rows/s and peak memory of `rekey` (parallelism only: Arrow-level slices;
- * maxParallelism: re-hash through spilled pieces) and `migrate` (a row transform) on a savepoint of N rows
- * (default 5,000,000) on the local filesystem.
+ * Offline tools benchmark: rows/s and peak memory of every offline tool on a savepoint of N rows (default
+ * 5,000,000) on the local filesystem: `rekey` (parallelism only: Arrow-level slices; maxParallelism:
+ * re-hash), `migrate` (add a field), `compact`, `validate` (rows decoded), `inspect` (key-group index),
+ * `diff` (the savepoint against itself: both sides read in full), `export` (NDJSON and Arrow, to a file)
+ * and `ls`.
  *
  * Each measured operation runs in its own child process, so its peak RSS (`process.resourceUsage().maxRSS`,
  * and the highest `process.memoryUsage().rss` sampled every 20 ms) is its own, not the generator's.
@@ -15,7 +17,7 @@
  * @module
  */
 import { spawnSync } from "node:child_process";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, open, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -27,7 +29,7 @@ import type { StateLayout } from "../format/state_layout.ts";
 import { commitManifest, writeChunk } from "../snapshot/write.ts";
 import { savepointChunkPath } from "../snapshot/layout.ts";
 import { openSnapshot } from "../snapshot/read.ts";
-import { addField, defineMigrations, migrate, rekey, type WriteReport } from "../migrate/mod.ts";
+import { addField, compact, defineMigrations, diff, exportState, inspect, ls, migrate, rekey, validate } from "../migrate/mod.ts";
 
 const LAYOUT: StateLayout = {
   kind: "value",
@@ -103,7 +105,8 @@ async function generate(dir: string, rows: number): Promise<void> {
 }
 
 async function largestChunk(uri: string): Promise<number> {
-  const snap = await openSnapshot(uri);
+  const snap = await openSnapshot(uri).catch(() => undefined); // tools that write no snapshot
+  if (!snap) return 0;
   const max = Math.max(0, ...snap.manifest.operators.flatMap((o) => o.states.flatMap((s) => s.chunks.map((c) => c.bytes))));
   await snap.storage.close();
   return max;
@@ -116,11 +119,33 @@ async function child(op: string, src: string, dst: string, tuning: { batchRows?:
     sampled = Math.max(sampled, process.memoryUsage().rss);
   }, 20);
   const t0 = performance.now();
-  let report: WriteReport;
+  const total = (await inspect(src, { keyGroups: false })).rows;
+  let report: { rows: number };
   if (op === "rekey-parallelism-4-7") report = await rekey(src, dst, { parallelism: 7, ...tuning });
   else if (op === "rekey-maxp-128-512") report = await rekey(src, dst, { maxParallelism: 512, ...tuning });
   else if (op === "migrate-add-field") {
     report = (await migrate(src, dst, defineMigrations({ "counter/counts": [addField("seen", "bool", false)] }), tuning)).written!;
+  } else if (op === "compact") report = await compact(src, dst);
+  else if (op === "validate") {
+    const findings = await validate(src, { batchRows: tuning.batchRows });
+    if (findings.length > 0) throw new Error(`validate found errors: ${JSON.stringify(findings.slice(0, 3))}`);
+    report = { rows: total };
+  } else if (op === "inspect") report = { rows: (await inspect(src)).rows };
+  else if (op === "diff") {
+    const d = await diff(src, src, { batchRows: tuning.batchRows });
+    if (d.states.some((st) => st.status !== "same")) throw new Error("diff of a savepoint with itself found differences");
+    report = { rows: total };
+  } else if (op === "export-ndjson" || op === "export-arrow") {
+    const file = await open(dst, "w");
+    try {
+      for await (const bytes of exportState(src, { operator: "counter", state: "counts", format: op === "export-arrow" ? "arrow" : "ndjson", batchRows: tuning.batchRows })) await file.write(bytes);
+    } finally {
+      await file.close();
+    }
+    report = { rows: total };
+  } else if (op === "ls") {
+    await ls(join(src, ".."));
+    report = { rows: total };
   } else throw new Error(`unknown op ${op}`);
   const ms = performance.now() - t0;
   clearInterval(timer);
@@ -178,7 +203,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     spawnSelf(["--generate", src, "--rows", String(rows)]);
     console.log(`generated a savepoint of ${rows.toLocaleString("en-US")} rows at parallelism ${PARALLELISM} in ${((performance.now() - t0) / 1000).toFixed(1)} s (${src})`);
     const results: ToolsResult[] = [];
-    for (const op of ["rekey-parallelism-4-7", "rekey-maxp-128-512", "migrate-add-field"]) {
+    for (const op of ["rekey-parallelism-4-7", "rekey-maxp-128-512", "migrate-add-field", "compact", "validate", "inspect", "diff", "export-ndjson", "export-arrow", "ls"]) {
       const out = spawnSelf(["--child", op, "--src", src, "--dst", join(dir, op)]);
       const line = out.split("\n").find((l) => l.startsWith("RESULT "));
       if (!line) throw new Error(`no result from ${op}`);

@@ -4,9 +4,7 @@
  *
  * @module
  */
-import type { FieldType } from "../format/state_layout.ts";
-import type { Finding, Listing, MigrationPlan, SnapshotDiff, SnapshotInfo, StateInfo, TimerSummary } from "../migrate/mod.ts";
-import type { GcReport } from "../snapshot/retention.ts";
+import type { FieldType, Finding, GcReport, InspectReport as SnapshotInfo, Listing, MigrationPlan, SnapshotDiff, StateInfo, TimerSummary } from "../mod.ts";
 
 /**
  * Bytes in binary units: `512 B`, `1.5 KiB`, `12.3 MiB`.

@@ -6,8 +6,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { ArrowpointError } from "../format/errors.ts";
-import { VERSION } from "../format/version.ts";
+import { ArrowpointError, VERSION } from "../mod.ts";
 import { type ModuleImporter, runtimeImport } from "./load_module.ts";
 import { ProgressBar } from "./progress.ts";
 

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { Progress } from "../migrate/progress.ts";
+import type { Progress } from "../mod.ts";
 import { formatBytes, formatCount, formatDuration } from "./format.ts";
 
 /**

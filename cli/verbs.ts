@@ -6,27 +6,30 @@
  */
 import { mkdir, open, rename, rm, stat } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
-import { openStorage } from "../backends/open.ts";
-import { NotFoundError, StorageError } from "../format/errors.ts";
-import { copySnapshot } from "../snapshot/copy.ts";
-import { commitShards, parseShard, type ShardSpec } from "../snapshot/shards.ts";
-import { gc } from "../snapshot/retention.ts";
 import {
+  commitShards,
   compact,
+  copySnapshot,
   diff,
   exportState,
+  gc,
   inspect,
   isMigrations,
   ls,
   migrate,
   type Migrations,
+  NotFoundError,
+  openStorage,
+  parseShard,
   planShards,
   type Progress,
   rekey,
+  type ShardSpec,
+  StorageError,
   toJson,
   validate,
   type WriteReport,
-} from "../migrate/mod.ts";
+} from "../mod.ts";
 import { diffText, findingsText, formatBytes, gcText, formatCount, formatDuration, inspectText, lsText, planText } from "./format.ts";
 import { describeLoadError, type ModuleImporter, moduleUrl, runtimeImport } from "./load_module.ts";
 import { EXIT, registerVerb, UsageError, type Verb, type VerbContext } from "./main.ts";

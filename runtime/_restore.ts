@@ -10,6 +10,10 @@ import { type ChunkRef, MANIFEST_FILE } from "../format/manifest.ts";
 import type { StateLayout } from "../format/state_layout.ts";
 import { checkpointDirName, SAVEPOINTS_DIR } from "../snapshot/layout.ts";
 import { latestCheckpoint, openSnapshot, readState, type Snapshot } from "../snapshot/read.ts";
+import { shapeOf, snapshotInputs, sweep } from "../snapshot/sweep.ts";
+import type { KeyGroupRange } from "../format/key_group.ts";
+import type { StateSnapshot } from "../format/manifest.ts";
+import { type RestoredRows, RestoredTables } from "./keyed_backend.ts";
 import { chainDepth } from "../snapshot/chain.ts";
 import { stateKey } from "./checkpoint.ts";
 import { type NonRestoredState, NonRestoredStateError } from "./errors.ts";
@@ -86,7 +90,7 @@ export async function restoreState(snap: Snapshot, inherit: boolean, byUid: Read
         if (!tasks[0].keyed) continue; // reported as not restored
         for (const t of tasks) {
           const kb = t.keyed!;
-          const rows = await readState(snap, op.uid, st.name, kb.range);
+          const rows = await readKeyed(snap, op.uid, st, kb.range);
           kb.stageRestored(st.name, layout, st.schemaVersion, rows, inherit ? chainDepth(st.chunks, m.maxParallelism, kb.range) : 0, !inherit);
         }
         if (inherit) previous.set(stateKey(op.uid, st.name), st.chunks.slice());
@@ -102,6 +106,23 @@ export async function restoreState(snap: Snapshot, inherit: boolean, byUid: Read
     }
   }
   return { location: snap.location, kind: m.kind, checkpointId: m.checkpointId, nonRestored: [] };
+}
+
+/** Rows per batch of a restore: the decoded rows held at once beyond the restored state itself. */
+const RESTORE_BATCH_ROWS = 1 << 16;
+
+/**
+ * A keyed state's part for one subtask. A plain state's entries are built batch by batch as the snapshot
+ * is swept (the batch dropped once its rows are entries), so the transient memory of a restore is one
+ * batch, not an array of every row of the range; namespaced state (windows, timers) restores row by row
+ * through its own table, from the rows.
+ */
+async function readKeyed(snap: Snapshot, uid: string, st: StateSnapshot, range: KeyGroupRange): Promise<RestoredRows | RestoredTables> {
+  if (st.namespaced === true) return await readState(snap, uid, st.name, range);
+  const tables = new RestoredTables(range, st.kind, st.name);
+  const inputs = snapshotInputs(snap, st).filter((c) => c.range.start <= range.end && range.start <= c.range.end);
+  for await (const b of sweep(inputs, [range], { ...shapeOf(st), batchRows: RESTORE_BATCH_ROWS })) tables.add(b.rows);
+  return tables;
 }
 
 /**

@@ -113,6 +113,91 @@ export abstract class StateTable {
   abstract clearDirty(): void;
   /** Loads restored rows (replacing nothing: the table is empty). */
   abstract restore(start: number, end: number, rows: RestoredRows): void;
+  /** Takes the entries of a restore loaded before registration (replacing nothing: the table is empty). */
+  adopt(restored: RestoredTables): void {
+    throw new TypeError(`Cannot restore ${this.desc.kind} state ${JSON.stringify(this.desc.name)} from prebuilt ${restored.map ? "map" : "single-value"} tables: only plain (not namespaced) states are loaded before registration`);
+  }
+}
+
+/** Loads rows into per-key-group tables of one entry per key (value, list, reducing, aggregating state). */
+function fillSingle(tables: (Map<KeyId, Entry> | undefined)[], start: number, end: number, rows: RestoredRows, list: boolean): void {
+  const kgs = rows.keyGroups!;
+  const keys = rows.keys!;
+  const values = rows.values;
+  for (let i = 0; i < rows.length; i++) {
+    const kg = kgs[i];
+    if (kg < start || kg > end) continue;
+    const g = kg - start;
+    const m = (tables[g] ??= new Map());
+    const v = values[i];
+    m.set(keyIdentity(keys[i]), { key: keys[i], value: list && Array.isArray(v) ? v.slice() : v, epoch: -1, live: true });
+  }
+}
+
+/** Loads rows into per-key-group tables of one user-key map per key (map state). */
+function fillMap(tables: (Map<KeyId, MapEntry> | undefined)[], start: number, end: number, rows: RestoredRows, name: string): void {
+  const kgs = rows.keyGroups!;
+  const keys = rows.keys!;
+  const ukeys = rows.userKeys;
+  if (!ukeys && rows.length === 0) return; // a state whose manifest entry lists no chunks (emptied everywhere)
+  if (!ukeys) throw new SnapshotFormatError(`map state ${JSON.stringify(name)} was restored without user keys`);
+  for (let i = 0; i < rows.length; i++) {
+    const kg = kgs[i];
+    if (kg < start || kg > end) continue;
+    const g = kg - start;
+    const m = (tables[g] ??= new Map());
+    const id = keyIdentity(keys[i]);
+    let e = m.get(id);
+    if (e === undefined) {
+      e = { key: keys[i], map: new Map() };
+      m.set(id, e);
+    }
+    e.map.set(keyIdentity(ukeys[i]), { ukey: ukeys[i], value: rows.values[i] });
+  }
+}
+
+/**
+ * A plain keyed state's restored entries, built batch by batch while the snapshot is read, before the job's
+ * code registers the state: the rows of a batch become entries and the batch is dropped, so a restore
+ * holds one batch of decoded rows beyond the state itself, not every row of the subtask's range.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { KeyedStateBackend, RestoredTables } from "./keyed_backend.ts";
+ * import { valueState } from "./state.ts";
+ * const restored = new RestoredTables({ start: 0, end: 127 }, "value", "n");
+ * restored.add({ length: 2, keyGroups: [3, 9], keys: ["a", "b"], values: [1, 2] });
+ * const b = new KeyedStateBackend({ start: 0, end: 127 }, "string", true);
+ * b.stageRestored("n", { kind: "value", keyType: "string", value: { encoding: "msgpack" } }, 1, restored, 0, false);
+ * b.getState(valueState<number>("n"));
+ * assert.equal(b.table("n")!.size(), 2);
+ * ```
+ */
+export class RestoredTables {
+  /** Whether the entries are map state's (one user-key map per key). */
+  readonly map: boolean;
+  /** Entries per key group of the range (index: key group − range start). */
+  readonly tables: (Map<KeyId, Entry> | Map<KeyId, MapEntry> | undefined)[];
+  readonly #range: KeyGroupRange;
+  readonly #list: boolean;
+  readonly #name: string;
+
+  /** Empty tables for the key groups of `range`, for a state of `kind` named `name`. */
+  constructor(range: KeyGroupRange, kind: StateLayout["kind"], name: string) {
+    this.#range = range;
+    this.map = kind === "map";
+    this.#list = kind === "list";
+    this.#name = name;
+    this.tables = new Array(range.end - range.start + 1).fill(undefined);
+  }
+
+  /** Adds a batch of restored rows (sorted by key group, deletes applied; rows outside the range skipped). */
+  add(rows: RestoredRows): void {
+    const { start, end } = this.#range;
+    if (this.map) fillMap(this.tables as (Map<KeyId, MapEntry> | undefined)[], start, end, rows, this.#name);
+    else fillSingle(this.tables as (Map<KeyId, Entry> | undefined)[], start, end, rows, this.#list);
+  }
 }
 
 /** Restored rows of one state (sorted by key group, deletes applied). */
@@ -320,18 +405,15 @@ class SingleTable extends StateTable {
   }
 
   restore(start: number, end: number, rows: RestoredRows): void {
-    const kgs = rows.keyGroups!;
-    const keys = rows.keys!;
     this.cachedSeq = -1;
-    for (let i = 0; i < rows.length; i++) {
-      const kg = kgs[i];
-      if (kg < start || kg > end) continue;
-      const g = kg - start;
-      let m = this.tables[g];
-      if (m === undefined) m = this.tables[g] = new Map();
-      const v = rows.values[i];
-      m.set(keyIdentity(keys[i]), { key: keys[i], value: this.desc.kind === "list" && Array.isArray(v) ? v.slice() : v, epoch: -1, live: true });
-    }
+    fillSingle(this.tables, start, end, rows, this.desc.kind === "list");
+  }
+
+  override adopt(restored: RestoredTables): void {
+    if (restored.map) super.adopt(restored);
+    this.cachedSeq = -1;
+    const from = restored.tables as (Map<KeyId, Entry> | undefined)[];
+    for (let g = 0; g < from.length; g++) if (from[g] !== undefined) this.tables[g] = from[g];
   }
 }
 
@@ -579,25 +661,13 @@ class MapTable extends StateTable {
   }
 
   restore(start: number, end: number, rows: RestoredRows): void {
-    const kgs = rows.keyGroups!;
-    const keys = rows.keys!;
-    const ukeys = rows.userKeys;
-    if (!ukeys && rows.length === 0) return; // a state whose manifest entry lists no chunks (emptied everywhere)
-    if (!ukeys) throw new SnapshotFormatError(`map state ${JSON.stringify(this.desc.name)} was restored without user keys`);
-    for (let i = 0; i < rows.length; i++) {
-      const kg = kgs[i];
-      if (kg < start || kg > end) continue;
-      const g = kg - start;
-      let m = this.tables[g];
-      if (m === undefined) m = this.tables[g] = new Map();
-      const id = keyIdentity(keys[i]);
-      let e = m.get(id);
-      if (e === undefined) {
-        e = { key: keys[i], map: new Map() };
-        m.set(id, e);
-      }
-      e.map.set(keyIdentity(ukeys[i]), { ukey: ukeys[i], value: rows.values[i] });
-    }
+    fillMap(this.tables, start, end, rows, this.desc.name);
+  }
+
+  override adopt(restored: RestoredTables): void {
+    if (!restored.map) super.adopt(restored);
+    const from = restored.tables as (Map<KeyId, MapEntry> | undefined)[];
+    for (let g = 0; g < from.length; g++) if (from[g] !== undefined) this.tables[g] = from[g];
   }
 }
 
@@ -714,7 +784,7 @@ export class KeyedStateBackend {
   /** Changes whenever the current key does: tables cache the current key's entry under it. */
   keySeq = 0;
   private readonly tables = new Map<string, StateTable>();
-  private readonly restored = new Map<string, { layout: StateLayout; schemaVersion: number; rows: RestoredRows; chainLength: number; forceBase: boolean }>();
+  private readonly restored = new Map<string, { layout: StateLayout; schemaVersion: number; rows: RestoredRows | RestoredTables; chainLength: number; forceBase: boolean }>();
 
   /** Creates an empty backend for a key-group range. */
   constructor(range: KeyGroupRange, keyType: KeyType, trackChanges: boolean) {
@@ -759,8 +829,11 @@ export class KeyedStateBackend {
     return [...this.restored.keys()];
   }
 
-  /** Stages restored rows of a state; they are loaded when the state is registered. */
-  stageRestored(name: string, layout: StateLayout, schemaVersion: number, rows: RestoredRows, chainLength: number, forceBase: boolean): void {
+  /**
+   * Stages a state's restored rows, or its entries already built ({@linkcode RestoredTables}, plain states
+   * only); they are loaded when the state is registered.
+   */
+  stageRestored(name: string, layout: StateLayout, schemaVersion: number, rows: RestoredRows | RestoredTables, chainLength: number, forceBase: boolean): void {
     this.restored.set(name, { layout, schemaVersion, rows, chainLength, forceBase });
   }
 
@@ -798,7 +871,8 @@ export class KeyedStateBackend {
             "migrate the snapshot first (`arrowpoint migrate`) or give the state a new name",
         );
       }
-      table.restore(this.range.start, this.range.end, r.rows);
+      if (r.rows instanceof RestoredTables) table.adopt(r.rows);
+      else table.restore(this.range.start, this.range.end, r.rows);
       table.chain.chainLength = r.chainLength;
       table.chain.forceBase = r.forceBase;
     }

@@ -223,7 +223,7 @@ export async function crashBackends(): Promise<{ backends: CrashBackend[]; serve
       const prefix = `crash/${tag}-${++n}`;
       const storage = new S3Storage(server.bucket, prefix, server.storageOptions);
       const uploads = async () => {
-        const r = await storage.client.send(new ListMultipartUploadsCommand({ Bucket: server.bucket, Prefix: prefix + "/" }));
+        const r = await (await storage.client()).send(new ListMultipartUploadsCommand({ Bucket: server.bucket, Prefix: prefix + "/" }));
         return r.Uploads ?? [];
       };
       return {
@@ -231,13 +231,13 @@ export async function crashBackends(): Promise<{ backends: CrashBackend[]; serve
         uri: `s3://${server.bucket}/${prefix}`,
         async debris(path, bytes) {
           const key = `${prefix}/${path}`;
-          const up = await storage.client.send(new CreateMultipartUploadCommand({ Bucket: server.bucket, Key: key }));
-          await storage.client.send(new UploadPartCommand({ Bucket: server.bucket, Key: key, UploadId: up.UploadId, PartNumber: 1, Body: bytes, ContentLength: bytes.length }));
+          const up = await (await storage.client()).send(new CreateMultipartUploadCommand({ Bucket: server.bucket, Key: key }));
+          await (await storage.client()).send(new UploadPartCommand({ Bucket: server.bucket, Key: key, UploadId: up.UploadId, PartNumber: 1, Body: bytes, ContentLength: bytes.length }));
         },
         invisibleDebris: async () => (await uploads()).length,
         async sweepInvisible() {
           const { AbortMultipartUploadCommand } = await import("@aws-sdk/client-s3");
-          for (const u of await uploads()) await storage.client.send(new AbortMultipartUploadCommand({ Bucket: server.bucket, Key: u.Key, UploadId: u.UploadId }));
+          for (const u of await uploads()) await (await storage.client()).send(new AbortMultipartUploadCommand({ Bucket: server.bucket, Key: u.Key, UploadId: u.UploadId }));
         },
         close: () => storage.close(),
       };
