@@ -10,7 +10,7 @@ import type { StateLayout } from "../format/state_layout.ts";
 import { checkDestination } from "../snapshot/destination.ts";
 import { manifestPath, savepointChunkPath, timedSavepointId } from "../snapshot/layout.ts";
 import type { Snapshot } from "../snapshot/read.ts";
-import { buildManifest, commitManifest, writeChunk } from "../snapshot/write.ts";
+import { buildManifest, commitManifest, syncChunks, writeChunk } from "../snapshot/write.ts";
 import type { Progress } from "./progress.ts";
 import { type RangeBatch, RowBuffer, type Rows } from "../snapshot/rows.ts";
 
@@ -124,7 +124,8 @@ export class SavepointWriter {
   async put(path: string, chunk: EncodedChunk, range: KeyGroupRange | undefined, subtask?: number): Promise<ChunkRef> {
     this.#opts.signal?.throwIfAborted();
     this.#written.push(path);
-    const writing = writeChunk(this.storage, path, chunk, { type: "base", order: 0, subtask, keyGroupRange: range });
+    // Durable at the commit: one sync pass over every chunk before the manifest (docs/reliability.md).
+    const writing = writeChunk(this.storage, path, chunk, { type: "base", order: 0, subtask, keyGroupRange: range, deferSync: true });
     this.#inflight.add(writing);
     let ref: ChunkRef;
     try {
@@ -183,6 +184,8 @@ export class SavepointWriter {
       hash: source.hash,
       metadata: { ...(source.metadata ?? {}), ...(over.metadata ?? {}) },
     }, operators);
+    await syncChunks(this.storage, this.#written);
+    this.#opts.signal?.throwIfAborted();
     await commitManifest(this.storage, "", manifest);
     this.#written.length = 0;
     return manifest;
