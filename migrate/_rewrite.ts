@@ -304,19 +304,21 @@ async function gatherWindows(inputs: ChunkInput[], windows: KeyGroupRange[], sp:
   const maxChunkRows = out.maxChunkRows;
   let files: ChunkFile[] = [];
   let index = new Map<ChunkFile, number>();
-  let parts: { src: Uint32Array; row: Uint32Array }[] = [];
+  let parts: { src: Uint32Array; row: Uint32Array; kg: Uint16Array }[] = [];
   let rows = 0;
   let from = -1;
   const emit = async (end: number) => {
     const src = new Uint32Array(rows);
     const row = new Uint32Array(rows);
+    const keyGroups = new Uint16Array(rows);
     let at = 0;
     for (const p of parts) {
       src.set(p.src, at);
       row.set(p.row, at);
+      keyGroups.set(p.kg, at);
       at += p.row.length;
     }
-    const chunk = gatherChunk(sp.layout, files, src, row, { compression: opts.compression ?? "none" });
+    const chunk = gatherChunk(sp.layout, files, src, row, { compression: opts.compression ?? "none", keyGroups });
     await out.addEncoded({ start: from, end }, chunk);
     files = [];
     index = new Map();
@@ -342,7 +344,7 @@ async function gatherWindows(inputs: ChunkInput[], windows: KeyGroupRange[], sp:
     });
     const src = s.src;
     for (let i = 0; i < src.length; i++) src[i] = map[src[i]];
-    parts.push({ src, row: s.row });
+    parts.push({ src, row: s.row, kg: s.keyGroups });
     rows += src.length;
     if (rows >= maxChunkRows && s.range.end < windows[current].end) await emit(s.range.end);
   }
