@@ -16,6 +16,7 @@ import type { Compression } from "./compression.ts";
 import { type ChunkReadInfo, checkRange, keyGroupRows, openChunk } from "./decode_chunk.ts";
 import { type EncodedChunk, finishChunk } from "./encode_chunk.ts";
 import { ArrowpointError, SnapshotFormatError } from "./errors.ts";
+import { relabelChunk, schemaOnly } from "./_chunk_relabel.ts";
 
 /** Wraps a validated column as apache-arrow Data over the same memory. */
 function toArrowData(col: ColumnData, type: DataType): Data {
@@ -279,13 +280,18 @@ export interface ChunkRewrite {
  */
 export function rewriteChunk(bytes: Uint8Array, info: ChunkReadInfo, change: ChunkRewrite, options: { compression?: Compression; level?: number } = {}): EncodedChunk {
   if (change.range) checkRange(change.range);
-  return rewriteFile(openChunk(bytes, info), info, change, options);
+  const uncompressed = (info.compression ?? "none") === "none";
+  return rewriteFile(openChunk(bytes, info), info, change, options, uncompressed ? bytes : undefined);
 }
 
-function rewriteFile(file: ChunkFile, info: ChunkReadInfo, change: ChunkRewrite, options: { compression?: Compression; level?: number }): EncodedChunk {
+function rewriteFile(file: ChunkFile, info: ChunkReadInfo, change: ChunkRewrite, options: { compression?: Compression; level?: number }, raw?: Uint8Array): EncodedChunk {
   const { from, to } = change.range ? keyGroupRows(file, change.range) : { from: 0, to: file.rows };
   try {
     const plan = change.layout ? chunkPlan(change.layout, file.plan.delta) : file.plan;
+    // Fields renamed, dropped or reordered on the whole chunk: bytes move, columns are not rebuilt.
+    if (raw && change.layout && from === 0 && to === file.rows && (options.compression ?? "none") === "none" && schemaOnly(file.plan, plan, change.value)) {
+      return relabelChunk(raw, file, plan, change.value);
+    }
     const fields = plan.columns.map(arrowField);
     const columns = file.columns.map((col, i) => (i === plan.index.value && change.layout ? (change.value ? mapValue(col, plan.columns[i], change.value) : { ...col, plan: plan.columns[i] }) : col));
     const datas = columns.map((col, i) => {
