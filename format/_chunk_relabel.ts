@@ -5,7 +5,7 @@
 import { Footer, FileBlock } from "apache-arrow/ipc/metadata/file";
 import { BufferRegion, DictionaryBatch, FieldNode, Message, RecordBatch as BatchHeader } from "apache-arrow/ipc/metadata/message";
 import { MetadataVersion } from "apache-arrow";
-import type { ChunkFile } from "./chunk_ipc.ts";
+import type { ChunkFile, ColumnData } from "./chunk_ipc.ts";
 import { arrowField, arrowSchema, type ChunkPlan, type ColumnPlan } from "./chunk_schema.ts";
 import type { ValueMap } from "./chunk_slice.ts";
 import { checksumOf } from "./checksum.ts";
@@ -25,7 +25,13 @@ function span(c: ColumnPlan): { nodes: number; buffers: number } {
   return { nodes, buffers };
 }
 
-/** Whether `map` only renames, drops or reorders the fields of a struct value (no new bytes per row). */
+/** Scalar types whose constant column is plain buffers (no dictionary batch, no children). */
+const CONSTANT_TYPES = new Set(["bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float32", "float64", "timestamp", "utf8", "binary"]);
+
+/**
+ * Whether `map` only renames, drops or reorders the fields of a struct value, or adds constant fields of
+ * plain scalar types: no existing column is rebuilt.
+ */
 export function schemaOnly(oldPlan: ChunkPlan, newPlan: ChunkPlan, map: ValueMap | undefined): boolean {
   const ov = oldPlan.columns[oldPlan.index.value];
   const nv = newPlan.columns[newPlan.index.value];
@@ -38,7 +44,12 @@ export function schemaOnly(oldPlan: ChunkPlan, newPlan: ChunkPlan, map: ValueMap
   if (!fields || fields.length !== nv.children.length) return false;
   for (let i = 0; i < fields.length; i++) {
     const f = fields[i];
-    if (!("from" in f) || f.to !== undefined) return false;
+    if (!("from" in f)) {
+      const c = nv.children[i];
+      if (!CONSTANT_TYPES.has(c.type) || c.msgpack) return false;
+      continue;
+    }
+    if (f.to !== undefined) return false;
     const old = ov.children.find((c) => c.name === f.from);
     if (!old || !sameType(old, nv.children[i])) return false;
   }
@@ -80,7 +91,13 @@ function frame(message: Message, parts: Uint8Array[]): number {
  * The chunk of `file` (opened and validated from `bytes`) under `newPlan`, whose value struct takes its
  * fields from the old one by name as `map` says ({@link schemaOnly} must hold).
  */
-export function relabelChunk(bytes: Uint8Array, file: ChunkFile, newPlan: ChunkPlan, map: ValueMap | undefined): EncodedChunk {
+export function relabelChunk(
+  bytes: Uint8Array,
+  file: ChunkFile,
+  newPlan: ChunkPlan,
+  map: ValueMap | undefined,
+  constant: (plan: ColumnPlan, value: unknown, length: number) => ColumnData,
+): EncodedChunk {
   const oldPlan = file.plan;
   const n = bytes.length;
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -88,7 +105,7 @@ export function relabelChunk(bytes: Uint8Array, file: ChunkFile, newPlan: ChunkP
   const footer = Footer.decode(bytes.subarray(n - 10 - footerLength, n - 10));
   const ov = oldPlan.columns[oldPlan.index.value];
   const nv = newPlan.columns[newPlan.index.value];
-  const fields = map === undefined ? nv.children.map((c) => ({ from: c.name })) : (map as { fields: readonly { from: string }[] }).fields;
+  const fields = map === undefined ? nv.children.map((c) => ({ from: c.name })) : (map as { fields: readonly ({ from: string } | { constant: unknown })[] }).fields;
 
   // Old record-batch positions (node, buffer) of every column, then the new order of them.
   const spans: { node: number; buffer: number; nodes: number; buffers: number }[] = [];
@@ -111,12 +128,13 @@ export function relabelChunk(bytes: Uint8Array, file: ChunkFile, newPlan: ChunkP
     node += s.nodes;
     buffer += s.buffers;
   }
-  const order: { node: number; buffer: number; nodes: number; buffers: number }[] = [];
+  type Piece = { node: number; buffer: number; nodes: number; buffers: number } | { column: ColumnData };
+  const order: Piece[] = [];
   for (let i = 0; i < oldPlan.columns.length; i++) {
     if (i !== oldPlan.index.value) order.push(spans[i]);
     else {
       order.push({ node: spans[i].node, buffer: spans[i].buffer, nodes: 1, buffers: 1 }); // the struct itself
-      for (const f of fields) order.push(childSpans.get(f.from)!);
+      fields.forEach((f, k) => order.push("from" in f ? childSpans.get(f.from)! : { column: constant(nv.children[k], f.constant, file.rows) }));
     }
   }
   // Which old dictionary each new one is (pre-order ids on both sides).
@@ -126,7 +144,9 @@ export function relabelChunk(bytes: Uint8Array, file: ChunkFile, newPlan: ChunkP
   oldIds.forEach((id, i) => dictFrom.set(newIds[i], id));
   const byName = new Map(ov.children.map((c) => [c.name, c]));
   nv.children.forEach((c, i) => {
-    const o = dictionaryIds(byName.get(fields[i].from)!);
+    const f = fields[i];
+    if (!("from" in f)) return;
+    const o = dictionaryIds(byName.get(f.from)!);
     dictionaryIds(c).forEach((id, k) => dictFrom.set(id, o[k]));
   });
 
@@ -158,16 +178,28 @@ export function relabelChunk(bytes: Uint8Array, file: ChunkFile, newPlan: ChunkP
     const regions: BufferRegion[] = [];
     const body: Uint8Array[] = [];
     let bodyLength = 0;
+    const add = (b: Uint8Array) => {
+      const len = b.byteLength;
+      regions.push(new BufferRegion(bodyLength, len));
+      if (len > 0) body.push(b);
+      const padded = (len + 7) & ~7;
+      if (padded > len) body.push(new Uint8Array(padded - len));
+      bodyLength += padded;
+    };
     for (const s of order) {
+      if ("column" in s) {
+        const c = s.column;
+        nodes.push(new FieldNode(c.length, c.nullCount));
+        add(c.nullCount > 0 && c.validity ? c.validity : new Uint8Array(0));
+        if (c.offsets) add(new Uint8Array(c.offsets.buffer, c.offsets.byteOffset, c.offsets.byteLength));
+        const v = c.values!;
+        add(new Uint8Array(v.buffer, v.byteOffset, v.byteLength));
+        continue;
+      }
       for (let k = 0; k < s.nodes; k++) nodes.push(h.nodes[s.node + k]);
       for (let k = 0; k < s.buffers; k++) {
         const r = h.buffers[s.buffer + k];
-        const len = Number(r.length);
-        regions.push(new BufferRegion(bodyLength, len));
-        if (len > 0) body.push(bytes.subarray(bodyStart + Number(r.offset), bodyStart + Number(r.offset) + len));
-        const padded = (len + 7) & ~7;
-        if (padded > len) body.push(new Uint8Array(padded - len));
-        bodyLength += padded;
+        add(bytes.subarray(bodyStart + Number(r.offset), bodyStart + Number(r.offset) + Number(r.length)));
       }
     }
     const at = pos;

@@ -21,6 +21,16 @@ function layoutOf(fields: readonly { name: string; type: unknown; nullable?: boo
   return { kind: "value", keyType: "string", ...(namespaced ? { namespaced: true } : {}), value: { encoding: "arrow", type: { struct: fields.map((f) => ({ ...f })) } } } as StateLayout;
 }
 
+/** Added fields: constant columns spliced in as buffers. */
+const CONSTANTS = [
+  { field: { name: "region", type: "utf8" }, value: "eu", decoded: "eu" },
+  { field: { name: "seen", type: "bool" }, value: true, decoded: true },
+  { field: { name: "n64", type: "int64", nullable: true }, value: null, decoded: null },
+  { field: { name: "n32", type: "int32" }, value: -7, decoded: -7 },
+  { field: { name: "w", type: "float64" }, value: 2.5, decoded: 2.5 },
+  { field: { name: "b", type: "binary", nullable: true }, value: Uint8Array.of(1, 2), decoded: Uint8Array.of(1, 2) },
+] as const;
+
 const row = fc.record({
   count: fc.option(fc.bigInt({ min: -(1n << 63n), max: (1n << 63n) - 1n }), { nil: null }),
   sum: fc.double(),
@@ -29,14 +39,15 @@ const row = fc.record({
   tag: fc.constantFrom("p", "q"),
 });
 
-test("rewriteChunk(): renamed, dropped and reordered struct fields read back as the values mapped in JS, also with flechette (property)", () => {
+test("rewriteChunk(): renamed, dropped, reordered and added constant struct fields read back as the values mapped in JS, also with flechette (property)", () => {
   fc.assert(
     fc.property(
       fc.array(row, { maxLength: 20 }),
       fc.shuffledSubarray([0, 1, 2, 3, 4], { minLength: 1 }),
       fc.boolean(),
       fc.boolean(),
-      (values, keep, delta, namespaced) => {
+      fc.subarray([...CONSTANTS.keys()]),
+      (values, keep, delta, namespaced, added) => {
         const n = values.length;
         const src = encodeChunk(layoutOf(FIELDS, namespaced), {
           length: n,
@@ -46,15 +57,21 @@ test("rewriteChunk(): renamed, dropped and reordered struct fields read back as 
           ...(delta ? { ops: Uint8Array.from(values, (_, i) => (i % 4 === 3 ? 1 : 0)) } : {}),
           values: values.map((v, i) => (delta && i % 4 === 3 ? null : v)),
         });
-        const fields = keep.map((i) => ({ ...FIELDS[i], name: `${FIELDS[i].name}_${i}` }));
-        const out = rewriteChunk(src.bytes, {}, { layout: layoutOf(fields, namespaced), value: { fields: keep.map((i) => ({ from: FIELDS[i].name })) } });
+        const fields = [...keep.map((i) => ({ ...FIELDS[i], name: `${FIELDS[i].name}_${i}` })), ...added.map((k) => CONSTANTS[k].field)];
+        const sources = [...keep.map((i) => ({ from: FIELDS[i].name })), ...added.map((k) => ({ constant: CONSTANTS[k].value }))];
+        const out = rewriteChunk(src.bytes, {}, { layout: layoutOf(fields, namespaced), value: { fields: sources } });
         const got = decodeChunk(out.bytes, { checksum: out.checksum });
         const before = decodeChunk(src.bytes);
         assert.deepEqual(got.keys, before.keys);
         assert.deepEqual(got.keyGroups, before.keyGroups);
         assert.deepEqual(got.namespaces, before.namespaces);
         assert.deepEqual(got.ops, before.ops);
-        const want = before.values.map((v) => (v === null ? null : Object.fromEntries(keep.map((i) => [`${FIELDS[i].name}_${i}`, (v as Record<string, unknown>)[FIELDS[i].name]]))));
+        const want = before.values.map((v) =>
+          v === null ? null : Object.fromEntries([
+            ...keep.map((i) => [`${FIELDS[i].name}_${i}`, (v as Record<string, unknown>)[FIELDS[i].name]]),
+            ...added.map((k) => [CONSTANTS[k].field.name, CONSTANTS[k].decoded]),
+          ])
+        );
         assert.deepEqual(got.values, want);
         assert.deepEqual(out.keyGroupRange, src.keyGroupRange);
         assert.equal(openChunk(out.bytes).rows, n);

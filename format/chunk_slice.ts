@@ -290,7 +290,7 @@ function rewriteFile(file: ChunkFile, info: ChunkReadInfo, change: ChunkRewrite,
     const plan = change.layout ? chunkPlan(change.layout, file.plan.delta) : file.plan;
     // Fields renamed, dropped or reordered on the whole chunk: bytes move, columns are not rebuilt.
     if (raw && change.layout && from === 0 && to === file.rows && (options.compression ?? "none") === "none" && schemaOnly(file.plan, plan, change.value)) {
-      return relabelChunk(raw, file, plan, change.value);
+      return relabelChunk(raw, file, plan, change.value, constantColumn);
     }
     const fields = plan.columns.map(arrowField);
     const columns = file.columns.map((col, i) => (i === plan.index.value && change.layout ? (change.value ? mapValue(col, plan.columns[i], change.value) : { ...col, plan: plan.columns[i] }) : col));
