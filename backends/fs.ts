@@ -132,6 +132,8 @@ export class FsStorage extends BaseStorage {
   #rootReal: string | undefined;
   /** Folders that got a new entry (a folder) from a deferred write and are not fsynced yet. */
   readonly #unsyncedDirs = new Set<string>();
+  /** Folder syncs of `_syncDeferred` calls in flight. */
+  readonly #dirSyncs = new Set<Promise<void>>();
 
   /** Opens the folder `root` (made absolute against the current directory). */
   constructor(root: string) {
@@ -286,8 +288,13 @@ export class FsStorage extends BaseStorage {
    * commits), then their folders and every folder a deferred write gave a new folder.
    */
   protected override async _syncDeferred(paths: readonly string[]): Promise<void> {
+    // The folders this call syncs are taken out of the pending set now (a folder made meanwhile puts its
+    // parent back); a call also waits for the folder syncs other calls have in flight, so when any call
+    // returns, every folder entry made before it started is durable.
     const dirs = new Set<string>(this.#unsyncedDirs);
+    this.#unsyncedDirs.clear();
     for (const p of paths) dirs.add(nodePath.dirname(this.#full(p)));
+    const others = [...this.#dirSyncs];
     let current = "";
     try {
       await mapLimit(paths, 8, async (p) => {
@@ -301,9 +308,16 @@ export class FsStorage extends BaseStorage {
         }
       });
       current = "";
-      await mapLimit([...dirs], 8, fsyncDir);
-      for (const d of dirs) this.#unsyncedDirs.delete(d);
+      const mine = mapLimit([...dirs], 8, fsyncDir);
+      this.#dirSyncs.add(mine);
+      try {
+        await mine;
+      } finally {
+        this.#dirSyncs.delete(mine);
+      }
+      await Promise.all(others);
     } catch (e) {
+      for (const d of dirs) this.#unsyncedDirs.add(d);
       throw fsError("sync", this.location(current), e, false);
     }
   }

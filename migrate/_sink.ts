@@ -87,6 +87,7 @@ export class SavepointWriter {
   readonly #owned: boolean;
   readonly #written: string[] = [];
   readonly #inflight = new Set<Promise<ChunkRef>>();
+  readonly #syncing: Promise<void>[] = [];
   readonly #opts: WriteOptions;
   readonly #started = Date.now();
   rows = 0;
@@ -124,8 +125,14 @@ export class SavepointWriter {
   async put(path: string, chunk: EncodedChunk, range: KeyGroupRange | undefined, subtask?: number): Promise<ChunkRef> {
     this.#opts.signal?.throwIfAborted();
     this.#written.push(path);
-    // Durable at the commit: one sync pass over every chunk before the manifest (docs/reliability.md).
-    const writing = writeChunk(this.storage, path, chunk, { type: "base", order: 0, subtask, keyGroupRange: range, deferSync: true });
+    // Durable at the commit (docs/reliability.md): each chunk's sync starts once it is written and runs
+    // beside the work on the next ones; the commit waits for all of them.
+    const writing = writeChunk(this.storage, path, chunk, { type: "base", order: 0, subtask, keyGroupRange: range, deferSync: true }).then((ref) => {
+      const syncing = syncChunks(this.storage, [path]);
+      syncing.catch(() => {}); // awaited by commit(), or moot after abort()
+      this.#syncing.push(syncing);
+      return ref;
+    });
     this.#inflight.add(writing);
     let ref: ChunkRef;
     try {
@@ -184,7 +191,7 @@ export class SavepointWriter {
       hash: source.hash,
       metadata: { ...(source.metadata ?? {}), ...(over.metadata ?? {}) },
     }, operators);
-    await syncChunks(this.storage, this.#written);
+    await Promise.all(this.#syncing);
     this.#opts.signal?.throwIfAborted();
     await commitManifest(this.storage, "", manifest);
     this.#written.length = 0;
@@ -194,7 +201,7 @@ export class SavepointWriter {
   /** Removes the chunks written so far (best effort) after a failure; the manifest was never written. */
   async abort(): Promise<void> {
     // A write still in flight (keyed writers keep one) would land after the delete: let it settle first.
-    await Promise.allSettled([...this.#inflight]);
+    await Promise.allSettled([...this.#inflight, ...this.#syncing]);
     const paths = this.#written.splice(0);
     if (paths.length) await this.storage.delete(paths).catch(() => {});
   }
