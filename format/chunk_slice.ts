@@ -16,7 +16,7 @@ import type { Compression } from "./compression.ts";
 import { type ChunkReadInfo, checkRange, keyGroupRows, openChunk } from "./decode_chunk.ts";
 import { type EncodedChunk, finishChunk } from "./encode_chunk.ts";
 import { ArrowpointError, SnapshotFormatError } from "./errors.ts";
-import { relabelChunk, schemaOnly } from "./_chunk_relabel.ts";
+import { relabelChunk, schemaOnly, writeChunkColumns } from "./_chunk_relabel.ts";
 
 /** Wraps a validated column as apache-arrow Data over the same memory. */
 function toArrowData(col: ColumnData, type: DataType): Data {
@@ -527,7 +527,6 @@ export function gatherChunk(
   options: { compression?: Compression; level?: number; keyGroups?: Uint16Array } = {},
 ): EncodedChunk {
   const plan = chunkPlan(layout, false);
-  const fields = plan.columns.map(arrowField);
   const names = ["kg", "key", "ns", "ukey", "value"] as const;
   const columns: ColumnData[] = new Array(plan.columns.length);
   for (const name of names) {
@@ -540,8 +539,7 @@ export function gatherChunk(
     columns[j] = gatherColumn(files.map((f) => f.columns[f.plan.index[name]]), src, row, plan.columns[j]);
   }
   const kg = columns[plan.index.kg].values as Uint16Array;
-  const datas = columns.map((col, i) => toArrowData(col, fields[i].type));
-  return finishChunk(plan, fields, datas, row.length, buildKeyGroupIndex(kg, 0, row.length), options);
+  return writeChunkColumns(plan, columns, row.length, buildKeyGroupIndex(kg, 0, row.length), options);
 }
 
 /**
