@@ -11,7 +11,7 @@ import { type Data, type DataType, makeData, makeVector } from "apache-arrow";
 import type { ChunkFile, ColumnData, ColumnValues } from "./chunk_ipc.ts";
 import { arrowField, buildKeyGroupIndex, chunkPlan, type ColumnPlan } from "./chunk_schema.ts";
 import { INTEGER_RANGES, type ScalarType, type StateLayout } from "./state_layout.ts";
-import { javaHashCode, keyGroupForHash } from "./key_group.ts";
+import { javaHashCode, keyGroupForHash, murmurHash } from "./key_group.ts";
 import type { Compression } from "./compression.ts";
 import { type ChunkReadInfo, checkRange, keyGroupRows, openChunk } from "./decode_chunk.ts";
 import { type EncodedChunk, finishChunk } from "./encode_chunk.ts";
@@ -568,13 +568,18 @@ export function keyGroupsOfColumn(cols: readonly ColumnData[], src: Uint32Array,
   switch (type) {
     case "utf8": {
       const dec = new TextDecoder();
+      // Per-source buffers in plain arrays (column objects come in several shapes).
+      const offs = cols.map((c) => c.offsets!);
+      const datas = cols.map((c) => c.values as Uint8Array);
       for (let i = 0; i < n; i++) {
-        const c = cols[src[i]];
-        const off = c.offsets!;
-        const data = c.values as Uint8Array;
+        const s = src[i];
+        const off = offs[s];
+        const data = datas[s];
+        const r = row[i];
+        const e = off[r + 1];
         let h = 0;
         let ascii = true;
-        for (let k = off[row[i]]; k < off[row[i] + 1]; k++) {
+        for (let k = off[r]; k < e; k++) {
           const b = data[k];
           if (b >= 0x80) {
             ascii = false;
@@ -582,12 +587,15 @@ export function keyGroupsOfColumn(cols: readonly ColumnData[], src: Uint32Array,
           }
           h = (Math.imul(h, 31) + b) | 0;
         }
-        out[i] = kgOf(ascii ? h : javaHashCode(dec.decode(data.subarray(off[row[i]], off[row[i] + 1]))));
+        out[i] = murmurHash(ascii ? h : javaHashCode(dec.decode(data.subarray(off[r], e)))) % maxParallelism;
       }
       return out;
     }
     case "int32":
-      for (let i = 0; i < n; i++) out[i] = kgOf((cols[src[i]].values as Int32Array)[row[i]]);
+      {
+        const all = cols.map((c) => c.values as Int32Array);
+        for (let i = 0; i < n; i++) out[i] = kgOf(all[src[i]][row[i]]);
+      }
       return out;
     case "int64": {
       const words = cols.map((c) => new Int32Array((c.values as BigInt64Array).buffer, (c.values as BigInt64Array).byteOffset, c.length * 2));
@@ -598,7 +606,10 @@ export function keyGroupsOfColumn(cols: readonly ColumnData[], src: Uint32Array,
       return out;
     }
     case "float64":
-      for (let i = 0; i < n; i++) out[i] = kgOf(javaHashCode((cols[src[i]].values as Float64Array)[row[i]]));
+      {
+        const all = cols.map((c) => c.values as Float64Array);
+        for (let i = 0; i < n; i++) out[i] = kgOf(javaHashCode(all[src[i]][row[i]]));
+      }
       return out;
     default:
       return undefined;
