@@ -424,7 +424,7 @@ async function scatterColumns(plan: RewritePlan, op: OperatorPlan, sp: StatePlan
  * spilling pieces: memory then holds the sources, 10 bytes of picks per row and one output chunk, within the
  * tools' budget (256 MiB + 2 × the largest chunk), and every row is gathered once, straight from its source.
  */
-const IN_MEMORY_REHASH_BYTES = 96 * 1024 * 1024;
+const IN_MEMORY_REHASH_BYTES = 64 * 1024 * 1024;
 
 /**
  * {@link scatterColumns} without spilling, for sources that fit {@link IN_MEMORY_REHASH_BYTES}: the merged
@@ -482,6 +482,9 @@ async function rehashInMemory(plan: RewritePlan, op: OperatorPlan, sp: StatePlan
     oRow[at] = row[i];
     oKg[at] = kgs[i];
   }
+  // The unsorted picks are dead from here: let them go before the output chunks are built.
+  src = row = new Uint32Array(0);
+  kgs = new Uint16Array(0);
   writer.phase = "write";
   const out = writer.keyed(op.uid, sp.name, sp.layout);
   const maxChunkRows = out.maxChunkRows;
