@@ -1,7 +1,9 @@
-// Private: a chunk whose value column changes only in its schema — struct fields renamed, dropped or
-// reordered — rewritten without re-serializing columns: the file's metadata messages (schema, record batch
-// and dictionary headers, footer) are encoded anew and every kept buffer is copied as bytes into one output
-// buffer. Rows are untouched, so the key-group index carries over.
+// Private: Arrow IPC files written from buffers, with apache-arrow only encoding the metadata messages
+// (schema, record batch and dictionary headers, footer):
+// - relabelChunk: a chunk whose value column changes only in its schema — struct fields renamed, dropped or
+//   reordered, scalar constants added — rewritten without rebuilding columns: every kept buffer is copied
+//   as bytes into one output buffer. Rows are untouched, so the key-group index carries over.
+// - writeChunkColumns: a chunk from column buffers (gathered rows), each copied once into the output.
 import { Footer, FileBlock } from "apache-arrow/ipc/metadata/file";
 import { BufferRegion, DictionaryBatch, FieldNode, Message, RecordBatch as BatchHeader } from "apache-arrow/ipc/metadata/message";
 import { MetadataVersion } from "apache-arrow";
