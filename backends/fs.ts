@@ -285,19 +285,22 @@ export class FsStorage extends BaseStorage {
 
   /**
    * The `syncDeferred` hook: fsyncs every file (a few at once, so the kernel can merge their journal
-   * commits), then their folders and every folder a deferred write gave a new folder.
+   * commits), then their folders and every folder a deferred write gave a new folder (`only` picks one part).
    */
-  protected override async _syncDeferred(paths: readonly string[]): Promise<void> {
+  protected override async _syncDeferred(paths: readonly string[], only?: "bytes" | "names"): Promise<void> {
     // The folders this call syncs are taken out of the pending set now (a folder made meanwhile puts its
     // parent back); a call also waits for the folder syncs other calls have in flight, so when any call
     // returns, every folder entry made before it started is durable.
-    const dirs = new Set<string>(this.#unsyncedDirs);
-    this.#unsyncedDirs.clear();
-    for (const p of paths) dirs.add(nodePath.dirname(this.#full(p)));
-    const others = [...this.#dirSyncs];
+    const dirs = new Set<string>();
+    if (only !== "bytes") {
+      for (const d of this.#unsyncedDirs) dirs.add(d);
+      this.#unsyncedDirs.clear();
+      for (const p of paths) dirs.add(nodePath.dirname(this.#full(p)));
+    }
+    const others = only === "bytes" ? [] : [...this.#dirSyncs];
     let current = "";
     try {
-      await mapLimit(paths, 8, async (p) => {
+      if (only !== "names") await mapLimit(paths, 8, async (p) => {
         current = p;
         const real = await this.#resolveExisting(p);
         const handle = await fsp.open(real, "r+");

@@ -75,6 +75,13 @@ describe("fs specifics", () => {
       syncs = 0;
       await s.syncDeferred(["a/y.bin"]);
       assert.equal(syncs, 2, "folders already synced are not synced again, the file's own folder is");
+      await s.putDeferred("a/c/z.bin", enc.encode("3"));
+      syncs = 0;
+      await s.syncDeferred(["a/c/z.bin"], { only: "bytes" });
+      assert.equal(syncs, 1, "bytes: the file alone");
+      syncs = 0;
+      await s.syncDeferred(["a/c/z.bin", "a/y.bin"], { only: "names" });
+      assert.equal(syncs, 2, "names: folders a/c and a (the files' folders, a also for its new a/c), each once, no file");
     } finally {
       proto.sync = original;
     }

@@ -125,10 +125,10 @@ export class SavepointWriter {
   async put(path: string, chunk: EncodedChunk, range: KeyGroupRange | undefined, subtask?: number): Promise<ChunkRef> {
     this.#opts.signal?.throwIfAborted();
     this.#written.push(path);
-    // Durable at the commit (docs/reliability.md): each chunk's sync starts once it is written and runs
-    // beside the work on the next ones; the commit waits for all of them.
+    // Durable at the commit (docs/reliability.md): each chunk's bytes are synced as soon as it is written,
+    // beside the work on the next ones; the commit waits for them, then syncs the folders once.
     const writing = writeChunk(this.storage, path, chunk, { type: "base", order: 0, subtask, keyGroupRange: range, deferSync: true }).then((ref) => {
-      const syncing = syncChunks(this.storage, [path]);
+      const syncing = syncChunks(this.storage, [path], "bytes");
       syncing.catch(() => {}); // awaited by commit(), or moot after abort()
       this.#syncing.push(syncing);
       return ref;
@@ -192,6 +192,8 @@ export class SavepointWriter {
       metadata: { ...(source.metadata ?? {}), ...(over.metadata ?? {}) },
     }, operators);
     await Promise.all(this.#syncing);
+    // The chunks' names: each folder once, whatever number of chunks it holds.
+    await syncChunks(this.storage, this.#written, "names");
     this.#opts.signal?.throwIfAborted();
     await commitManifest(this.storage, "", manifest);
     this.#written.length = 0;

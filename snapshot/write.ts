@@ -72,7 +72,8 @@ export async function writeChunk(storage: Storage, path: string, chunk: EncodedC
 
 /**
  * Makes chunks written with `deferSync` durable (a no-op on storages without deferred writes, whose `put`
- * is durable already). Call it after the last chunk write and before {@link commitManifest}: the manifest is
+ * is durable already): their bytes and names, or only one part (`"bytes"` early per chunk, `"names"` once
+ * for all of them). Call it after the last chunk write and before {@link commitManifest}: the manifest is
  * the commit point, so every chunk it names is durable before it exists.
  *
  * @example
@@ -89,8 +90,8 @@ export async function writeChunk(storage: Storage, path: string, chunk: EncodedC
  * assert.equal(await storage.exists("counter/counts/kg-0-127.arrow"), true);
  * ```
  */
-export async function syncChunks(storage: Storage, paths: readonly string[]): Promise<void> {
-  if (paths.length && storage.syncDeferred) await storage.syncDeferred(paths);
+export async function syncChunks(storage: Storage, paths: readonly string[], only?: "bytes" | "names"): Promise<void> {
+  if (paths.length && storage.syncDeferred) await storage.syncDeferred(paths, only === undefined ? {} : { only });
 }
 
 /**
