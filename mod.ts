@@ -85,6 +85,7 @@ export {
   type S3StorageOptions,
   type Storage,
   subStorage,
+  type SyncDeferredOptions,
 } from "./backends/mod.ts";
 
 // snapshot/: snapshots over storage

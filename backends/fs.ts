@@ -130,6 +130,10 @@ export class FsStorage extends BaseStorage {
   /** The absolute root folder. */
   readonly root: string;
   #rootReal: string | undefined;
+  /** Folders that got a new entry (a folder) from a deferred write and are not fsynced yet. */
+  readonly #unsyncedDirs = new Set<string>();
+  /** Folder syncs of `_syncDeferred` calls in flight. */
+  readonly #dirSyncs = new Set<Promise<void>>();
 
   /** Opens the folder `root` (made absolute against the current directory). */
   constructor(root: string) {
@@ -178,11 +182,15 @@ export class FsStorage extends BaseStorage {
     return real;
   }
 
-  /** Creates (and fsyncs) the root and the parent folders of `path`, refusing symlinks out of the root. */
-  async #prepareDir(path: string): Promise<string> {
+  /**
+   * Creates (and fsyncs, unless `sync` is false: then `_syncDeferred` does) the root and the parent folders
+   * of `path`, refusing symlinks out of the root.
+   */
+  async #prepareDir(path: string, sync = true): Promise<string> {
     if ((await this.#realRoot()) === undefined) {
       await fsp.mkdir(this.root, { recursive: true });
-      await fsyncDir(nodePath.dirname(this.root));
+      if (sync) await fsyncDir(nodePath.dirname(this.root));
+      else this.#unsyncedDirs.add(nodePath.dirname(this.root));
     }
     const rootReal = (await this.#realRoot())!;
     const segments = path.split("/").slice(0, -1);
@@ -199,7 +207,8 @@ export class FsStorage extends BaseStorage {
       if (stat === undefined) {
         try {
           await fsp.mkdir(dir);
-          await fsyncDir(parent);
+          if (sync) await fsyncDir(parent);
+          else this.#unsyncedDirs.add(parent);
         } catch (e) {
           if (errorCode(e) !== "EEXIST") throw e; // a concurrent writer made it
         }
@@ -216,10 +225,10 @@ export class FsStorage extends BaseStorage {
   }
 
   /** Writes a fsynced temporary file next to `path` and returns its name (retrying if its folder vanished). */
-  async #writeTemp(path: string, write: (handle: FileHandle) => Promise<void>): Promise<{ dir: string; temp: string }> {
+  async #writeTemp(path: string, write: (handle: FileHandle) => Promise<void>, sync = true): Promise<{ dir: string; temp: string }> {
     const base = path.slice(path.lastIndexOf("/") + 1);
     for (let attempt = 0; ; attempt++) {
-      const dir = await this.#prepareDir(path);
+      const dir = await this.#prepareDir(path, sync);
       const temp = nodePath.join(dir, tempName(base));
       let handle: FileHandle;
       try {
@@ -230,7 +239,7 @@ export class FsStorage extends BaseStorage {
       }
       try {
         await write(handle);
-        await handle.sync();
+        if (sync) await handle.sync();
         await handle.close();
       } catch (e) {
         await handle.close().catch(() => {});
@@ -241,12 +250,12 @@ export class FsStorage extends BaseStorage {
     }
   }
 
-  async #replace(path: string, write: (handle: FileHandle) => Promise<void>): Promise<void> {
+  async #replace(path: string, write: (handle: FileHandle) => Promise<void>, sync = true): Promise<void> {
     let written: { dir: string; temp: string } | undefined;
     try {
-      written = await this.#writeTemp(path, write);
+      written = await this.#writeTemp(path, write, sync);
       await fsp.rename(written.temp, this.#full(path));
-      await fsyncDir(written.dir);
+      if (sync) await fsyncDir(written.dir);
     } catch (e) {
       if (written) await fsp.unlink(written.temp).catch(() => {});
       throw e;
@@ -259,6 +268,60 @@ export class FsStorage extends BaseStorage {
       await this.#replace(path, (h) => h.writeFile(bytes));
     } catch (e) {
       throw fsError("put", this.location(path), e, false);
+    }
+  }
+
+  /**
+   * The `putDeferred` hook: the same temporary file and rename as `put` (no partial object is ever visible
+   * under the name), with no fsync of the file or of folders it creates; `_syncDeferred` does those.
+   */
+  protected override async _putDeferred(path: string, bytes: Uint8Array): Promise<void> {
+    try {
+      await this.#replace(path, (h) => h.writeFile(bytes), false);
+    } catch (e) {
+      throw fsError("put", this.location(path), e, false);
+    }
+  }
+
+  /**
+   * The `syncDeferred` hook: fsyncs every file (a few at once, so the kernel can merge their journal
+   * commits), then their folders and every folder a deferred write gave a new folder (`only` picks one part).
+   */
+  protected override async _syncDeferred(paths: readonly string[], only?: "bytes" | "names"): Promise<void> {
+    // The folders this call syncs are taken out of the pending set now (a folder made meanwhile puts its
+    // parent back); a call also waits for the folder syncs other calls have in flight, so when any call
+    // returns, every folder entry made before it started is durable.
+    const dirs = new Set<string>();
+    if (only !== "bytes") {
+      for (const d of this.#unsyncedDirs) dirs.add(d);
+      this.#unsyncedDirs.clear();
+      for (const p of paths) dirs.add(nodePath.dirname(this.#full(p)));
+    }
+    const others = only === "bytes" ? [] : [...this.#dirSyncs];
+    let current = "";
+    try {
+      if (only !== "names") await mapLimit(paths, 8, async (p) => {
+        current = p;
+        const real = await this.#resolveExisting(p);
+        const handle = await fsp.open(real, "r+");
+        try {
+          await handle.sync();
+        } finally {
+          await handle.close().catch(() => {});
+        }
+      });
+      current = "";
+      const mine = mapLimit([...dirs], 8, fsyncDir);
+      this.#dirSyncs.add(mine);
+      try {
+        await mine;
+      } finally {
+        this.#dirSyncs.delete(mine);
+      }
+      await Promise.all(others);
+    } catch (e) {
+      for (const d of dirs) this.#unsyncedDirs.add(d);
+      throw fsError("sync", this.location(current), e, false);
     }
   }
 

@@ -52,6 +52,42 @@ describe("fs specifics", () => {
     assert.equal(await s.exists("a/fail.bin"), false);
   });
 
+  test("putDeferred fsyncs nothing; syncDeferred fsyncs each file and every folder given a new entry", async () => {
+    const dir = freshDir();
+    const s = new FsStorage(dir);
+    const probe = await fsp.open(nodePath.join(base, "probe"), "w");
+    const proto = Object.getPrototypeOf(probe) as { sync: () => Promise<void> };
+    await probe.close();
+    const original = proto.sync;
+    let syncs = 0;
+    proto.sync = function (this: unknown) {
+      syncs++;
+      return original.call(this);
+    };
+    try {
+      await s.putDeferred("a/b/x.bin", enc.encode("1"));
+      await s.putDeferred("a/y.bin", enc.encode("2"));
+      assert.equal(syncs, 0);
+      assert.deepEqual(await allFiles(dir), ["a/b/x.bin", "a/y.bin"]);
+      await s.syncDeferred(["a/b/x.bin", "a/y.bin"]);
+      // 2 files; folders a/b, a (new entries), the root (new folder a), the root's parent (new root).
+      assert.equal(syncs, 2 + 4);
+      syncs = 0;
+      await s.syncDeferred(["a/y.bin"]);
+      assert.equal(syncs, 2, "folders already synced are not synced again, the file's own folder is");
+      await s.putDeferred("a/c/z.bin", enc.encode("3"));
+      syncs = 0;
+      await s.syncDeferred(["a/c/z.bin"], { only: "bytes" });
+      assert.equal(syncs, 1, "bytes: the file alone");
+      syncs = 0;
+      await s.syncDeferred(["a/c/z.bin", "a/y.bin"], { only: "names" });
+      assert.equal(syncs, 2, "names: folders a/c and a (the files' folders, a also for its new a/c), each once, no file");
+    } finally {
+      proto.sync = original;
+    }
+    await assert.rejects(s.syncDeferred(["a/missing.bin"]), (e: unknown) => e instanceof StorageError && /a\/missing\.bin/.test(e.message));
+  });
+
   test("temporary-looking files are not listed, other dot files are", async () => {
     const dir = freshDir();
     const s = new FsStorage(dir);

@@ -18,7 +18,7 @@
  * @module
  */
 
-export { BaseStorage, type ObjectInfo, type Storage } from "./storage.ts";
+export { BaseStorage, type ObjectInfo, type Storage, type SyncDeferredOptions } from "./storage.ts";
 export { comparePaths, isValidPath, joinPath, validatePath, validatePrefix } from "./path.ts";
 export { openStorage, type OpenStorageOptions } from "./open.ts";
 export { formatStorageUri, joinUri, parseStorageUri, type StorageLocation } from "./uri.ts";

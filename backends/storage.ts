@@ -70,6 +70,33 @@ export interface Storage {
   exists(path: string): Promise<boolean>;
   /** Releases connections; safe to call twice. */
   close(): Promise<void>;
+  /**
+   * Optional: writes a whole object atomically, as `put`, but durable only once {@link Storage.syncDeferred}
+   * has returned for it (filesystem: no fsync per object). For writers whose commit point comes later (a
+   * manifest written after every chunk): one sync pass before the commit instead of fsyncs per object.
+   * Without it, use `put`.
+   */
+  putDeferred?(path: string, bytes: Uint8Array): Promise<void>;
+  /**
+   * Optional: makes objects written by {@link Storage.putDeferred} durable: their bytes and their names (the
+   * folders holding them, and folders the writes created). `only: "bytes"` does the first part alone (to
+   * start early, beside other work), `only: "names"` the second (once, for many objects at the end).
+   */
+  syncDeferred?(paths: readonly string[], options?: SyncDeferredOptions): Promise<void>;
+}
+
+/**
+ * Options of {@link Storage.syncDeferred}.
+ *
+ * @example
+ * ```ts
+ * import type { SyncDeferredOptions } from "./storage.ts";
+ * const early: SyncDeferredOptions = { only: "bytes" };
+ * ```
+ */
+export interface SyncDeferredOptions {
+  /** `bytes`: only the objects' contents; `names`: only the folder entries; default both. */
+  only?: "bytes" | "names";
 }
 
 function checkBytes(bytes: Uint8Array, what = "bytes"): void {
@@ -202,6 +229,24 @@ export abstract class BaseStorage implements Storage {
     return await this._exists(path);
   }
 
+  /** Writes atomically like `put`; durable once {@linkcode BaseStorage.syncDeferred} returned for it. */
+  async putDeferred(path: string, bytes: Uint8Array): Promise<void> {
+    validatePath(path);
+    checkBytes(bytes);
+    this.#open("put", path);
+    await this._putDeferred(path, bytes);
+  }
+
+  /** Makes objects written by {@linkcode BaseStorage.putDeferred} durable (their bytes, names, or both). */
+  async syncDeferred(paths: readonly string[], options: SyncDeferredOptions = {}): Promise<void> {
+    if (!Array.isArray(paths)) throw new TypeError("paths must be an array of paths");
+    for (const p of paths) validatePath(p);
+    if (options.only !== undefined && options.only !== "bytes" && options.only !== "names") throw new TypeError(`options.only must be "bytes" or "names": current value is ${JSON.stringify(options.only)}`);
+    this.#open("sync", "");
+    const unique = [...new Set(paths)];
+    if (unique.length > 0) await this._syncDeferred(unique, options.only);
+  }
+
   /** Releases resources; later calls do nothing. */
   async close(): Promise<void> {
     if (this.#closed) return;
@@ -230,6 +275,12 @@ export abstract class BaseStorage implements Storage {
   protected abstract _delete(paths: readonly string[]): Promise<void>;
   /** Hook: existence test. */
   protected abstract _exists(path: string): Promise<boolean>;
+  /** Hook: a write made durable later by `_syncDeferred`. The default is a durable `_put`. */
+  protected async _putDeferred(path: string, bytes: Uint8Array): Promise<void> {
+    await this._put(path, bytes);
+  }
+  /** Hook: make deferred writes durable (unique valid paths; both parts unless `only`). The default has nothing to do. */
+  protected async _syncDeferred(_paths: readonly string[], _only?: "bytes" | "names"): Promise<void> {}
   /** Hook: release resources (called once). */
   protected async _close(): Promise<void> {}
 }

@@ -242,6 +242,20 @@ export function storageSuite(name: string, open: () => Promise<Storage>, capabil
       await assert.rejects(s.get("e/x"), NotFoundError);
     }));
 
+    test("putDeferred writes whole objects (new folders too) that syncDeferred makes durable", withStorage(async (s) => {
+      assert.ok(s.putDeferred && s.syncDeferred, "every backend has deferred writes");
+      const a = new Uint8Array(100_000).fill(3);
+      await s.putDeferred!("d/e/f.bin", a);
+      await s.putDeferred!("d/g.bin", new Uint8Array([1, 2]));
+      await s.putDeferred!("d/g.bin", new Uint8Array([4]));
+      assert.deepEqual(await s.get("d/e/f.bin"), a);
+      await s.syncDeferred!(["d/e/f.bin", "d/g.bin", "d/g.bin"]);
+      assert.deepEqual(await s.get("d/g.bin"), new Uint8Array([4]));
+      const listed: string[] = [];
+      for await (const o of s.list("d/")) listed.push(o.path);
+      assert.deepEqual(listed, ["d/e/f.bin", "d/g.bin"]);
+    }));
+
     test("putIfAbsent writes once and never replaces", withStorage(async (s) => {
       assert.equal(await s.putIfAbsent("m/_manifest.json", enc.encode("one")), true);
       assert.equal(await s.putIfAbsent("m/_manifest.json", enc.encode("two")), false);

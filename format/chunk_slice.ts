@@ -11,11 +11,12 @@ import { type Data, type DataType, makeData, makeVector } from "apache-arrow";
 import type { ChunkFile, ColumnData, ColumnValues } from "./chunk_ipc.ts";
 import { arrowField, buildKeyGroupIndex, chunkPlan, type ColumnPlan } from "./chunk_schema.ts";
 import { INTEGER_RANGES, type ScalarType, type StateLayout } from "./state_layout.ts";
-import { javaHashCode, keyGroupForHash } from "./key_group.ts";
+import { javaHashCode, keyGroupForHash, murmurHash } from "./key_group.ts";
 import type { Compression } from "./compression.ts";
 import { type ChunkReadInfo, checkRange, keyGroupRows, openChunk } from "./decode_chunk.ts";
 import { type EncodedChunk, finishChunk } from "./encode_chunk.ts";
 import { ArrowpointError, SnapshotFormatError } from "./errors.ts";
+import { relabelChunk, schemaOnly, writeChunkColumns } from "./_chunk_relabel.ts";
 
 /** Wraps a validated column as apache-arrow Data over the same memory. */
 function toArrowData(col: ColumnData, type: DataType): Data {
@@ -279,13 +280,18 @@ export interface ChunkRewrite {
  */
 export function rewriteChunk(bytes: Uint8Array, info: ChunkReadInfo, change: ChunkRewrite, options: { compression?: Compression; level?: number } = {}): EncodedChunk {
   if (change.range) checkRange(change.range);
-  return rewriteFile(openChunk(bytes, info), info, change, options);
+  const uncompressed = (info.compression ?? "none") === "none";
+  return rewriteFile(openChunk(bytes, info), info, change, options, uncompressed ? bytes : undefined);
 }
 
-function rewriteFile(file: ChunkFile, info: ChunkReadInfo, change: ChunkRewrite, options: { compression?: Compression; level?: number }): EncodedChunk {
+function rewriteFile(file: ChunkFile, info: ChunkReadInfo, change: ChunkRewrite, options: { compression?: Compression; level?: number }, raw?: Uint8Array): EncodedChunk {
   const { from, to } = change.range ? keyGroupRows(file, change.range) : { from: 0, to: file.rows };
   try {
     const plan = change.layout ? chunkPlan(change.layout, file.plan.delta) : file.plan;
+    // Fields renamed, dropped or reordered on the whole chunk: bytes move, columns are not rebuilt.
+    if (raw && change.layout && from === 0 && to === file.rows && (options.compression ?? "none") === "none" && schemaOnly(file.plan, plan, change.value)) {
+      return relabelChunk(raw, file, plan, change.value, constantColumn);
+    }
     const fields = plan.columns.map(arrowField);
     const columns = file.columns.map((col, i) => (i === plan.index.value && change.layout ? (change.value ? mapValue(col, plan.columns[i], change.value) : { ...col, plan: plan.columns[i] }) : col));
     const datas = columns.map((col, i) => {
@@ -333,8 +339,33 @@ export function sliceChunk(
   return rewriteFile(openChunk(bytes, info), info, { range }, options);
 }
 
-function validBit(v: Uint8Array | null, i: number): boolean {
-  return v === null || ((v[i >> 3] >> (i & 7)) & 1) === 1;
+/**
+ * The gather of an 8-byte column as pairs of 32-bit words: reading a BigInt64Array element makes a BigInt,
+ * and a float64 read and written back may not keep a NaN's payload.
+ */
+function gather64(cols: readonly ColumnData[], src: Uint32Array, row: Uint32Array, out: ColumnValues): ColumnValues {
+  const n = row.length;
+  const o = new Int32Array(out.buffer, out.byteOffset, 2 * n);
+  const words = cols.map((c) => {
+    const v = c.values!;
+    return new Int32Array(v.buffer, v.byteOffset, 2 * v.length);
+  });
+  for (let i = 0; i < n;) {
+    const s = src[i];
+    const w = words[s];
+    let j = i + 1;
+    while (j < n && src[j] === s && row[j] === row[j - 1] + 1) j++;
+    if (j - i >= 8) o.set(w.subarray(2 * row[i], 2 * (row[i] + j - i)), 2 * i);
+    else {
+      for (let k = i; k < j; k++) {
+        const r = 2 * row[k];
+        o[2 * k] = w[r];
+        o[2 * k + 1] = w[r + 1];
+      }
+    }
+    i = j;
+  }
+  return out;
 }
 
 /** Rows `row[i]` of sources `src[i]`, column by column (all sources of one column plan). */
@@ -342,10 +373,16 @@ function gatherColumn(cols: readonly ColumnData[], src: Uint32Array, row: Uint32
   const n = row.length;
   let validity: Uint8Array | null = null;
   let nullCount = 0;
+  // Per-source buffers in plain arrays: column objects come in several shapes, and a property load
+  // across them per row is megamorphic.
   if (cols.some((c) => c.validity !== null)) {
     validity = new Uint8Array(Math.ceil(n / 8));
+    const ALL = new Uint8Array(0);
+    const bits = cols.map((c) => c.validity ?? ALL);
     for (let i = 0; i < n; i++) {
-      if (validBit(cols[src[i]].validity, row[i])) validity[i >> 3] |= 1 << (i & 7);
+      const v = bits[src[i]];
+      const r = row[i];
+      if (v.length === 0 || ((v[r >> 3] >> (r & 7)) & 1) === 1) validity[i >> 3] |= 1 << (i & 7);
       else nullCount++;
     }
     if (nullCount === 0) validity = null;
@@ -355,15 +392,16 @@ function gatherColumn(cols: readonly ColumnData[], src: Uint32Array, row: Uint32
     case "struct":
       return { ...base, children: plan.children.map((cp, j) => gatherColumn(cols.map((c) => c.children[j]), src, row, cp)) };
     case "list": {
+      const offs = cols.map((c) => c.offsets!);
       const offsets = new Int32Array(n + 1);
       for (let i = 0; i < n; i++) {
-        const off = cols[src[i]].offsets!;
+        const off = offs[src[i]];
         offsets[i + 1] = offsets[i] + off[row[i] + 1] - off[row[i]];
       }
       const csrc = new Uint32Array(offsets[n]);
       const crow = new Uint32Array(offsets[n]);
       for (let i = 0; i < n; i++) {
-        const off = cols[src[i]].offsets!;
+        const off = offs[src[i]];
         for (let k = off[row[i]], at = offsets[i]; k < off[row[i] + 1]; k++, at++) {
           csrc[at] = src[i];
           crow[at] = k;
@@ -373,27 +411,37 @@ function gatherColumn(cols: readonly ColumnData[], src: Uint32Array, row: Uint32
     }
     case "utf8":
     case "binary": {
+      const offs = cols.map((c) => c.offsets!);
+      const datas = cols.map((c) => c.values as Uint8Array);
       const offsets = new Int32Array(n + 1);
       for (let i = 0; i < n; i++) {
-        const off = cols[src[i]].offsets!;
+        const off = offs[src[i]];
         offsets[i + 1] = offsets[i] + off[row[i] + 1] - off[row[i]];
       }
       const values = new Uint8Array(offsets[n]);
-      // Runs of consecutive rows of one source copy their bytes in one call.
+      // Runs of consecutive rows of one source copy their bytes in one call (short runs byte by byte: a
+      // subarray per run costs more than the copy).
       for (let i = 0; i < n;) {
         const s = src[i];
         let j = i + 1;
         while (j < n && src[j] === s && row[j] === row[j - 1] + 1) j++;
-        const c = cols[s];
-        const off = c.offsets!;
-        values.set((c.values as Uint8Array).subarray(off[row[i]], off[row[j - 1] + 1]), offsets[i]);
+        const off = offs[s];
+        const from = off[row[i]];
+        const to = off[row[j - 1] + 1];
+        const data = datas[s];
+        if (to - from >= 64) values.set(data.subarray(from, to), offsets[i]);
+        else for (let k = from, at = offsets[i]; k < to; k++, at++) values[at] = data[k];
         i = j;
       }
       return { ...base, offsets, values };
     }
     case "bool": {
       const values = new Uint8Array(Math.ceil(n / 8));
-      for (let i = 0; i < n; i++) if (validBit(cols[src[i]].values as Uint8Array, row[i])) values[i >> 3] |= 1 << (i & 7);
+      const bits = cols.map((c) => c.values as Uint8Array);
+      for (let i = 0; i < n; i++) {
+        const r = row[i];
+        if ((bits[src[i]][r >> 3] >> (r & 7)) & 1) values[i >> 3] |= 1 << (i & 7);
+      }
       return { ...base, values };
     }
     case "dictionary": {
@@ -418,9 +466,14 @@ function gatherColumn(cols: readonly ColumnData[], src: Uint32Array, row: Uint32
         return m;
       });
       const values = new Int32Array(n);
+      const idx = cols.map((c) => c.values as Int32Array);
+      const NONE = new Uint8Array(0);
+      const bits = cols.map((c) => c.validity ?? NONE);
       for (let i = 0; i < n; i++) {
-        const c = cols[src[i]];
-        if (validBit(c.validity, row[i])) values[i] = remap[src[i]][(c.values as Int32Array)[row[i]]];
+        const s = src[i];
+        const r = row[i];
+        const v = bits[s];
+        if (v.length === 0 || ((v[r >> 3] >> (r & 7)) & 1) === 1) values[i] = remap[s][idx[s][r]];
       }
       const offsets = new Int32Array(words.length + 1);
       for (let k = 0; k < words.length; k++) offsets[k + 1] = offsets[k] + words[k].length;
@@ -431,9 +484,11 @@ function gatherColumn(cols: readonly ColumnData[], src: Uint32Array, row: Uint32
     }
     default: {
       const out = typedArrayOf(plan.type, n) as Float64Array;
+      if (out.BYTES_PER_ELEMENT === 8) return { ...base, values: gather64(cols, src, row, out) };
+      const all = cols.map((c) => c.values as Float64Array);
       for (let i = 0; i < n;) {
         const s = src[i];
-        const vals = cols[s].values as Float64Array;
+        const vals = all[s];
         let j = i + 1;
         while (j < n && src[j] === s && row[j] === row[j - 1] + 1) j++;
         if (j - i >= 16) out.set(vals.subarray(row[i], row[i] + (j - i)), i);
@@ -472,7 +527,6 @@ export function gatherChunk(
   options: { compression?: Compression; level?: number; keyGroups?: Uint16Array } = {},
 ): EncodedChunk {
   const plan = chunkPlan(layout, false);
-  const fields = plan.columns.map(arrowField);
   const names = ["kg", "key", "ns", "ukey", "value"] as const;
   const columns: ColumnData[] = new Array(plan.columns.length);
   for (const name of names) {
@@ -485,8 +539,7 @@ export function gatherChunk(
     columns[j] = gatherColumn(files.map((f) => f.columns[f.plan.index[name]]), src, row, plan.columns[j]);
   }
   const kg = columns[plan.index.kg].values as Uint16Array;
-  const datas = columns.map((col, i) => toArrowData(col, fields[i].type));
-  return finishChunk(plan, fields, datas, row.length, buildKeyGroupIndex(kg, 0, row.length), options);
+  return writeChunkColumns(plan, columns, row.length, buildKeyGroupIndex(kg, 0, row.length), options);
 }
 
 /**
@@ -515,13 +568,18 @@ export function keyGroupsOfColumn(cols: readonly ColumnData[], src: Uint32Array,
   switch (type) {
     case "utf8": {
       const dec = new TextDecoder();
+      // Per-source buffers in plain arrays (column objects come in several shapes).
+      const offs = cols.map((c) => c.offsets!);
+      const datas = cols.map((c) => c.values as Uint8Array);
       for (let i = 0; i < n; i++) {
-        const c = cols[src[i]];
-        const off = c.offsets!;
-        const data = c.values as Uint8Array;
+        const s = src[i];
+        const off = offs[s];
+        const data = datas[s];
+        const r = row[i];
+        const e = off[r + 1];
         let h = 0;
         let ascii = true;
-        for (let k = off[row[i]]; k < off[row[i] + 1]; k++) {
+        for (let k = off[r]; k < e; k++) {
           const b = data[k];
           if (b >= 0x80) {
             ascii = false;
@@ -529,12 +587,15 @@ export function keyGroupsOfColumn(cols: readonly ColumnData[], src: Uint32Array,
           }
           h = (Math.imul(h, 31) + b) | 0;
         }
-        out[i] = kgOf(ascii ? h : javaHashCode(dec.decode(data.subarray(off[row[i]], off[row[i] + 1]))));
+        out[i] = murmurHash(ascii ? h : javaHashCode(dec.decode(data.subarray(off[r], e)))) % maxParallelism;
       }
       return out;
     }
     case "int32":
-      for (let i = 0; i < n; i++) out[i] = kgOf((cols[src[i]].values as Int32Array)[row[i]]);
+      {
+        const all = cols.map((c) => c.values as Int32Array);
+        for (let i = 0; i < n; i++) out[i] = kgOf(all[src[i]][row[i]]);
+      }
       return out;
     case "int64": {
       const words = cols.map((c) => new Int32Array((c.values as BigInt64Array).buffer, (c.values as BigInt64Array).byteOffset, c.length * 2));
@@ -545,7 +606,10 @@ export function keyGroupsOfColumn(cols: readonly ColumnData[], src: Uint32Array,
       return out;
     }
     case "float64":
-      for (let i = 0; i < n; i++) out[i] = kgOf(javaHashCode((cols[src[i]].values as Float64Array)[row[i]]));
+      {
+        const all = cols.map((c) => c.values as Float64Array);
+        for (let i = 0; i < n; i++) out[i] = kgOf(javaHashCode(all[src[i]][row[i]]));
+      }
       return out;
     default:
       return undefined;

@@ -312,19 +312,21 @@ async function gatherWindows(inputs: ChunkInput[], windows: KeyGroupRange[], sp:
   const maxChunkRows = out.maxChunkRows;
   let files: ChunkFile[] = [];
   let index = new Map<ChunkFile, number>();
-  let parts: { src: Uint32Array; row: Uint32Array }[] = [];
+  let parts: { src: Uint32Array; row: Uint32Array; kg: Uint16Array }[] = [];
   let rows = 0;
   let from = -1;
   const emit = async (end: number) => {
     const src = new Uint32Array(rows);
     const row = new Uint32Array(rows);
+    const keyGroups = new Uint16Array(rows);
     let at = 0;
     for (const p of parts) {
       src.set(p.src, at);
       row.set(p.row, at);
+      keyGroups.set(p.kg, at);
       at += p.row.length;
     }
-    const chunk = gatherChunk(sp.layout, files, src, row, { compression: opts.compression ?? "none" });
+    const chunk = gatherChunk(sp.layout, files, src, row, { compression: opts.compression ?? "none", keyGroups });
     await out.addEncoded({ start: from, end }, chunk);
     files = [];
     index = new Map();
@@ -350,7 +352,7 @@ async function gatherWindows(inputs: ChunkInput[], windows: KeyGroupRange[], sp:
     });
     const src = s.src;
     for (let i = 0; i < src.length; i++) src[i] = map[src[i]];
-    parts.push({ src, row: s.row });
+    parts.push({ src, row: s.row, kg: s.keyGroups });
     rows += src.length;
     if (rows >= maxChunkRows && s.range.end < windows[current].end) await emit(s.range.end);
   }
@@ -371,6 +373,8 @@ function columnRehash(op: OperatorPlan, sp: StatePlan): boolean {
  * subtask (spilled to `temp`); then each target range gathers its pieces, interleaved by key group.
  */
 async function scatterColumns(plan: RewritePlan, op: OperatorPlan, sp: StatePlan, writer: SavepointWriter, temp: Scratch, opts: WriteOptions): Promise<ChunkRef[]> {
+  const sourceBytes = sp.src.chunks.reduce((n, c) => n + (c.rawBytes ?? c.bytes), 0);
+  if (plan.spillRows === undefined && sourceBytes <= IN_MEMORY_REHASH_BYTES) return await rehashInMemory(plan, op, sp, writer, opts);
   const maxP = plan.maxParallelism;
   const { windows } = shardWindows(op.parallelism, maxP, opts.shard);
   const pieces: { path: string; range: KeyGroupRange; rows: number }[][] = windows.map(() => []);
@@ -419,6 +423,97 @@ async function scatterColumns(plan: RewritePlan, op: OperatorPlan, sp: StatePlan
     const ins = pieces[b].map((pc, i) => storageInput(temp, pc.path, pc.range, pc.rows, i));
     await gatherWindows(ins, [windows[b]], sp, plan, opts, out, "concat");
     await temp.delete(pieces[b].map((pc) => pc.path));
+  }
+  return await out.finish();
+}
+
+/**
+ * Source chunk bytes (uncompressed) up to which a column re-hash keeps the source chunks in memory instead of
+ * spilling pieces: memory then holds the sources, 10 bytes of picks per row and one output chunk, within the
+ * tools' budget (256 MiB + 2 × the largest chunk), and every row is gathered once, straight from its source.
+ */
+const IN_MEMORY_REHASH_BYTES = 64 * 1024 * 1024;
+
+/**
+ * {@link scatterColumns} without spilling, for sources that fit {@link IN_MEMORY_REHASH_BYTES}: the merged
+ * source's rows are picked (file, row), their new key groups hashed from the key columns, counting-sorted by
+ * new key group (≤ 32768 buckets), and each target range gathered from the source chunks directly.
+ */
+async function rehashInMemory(plan: RewritePlan, op: OperatorPlan, sp: StatePlan, writer: SavepointWriter, opts: WriteOptions): Promise<ChunkRef[]> {
+  const maxP = plan.maxParallelism;
+  const windows = subtaskRanges(op.parallelism, maxP);
+  const total = sp.src.chunks.reduce((n, c) => n + c.rows, 0);
+  const files: ChunkFile[] = [];
+  const index = new Map<ChunkFile, number>();
+  let src = new Uint32Array(total);
+  let row = new Uint32Array(total);
+  let kgs = new Uint16Array(total);
+  let n = 0;
+  writer.phase = "scatter";
+  for await (const s of sweepSelections(snapshotInputs(plan.src, sp.src), [{ start: 0, end: plan.src.manifest.maxParallelism - 1 }], { ...sweepOpts(sp, plan, opts), canonical: false, batchRows: 65_536 })) {
+    const m = s.row.length;
+    if (m === 0) continue;
+    const batchKgs = keyGroupsOfColumn(s.files.map((f) => f.columns[f.plan.index.key]), s.src, s.row, maxP)!;
+    const map = Uint32Array.from(s.files, (f) => {
+      let i = index.get(f);
+      if (i === undefined) index.set(f, (i = files.push(f) - 1));
+      return i;
+    });
+    if (n + m > src.length) {
+      // More rows than the manifest counts (a chain's deltas add keys): grow.
+      const grow = <T extends Uint32Array | Uint16Array>(a: T, make: (k: number) => T): T => {
+        const b = make(Math.max(2 * a.length, n + m));
+        b.set(a.subarray(0, n));
+        return b;
+      };
+      src = grow(src, (k) => new Uint32Array(k));
+      row = grow(row, (k) => new Uint32Array(k));
+      kgs = grow(kgs, (k) => new Uint16Array(k));
+    }
+    for (let i = 0; i < m; i++) src[n + i] = map[s.src[i]];
+    row.set(s.row, n);
+    kgs.set(batchKgs, n);
+    n += m;
+    writer.progress({ phase: "scatter", rows: n });
+  }
+  // Counting sort of every pick by new key group (stable: rows of one key group keep their order).
+  const counts = new Uint32Array(maxP + 1);
+  for (let i = 0; i < n; i++) counts[kgs[i] + 1]++;
+  for (let g = 1; g <= maxP; g++) counts[g] += counts[g - 1];
+  const starts = counts.slice();
+  const oSrc = new Uint32Array(n);
+  const oRow = new Uint32Array(n);
+  const oKg = new Uint16Array(n);
+  for (let i = 0; i < n; i++) {
+    const at = counts[kgs[i]]++;
+    oSrc[at] = src[i];
+    oRow[at] = row[i];
+    oKg[at] = kgs[i];
+  }
+  // The unsorted picks are dead from here: let them go before the output chunks are built.
+  src = row = new Uint32Array(0);
+  kgs = new Uint16Array(0);
+  writer.phase = "write";
+  const out = writer.keyed(op.uid, sp.name, sp.layout);
+  const maxChunkRows = out.maxChunkRows;
+  for (const win of windows) {
+    out.begin(win);
+    let from = win.start;
+    // Chunks of at most maxChunkRows rows where key groups allow (a key group is never split).
+    while (from <= win.end) {
+      let end = win.end;
+      if (starts[win.end + 1] - starts[from] > maxChunkRows) {
+        end = from;
+        while (end < win.end && starts[end + 2] - starts[from] <= maxChunkRows) end++;
+      }
+      const a = starts[from];
+      const b = starts[end + 1];
+      opts.signal?.throwIfAborted();
+      const chunk = gatherChunk(sp.layout, files, oSrc.subarray(a, b), oRow.subarray(a, b), { compression: opts.compression ?? "none", keyGroups: oKg.subarray(a, b) });
+      await out.addEncoded({ start: from, end }, chunk);
+      from = end + 1;
+    }
+    await out.end();
   }
   return await out.finish();
 }

@@ -10,7 +10,7 @@ import type { StateLayout } from "../format/state_layout.ts";
 import { checkDestination } from "../snapshot/destination.ts";
 import { manifestPath, savepointChunkPath, timedSavepointId } from "../snapshot/layout.ts";
 import type { Snapshot } from "../snapshot/read.ts";
-import { buildManifest, commitManifest, type ManifestHeader, writeChunk } from "../snapshot/write.ts";
+import { buildManifest, commitManifest, type ManifestHeader, syncChunks, writeChunk } from "../snapshot/write.ts";
 import { checkShard, receiptPath, shardFingerprint, type ShardReceipt, type ShardSpec, shardWindows, writeReceipt } from "../snapshot/shards.ts";
 import type { Progress } from "./progress.ts";
 import { type RangeBatch, RowBuffer, type Rows } from "../snapshot/rows.ts";
@@ -103,6 +103,7 @@ export class SavepointWriter {
   readonly #owned: boolean;
   readonly #written: string[] = [];
   readonly #inflight = new Set<Promise<ChunkRef>>();
+  readonly #syncing: Promise<void>[] = [];
   readonly #opts: WriteOptions;
   readonly #started = Date.now();
   rows = 0;
@@ -157,7 +158,14 @@ export class SavepointWriter {
   async put(path: string, chunk: EncodedChunk, range: KeyGroupRange | undefined, subtask?: number): Promise<ChunkRef> {
     this.#opts.signal?.throwIfAborted();
     this.#written.push(path);
-    const writing = writeChunk(this.storage, path, chunk, { type: "base", order: 0, subtask, keyGroupRange: range });
+    // Durable at the commit (docs/reliability.md): each chunk's bytes are synced as soon as it is written,
+    // beside the work on the next ones; the commit waits for them, then syncs the folders once.
+    const writing = writeChunk(this.storage, path, chunk, { type: "base", order: 0, subtask, keyGroupRange: range, deferSync: true }).then((ref) => {
+      const syncing = syncChunks(this.storage, [path], "bytes");
+      syncing.catch(() => {}); // awaited by commit(), or moot after abort()
+      this.#syncing.push(syncing);
+      return ref;
+    });
     this.#inflight.add(writing);
     let ref: ChunkRef;
     try {
@@ -220,6 +228,11 @@ export class SavepointWriter {
       metadata: { ...(source.metadata ?? {}), ...(over.metadata ?? {}) },
     };
     const manifest = buildManifest(header, operators);
+    await Promise.all(this.#syncing);
+    // The chunks' names: each folder once, whatever number of chunks it holds. A receipt, like a manifest,
+    // may name only chunks that are durable.
+    await syncChunks(this.storage, this.#written, "names");
+    this.#opts.signal?.throwIfAborted();
     const shard = this.#opts.shard;
     if (shard) {
       const receipt: ShardReceipt = {
@@ -248,7 +261,7 @@ export class SavepointWriter {
   /** Removes the chunks written so far (best effort) after a failure; the manifest was never written. */
   async abort(): Promise<void> {
     // A write still in flight (keyed writers keep one) would land after the delete: let it settle first.
-    await Promise.allSettled([...this.#inflight]);
+    await Promise.allSettled([...this.#inflight, ...this.#syncing]);
     const paths = this.#written.splice(0);
     if (paths.length) await this.storage.delete(paths).catch(() => {});
   }

@@ -79,6 +79,20 @@ test("rekey() maxParallelism 128 → 512 → 128 re-hashes every key and keeps e
   assert.deepEqual(await listAll(await openStorage("memory:rekey-m-tmp")), [], "spill pieces removed");
 });
 
+test("rekey() maxParallelism in memory (small sources) and through spilled pieces write the same rows, chunks split at maxChunkRows", async () => {
+  clearMemoryStorage("rekey-mem");
+  const data = entries(3000, "user-");
+  await writeSavepoint(await openStorage("memory:rekey-mem/a"), data, { parallelism: 4 });
+  await rekey("memory:rekey-mem/a", "memory:rekey-mem/mem", { maxParallelism: 300, parallelism: 3, maxChunkRows: 250 });
+  await rekey("memory:rekey-mem/a", "memory:rekey-mem/spill", { maxParallelism: 300, parallelism: 3, maxChunkRows: 250, spillRows: 700 });
+  assert.equal(await checkPlacement("memory:rekey-mem/mem", 300, 3), 3000);
+  assert.deepEqual(await stateMap("memory:rekey-mem/mem"), data);
+  assert.deepEqual(await stateMap("memory:rekey-mem/spill"), data);
+  const chunks = (await openSnapshot("memory:rekey-mem/mem")).manifest.operators[0].states[0].chunks;
+  assert.ok(chunks.length > 3, "split below the subtask ranges");
+  for (const c of chunks) assert.ok(c.rows <= 250 || c.keyGroupRange!.start === c.keyGroupRange!.end, `chunk of ${c.rows} rows over key groups ${JSON.stringify(c.keyGroupRange)}`);
+});
+
 test("rekey() with a key function merges colliding keys with the merge rule", async () => {
   clearMemoryStorage("rekey-k");
   const data = entries(400, "user-");

@@ -323,6 +323,8 @@ export interface SelectionBatch {
   readonly src: Uint32Array;
   /** Per merged row, its row in that chunk. */
   readonly row: Uint32Array;
+  /** Per merged row, its key group (ascending): the gather need not read the kg columns. */
+  readonly keyGroups: Uint16Array;
 }
 
 /**
@@ -351,13 +353,13 @@ export async function* sweepSelections(inputs: readonly ChunkInput[], windows: r
     };
     for (const p of parts) indexOf(p.file);
     const plain = mode === "concat" || (parts.length <= 1 && parts.every((p) => p.input.type === "base" && p.file.plan.index.op < 0));
-    let picks: { src: Uint32Array; row: Uint32Array };
+    let picks: Picks;
     if (plain) picks = concatPicks(parts, range, indexOf);
     else {
       const ids = identityColumns(files, opts);
       picks = ids ? mergePicks(parts, range, indexOf, ids) : mergePicksByValue(parts, range, indexOf, opts);
     }
-    yield { range, window, files, src: picks.src, row: picks.row };
+    yield { range, window, files, src: picks.src, row: picks.row, keyGroups: picks.kg };
   }
 }
 
@@ -379,11 +381,18 @@ function checkPartRange(p: OpenPart, from: number, to: number): Uint16Array {
   return kgs;
 }
 
+/** Row picks: per merged row its file, its row there and its key group. */
+interface Picks {
+  src: Uint32Array;
+  row: Uint32Array;
+  kg: Uint16Array;
+}
+
 /**
  * Stable counting sort of picks by key group (rows of one key group keep the order they were picked in).
  * Key groups are within `range`, so there are at most 32768 buckets.
  */
-function sortPicks(n: number, src: Uint32Array, row: Uint32Array, kg: Uint16Array, range: KeyGroupRange): { src: Uint32Array; row: Uint32Array } {
+function sortPicks(n: number, src: Uint32Array, row: Uint32Array, kg: Uint16Array, range: KeyGroupRange): Picks {
   const width = range.end - range.start + 1;
   const counts = new Uint32Array(width + 1);
   let sorted = true;
@@ -391,20 +400,22 @@ function sortPicks(n: number, src: Uint32Array, row: Uint32Array, kg: Uint16Arra
     counts[kg[i] - range.start + 1]++;
     if (i > 0 && kg[i] < kg[i - 1]) sorted = false;
   }
-  if (sorted) return { src: src.subarray(0, n), row: row.subarray(0, n) };
+  if (sorted) return { src: src.subarray(0, n), row: row.subarray(0, n), kg: kg.subarray(0, n) };
   for (let g = 1; g <= width; g++) counts[g] += counts[g - 1];
   const outSrc = new Uint32Array(n);
   const outRow = new Uint32Array(n);
+  const outKg = new Uint16Array(n);
   for (let i = 0; i < n; i++) {
     const at = counts[kg[i] - range.start]++;
     outSrc[at] = src[i];
     outRow[at] = row[i];
+    outKg[at] = kg[i];
   }
-  return { src: outSrc, row: outRow };
+  return { src: outSrc, row: outRow, kg: outKg };
 }
 
 /** Every row of every part (spill pieces, or non-overlapping bases), interleaved by key group in part order. */
-function concatPicks(parts: readonly OpenPart[], range: KeyGroupRange, indexOf: (f: ChunkFile) => number): { src: Uint32Array; row: Uint32Array } {
+function concatPicks(parts: readonly OpenPart[], range: KeyGroupRange, indexOf: (f: ChunkFile) => number): Picks {
   let total = 0;
   const spans = parts.map((p) => {
     const { from, to } = keyGroupRows(p.file, p.sub);
@@ -484,8 +495,12 @@ function hashRow(cols: readonly IdColumn[], r: number): number {
       case "b": {
         const o = c.offsets!;
         const b = c.bytes!;
-        for (let i = o[r], e = o[r + 1]; i < e; i++) h = Math.imul(h ^ b[i], 0x01000193);
-        h = Math.imul(h ^ 0xff, 0x01000193); // separates "ab"+"c" from "a"+"bc"
+        let i = o[r];
+        const e = o[r + 1];
+        // Four bytes per multiply; the length goes in last, which separates "ab"+"c" from "a"+"bc".
+        for (; i + 4 <= e; i += 4) h = Math.imul(h ^ (b[i] | (b[i + 1] << 8) | (b[i + 2] << 16) | (b[i + 3] << 24)), 0x01000193);
+        for (; i < e; i++) h = Math.imul(h ^ b[i], 0x01000193);
+        h = Math.imul(h ^ (e - o[r]) ^ 0x5bd1e995, 0x01000193);
         break;
       }
       case "i":
@@ -548,69 +563,148 @@ function sameRow(a: readonly IdColumn[], ra: number, b: readonly IdColumn[], rb:
 }
 
 /**
- * Applies a chain on identity columns alone: parts walked newest first, so the first sighting of an
- * identity is its last write (kept unless it is a tombstone) and every older one is shadowed; a base closes
- * its key groups to older parts. Identities live in an open-addressing table of (file, row) slots compared
- * by bytes: no JS string or Map entry per row.
+ * Applies a chain on identity columns alone, key group by key group (identities never repeat across key
+ * groups): parts walked newest first, so the first sighting of an identity is its last write (kept unless
+ * it is a tombstone) and every older one is shadowed; a base ends the walk (older parts are reset by it).
+ * Identities of the current key group live in an open-addressing table of (file, row) slots compared by
+ * bytes (no JS string or Map entry per row), emptied per key group by a generation stamp, so it stays as
+ * small as one key group's deltas. A base's rows are only looked up, never entered (nothing older can
+ * repeat them; a base holds each identity once: every writer writes a base from a map), and not even looked
+ * up where no newer part left an identity: then they are one run. Picks come out in key-group order.
  */
-function mergePicks(parts: readonly OpenPart[], range: KeyGroupRange, indexOf: (f: ChunkFile) => number, ids: IdColumn[][]): { src: Uint32Array; row: Uint32Array } {
+function mergePicks(parts: readonly OpenPart[], range: KeyGroupRange, indexOf: (f: ChunkFile) => number, ids: IdColumn[][]): Picks {
   let total = 0;
-  const spans = parts.map((p) => {
-    const { from, to } = keyGroupRows(p.file, p.sub);
-    total += to - from;
-    return { from, to, kgs: checkPartRange(p, from, to) };
-  });
+  let maxDelta = 0;
+  const np = parts.length;
+  const from = new Int32Array(np);
+  const to = new Int32Array(np);
+  const cursor = new Int32Array(np);
+  const fileOf = new Int32Array(np);
+  const isBase = new Uint8Array(np);
+  const subStart = new Int32Array(np);
+  const subEnd = new Int32Array(np);
+  const kgsOf: Uint16Array[] = [];
+  const opsOf: (Uint8Array | null)[] = [];
+  for (let j = 0; j < np; j++) {
+    const p = parts[j];
+    const span = keyGroupRows(p.file, p.sub);
+    from[j] = cursor[j] = span.from;
+    to[j] = span.to;
+    kgsOf.push(checkPartRange(p, span.from, span.to));
+    fileOf[j] = indexOf(p.file);
+    isBase[j] = p.input.type === "base" ? 1 : 0;
+    subStart[j] = p.sub.start;
+    subEnd[j] = p.sub.end;
+    const opIdx = p.file.plan.index.op;
+    opsOf.push(opIdx >= 0 ? (p.file.columns[opIdx].values as Uint8Array) : null);
+    total += span.to - span.from;
+    if (!isBase[j]) maxDelta += span.to - span.from;
+  }
   let cap = 16;
-  while (cap < total * 2) cap *= 2;
+  while (cap < maxDelta * 2) cap *= 2;
   const mask = cap - 1;
-  const slotFile = new Int32Array(cap).fill(-1);
+  const slotGen = new Int32Array(cap);
+  const slotFile = new Int32Array(cap);
   const slotRow = new Uint32Array(cap);
+  let gen = 0;
+  // Older parts than `j` are reset by its base: their rows of key group `g` are skipped.
+  const skipOlder = (j: number, g: number) => {
+    for (let k = j - 1; k >= 0; k--) {
+      const kk = kgsOf[k];
+      let c = cursor[k];
+      while (c < to[k] && kk[c] === g) c++;
+      cursor[k] = c;
+    }
+  };
   const src = new Uint32Array(total);
   const row = new Uint32Array(total);
   const kg = new Uint16Array(total);
-  const closed = new Uint8Array(range.end - range.start + 1);
   let n = 0;
-  for (let j = parts.length - 1; j >= 0; j--) {
-    const p = parts[j];
-    const f = indexOf(p.file);
-    const cols = ids[f];
-    const { from, to, kgs } = spans[j];
-    const opIdx = p.file.plan.index.op;
-    const ops = opIdx >= 0 ? (p.file.columns[opIdx].values as Uint8Array) : undefined;
-    // Rows backwards too: a chunk may hold an identity twice (a put, then its delete), the later row wins.
+  for (let g = range.start; g <= range.end; g++) {
+    gen++;
     const n0 = n;
-    for (let r = to - 1; r >= from; r--) {
-      const g = kgs[r];
-      if (closed[g - range.start]) continue;
-      let s = hashRow(cols, r) & mask;
-      let seen = false;
-      while (slotFile[s] >= 0) {
-        if (sameRow(ids[slotFile[s]], slotRow[s], cols, r)) {
-          seen = true;
+    let entered = false;
+    for (let j = np - 1; j >= 0; j--) {
+      const kgs = kgsOf[j];
+      let lo = cursor[j];
+      const end = to[j];
+      if (lo >= end || kgs[lo] !== g) {
+        // A base resets every key group of its range, those it holds no row of included.
+        if (isBase[j] && g >= subStart[j] && g <= subEnd[j]) {
+          skipOlder(j, g);
           break;
         }
-        s = (s + 1) & mask;
+        continue;
       }
-      if (seen) continue;
-      slotFile[s] = f;
-      slotRow[s] = r;
-      if (ops && ops[r] === 1) continue;
-      src[n] = f;
-      row[n] = r;
-      kg[n] = g;
-      n++;
+      let hi = lo + 1;
+      while (hi < end && kgs[hi] === g) hi++;
+      cursor[j] = hi;
+      const f = fileOf[j];
+      const cols = ids[f];
+      const ops = opsOf[j];
+      if (isBase[j]) {
+        if (!entered && ops === null) {
+          for (let r = lo; r < hi; r++, n++) {
+            src[n] = f;
+            row[n] = r;
+          }
+        } else {
+          for (let r = lo; r < hi; r++) {
+            if (entered) {
+              let s = hashRow(cols, r) & mask;
+              let seen = false;
+              while (slotGen[s] === gen) {
+                if (sameRow(ids[slotFile[s]], slotRow[s], cols, r)) {
+                  seen = true;
+                  break;
+                }
+                s = (s + 1) & mask;
+              }
+              if (seen) continue;
+            }
+            if (ops !== null && ops[r] === 1) continue;
+            src[n] = f;
+            row[n] = r;
+            n++;
+          }
+        }
+        skipOlder(j, g);
+        break;
+      }
+      // Rows backwards: a chunk may hold an identity twice (a put, then its delete), the later row wins.
+      const p0 = n;
+      for (let r = hi - 1; r >= lo; r--) {
+        let s = hashRow(cols, r) & mask;
+        let seen = false;
+        while (slotGen[s] === gen) {
+          if (sameRow(ids[slotFile[s]], slotRow[s], cols, r)) {
+            seen = true;
+            break;
+          }
+          s = (s + 1) & mask;
+        }
+        if (seen) continue;
+        slotGen[s] = gen;
+        slotFile[s] = f;
+        slotRow[s] = r;
+        entered = true;
+        if (ops !== null && ops[r] === 1) continue;
+        src[n] = f;
+        row[n] = r;
+        n++;
+      }
+      // This part's picks back in file order, so a gather copies runs of consecutive rows.
+      src.subarray(p0, n).reverse();
+      row.subarray(p0, n).reverse();
+      lo = hi;
     }
-    // This part's picks back in file order, so a gather copies runs of consecutive rows.
-    src.subarray(n0, n).reverse();
-    row.subarray(n0, n).reverse();
-    kg.subarray(n0, n).reverse();
-    if (p.input.type === "base") closed.fill(1, p.sub.start - range.start, p.sub.end - range.start + 1);
+    kg.fill(g, n0, n);
   }
-  return sortPicks(n, src, row, kg, range);
+  return { src: src.subarray(0, n), row: row.subarray(0, n), kg: kg.subarray(0, n) };
 }
 
 /** {@link mergePicks} for identities whose bytes do not decide equality (msgpack keys): decoded to JS values. */
-function mergePicksByValue(parts: readonly OpenPart[], range: KeyGroupRange, indexOf: (f: ChunkFile) => number, opts: SweepOptions): { src: Uint32Array; row: Uint32Array } {
+function mergePicksByValue(parts: readonly OpenPart[], range: KeyGroupRange, indexOf: (f: ChunkFile) => number, opts: SweepOptions): Picks {
   const seen = new Set<KeyId>();
   const src: number[] = [];
   const row: number[] = [];

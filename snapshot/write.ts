@@ -26,6 +26,11 @@ export interface ChunkMeta {
    * range, empty ones included). Default: the range of its rows; none for operator state.
    */
   keyGroupRange?: KeyGroupRange;
+  /**
+   * Write with the storage's `putDeferred` when it has one: the chunk is durable only after
+   * {@link syncChunks}, which the writer then calls before its commit (one sync pass for every chunk).
+   */
+  deferSync?: boolean;
 }
 
 /**
@@ -47,7 +52,8 @@ export interface ChunkMeta {
  */
 export async function writeChunk(storage: Storage, path: string, chunk: EncodedChunk, meta: ChunkMeta, refPath: string = path): Promise<ChunkRef> {
   checkSnapshotPath(refPath);
-  await storage.put(path, chunk.bytes);
+  if (meta.deferSync && storage.putDeferred) await storage.putDeferred(path, chunk.bytes);
+  else await storage.put(path, chunk.bytes);
   const ref: ChunkRef = {
     path: refPath,
     rows: chunk.rows,
@@ -62,6 +68,30 @@ export async function writeChunk(storage: Storage, path: string, chunk: EncodedC
   if (chunk.compression !== "none") ref.rawBytes = chunk.rawBytes;
   if (meta.subtask !== undefined) ref.subtask = meta.subtask;
   return ref;
+}
+
+/**
+ * Makes chunks written with `deferSync` durable (a no-op on storages without deferred writes, whose `put`
+ * is durable already): their bytes and names, or only one part (`"bytes"` early per chunk, `"names"` once
+ * for all of them). Call it after the last chunk write and before {@link commitManifest}: the manifest is
+ * the commit point, so every chunk it names is durable before it exists.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { openStorage } from "../backends/open.ts";
+ * import { encodeChunk } from "../format/encode_chunk.ts";
+ * import { syncChunks, writeChunk } from "./write.ts";
+ * const storage = await openStorage("memory:sync-chunks-example");
+ * const chunk = encodeChunk({ kind: "value", keyType: "string", value: { encoding: "msgpack" } },
+ *   { length: 1, keyGroups: [3], keys: ["a"], values: [1] });
+ * await writeChunk(storage, "counter/counts/kg-0-127.arrow", chunk, { type: "base", order: 0, deferSync: true });
+ * await syncChunks(storage, ["counter/counts/kg-0-127.arrow"]);
+ * assert.equal(await storage.exists("counter/counts/kg-0-127.arrow"), true);
+ * ```
+ */
+export async function syncChunks(storage: Storage, paths: readonly string[], only?: "bytes" | "names"): Promise<void> {
+  if (paths.length && storage.syncDeferred) await storage.syncDeferred(paths, only === undefined ? {} : { only });
 }
 
 /**
