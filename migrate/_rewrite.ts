@@ -441,7 +441,8 @@ const IN_MEMORY_REHASH_BYTES = 64 * 1024 * 1024;
  */
 async function rehashInMemory(plan: RewritePlan, op: OperatorPlan, sp: StatePlan, writer: SavepointWriter, opts: WriteOptions): Promise<ChunkRef[]> {
   const maxP = plan.maxParallelism;
-  const windows = subtaskRanges(op.parallelism, maxP);
+  // A shard writes its own windows only (every row is still hashed: the key groups of the rest are unknown).
+  const { windows } = shardWindows(op.parallelism, maxP, opts.shard);
   const total = sp.src.chunks.reduce((n, c) => n + c.rows, 0);
   const files: ChunkFile[] = [];
   const index = new Map<ChunkFile, number>();
