@@ -41,7 +41,8 @@ export function encodeElement(el: StreamElement, targetOf: (b: Barrier) => Targe
   switch (el.tag) {
     case BATCH: {
       // encode() returns a fresh, exactly sized buffer: it can move as it is.
-      const data = encoder.encode(el.keys === null ? [el.values] : [el.values, el.keys]);
+      // Keys are not sent: the receiver applies the edge's key selector again (cheaper than encoding them).
+      const data = encoder.encode(el.values);
       const kgs = el.kgs === null ? null : Uint16Array.from(el.kgs);
       const transfer = [data.buffer as ArrayBuffer];
       if (kgs !== null) transfer.push(kgs.buffer as ArrayBuffer);
@@ -56,12 +57,18 @@ export function encodeElement(el: StreamElement, targetOf: (b: Barrier) => Targe
   }
 }
 
-/** Decodes an element; `barrierOf` gives the one `Barrier` object of a checkpoint id in this thread. */
-export function decodeElement(w: WireElement, barrierOf: (w: Extract<WireElement, { tag: typeof BARRIER }>) => Barrier): StreamElement {
+/**
+ * Decodes an element; `barrierOf` gives the one `Barrier` object of a checkpoint id in this thread,
+ * `keyOf` the key of a record on a keyed edge.
+ */
+export function decodeElement(w: WireElement, barrierOf: (w: Extract<WireElement, { tag: typeof BARRIER }>) => Barrier, keyOf?: (v: unknown) => unknown): StreamElement {
   switch (w.tag) {
     case BATCH: {
-      const parts = decoder.decode(w.data) as [unknown[], unknown[]?];
-      return new RecordBatch(parts[0], parts[1] ?? null, w.kgs === null ? null : Array.from(w.kgs));
+      const values = decoder.decode(w.data) as unknown[];
+      if (w.kgs === null || keyOf === undefined) return new RecordBatch(values, null, null);
+      const keys = new Array<unknown>(values.length);
+      for (let i = 0; i < values.length; i++) keys[i] = keyOf(values[i]);
+      return new RecordBatch(values, keys, Array.from(w.kgs));
     }
     case BARRIER:
       return barrierOf(w);

@@ -129,7 +129,7 @@ class WorkerHost implements TaskHost {
 }
 
 let host: WorkerHost | undefined;
-const receivers = new Map<number, Channel>();
+const receivers = new Map<number, { ch: Channel; keyOf: ((v: unknown) => unknown) | undefined }>();
 const senders = new Map<number, RemoteSender>();
 let runs: Promise<void>[] = [];
 
@@ -173,8 +173,8 @@ async function setUp(init: WorkerInit): Promise<void> {
         h.senders.push(s);
         return s;
       },
-      receiver: (id, ch) => {
-        receivers.set(id, ch);
+      receiver: (id, ch, _thread, keyOf) => {
+        receivers.set(id, { ch, keyOf });
         ch.onTake = () => post({ t: "credit", c: id, n: 1 });
       },
       passing: () => {},
@@ -204,6 +204,11 @@ async function close(): Promise<void> {
   await Promise.allSettled(runs);
   while (host && host.inflight.size > 0) await Promise.allSettled([...host.inflight]);
   for (const t of host?.tasks ?? []) await t.close().catch(() => {});
+  // Forget the job: this thread may run the next one.
+  host = undefined;
+  receivers.clear();
+  senders.clear();
+  runs = [];
   post({ t: "closed" });
 }
 
@@ -211,8 +216,8 @@ parent.onMessage((message) => {
   const m = message as { t: string } & Record<string, unknown>;
   switch (m.t) {
     case "data": {
-      const ch = receivers.get(m.c as number);
-      if (ch && host) ch.push(decodeElement(m.el as WireElement, host.barrierOf));
+      const r = receivers.get(m.c as number);
+      if (r && host) r.ch.push(decodeElement(m.el as WireElement, host.barrierOf, r.keyOf));
       return;
     }
     case "credit":

@@ -38,8 +38,11 @@ export interface ThreadEnds {
   proxy(v: Vertex, index: number, thread: number): Task | null;
   /** The sending end of channel `id` to a consumer in `thread`. */
   sender(id: number, capacity: number, thread: number): ChannelWriter;
-  /** Channel `id`, read here, is fed by a producer in `thread`. */
-  receiver(id: number, channel: Channel, thread: number): void;
+  /**
+   * Channel `id`, read here, is fed by a producer in `thread`; a keyed edge's selector gives the keys
+   * back (only the values and key groups cross threads).
+   */
+  receiver(id: number, channel: Channel, thread: number, keySelector: ((v: unknown) => unknown) | undefined): void;
   /** Channel `id` runs between two other threads. */
   passing(id: number, producer: number, consumer: number): void;
 }
@@ -111,7 +114,7 @@ export function wireTasks(vertices: readonly Vertex[], host: TaskHost, o: Wiring
             list.push(ch);
             inChannels.set(consumers[j]!, list);
             if (from === here) writer = ch;
-            else th!.receiver(id, ch, from);
+            else th!.receiver(id, ch, from, e.keySelector);
           } else if (from === here) writer = th!.sender(id, capacity, to);
           else th!.passing(id, from, to);
           if (writer) chans.push(writer);

@@ -68,6 +68,30 @@ export interface PoolHost extends TaskHost {
   readonly error: unknown;
 }
 
+// Workers that ran a job to its end and closed cleanly, ready for the next job (starting one costs
+// ~0.3–1.5 s: a module graph to load, under Node also tsx for the sources). They do not keep the process
+// alive while idle.
+const idle: { module: string; worker: WorkerThread; exited: boolean }[] = [];
+
+function acquireWorker(module: URL): Promise<WorkerThread> {
+  for (let i = idle.length - 1; i >= 0; i--) {
+    const e = idle[i];
+    if (e.module !== module.href || e.exited) continue;
+    idle.splice(i, 1);
+    e.worker.ref();
+    return Promise.resolve(e.worker);
+  }
+  return startWorker(module, { name: "arrowpoint subtasks" });
+}
+
+function releaseWorker(module: URL, worker: WorkerThread): void {
+  const e = { module: module.href, worker, exited: false };
+  worker.onMessage(() => {});
+  worker.unref();
+  void worker.exited.then(() => (e.exited = true));
+  idle.push(e);
+}
+
 /** The key of subtask `index` of vertex `vertexId` in messages. */
 export function taskKey(vertexId: number, index: number): string {
   return `${vertexId}/${index}`;
@@ -122,7 +146,7 @@ export class WorkerPool {
   private readonly slots: WorkerSlot[] = [];
   private readonly proxies = new Map<string, RemoteTask>();
   /** Channels read on the main thread, by id. */
-  private readonly receivers = new Map<number, Channel>();
+  private readonly receivers = new Map<number, { ch: Channel; keyOf: ((v: unknown) => unknown) | undefined }>();
   /** Sending ends on the main thread, by id. */
   private readonly senders = new Map<number, RemoteSender>();
   /** Channels between two workers: id → [producer thread, consumer thread]. */
@@ -167,8 +191,8 @@ export class WorkerPool {
         this.senders.set(id, s);
         return s;
       },
-      receiver: (id, ch, thread) => {
-        this.receivers.set(id, ch);
+      receiver: (id, ch, thread, keyOf) => {
+        this.receivers.set(id, { ch, keyOf });
         ch.onTake = () => this.post(thread, { t: "credit", c: id, n: 1 });
       },
       passing: (id, producer, consumer) => {
@@ -191,7 +215,7 @@ export class WorkerPool {
       let openedResolve!: () => void, openedReject!: (e: unknown) => void;
       const opened = new Promise<void>((res, rej) => ((openedResolve = res), (openedReject = rej)));
       opened.catch(() => {});
-      const started = startWorker(module, { name: `${this.host.name} worker ${k}` });
+      const started = acquireWorker(module);
       started.catch(() => {});
       const slot: WorkerSlot = { thread: undefined, started, opened, running: false, closing: undefined, closed, markClosed };
       this.slots[k] = slot;
@@ -272,9 +296,9 @@ export class WorkerPool {
   private receive(k: number, m: FromWorker, openedResolve: () => void, openedReject: (e: unknown) => void): void {
     switch (m.t) {
       case "data": {
-        const ch = this.receivers.get(m.c);
-        if (ch) {
-          ch.push(decodeElement(m.el, this.barrierOf));
+        const r = this.receivers.get(m.c);
+        if (r) {
+          r.ch.push(decodeElement(m.el, this.barrierOf, r.keyOf));
           return;
         }
         const route = this.passing.get(m.c);
@@ -354,14 +378,17 @@ export class WorkerPool {
 
   /** Closes worker `k`'s subtasks and ends the worker (once; every stand-in of it calls this). */
   close(k: number): Promise<void> {
+    const module = siblingModule(import.meta.url, "_subtask_worker");
     const s = this.slots[k];
     if (s.closing) return s.closing;
     const w = s.thread;
     if (w) w.post({ t: "close" });
     s.closing = (async () => {
       if (w) {
-        await s.closed;
-        await w.terminate();
+        const clean = await Promise.race([s.closed.then(() => true), w.exited.then(() => false)]);
+        // A worker that closed cleanly has forgotten this job: the next job on this thread starts at once.
+        if (clean && !this.aborted) releaseWorker(module, w);
+        else await w.terminate();
       } else await s.started.then((t) => t.terminate(), () => {});
     })();
     return s.closing;
