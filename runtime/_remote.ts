@@ -92,9 +92,9 @@ export class RemoteSender implements ChannelWriter {
   /** Creates the end of channel `id`; `send` encodes and posts an element. */
   constructor(readonly id: number, readonly capacity: number, private readonly send: (el: StreamElement) => void) {}
 
-  /** Whether the consumer holds `capacity` elements it has not taken. */
+  /** Whether the consumer holds `capacity` elements it has not taken (never once closed: a closed channel takes anything). */
   get full(): boolean {
-    return this.outstanding >= this.capacity;
+    return !this.closed && this.outstanding >= this.capacity;
   }
 
   /** Sends an element. */
