@@ -215,7 +215,7 @@ export async function serveStorage(storage: Storage, r: StorageRequest): Promise
 /**
  * A storage of the main thread seen from a worker: every operation is a message to the main thread,
  * which runs it on the job's own storage object (a memory storage, a fault-injecting wrapper: whatever the
- * job was given) and answers. Written bytes move; they are never copied on the way.
+ * job was given) and answers. Written bytes are copied once and the copy moves.
  */
 export class RelayStorage implements Storage {
   private static nextReq = 1;
@@ -249,13 +249,13 @@ export class RelayStorage implements Storage {
   }
 
   private static movable(bytes: Uint8Array): { bytes: Uint8Array; transfer: ArrayBuffer[] } {
-    // Only a view of a whole buffer can move without taking other data with it.
-    if (bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && bytes.buffer instanceof ArrayBuffer) return { bytes, transfer: [bytes.buffer] };
+    // A copy moves: callers may still read the bytes they wrote (a chunk's length and checksum go into its
+    // ref after the put), and a memcpy costs far less than the write.
     const copy = bytes.slice();
     return { bytes: copy, transfer: [copy.buffer as ArrayBuffer] };
   }
 
-  /** See {@link Storage.put}; the bytes move to the main thread. */
+  /** See {@link Storage.put}; a copy of the bytes moves to the main thread. */
   put(path: string, bytes: Uint8Array): Promise<void> {
     const m = RelayStorage.movable(bytes);
     return this.call("put", [path, m.bytes], m.transfer);

@@ -185,7 +185,9 @@ async function setUp(init: WorkerInit): Promise<void> {
   if (init.restore) {
     const r = init.restore;
     const snap = await openSnapshot(h.relay(r.sid, r.uri), r.dir);
-    await restoreState(snap, r.inherit, wiring.byUid, new Map());
+    // Only the operators with subtasks here: the others' state is restored in their own threads.
+    const here = new Map([...wiring.byUid].filter(([, tasks]) => tasks.length > 0));
+    await restoreState(snap, r.inherit, here, new Map());
   }
   const registered: Record<string, string[]> = {};
   for (const t of wiring.tasks) {

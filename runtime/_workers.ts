@@ -157,8 +157,15 @@ export class WorkerPool {
   private readonly barriers = new Map<number, Barrier>();
   private aborted = false;
 
-  /** A pool of `count` workers for `host`, whose keyed subtasks are spread over them. */
-  constructor(private readonly host: PoolHost, readonly count: number, private readonly definition: JobDefinition) {}
+  /** Workers in use: at most one per keyed subtask. */
+  readonly count: number;
+
+  /** A pool of up to `workers` workers for `host`, whose keyed subtasks are spread over them. */
+  constructor(private readonly host: PoolHost, workers: number, vertices: readonly Vertex[], private readonly definition: JobDefinition) {
+    let subtasks = 0;
+    for (const v of vertices) if (v.kind === "keyed") subtasks += v.parallelism!;
+    this.count = Math.max(1, Math.min(workers, subtasks));
+  }
 
   /** The thread of each subtask: keyed operators' subtasks round-robin over the workers, the rest here. */
   placement(vertices: readonly Vertex[]): (v: Vertex, index: number) => number {
@@ -386,12 +393,18 @@ export class WorkerPool {
     s.closing = (async () => {
       if (w) {
         const clean = await Promise.race([s.closed.then(() => true), w.exited.then(() => false)]);
-        // A worker that closed cleanly has forgotten this job: the next job on this thread starts at once.
-        if (clean && !this.aborted) releaseWorker(module, w);
+        // A worker that closed (even after an abort: it waited for its subtasks and writes to end) has
+        // forgotten this job: the next job on this thread starts at once.
+        if (clean) releaseWorker(module, w);
         else await w.terminate();
       } else await s.started.then((t) => t.terminate(), () => {});
     })();
     return s.closing;
+  }
+
+  /** Closes every worker (those without subtasks too). */
+  async closeAll(): Promise<void> {
+    for (let k = 1; k <= this.count; k++) if (this.slots[k]) await this.close(k);
   }
 
   /** Ends every worker at once (the job failed to start). */

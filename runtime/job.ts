@@ -606,7 +606,7 @@ class Execution implements TaskHost, CoordinatorHost {
     if (workers > 0 && this.vertices.some((v) => v.kind === "keyed")) {
       if (!o.definition) throw missingDefinition(this.name);
       if (o.clock) throw new TypeError("Cannot run keyed operators in workers with a custom clock as a worker keeps the wall clock: use workers: 0 with a ManualClock");
-      this.pool = new WorkerPool(this, workers, o.definition);
+      this.pool = new WorkerPool(this, workers, this.vertices, o.definition);
       threads = this.pool.ends(this.vertices);
     }
     const trackChanges = this.chain?.incremental ?? false;
@@ -736,6 +736,7 @@ class Execution implements TaskHost, CoordinatorHost {
     while (this.inflight.size > 0) await Promise.allSettled([...this.inflight]);
     await this.coordinator.idle();
     for (const t of this.tasks) await t.close().catch(() => {});
+    await this.pool?.closeAll();
     for (const v of this.vertices) {
       await v.source?.close?.()?.catch?.(() => {});
       await v.sink?.close?.()?.catch?.(() => {});
