@@ -7,7 +7,7 @@
  */
 import type { Storage } from "../backends/storage.ts";
 import { Job, type FaultPlan, type RestoreOptions } from "./job.ts";
-import type { Sink } from "./sinks.ts";
+import { CollectingSink, type Sink } from "./sinks.ts";
 import { generatorSource, type Source } from "./sources.ts";
 import { mapState } from "./state.ts";
 import type { KeyedProcessFunction } from "./stream.ts";
@@ -85,6 +85,18 @@ export interface EventTimeJobOptions {
   maxParallelism?: number;
   /** Periodic checkpoints (ms), besides those triggered. */
   intervalMs?: number;
+  /** Run the keyed subtasks in this many worker threads (built there by {@link eventTimeJobShape}). */
+  workers?: number;
+}
+
+/** What a worker needs to build the event-time job's operators. */
+export interface EventTimeJobShape {
+  parallelism: number;
+}
+
+/** The event-time job's operators for a worker thread (its source and sink are never used there). */
+export function eventTimeJobShape(shape: EventTimeJobShape): Job {
+  return eventTimeJob({ source: timedEvents(0, 0), sink: new CollectingSink<string>(), ...shape });
 }
 
 /** source → keyBy(user) → {session windows (30 s gap), per-minute tumbling counts, bucket timers} → sink. */
@@ -96,6 +108,8 @@ export function eventTimeJob(o: EventTimeJobOptions): Job {
     faults: o.faults,
     batchSize: 32,
     channelCapacity: 2,
+    workers: o.workers,
+    definition: o.workers ? { module: import.meta.url, export: "eventTimeJobShape", args: { parallelism: o.parallelism } satisfies EventTimeJobShape } : undefined,
   });
   const keyed = job.fromSource(o.source, { uid: "events", parallelism: o.sourceParallelism ?? 2, watermarks: boundedOutOfOrderness<TimedEvent>(MAX_DELAY, (e) => e.ts, { emitEvery: 64 }) })
     .keyBy((e) => e.user);
