@@ -21,6 +21,15 @@ import type { ThreadEnds } from "./_wiring.ts";
 /**
  * Where a worker thread finds a job's operators: a module it can import and the name of the function it
  * exports that builds the job (called with `args`, which must survive `structuredClone`).
+ *
+ * @example A module that builds its job for the main thread and for the workers alike
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { JobDefinition } from "./job.ts";
+ * // in jobs.ts: export function countsJob(args: { parallelism: number }): Job { … new Job("counts", { workers: 2, definition }) … }
+ * const definition: JobDefinition = { module: import.meta.url, export: "countsJob", args: { parallelism: 4 } };
+ * assert.equal(definition.export, "countsJob");
+ * ```
  */
 export interface JobDefinition {
   /** The module's URL (`import.meta.url` of the module that exports the function). */
