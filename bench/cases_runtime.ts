@@ -41,11 +41,28 @@ function countingSink(counter: { n: number }): Sink<number, number> {
   };
 }
 
-function keyedJob(events: number, keys: number, checkpointDir?: string) {
+/** The shape of the keyed job: what a worker thread needs to build it again. */
+export interface KeyedJobShape {
+  events: number;
+  keys: number;
+  checkpointDir?: string;
+  /** Worker threads for the keyed subtasks (0: all on the main thread). */
+  workers?: number;
+}
+
+/** The job of runtime.records, built by the bench and, with workers, by each worker thread. */
+export function keyedJob(shape: KeyedJobShape): Job {
+  return keyedJobAndCounter(shape).job;
+}
+
+function keyedJobAndCounter(shape: KeyedJobShape): { job: Job; counter: { n: number } } {
+  const { events, keys, checkpointDir, workers = 0 } = shape;
   const counter = { n: 0 };
   const job = new Job("bench-runtime", {
     maxParallelism: 128,
     checkpoints: checkpointDir ? { storage: checkpointDir, intervalMs: 1000 } : undefined,
+    workers,
+    definition: workers > 0 ? { module: import.meta.url, export: "keyedJob", args: shape } : undefined,
   });
   job.fromSource(generatorSource({ count: events, seed: 1, make: (i, rng) => ({ user: `user-${String(i % keys).padStart(6, "0")}`, amount: rng.int(1000) }) }), { uid: "events" })
     .keyBy((e) => e.user)
@@ -142,22 +159,22 @@ function timersJob(rows: number, dir: string) {
  * import { generateData } from "./data.ts";
  * const ctx: BenchContext = { data: generateData(100), dir: ".", snapshotBytes: () => new Uint8Array(0) };
  * const list = cases(ctx);
- * assert.deepEqual(list.map((c) => c.name), ["runtime.records", "runtime.records.checkpointing", "runtime.windows.tumbling", "runtime.windows.session", "checkpoint.timers.write"]);
+ * assert.deepEqual(list.map((c) => c.name), ["runtime.records", "runtime.records.workers2", "runtime.records.checkpointing", "runtime.windows.tumbling", "runtime.windows.session", "checkpoint.timers.write"]);
  * ```
  */
 export function cases(ctx: BenchContext): BenchCase[] {
   const events = ctx.data.rows * 5;
   const keys = Math.max(1, Math.floor(ctx.data.rows / 2));
   const dir = join(ctx.dir, "runtime-ckpt");
-  const make = (name: string, withCheckpoints: boolean): BenchCase => ({
+  const make = (name: string, withCheckpoints: boolean, workers = 0): BenchCase => ({
     name,
-    what: `events through source → keyBy → counter+sum state → sink, parallelism 4${withCheckpoints ? ", incremental checkpoints every second to the filesystem" : ", checkpoints off"}`,
+    what: `events through source → keyBy → counter+sum state → sink, parallelism 4${withCheckpoints ? ", incremental checkpoints every second to the filesystem" : ", checkpoints off"}${workers > 0 ? `, keyed subtasks on ${workers} worker threads` : ""}`,
     group: "arrowpoint",
     rows: events,
     bytes: () => 0,
     iterations: 5,
     run: async () => {
-      const { job, counter } = keyedJob(events, keys, withCheckpoints ? dir : undefined);
+      const { job, counter } = keyedJobAndCounter({ events, keys, checkpointDir: withCheckpoints ? dir : undefined, workers });
       await job.run();
       if (counter.n !== events) throw new Error(`${name}: ${counter.n} of ${events} events reached the sink`);
     },
@@ -202,6 +219,7 @@ export function cases(ctx: BenchContext): BenchCase[] {
   };
   return [
     make("runtime.records", false),
+    make("runtime.records.workers2", false, 2),
     make("runtime.records.checkpointing", true),
     windows("runtime.windows.tumbling", tumblingEventTimeWindows(60_000)),
     windows("runtime.windows.session", eventTimeSessionWindows(30_000)),

@@ -146,7 +146,7 @@ export function checkRestored(
       continue;
     }
     for (const st of op.states) {
-      const registered = opTasks.some((t) => (st.keyed ? t.keyed?.table(st.name) !== undefined : t.opState.entry(st.name) !== undefined));
+      const registered = opTasks.some((t) => t.hasState(st.name, st.keyed));
       if (!registered) missing.push({ uid: op.uid, state: st.name, reason: "state-not-registered" });
     }
   }

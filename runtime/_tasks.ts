@@ -12,7 +12,7 @@ import type { ChunkRef } from "../format/manifest.ts";
 import type { KeyType, Redistribution, StateLayout, ValueEncoding } from "../format/state_layout.ts";
 import { keyFits } from "../format/key_identity.ts";
 import { writeChunk } from "../snapshot/write.ts";
-import { Barrier, BARRIER, BATCH, Channel, END_OF_INPUT, type EndOfInput, InputGate, RecordBatch, Watermark, WATERMARK } from "./channel.ts";
+import { Barrier, BARRIER, BATCH, Channel, type ChannelWriter, END_OF_INPUT, type EndOfInput, InputGate, RecordBatch, Watermark, WATERMARK } from "./channel.ts";
 import { KeyedStateBackend } from "./keyed_backend.ts";
 import { OperatorStateStore } from "./operator_state.ts";
 import { type PendingCommit, recommitRestored, type SinkWriter } from "./sinks.ts";
@@ -31,6 +31,10 @@ export type { ChainSettings } from "./_chain_policy.ts";
 export interface ChunkTarget {
   /** The storage written to. */
   readonly storage: Storage;
+  /** A checkpoint (chunks under the root's `shared/` and `chk-<n>/`) or a savepoint (all in `dir`). */
+  readonly kind: "checkpoint" | "savepoint";
+  /** The savepoint's folder in `storage` (checkpoints: ""). */
+  readonly dir: string;
   /** Storage path and manifest path of a keyed chunk. */
   keyed(uid: string, state: string, range: KeyGroupRange, type: "base" | "delta"): { path: string; ref: string };
   /** Storage path and manifest path of an operator-state chunk. */
@@ -89,7 +93,7 @@ function instantiate<F extends object>(f: FunctionOrFactory<F>): F {
 
 /** The outgoing side of an edge: buffers records per target channel, in batches. */
 abstract class Edge {
-  constructor(readonly channels: Channel[], protected readonly batchSize: number) {}
+  constructor(readonly channels: ChannelWriter[], protected readonly batchSize: number) {}
   abstract add(value: unknown): void;
   abstract flush(): void;
   broadcast(el: Barrier | EndOfInput | Watermark): void {
@@ -112,7 +116,7 @@ class KeyedEdge extends Edge {
   private readonly targetOf: Int32Array;
   private readonly valid: (k: unknown) => boolean;
 
-  constructor(channels: Channel[], batchSize: number, private readonly selector: (v: unknown) => unknown, private readonly keyType: KeyType, private readonly maxP: number) {
+  constructor(channels: ChannelWriter[], batchSize: number, private readonly selector: (v: unknown) => unknown, private readonly keyType: KeyType, private readonly maxP: number) {
     super(channels, batchSize);
     const n = channels.length;
     this.vals = Array.from({ length: n }, () => []);
@@ -198,7 +202,7 @@ export class Output {
 /** How a task's output edge is made. */
 export interface OutputSpec {
   /** The channels to the consumer's subtasks, by subtask. */
-  readonly channels: Channel[];
+  readonly channels: ChannelWriter[];
   /** Key selector for keyed edges. */
   readonly keySelector?: (v: unknown) => unknown;
   /** Key type for keyed edges. */
@@ -245,6 +249,10 @@ export abstract class Task {
 
   abstract open(): Promise<void>;
   abstract run(): Promise<void>;
+  /** Whether this subtask registered the state `name` (in `open()`), keyed or operator state. */
+  hasState(name: string, keyed: boolean): boolean {
+    return keyed ? this.keyed?.table(name) !== undefined : this.opState.entry(name) !== undefined;
+  }
   /** Called after a snapshot completed (sinks commit). */
   notifyComplete(_id: number, _kind: "checkpoint" | "savepoint", _stop: boolean): Promise<void> | undefined {
     return undefined;

@@ -8,11 +8,11 @@
  */
 import type { Storage } from "../backends/storage.ts";
 import { Job, type FaultPlan, type RestoreOptions } from "./job.ts";
-import type { Sink } from "./sinks.ts";
+import { CollectingSink, type Sink } from "./sinks.ts";
 import type { Source } from "./sources.ts";
 import { mapState } from "./state.ts";
 import type { KeyedProcessFunction } from "./stream.ts";
-import { type Click, clickWatermarks, clickWindows } from "../examples/event_time_windows.ts";
+import { type Click, clicks, clickWatermarks, clickWindows } from "../examples/event_time_windows.ts";
 
 export { type Click, clicks, MAX_DELAY } from "../examples/event_time_windows.ts";
 
@@ -63,6 +63,18 @@ export interface EventTimeJobOptions {
   maxParallelism?: number;
   /** Periodic checkpoints (ms), besides those triggered. */
   intervalMs?: number;
+  /** Run the keyed subtasks in this many worker threads (built there by {@link eventTimeJobShape}). */
+  workers?: number;
+}
+
+/** What a worker needs to build the event-time job's operators. */
+export interface EventTimeJobShape {
+  parallelism: number;
+}
+
+/** The event-time job's operators for a worker thread (its source and sink are never used there). */
+export function eventTimeJobShape(shape: EventTimeJobShape): Job {
+  return eventTimeJob({ source: clicks(0), sink: new CollectingSink<string>(), ...shape });
 }
 
 /** source → keyBy(user) → {the example's session windows and per-minute counts, bucket timers} → sink. */
@@ -74,6 +86,8 @@ export function eventTimeJob(o: EventTimeJobOptions): Job {
     faults: o.faults,
     batchSize: 32,
     channelCapacity: 2,
+    workers: o.workers,
+    definition: o.workers ? { module: import.meta.url, export: "eventTimeJobShape", args: { parallelism: o.parallelism } satisfies EventTimeJobShape } : undefined,
   });
   const keyed = job.fromSource(o.source, { uid: "events", parallelism: o.sourceParallelism ?? 2, watermarks: clickWatermarks(64) })
     .keyBy((e) => e.user);

@@ -3,8 +3,8 @@
 // exactly-once NDJSON sink in `<dir>/output`, restoring from the latest checkpoint if there is one. The
 // parent SIGKILLs it at random times and starts it again until it finishes.
 //
-//   node --import tsx runtime/_test_kill_child.ts <dir> <events> <parallelism> <events per second>
-//   deno run -A runtime/_test_kill_child.ts <dir> <events> <parallelism> <events per second>
+//   node --import tsx runtime/_test_kill_child.ts <dir> <events> <parallelism> <events per second> [workers]
+//   deno run -A runtime/_test_kill_child.ts <dir> <events> <parallelism> <events per second> [workers]
 import process from "node:process";
 import { FsStorage } from "../backends/fs.ts";
 import { subStorage } from "../backends/sub.ts";
@@ -12,7 +12,7 @@ import { ndjsonFileSink } from "./sinks.ts";
 import { generatorSource } from "./sources.ts";
 import { type Event, sessionJob } from "./_test_util.ts";
 
-const [dir, count, parallelism, rate] = process.argv.slice(2);
+const [dir, count, parallelism, rate, workers = "0"] = process.argv.slice(2);
 // The records of `events(count, 11)` from _test_util.ts, at `rate` records per second (so kills land mid-stream).
 const splits = 4;
 const source = generatorSource<Event>({
@@ -30,6 +30,7 @@ const job = sessionJob({
   storage: subStorage(root, "checkpoints"),
   restore: { from: "latest" },
   intervalMs: 20,
+  workers: Number(workers),
 });
 console.log("STARTED");
 const result = await job.run();

@@ -3,15 +3,15 @@
 // in `<dir>/checkpoints` and an exactly-once NDJSON sink in `<dir>/output`, restoring from the latest
 // checkpoint if there is one. The parent SIGKILLs it at random times and starts it again until it finishes.
 //
-//   node --import tsx runtime/_test_kill_child_event_time.ts <dir> <events> <parallelism> <events per second>
-//   deno run -A runtime/_test_kill_child_event_time.ts <dir> <events> <parallelism> <events per second>
+//   node --import tsx runtime/_test_kill_child_event_time.ts <dir> <events> <parallelism> <events per second> [workers]
+//   deno run -A runtime/_test_kill_child_event_time.ts <dir> <events> <parallelism> <events per second> [workers]
 import process from "node:process";
 import { FsStorage } from "../backends/fs.ts";
 import { subStorage } from "../backends/sub.ts";
 import { ndjsonFileSink } from "./sinks.ts";
 import { clicks, eventTimeJob } from "./_test_event_time.ts";
 
-const [dir, count, parallelism, rate] = process.argv.slice(2);
+const [dir, count, parallelism, rate, workers = "0"] = process.argv.slice(2);
 const root = new FsStorage(dir);
 const job = eventTimeJob({
   source: clicks(Number(count), { seed: 13, ratePerSecond: Number(rate) }),
@@ -21,6 +21,7 @@ const job = eventTimeJob({
   restore: { from: "latest" },
   maxParallelism: 128,
   intervalMs: 20,
+  workers: Number(workers),
 });
 console.log("STARTED");
 const result = await job.run();

@@ -6,7 +6,7 @@
  */
 import type { Storage } from "../backends/storage.ts";
 import { Job, type FaultPlan, type RestoreOptions } from "./job.ts";
-import type { Sink } from "./sinks.ts";
+import { CollectingSink, type Sink } from "./sinks.ts";
 import { generatorSource, type Source } from "./sources.ts";
 import { listState, mapState, reducingState, valueState } from "./state.ts";
 import type { KeyedProcessFunction } from "./stream.ts";
@@ -150,6 +150,22 @@ export interface SessionJobOptions {
   batchSize?: number;
   intervalMs?: number;
   fullEvery?: number;
+  /** Run the keyed subtasks in this many worker threads (built there by {@link sessionJobShape}). */
+  workers?: number;
+}
+
+/** What a worker needs to build the session job's operators (see {@link sessionJobShape}). */
+export interface SessionJobShape {
+  parallelism: number;
+  sourceParallelism?: number;
+}
+
+/**
+ * The session job's operators for a worker thread: the same graph as {@link sessionJob} with the same
+ * parallelism; its source and sink are never used there (they run on the main thread).
+ */
+export function sessionJobShape(shape: SessionJobShape): Job {
+  return sessionJob({ source: events(0, 0), sink: new CollectingSink<string>(), ...shape });
 }
 
 /** source → keyBy(user) → sessions → sink. */
@@ -161,6 +177,8 @@ export function sessionJob(o: SessionJobOptions): Job {
     faults: o.faults,
     batchSize: o.batchSize ?? 32,
     channelCapacity: 2,
+    workers: o.workers,
+    definition: o.workers ? { module: import.meta.url, export: "sessionJobShape", args: { parallelism: o.parallelism, sourceParallelism: o.sourceParallelism } satisfies SessionJobShape } : undefined,
   });
   job.fromSource(o.source, { uid: "events", parallelism: o.sourceParallelism ?? 2 })
     .keyBy((e) => e.user)

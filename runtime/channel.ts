@@ -165,6 +165,30 @@ export type StreamElement = RecordBatch | Barrier | EndOfInput | Watermark;
 const RESOLVED: Promise<void> = Promise.resolve();
 
 /**
+ * The producer's side of a channel: a {@link Channel} in the same thread, or the sending end of one whose
+ * consumer runs in another thread (which grants space back as it reads: credit-based backpressure).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Channel, type ChannelWriter, RecordBatch } from "./channel.ts";
+ * const out: ChannelWriter = new Channel(1);
+ * out.push(new RecordBatch([1], null, null));
+ * assert.equal(out.full, true);
+ * ```
+ */
+export interface ChannelWriter {
+  /** Whether the producer should wait before pushing more. */
+  readonly full: boolean;
+  /** Enqueues an element (always: the producer may overshoot by what it is processing). */
+  push(el: StreamElement): void;
+  /** Resolves once there is room again (or the channel was closed). */
+  waitSpace(): Promise<void>;
+  /** Drops everything and releases a waiting producer (the job is aborted). */
+  close(): void;
+}
+
+/**
  * A bounded single-producer single-consumer FIFO. `push` always enqueues (a producer may overshoot by
  * the output of the batch it is processing); the producer then awaits {@link Channel.waitSpace} while the
  * channel is {@link Channel.full}: that is the backpressure.
@@ -180,7 +204,7 @@ const RESOLVED: Promise<void> = Promise.resolve();
  * assert.deepEqual((ch.poll() as RecordBatch).values, [1]);
  * ```
  */
-export class Channel {
+export class Channel implements ChannelWriter {
   /** How many elements the channel holds before its producer must wait. */
   readonly capacity: number;
   private items: (StreamElement | undefined)[] = [];
@@ -189,6 +213,8 @@ export class Channel {
   private closed = false;
   /** Called on every push (the consumer's gate). */
   onData: (() => void) | null = null;
+  /** Called whenever the consumer takes an element (a producer in another thread gets its credit back). */
+  onTake: (() => void) | null = null;
 
   /** Creates a channel holding up to `capacity` elements. */
   constructor(capacity: number) {
@@ -229,6 +255,8 @@ export class Channel {
       items.splice(0, this.head);
       this.head = 0;
     }
+    const t = this.onTake;
+    if (t !== null) t();
     const w = this.spaceWaiter;
     if (w !== null && items.length - this.head < this.capacity) {
       this.spaceWaiter = null;

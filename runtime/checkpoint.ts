@@ -42,6 +42,8 @@ export function joinRelative(...parts: string[]): string {
 export function checkpointTarget(root: Storage, id: number, attempt: string): ChunkTarget {
   return {
     storage: root,
+    kind: "checkpoint",
+    dir: "",
     keyed(uid, state, range, type) {
       const ref = checkpointChunkPath(id, uid, state, range, type, attempt);
       return { path: ref, ref };
@@ -69,6 +71,8 @@ export function checkpointTarget(root: Storage, id: number, attempt: string): Ch
 export function savepointTarget(storage: Storage, dir: string): ChunkTarget {
   return {
     storage,
+    kind: "savepoint",
+    dir,
     keyed(uid, state, range) {
       const ref = savepointChunkPath(uid, state, range);
       return { path: joinRelative(dir, ref), ref };

@@ -16,7 +16,7 @@ import { gc } from "../snapshot/retention.ts";
 import { type CrashBackend, crashBackends, type CrashMode, CrashStorage, snapshotFacts, stateText, unreferenced } from "../snapshot/_test_crash.ts";
 import { Job, type SnapshotInfo } from "./job.ts";
 import { CollectingSink } from "./sinks.ts";
-import { events, sessionFunction, sessionJob, sorted, withHook } from "./_test_util.ts";
+import { events, sessionFunction, sessionJob, type SessionJobShape, sorted, withHook } from "./_test_util.ts";
 
 const N = LONG ? 2400 : 1200;
 const EVERY = LONG ? 500 : 400;
@@ -64,7 +64,7 @@ interface Run {
  * One run of the session job on `storage`: checkpoints every EVERY records, stop with a savepoint at
  * STOP_AT (when `stop`), restoring from `restore`.
  */
-async function runJob(storage: Storage, reader: Storage, sink: CollectingSink<string>, opts: { stop: boolean; restore?: string; parallelism: number }): Promise<Run> {
+async function runJob(storage: Storage, reader: Storage, sink: CollectingSink<string>, opts: { stop: boolean; restore?: string; parallelism: number; workers?: number }): Promise<Run> {
   const committed = new Map<string, string>();
   const reads: Promise<void>[] = [];
   let job!: Job;
@@ -88,6 +88,8 @@ async function runJob(storage: Storage, reader: Storage, sink: CollectingSink<st
     restore: opts.restore ? { from: opts.restore } : undefined,
     batchSize: 32,
     channelCapacity: 2,
+    workers: opts.workers,
+    definition: opts.workers ? { module: new URL("./_test_util.ts", import.meta.url).href, export: "sessionJobShape", args: { parallelism: opts.parallelism, sourceParallelism: 2 } satisfies SessionJobShape } : undefined,
     onEvent(e) {
       if (e.type !== "checkpoint") return;
       const dir = e.info.kind === "checkpoint" ? checkpointDirName(e.info.id) : e.info.location.slice(e.info.location.indexOf("savepoints/"));
@@ -127,11 +129,11 @@ async function runJob(storage: Storage, reader: Storage, sink: CollectingSink<st
 }
 
 
-async function crashJob(backend: CrashBackend, modes: CrashMode[], sample: number): Promise<void> {
+async function crashJob(backend: CrashBackend, modes: CrashMode[], sample: number, workers = 0): Promise<void> {
   // A clean run counts the storage operations.
   const probeRoot = await backend.root("job-probe");
   const probe = new CrashStorage(probeRoot.storage);
-  const clean = await runJob(probe, probeRoot.storage, new CollectingSink<string>(), { stop: true, parallelism: 2 });
+  const clean = await runJob(probe, probeRoot.storage, new CollectingSink<string>(), { stop: true, parallelism: 2, workers });
   assert.equal(clean.status, "stopped", String(clean.error));
   const n = probe.operations;
   const savepointOps = probe.log.filter((l) => l.includes("savepoints/")).length;
@@ -146,7 +148,7 @@ async function crashJob(backend: CrashBackend, modes: CrashMode[], sample: numbe
       try {
         const sink = new CollectingSink<string>();
         const crashing = new CrashStorage(root.storage, k, mode, root.debris);
-        const first = await runJob(crashing, root.storage, sink, { stop: true, parallelism: 2 });
+        const first = await runJob(crashing, root.storage, sink, { stop: true, parallelism: 2, workers });
         // The process is dead only once the writes it had started have ended (see CrashStorage.settled).
         await crashing.settled();
         if (!crashing.tripped) figures.noCrash++;
@@ -172,7 +174,7 @@ async function crashJob(backend: CrashBackend, modes: CrashMode[], sample: numbe
           const sp = [...now.savepoints.keys()][0];
           const from = sp ? `${root.uri.replace(/\/+$/, "")}/savepoints/${sp}` : "latest";
           if (sp) figures.restoredFromSavepoint++;
-          const second = await runJob(root.storage, root.storage, sink, { stop: false, restore: from, parallelism: 3 });
+          const second = await runJob(root.storage, root.storage, sink, { stop: false, restore: from, parallelism: 3, workers });
           assert.equal(second.status, "finished", `${where}: the restored job ${second.status}: ${second.error}`);
         }
         assert.deepEqual(sorted(sink.committed), expected, `${where}: output lost or duplicated`);
@@ -197,6 +199,10 @@ test("the same on the filesystem (a sample of crash points in quick mode, all in
 
 test("the same on S3 (s3rver; a sample of crash points in quick mode, all in long mode)", async () => {
   await crashJob(env.backends[2], LONG ? ["fail", "kill", "torn"] : ["kill", "torn"], longOr(6, Infinity));
+});
+
+test("the same with the keyed subtasks in two worker threads (memory; a sample of crash points in quick mode, all in long mode)", async () => {
+  await crashJob(env.backends[0], LONG ? ["fail", "kill", "torn"] : ["kill", "torn"], longOr(12, Infinity), 2);
 });
 
 test("a stop-with-savepoint that fails while the sources run dry neither hangs the job nor loses output (regression)", async () => {
@@ -230,7 +236,8 @@ test("a stop-with-savepoint that fails while the sources run dry neither hangs t
   }
 });
 
-test("real process kills: SIGKILL the job's process at random times, restart it, and the output equals a failure-free run", async () => {
+for (const workers of [0, 2]) {
+test(`real process kills: SIGKILL the job's process at random times, restart it, and the output equals a failure-free run (workers: ${workers})`, async () => {
   const { spawn } = await import("node:child_process");
   const { mkdtemp, rm, readdir } = await import("node:fs/promises");
   const { tmpdir } = await import("node:os");
@@ -248,10 +255,11 @@ test("real process kills: SIGKILL the job's process at random times, restart it,
   const isDeno = "Deno" in globalThis;
   const child = new URL("./_test_kill_child.ts", import.meta.url).pathname;
   const rnd = prng(SEED);
-  const figures = { kind: "kills", operation: "SIGKILL of a running job process", backend: "filesystem", kills: 0, killedAfterStart: 0, finishedBeforeKill: 0, checkpointsSeen: 0, tempFilesLeft: 0, exactlyOnce: false };
+  const figures = { kind: "kills", operation: `SIGKILL of a running job process${workers ? ` with ${workers} worker threads` : ""}`, backend: "filesystem", kills: 0, killedAfterStart: 0, finishedBeforeKill: 0, checkpointsSeen: 0, tempFilesLeft: 0, exactlyOnce: false };
   const runChild = (parallelism: number, killAfterMs: number | undefined) =>
     new Promise<"killed" | "done">((resolve, reject) => {
-      const args = isDeno ? ["run", "-A", child, dir, String(count), String(parallelism), String(rate)] : ["--import", "tsx", child, dir, String(count), String(parallelism), String(rate)];
+      const argv = [child, dir, String(count), String(parallelism), String(rate), String(workers)];
+      const args = isDeno ? ["run", "-A", ...argv] : ["--import", "tsx", ...argv];
       const p = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
       let out = "";
       let err = "";
@@ -302,3 +310,4 @@ test("real process kills: SIGKILL the job's process at random times, restart it,
     await rm(dir, { recursive: true, force: true });
   }
 });
+}

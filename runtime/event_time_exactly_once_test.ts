@@ -18,13 +18,16 @@ import { clicks, eventTimeJob } from "./_test_event_time.ts";
 
 const N = 1600;
 const RUNS = Number(process.env.ARROWPOINT_ET_RUNS ?? 16);
+// The same with the keyed subtasks (windows, timers) in two worker threads.
+const RUNS_WORKERS = Number(process.env.ARROWPOINT_ET_RUNS_WORKERS ?? 6);
 
 type Fault = "records" | "stage" | "storage" | "stop" | "none";
 
-test(`exactly-once with timers and windows over ${RUNS} seeded runs killed at random points, restored at parallelism 1 ↔ 7`, async () => {
+for (const [workers, runs] of [[0, RUNS], [2, RUNS_WORKERS]] as const) {
+test(`exactly-once with timers and windows over ${runs} seeded runs killed at random points, restored at parallelism 1 ↔ 7 (workers: ${workers})`, async () => {
   const expected = new Map<number, string[]>();
   const tally: Record<string, number> = {};
-  for (let run = 1; run <= RUNS; run++) {
+  for (let run = 1; run <= runs; run++) {
     const dataSeed = run % 2;
     if (!expected.has(dataSeed)) {
       const sink = new CollectingSink<string>();
@@ -74,6 +77,7 @@ test(`exactly-once with timers and windows over ${RUNS} seeded runs killed at ra
         restore,
         maxParallelism: 128,
         faults: fault === "records" ? { killAfterRecords: at } : fault === "stage" ? { killAt: (p) => p.kind === "checkpoint" && p.stage === stage && ++seen === nth } : undefined,
+        workers,
       });
       history.push(`p${parallelism}:${fault}`);
       let status: string;
@@ -94,3 +98,4 @@ test(`exactly-once with timers and windows over ${RUNS} seeded runs killed at ra
   }
   for (const f of ["records", "stage", "storage", "stop"]) assert.ok((tally[f] ?? 0) > 0, `fault ${f} never happened: ${JSON.stringify(tally)}`);
 });
+}

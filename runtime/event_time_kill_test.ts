@@ -13,7 +13,8 @@ import { longOr, prng, SEED } from "../format/_test_fuzz.ts";
 import { CollectingSink, readNdjsonParts } from "./sinks.ts";
 import { clicks, eventTimeJob } from "./_test_event_time.ts";
 
-test("SIGKILL the event-time job's process at random times, restart it at parallelism 1 ↔ 7, and the output equals a failure-free run", async () => {
+for (const workers of [0, 2]) {
+test(`SIGKILL the event-time job's process at random times, restart it at parallelism 1 ↔ 7, and the output equals a failure-free run (workers: ${workers})`, async () => {
   const count = longOr(12_000, 100_000);
   const rate = 10_000;
   const kills = longOr(3, 15);
@@ -26,7 +27,7 @@ test("SIGKILL the event-time job's process at random times, restart it at parall
   const rnd = prng(SEED);
   const runChild = (parallelism: number, killAfterMs: number | undefined) =>
     new Promise<"killed" | "done">((resolve, reject) => {
-      const rest = [child, dir, String(count), String(parallelism), String(rate)];
+      const rest = [child, dir, String(count), String(parallelism), String(rate), String(workers)];
       const p = spawn(process.execPath, isDeno ? ["run", "-A", ...rest] : ["--import", "tsx", ...rest], { stdio: ["ignore", "pipe", "pipe"] });
       let out = "";
       let err = "";
@@ -54,3 +55,4 @@ test("SIGKILL the event-time job's process at random times, restart it at parall
     await rm(dir, { recursive: true, force: true });
   }
 });
+}

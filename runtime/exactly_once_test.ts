@@ -12,6 +12,8 @@ import { events, sessionJob, sorted, withHook } from "./_test_util.ts";
 
 const N = 2400;
 const RUNS = Number(process.env.ARROWPOINT_EO_RUNS ?? 60); // raise for a soak: ARROWPOINT_EO_RUNS=1000
+// The same campaign with the keyed subtasks in two worker threads (fewer runs: each one crosses threads).
+const RUNS_WORKERS = Number(process.env.ARROWPOINT_EO_RUNS_WORKERS ?? 16);
 
 async function cleanRun(seed: number): Promise<string[]> {
   const sink = new CollectingSink<string>();
@@ -21,15 +23,16 @@ async function cleanRun(seed: number): Promise<string[]> {
 
 type Fault = "records" | "stage" | "storage" | "stop" | "none";
 
-test(`exactly-once output over ${RUNS} seeded runs killed at random points, restored and rescaled`, async () => {
+for (const [workers, runs] of [[0, RUNS], [2, RUNS_WORKERS]] as const) {
+test(`exactly-once output over ${runs} seeded runs killed at random points, restored and rescaled (workers: ${workers})`, async () => {
   const expected = new Map<number, string[]>();
   const tally: Record<string, number> = {};
-  for (let run = 1; run <= RUNS; run++) {
+  for (let run = 1; run <= runs; run++) {
     const dataSeed = run % 3; // three data sets, many failure patterns
     if (!expected.has(dataSeed)) expected.set(dataSeed, await cleanRun(dataSeed));
     const rng = new Rng().seed(run * 7919);
     const sink = new CollectingSink<string>();
-    const name = `eo-${run}-${Math.random().toString(36).slice(2)}`;
+    const name = `eo-${workers}-${run}-${Math.random().toString(36).slice(2)}`;
     const inner = new MemoryStorage(name);
     let restore: RestoreOptions | undefined;
     const history: string[] = [];
@@ -74,6 +77,7 @@ test(`exactly-once output over ${RUNS} seeded runs killed at random points, rest
         storage,
         restore,
         faults: fault === "records" ? { killAfterRecords: at } : fault === "stage" ? { killAt: (p) => p.kind === "checkpoint" && p.stage === stage && ++seen === nth } : undefined,
+        workers,
       });
       history.push(`p${parallelism}:${fault}`);
       let status: string;
@@ -96,3 +100,4 @@ test(`exactly-once output over ${RUNS} seeded runs killed at random points, rest
   // The failure modes were all exercised.
   for (const f of ["records", "stage", "storage", "stop"]) assert.ok((tally[f] ?? 0) > 0, `fault ${f} never happened: ${JSON.stringify(tally)}`);
 });
+}

@@ -20,7 +20,10 @@ import type { ChainSettings } from "./_chain_policy.ts";
 import { CheckpointCoordinator, type CoordinatorHost } from "./_checkpoint_coordinator.ts";
 import { checkRestored, openRestore, restoreState, savepointsIn } from "./_restore.ts";
 import type { ChunkTarget, SourceTask, Task, TaskHost, TaskSnapshot } from "./_tasks.ts";
-import { wireTasks } from "./_wiring.ts";
+import { type ThreadEnds, wireTasks } from "./_wiring.ts";
+import { type JobDefinition, missingDefinition, WorkerPool } from "./_workers.ts";
+
+export type { JobDefinition } from "./_workers.ts";
 
 /**
  * Checkpointing of a job.
@@ -147,6 +150,18 @@ export interface JobOptions {
   onEvent?: (event: JobEvent) => void;
   /** Processing time for timers and idle timeouts (default the wall clock; a `ManualClock` in tests). */
   clock?: Clock;
+  /**
+   * Worker threads the keyed operators' subtasks run in (default 0: every subtask on this thread).
+   * Sources, sinks and non-keyed operators stay on this thread; records cross threads in batches
+   * (msgpack, so they must be plain data: objects, arrays, strings, numbers, bigints, bytes; `undefined`
+   * fields are dropped). Needs {@link JobOptions.definition} and the wall clock. See runtime/README.md.
+   */
+  workers?: number;
+  /**
+   * How a worker thread builds this job's functions: a module without other effects at import and the
+   * name of the function it exports that builds this same job from `args` (see {@link JobDefinition}).
+   */
+  definition?: JobDefinition;
 }
 
 /**
@@ -282,6 +297,13 @@ function checkPositiveInt(value: number, name: string, max = Number.MAX_SAFE_INT
   if (!Number.isInteger(value) || value < 1 || value > max) throw new RangeError(`Cannot use ${name} as it must be an integer in 1..${max}: current value is ${value}`);
 }
 
+const graphs = new WeakMap<Job, Graph>();
+
+/** @internal The graph a job built (a worker thread takes the functions of its subtasks from it). */
+export function graphOf(job: Job): Graph {
+  return graphs.get(job)!;
+}
+
 /**
  * A streaming job: build the DAG with {@link Job.fromSource}, then {@link Job.run} (or {@link Job.start}
  * and await {@link Job.done}). A job runs once; restoring means a new `Job` with `restore` set.
@@ -322,6 +344,7 @@ export class Job {
     if (typeof name !== "string" || name.length === 0 || name.length > 512) throw new TypeError(`Cannot create a job as its name must be a non-empty string: current value is ${JSON.stringify(name)}`);
     this.name = name;
     this.options = options;
+    graphs.set(this, this.graph);
     this.#done = new Promise<JobResult>((resolve, reject) => {
       this.#resolve = resolve;
       this.#reject = reject;
@@ -483,6 +506,7 @@ class Execution implements TaskHost, CoordinatorHost {
   stopping = false;
 
   private coordinator: CheckpointCoordinator;
+  private pool: WorkerPool | undefined;
   private channels: Channel[] = [];
   private byUid = new Map<string, Task[]>();
   private readonly inflight = new Set<Promise<unknown>>();
@@ -576,18 +600,35 @@ class Execution implements TaskHost, CoordinatorHost {
 
     const capacity = o.channelCapacity ?? 8;
     checkPositiveInt(capacity, "channelCapacity", 1 << 16);
-    const wiring = wireTasks(this.vertices, this, { maxParallelism: maxP, batchSize: this.batchSize, channelCapacity: capacity, trackChanges: this.chain?.incremental ?? false });
+    const workers = o.workers ?? 0;
+    if (!Number.isInteger(workers) || workers < 0 || workers > 256) throw new RangeError(`Cannot use workers as it must be an integer in 0..256: current value is ${workers}`);
+    let threads: ThreadEnds | undefined;
+    if (workers > 0 && this.vertices.some((v) => v.kind === "keyed")) {
+      if (!o.definition) throw missingDefinition(this.name);
+      if (o.clock) throw new TypeError("Cannot run keyed operators in workers with a custom clock as a worker keeps the wall clock: use workers: 0 with a ManualClock");
+      this.pool = new WorkerPool(this, workers, this.vertices, o.definition);
+      threads = this.pool.ends(this.vertices);
+    }
+    const trackChanges = this.chain?.incremental ?? false;
+    const wiring = wireTasks(this.vertices, this, { maxParallelism: maxP, batchSize: this.batchSize, channelCapacity: capacity, trackChanges, threads });
     this.tasks = wiring.tasks;
     this.sources = wiring.sources;
     this.channels = wiring.channels;
     this.byUid = wiring.byUid;
     try {
-      if (restore) this.restoreReport = await restoreState(restore.snap, restore.inherit, this.byUid, coordinator.previous);
+      this.pool?.start(this.vertices, { name: this.name, attempt: this.attempt, maxParallelism: maxP, batchSize: this.batchSize, channelCapacity: capacity, trackChanges, chain: this.chain }, restore);
+      if (restore) {
+        this.restoreReport = await restoreState(restore.snap, restore.inherit, this.byUid, coordinator.previous);
+        if (restore.inherit) this.pool?.inheritChains(restore.snap, coordinator.previous);
+      }
       for (const t of this.tasks) {
         await t.open();
         if (this.aborted) throw this.error;
       }
       if (restore) this.restoreReport = checkRestored(restore.snap, this.byUid, this.tasks, o.restore?.allowNonRestoredState ?? false, coordinator.previous, this.restoreReport!);
+    } catch (e) {
+      await this.pool?.terminateAll();
+      throw e;
     } finally {
       if (restore && restore.snap.storage !== this.root) await restore.snap.storage.close().catch(() => {});
     }
@@ -630,6 +671,7 @@ class Execution implements TaskHost, CoordinatorHost {
 
   private teardown(): void {
     this.coordinator.cancelTimer();
+    this.pool?.abort();
     for (const ch of this.channels) ch.close();
     for (const t of this.tasks) t.wake();
   }
@@ -694,6 +736,7 @@ class Execution implements TaskHost, CoordinatorHost {
     while (this.inflight.size > 0) await Promise.allSettled([...this.inflight]);
     await this.coordinator.idle();
     for (const t of this.tasks) await t.close().catch(() => {});
+    await this.pool?.closeAll();
     for (const v of this.vertices) {
       await v.source?.close?.()?.catch?.(() => {});
       await v.sink?.close?.()?.catch?.(() => {});

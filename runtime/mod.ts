@@ -28,6 +28,7 @@ export {
   type FaultPlan,
   type FaultPoint,
   Job,
+  type JobDefinition,
   type JobEvent,
   type JobOptions,
   type JobResult,
