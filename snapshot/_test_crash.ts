@@ -19,7 +19,7 @@ import { InjectedFault } from "../backends/faulty.ts";
 import { FsStorage, isTempFileName } from "../backends/fs.ts";
 import { MemoryStorage } from "../backends/memory.ts";
 import { S3Storage } from "../backends/s3.ts";
-import type { ObjectInfo, Storage } from "../backends/storage.ts";
+import type { ObjectInfo, Storage, SyncDeferredOptions } from "../backends/storage.ts";
 import { startS3Server, type S3TestServer } from "../backends/_s3_test_server.ts";
 import { ArrowpointError } from "../format/errors.ts";
 import { checkpointDirName, manifestPath } from "./layout.ts";
@@ -96,6 +96,20 @@ export class CrashStorage implements Storage {
       throw new InjectedFault("put", path);
     }
     await this.#track(this.#inner.put(path, bytes));
+  }
+  // The deferred writes the tools use are crash points too, forwarded as they are (a wrapper without them
+  // would turn every tool's writes into plain puts and leave the deferred path untested).
+  async putDeferred(path: string, bytes: Uint8Array): Promise<void> {
+    if (this.#hit("putDeferred", path)) {
+      if (this.#mode === "torn") await this.#debris(path, bytes.subarray(0, bytes.length >> 1));
+      throw new InjectedFault("putDeferred", path);
+    }
+    const inner = this.#inner;
+    await this.#track(inner.putDeferred ? inner.putDeferred(path, bytes) : inner.put(path, bytes));
+  }
+  async syncDeferred(paths: readonly string[], options?: SyncDeferredOptions): Promise<void> {
+    if (this.#hit("syncDeferred", `${paths[0] ?? ""} (+${Math.max(0, paths.length - 1)})`)) throw new InjectedFault("syncDeferred", paths[0] ?? "");
+    if (this.#inner.syncDeferred) await this.#track(this.#inner.syncDeferred(paths, options));
   }
   async putStream(path: string, source: AsyncIterable<Uint8Array>): Promise<void> {
     if (this.#hit("putStream", path)) {
