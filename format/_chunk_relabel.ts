@@ -211,18 +211,7 @@ export function relabelChunk(
     pos += meta + bodyLength;
     batchBlocks.push(new FileBlock(meta, bodyLength, at));
   }
-  const eos = Int32Array.of(-1, 0);
-  parts.push(new Uint8Array(eos.buffer));
-  const footerBytes = Footer.encode(new Footer(schema, MetadataVersion.V5, batchBlocks, dictBlocks));
-  parts.push(footerBytes, new Uint8Array(Int32Array.of(footerBytes.byteLength).buffer), MAGIC);
-  let total = 0;
-  for (const p of parts) total += p.byteLength;
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.byteLength;
-  }
+  const out = closeFile(parts, schema, batchBlocks, dictBlocks);
   const result: EncodedChunk = { bytes: out, rows: file.rows, checksum: checksumOf(out), compression: "none", rawBytes: out.length };
   const ix = file.keyGroupIndex;
   if (ix && ix.keyGroups.length > 0) result.keyGroupRange = { start: ix.keyGroups[0], end: ix.keyGroups[ix.keyGroups.length - 1] };
@@ -274,6 +263,22 @@ class Body {
 
 const EMPTY = new Uint8Array(0);
 
+/** Ends an Arrow IPC file (end-of-stream marker, footer, its length, magic) and joins its parts into one buffer. */
+function closeFile(parts: Uint8Array[], schema: Parameters<typeof Footer.encode>[0]["schema"], batchBlocks: FileBlock[], dictBlocks: FileBlock[]): Uint8Array {
+  parts.push(new Uint8Array(Int32Array.of(-1, 0).buffer));
+  const footerBytes = Footer.encode(new Footer(schema, MetadataVersion.V5, batchBlocks, dictBlocks));
+  parts.push(footerBytes, new Uint8Array(Int32Array.of(footerBytes.byteLength).buffer), MAGIC);
+  let total = 0;
+  for (const p of parts) total += p.byteLength;
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.byteLength;
+  }
+  return out;
+}
+
 function bytesOf(a: Exclude<ColumnData["values"], null> | Int32Array, count: number): Uint8Array {
   return new Uint8Array(a.buffer, a.byteOffset, count * a.BYTES_PER_ELEMENT);
 }
@@ -313,17 +318,7 @@ export function writeChunkColumns(
   parts.push(...batch.parts);
   pos += meta + batch.length;
   const batchBlocks = [new FileBlock(meta, batch.length, at)];
-  parts.push(new Uint8Array(Int32Array.of(-1, 0).buffer));
-  const footerBytes = Footer.encode(new Footer(schema, MetadataVersion.V5, batchBlocks, dictBlocks));
-  parts.push(footerBytes, new Uint8Array(Int32Array.of(footerBytes.byteLength).buffer), MAGIC);
-  let total = 0;
-  for (const p of parts) total += p.byteLength;
-  const raw = new Uint8Array(total);
-  let o = 0;
-  for (const p of parts) {
-    raw.set(p, o);
-    o += p.byteLength;
-  }
+  const raw = closeFile(parts, schema, batchBlocks, dictBlocks);
   const compression = options.compression ?? "none";
   const bytes = compress(raw, compression, options.level);
   const out: EncodedChunk = { bytes, rows, checksum: checksumOf(bytes), compression, rawBytes: raw.length };
