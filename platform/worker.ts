@@ -38,6 +38,10 @@ export interface WorkerThread extends WorkerLink {
   readonly exited: Promise<WorkerExit>;
   /** Stops the worker at once (work in flight is abandoned) and waits until it has ended. */
   terminate(): Promise<void>;
+  /** Lets the process end while this worker is alive (an idle worker kept for later work). */
+  unref(): void;
+  /** Undoes {@linkcode WorkerThread.unref}: the worker keeps the process alive again. */
+  ref(): void;
 }
 
 /** Options of {@linkcode startWorker}. */
@@ -96,10 +100,12 @@ interface DenoLike {
 }
 const deno = (globalThis as { Deno?: DenoLike }).Deno;
 
-// Node's worker_threads, loaded only on Node: Deno runs Web Workers, and a browser-like host has neither.
+// node:worker_threads, under Node and under Deno (whose implementation runs TypeScript modules as they are
+// and, unlike its Web Workers, lets an idle worker not keep the process alive); a browser-like host gets
+// Web Workers.
 type NodeWorkerThreads = typeof import("node:worker_threads");
 let nodeThreads: NodeWorkerThreads | undefined;
-if (!deno && typeof process !== "undefined" && process.versions?.node) {
+if (typeof process !== "undefined" && process.versions?.node) {
   nodeThreads = await import("node:worker_threads");
 }
 
@@ -208,7 +214,7 @@ function inbox(): { deliver(message: unknown): void; onMessage(handler: (message
 function startNodeWorker(threads: NodeWorkerThreads, module: URL, options: StartWorkerOptions): Starting {
   // Node 20 runs neither `--import` preloads nor hooks from register() in worker threads, so a TypeScript
   // module (the sources, in a checkout or under tsx) starts from a bootstrap that registers tsx first.
-  const entry = module.pathname.endsWith(".ts")
+  const entry = !deno && module.pathname.endsWith(".ts")
     ? new URL(
       "data:text/javascript," +
         encodeURIComponent(
@@ -228,12 +234,14 @@ function startNodeWorker(threads: NodeWorkerThreads, module: URL, options: Start
   return {
     ready,
     exited,
-    post: (message, transfer) => worker.postMessage(message, transfer),
+    post: (message, transfer) => worker.postMessage(message, transfer ?? []),
     onMessage: box.onMessage,
     async terminate() {
       await worker.terminate();
       await exited;
     },
+    unref: () => worker.unref(),
+    ref: () => worker.ref(),
   };
 }
 
@@ -264,13 +272,16 @@ function startWebWorker(module: URL, options: StartWorkerOptions): Starting {
   return {
     ready,
     exited,
-    post: (message, transfer) => worker.postMessage(message, transfer),
+    post: (message, transfer) => worker.postMessage(message, transfer ?? []),
     onMessage: box.onMessage,
     terminate() {
       worker.terminate();
       markExited({});
       return exited.then(() => undefined);
     },
+    // A Web Worker cannot be unreferenced: it keeps its host alive until terminated.
+    unref: () => {},
+    ref: () => {},
   };
 }
 
