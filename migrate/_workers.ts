@@ -59,8 +59,15 @@ export function workerCount(workers: number | "auto" | undefined, sourceRows: nu
 
 const RUN_ONLY = new Set(["onProgress", "signal", "workers", "shard", "dryRun"]);
 
+/** Runs one shard in this thread (the tool itself, with `shard` set), reporting progress to `onProgress`. */
+export type RunHere = (shard: ShardSpec, onProgress: ((p: Progress) => void) | undefined) => Promise<unknown>;
+
 /**
- * Runs `tool` as `count` shards in `count` worker threads, then commits: the same savepoint as one run.
+ * Runs `tool` as `count` shards on `count` threads, this one included, then commits: the same savepoint
+ * as one run. This thread starts on the first shard at once, while the other threads start (or come warm
+ * from the pool, platform/worker_pool.ts); every thread takes the next shard nobody has begun, so a thread
+ * that is slow to start takes less or nothing and the run is never much slower than this thread alone.
+ * Threads that end up idle go back to the pool, unreferenced, for the next run.
  * `src` and `dst` must be URIs a thread can open on its own (not `memory:`, which lives in one thread).
  */
 export async function runInWorkers(
@@ -69,7 +76,8 @@ export async function runInWorkers(
   dst: unknown,
   options: WriteOptions & { workers?: number | "auto" },
   count: number,
-  migrations?: Migrations | { module: string },
+  migrations: Migrations | { module: string } | undefined,
+  here: RunHere,
 ): Promise<WriteReport> {
   const why = (what: string) => new TypeError(`Cannot run ${tool} in ${count} worker threads as ${what}; give workers: 1 to run it in this thread`);
   if (typeof src !== "string" || typeof dst !== "string") throw why("the source and destination must be URIs (a thread opens its own storage)");
@@ -98,42 +106,89 @@ export async function runInWorkers(
     }
     options.onProgress({ phase, rows, bytes, totalRows: total || undefined, elapsedMs: Date.now() - started });
   };
-  const threads: WorkerThread[] = [];
-  const stop = () => Promise.all(threads.map((t) => t.terminate()));
-  try {
-    const { siblingModule, startWorker } = await import("../platform/worker.ts");
-    const module = siblingModule(import.meta.url, "_shard_worker");
-    // Started together: each loads the library, which is most of a small run's time.
-    const starting = Array.from({ length: count }, (_, i) => startWorker(module, { name: `arrowpoint ${tool} shard ${i}/${count}` }));
-    const launched = await Promise.allSettled(starting);
-    for (const s of launched) if (s.status === "fulfilled") threads.push(s.value);
-    for (const s of launched) if (s.status === "rejected") throw s.reason;
-    const aborted = new Promise<never>((_, reject) => {
-      options.signal?.addEventListener("abort", () => reject(options.signal!.reason), { once: true });
+  const onProgress = options.onProgress ? (index: number) => (p: Progress) => (progress.set(index, p), report()) : undefined;
+
+  const { siblingModule } = await import("../platform/worker.ts");
+  const pool = await import("../platform/worker_pool.ts");
+  const module = siblingModule(import.meta.url, "_shard_worker");
+  const queue = Array.from({ length: count }, (_, i) => i);
+  let done = 0;
+  let over = false;
+  const busy = new Set<WorkerThread>();
+  let finish!: () => void;
+  let fail!: (e: unknown) => void;
+  const finished = new Promise<void>((resolve, reject) => {
+    finish = resolve;
+    fail = (e) => {
+      if (over) return;
+      over = true;
+      reject(e);
+    };
+  });
+  const next = (): number | undefined => (over ? undefined : queue.shift());
+  const shardDone = () => {
+    if (++done === count && !over) {
+      over = true;
+      finish();
+    }
+  };
+  const onAbort = () => fail(options.signal!.reason);
+  options.signal?.addEventListener("abort", onAbort, { once: true });
+
+  // One shard on a worker thread; rejects on its error or its thread's end.
+  const runOn = (t: WorkerThread, index: number) =>
+    new Promise<void>((resolve, reject) => {
+      t.onMessage((m) => {
+        const r = m as WorkerReply;
+        if (r.type === "progress") onProgress?.(r.shard)(r.progress);
+        else if (r.type === "done") resolve();
+        else {
+          const e = new ArrowpointError(r.code ?? "ARROWPOINT_WORKER", `shard ${r.shard}/${count} (worker thread): ${r.message}`);
+          e.name = r.name;
+          reject(e);
+        }
+      });
+      t.exited.then((x) => reject(x.error ?? new ArrowpointError("ARROWPOINT_WORKER", `the worker thread of shard ${index}/${count} ended before its shard was done`)));
+      const task: ShardTask = { tool, src, dst, options: plain, migrations, shard: { index, count }, progress: onProgress !== undefined };
+      t.post(task);
     });
-    aborted.catch(() => {});
-    const runs = threads.map((t, i) =>
-      new Promise<void>((resolve, reject) => {
-        t.onMessage((m) => {
-          const r = m as WorkerReply;
-          if (r.type === "progress") {
-            progress.set(r.shard, r.progress);
-            report();
-          } else if (r.type === "done") resolve();
-          else {
-            const e = new ArrowpointError(r.code ?? "ARROWPOINT_WORKER", `shard ${r.shard}/${count} (worker thread): ${r.message}`);
-            e.name = r.name;
-            reject(e);
-          }
-        });
-        t.exited.then((x) => reject(x.error ?? new ArrowpointError("ARROWPOINT_WORKER", `the worker thread of shard ${i}/${count} ended before its shard was done`)));
-        const task: ShardTask = { tool, src, dst, options: plain, migrations, shard: { index: i, count }, progress: options.onProgress !== undefined };
-        t.post(task);
-      })
+  const workOn = async (t: WorkerThread) => {
+    for (let i = next(); i !== undefined; i = next()) {
+      busy.add(t);
+      try {
+        await runOn(t, i);
+      } catch (e) {
+        busy.delete(t);
+        await t.terminate();
+        throw e;
+      }
+      busy.delete(t);
+      shardDone();
+    }
+    pool.releaseWorker(module, t);
+  };
+  for (let w = 1; w < count; w++) {
+    pool.acquireWorker(module, { name: `arrowpoint ${tool} shards` }).then(
+      (t) => workOn(t).catch(fail),
+      // A thread that cannot start fails the run only while there is work left for it.
+      (e: unknown) => (over ? undefined : fail(e)),
     );
-    await Promise.race([Promise.all(runs), aborted]);
+  }
+  const workHere = async () => {
+    for (let i = next(); i !== undefined; i = next()) {
+      await here({ index: i, count }, onProgress?.(i));
+      shardDone();
+    }
+  };
+  workHere().catch(fail);
+  try {
+    await finished;
+  } catch (e) {
+    // Work in flight on other threads is abandoned: those threads are not reused.
+    await Promise.all([...busy].map((t) => t.terminate()));
+    throw e;
   } finally {
-    await stop();
+    options.signal?.removeEventListener("abort", onAbort);
   }
   options.signal?.throwIfAborted();
   const commit = await commitShards(dst);
@@ -152,7 +207,8 @@ export async function viaWorkers(
   dst: unknown,
   snap: { manifest: { operators: { states: { chunks: { rows: number }[] }[] }[] } },
   options: WriteOptions & { workers?: number | "auto" },
-  migrations?: Migrations | { module: string },
+  migrations: Migrations | { module: string } | undefined,
+  here: RunHere,
 ): Promise<WriteReport | undefined> {
   if (options.workers === undefined || options.shard) return undefined;
   let rows = 0;
@@ -169,5 +225,5 @@ export async function viaWorkers(
       return undefined;
     }
   }
-  return await runInWorkers(tool, src, dst, options, k, migrations);
+  return await runInWorkers(tool, src, dst, options, k, migrations, here);
 }

@@ -48,7 +48,7 @@ export interface CompactOptions extends WriteOptions {
  */
 export async function compact(checkpoint: string | Snapshot, savepoint: string | Storage, options: CompactOptions = {}): Promise<WriteReport> {
   return await withSnapshot(checkpoint, async (src) => {
-    const threaded = await viaWorkers("compact", checkpoint, savepoint, src, options);
+    const threaded = await viaWorkers("compact", checkpoint, savepoint, src, options, undefined, (shard, onProgress) => compact(src, savepoint, { ...options, workers: undefined, shard, onProgress }));
     if (threaded) return threaded;
     const maxP = src.manifest.maxParallelism;
     const operators = src.manifest.operators.map((op) => ({

@@ -273,7 +273,7 @@ export async function migrate(src: string | Snapshot, dst: string | Storage, mig
     const { plan, operators } = resolve(snap, migrations);
     if (options.dryRun) return { plan, dryRun: true };
     const module = options.migrationsModule === undefined ? undefined : { module: String(options.migrationsModule) };
-    const written = await viaWorkers("migrate", src, dst, snap, options, module ?? migrations) ?? await rewrite({ tool: "migrate", src: snap, maxParallelism: snap.manifest.maxParallelism, operators, slices: true, canonical: true, args: migrations }, dst, options);
+    const written = await viaWorkers("migrate", src, dst, snap, options, module ?? migrations, (shard, onProgress) => migrate(snap, dst, migrations, { ...options, workers: undefined, shard, onProgress })) ?? await rewrite({ tool: "migrate", src: snap, maxParallelism: snap.manifest.maxParallelism, operators, slices: true, canonical: true, args: migrations }, dst, options);
     return { plan, dryRun: false, written };
   });
 }
