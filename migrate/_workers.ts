@@ -35,24 +35,47 @@ export type WorkerReply =
   | { type: "error"; shard: number; name: string; code?: string; message: string };
 
 /**
- * Below this many source rows per thread, one more thread costs more than it saves (a worker loads the
- * library, ~0.3–1 s here): `"auto"` never gives a thread fewer.
+ * `"auto"` starts new threads only for a source of at least this many rows: a thread starting cold loads
+ * the library (1–3 s here under load, competing with this thread for the cores), which runs of 1M and 3M
+ * rows did not win back (docs/scale-out.md); from here one thread works for ≥ 15 s.
  */
-export const MIN_ROWS_PER_WORKER = 100_000;
+export const AUTO_MIN_ROWS_COLD = 16_000_000;
 
-/** This machine's cores (node:os; navigator.hardwareConcurrency, which platform/worker.ts reads, is missing on Node 20). */
+/**
+ * `"auto"` uses threads already warm in the pool (left by an earlier run of this process) for a source of
+ * at least this many rows: a warm thread costs no start-up, only a shard's constants.
+ */
+export const AUTO_MIN_ROWS_WARM = 500_000;
+
+/** This machine's cores (node:os availableParallelism, else navigator.hardwareConcurrency). */
 export function cores(): number {
   const nav = (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency ?? 1;
-  return Math.max(nav, typeof availableParallelism === "function" ? availableParallelism() : 1);
+  return Math.max(1, typeof availableParallelism === "function" ? availableParallelism() : nav);
+}
+
+/** What `"auto"` decides from, besides the source's rows. */
+export interface AutoFacts {
+  /** Whether every key is re-hashed (a new maxParallelism): every shard then reads the whole source. */
+  rehash?: boolean;
+  /** Worker threads idle and warm in the pool now. */
+  warm?: number;
 }
 
 /**
- * The number of worker threads a run uses: `workers` as given; `"auto"` the cores, fewer when the source is
- * small (at least {@link MIN_ROWS_PER_WORKER} rows each); 1 = this thread.
+ * The number of threads a run uses, this one included: `workers` as given; 1 = this thread alone.
+ * `"auto"` (see docs/scale-out.md for the figures): this thread alone for a re-hash (each shard would read
+ * and hash the whole source: 2 threads measured 0.9–1.5× slower), else the cores for a source of at least
+ * {@link AUTO_MIN_ROWS_COLD} rows, else this thread plus the warm threads for a source of at least
+ * {@link AUTO_MIN_ROWS_WARM} rows, else this thread alone.
  */
-export function workerCount(workers: number | "auto" | undefined, sourceRows: number): number {
+export function workerCount(workers: number | "auto" | undefined, sourceRows: number, facts: AutoFacts = {}): number {
   if (workers === undefined) return 1;
-  if (workers === "auto") return Math.max(1, Math.min(cores(), Math.floor(sourceRows / MIN_ROWS_PER_WORKER)));
+  if (workers === "auto") {
+    if (facts.rehash) return 1;
+    if (sourceRows >= AUTO_MIN_ROWS_COLD) return cores();
+    if (sourceRows >= AUTO_MIN_ROWS_WARM) return Math.min(cores(), 1 + (facts.warm ?? 0));
+    return 1;
+  }
   if (!Number.isInteger(workers) || workers < 1) throw new RangeError(`Cannot run in worker threads as workers must be an integer ≥ 1 or "auto": current value is ${workers}`);
   return workers;
 }
@@ -212,11 +235,18 @@ export async function viaWorkers(
   options: WriteOptions & { workers?: number | "auto" },
   migrations: Migrations | { module: string } | undefined,
   here: RunHere,
+  rehash = false,
 ): Promise<WriteReport | undefined> {
   if (options.workers === undefined || options.shard) return undefined;
   let rows = 0;
   for (const op of snap.manifest.operators) for (const st of op.states) for (const c of st.chunks) rows += c.rows;
-  const k = workerCount(options.workers, rows);
+  let warm = 0;
+  if (options.workers === "auto" && rows >= AUTO_MIN_ROWS_WARM) {
+    const { siblingModule } = await import("../platform/worker.ts");
+    const { idleWorkers } = await import("../platform/worker_pool.ts");
+    warm = idleWorkers(siblingModule(import.meta.url, "_shard_worker"));
+  }
+  const k = workerCount(options.workers, rows, { rehash, warm });
   if (k <= 1) return undefined;
   if (options.workers === "auto") {
     const local = (x: unknown) => typeof x === "string" && !/^memory:/.test(x);

@@ -127,7 +127,7 @@ export async function rekey(src: string | Snapshot, dst: string | Storage, optio
       }
     }
     if (typeof options.parallelism === "object") checkUids(snap, Object.keys(options.parallelism), "parallelism");
-    const threaded = await viaWorkers("rekey", src, dst, snap, options, undefined, (shard, onProgress) => rekey(snap, dst, { ...options, workers: undefined, shard, onProgress }));
+    const threaded = await viaWorkers("rekey", src, dst, snap, options, undefined, (shard, onProgress) => rekey(snap, dst, { ...options, workers: undefined, shard, onProgress }), maxP !== snap.manifest.maxParallelism || options.keyBy !== undefined);
     if (threaded) return threaded;
     const operators: OperatorPlan[] = snap.manifest.operators.map((op) => {
       const keyBy = options.keyBy && Object.hasOwn(options.keyBy, op.uid) ? options.keyBy[op.uid] : undefined;
