@@ -82,8 +82,22 @@ export function workerCount(workers: number | "auto" | undefined, sourceRows: nu
 
 const RUN_ONLY = new Set(["onProgress", "signal", "workers", "shard", "dryRun"]);
 
+/** `signal` alone, or one that aborts with either (AbortSignal.any is missing before Node 20.3). */
+export function anySignal(user: AbortSignal | undefined, signal: AbortSignal): AbortSignal {
+  if (!user) return signal;
+  const both = new AbortController();
+  const stop = (s: AbortSignal) => both.abort(s.reason);
+  if (user.aborted) stop(user);
+  else if (signal.aborted) stop(signal);
+  else {
+    user.addEventListener("abort", () => stop(user), { once: true });
+    signal.addEventListener("abort", () => stop(signal), { once: true });
+  }
+  return both.signal;
+}
+
 /** Runs one shard in this thread (the tool itself, with `shard` set), reporting progress to `onProgress`. */
-export type RunHere = (shard: ShardSpec, onProgress: ((p: Progress) => void) | undefined) => Promise<unknown>;
+export type RunHere = (shard: ShardSpec, onProgress: ((p: Progress) => void) | undefined, signal: AbortSignal) => Promise<unknown>;
 
 /**
  * Runs `tool` as `count` shards on `count` threads, this one included, then commits: the same savepoint
@@ -155,6 +169,8 @@ export async function runInWorkers(
       finish();
     }
   };
+  // Stops this thread's shard when the run fails elsewhere (or is aborted), so nothing writes after we return.
+  const stopHere = new AbortController();
   const onAbort = () => fail(options.signal!.reason);
   options.signal?.addEventListener("abort", onAbort, { once: true });
 
@@ -199,16 +215,18 @@ export async function runInWorkers(
   }
   const workHere = async () => {
     for (let i = next(); i !== undefined; i = next()) {
-      await here({ index: i, count }, onProgress?.(i));
+      await here({ index: i, count }, onProgress?.(i), stopHere.signal);
       shardDone();
     }
   };
-  workHere().catch(fail);
+  const hereDone = workHere().catch(fail);
   try {
     await finished;
   } catch (e) {
     // Work in flight on other threads is abandoned: those threads are not reused.
+    stopHere.abort(e);
     await Promise.all([...busy].map((t) => t.terminate()));
+    await hereDone;
     throw e;
   } finally {
     options.signal?.removeEventListener("abort", onAbort);
