@@ -81,9 +81,10 @@ export interface WriteOptions {
    */
   shard?: ShardSpec;
   /**
-   * Run as this many shards in worker threads of this process, then commit (the same savepoint as one
-   * run). Default 1 (this thread). `"auto"`: the cores, fewer for a small source, and this thread for what
-   * cannot cross threads (memory: URIs, opened snapshots or storages, functions among the arguments).
+   * Run as this many shards on this many threads of this process (this one and worker threads), then
+   * commit (the same savepoint as one run). Default 1 (this thread). `"auto"`: more threads only where
+   * they were measured to win (docs/scale-out.md: not for a re-hash nor a small source), and this thread
+   * for what cannot cross threads (memory: URIs, opened snapshots or storages, functions among the arguments).
    */
   workers?: number | "auto";
 }

@@ -35,32 +35,76 @@ export type WorkerReply =
   | { type: "error"; shard: number; name: string; code?: string; message: string };
 
 /**
- * Below this many source rows per thread, one more thread costs more than it saves (a worker loads the
- * library, ~0.3–1 s here): `"auto"` never gives a thread fewer.
+ * `"auto"` starts new threads only for a source of at least this many rows: a thread starting cold loads
+ * the library (1–3 s here under load, competing with this thread for the cores), which runs of 1M and 3M
+ * rows did not win back (docs/scale-out.md); from here one thread works for ≥ 15 s.
  */
-export const MIN_ROWS_PER_WORKER = 100_000;
+export const AUTO_MIN_ROWS_COLD = 16_000_000;
 
-/** This machine's cores (node:os; navigator.hardwareConcurrency, which platform/worker.ts reads, is missing on Node 20). */
+/**
+ * `"auto"` uses threads already warm in the pool (left by an earlier run of this process) for a source of
+ * at least this many rows: a warm thread costs no start-up, only a shard's constants.
+ */
+export const AUTO_MIN_ROWS_WARM = 500_000;
+
+/** This machine's cores (node:os availableParallelism, else navigator.hardwareConcurrency). */
 export function cores(): number {
   const nav = (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency ?? 1;
-  return Math.max(nav, typeof availableParallelism === "function" ? availableParallelism() : 1);
+  return Math.max(1, typeof availableParallelism === "function" ? availableParallelism() : nav);
+}
+
+/** What `"auto"` decides from, besides the source's rows. */
+export interface AutoFacts {
+  /** Whether every key is re-hashed (a new maxParallelism): every shard then reads the whole source. */
+  rehash?: boolean;
+  /** Worker threads idle and warm in the pool now. */
+  warm?: number;
 }
 
 /**
- * The number of worker threads a run uses: `workers` as given; `"auto"` the cores, fewer when the source is
- * small (at least {@link MIN_ROWS_PER_WORKER} rows each); 1 = this thread.
+ * The number of threads a run uses, this one included: `workers` as given; 1 = this thread alone.
+ * `"auto"` (see docs/scale-out.md for the figures): this thread alone for a re-hash (each shard would read
+ * and hash the whole source: 2 threads measured 0.9–1.5× slower), else the cores for a source of at least
+ * {@link AUTO_MIN_ROWS_COLD} rows, else this thread plus the warm threads for a source of at least
+ * {@link AUTO_MIN_ROWS_WARM} rows, else this thread alone.
  */
-export function workerCount(workers: number | "auto" | undefined, sourceRows: number): number {
+export function workerCount(workers: number | "auto" | undefined, sourceRows: number, facts: AutoFacts = {}): number {
   if (workers === undefined) return 1;
-  if (workers === "auto") return Math.max(1, Math.min(cores(), Math.floor(sourceRows / MIN_ROWS_PER_WORKER)));
+  if (workers === "auto") {
+    if (facts.rehash) return 1;
+    if (sourceRows >= AUTO_MIN_ROWS_COLD) return cores();
+    if (sourceRows >= AUTO_MIN_ROWS_WARM) return Math.min(cores(), 1 + (facts.warm ?? 0));
+    return 1;
+  }
   if (!Number.isInteger(workers) || workers < 1) throw new RangeError(`Cannot run in worker threads as workers must be an integer ≥ 1 or "auto": current value is ${workers}`);
   return workers;
 }
 
 const RUN_ONLY = new Set(["onProgress", "signal", "workers", "shard", "dryRun"]);
 
+/** `signal` alone, or one that aborts with either (AbortSignal.any is missing before Node 20.3). */
+export function anySignal(user: AbortSignal | undefined, signal: AbortSignal): AbortSignal {
+  if (!user) return signal;
+  const both = new AbortController();
+  const stop = (s: AbortSignal) => both.abort(s.reason);
+  if (user.aborted) stop(user);
+  else if (signal.aborted) stop(signal);
+  else {
+    user.addEventListener("abort", () => stop(user), { once: true });
+    signal.addEventListener("abort", () => stop(signal), { once: true });
+  }
+  return both.signal;
+}
+
+/** Runs one shard in this thread (the tool itself, with `shard` set), reporting progress to `onProgress`. */
+export type RunHere = (shard: ShardSpec, onProgress: ((p: Progress) => void) | undefined, signal: AbortSignal) => Promise<unknown>;
+
 /**
- * Runs `tool` as `count` shards in `count` worker threads, then commits: the same savepoint as one run.
+ * Runs `tool` as `count` shards on `count` threads, this one included, then commits: the same savepoint
+ * as one run. This thread starts on the first shard at once, while the other threads start (or come warm
+ * from the pool, platform/worker_pool.ts); every thread takes the next shard nobody has begun, so a thread
+ * that is slow to start takes less or nothing and the run is never much slower than this thread alone.
+ * Threads that end up idle go back to the pool, unreferenced, for the next run.
  * `src` and `dst` must be URIs a thread can open on its own (not `memory:`, which lives in one thread).
  */
 export async function runInWorkers(
@@ -69,7 +113,8 @@ export async function runInWorkers(
   dst: unknown,
   options: WriteOptions & { workers?: number | "auto" },
   count: number,
-  migrations?: Migrations | { module: string },
+  migrations: Migrations | { module: string } | undefined,
+  here: RunHere,
 ): Promise<WriteReport> {
   const why = (what: string) => new TypeError(`Cannot run ${tool} in ${count} worker threads as ${what}; give workers: 1 to run it in this thread`);
   if (typeof src !== "string" || typeof dst !== "string") throw why("the source and destination must be URIs (a thread opens its own storage)");
@@ -98,45 +143,99 @@ export async function runInWorkers(
     }
     options.onProgress({ phase, rows, bytes, totalRows: total || undefined, elapsedMs: Date.now() - started });
   };
-  const threads: WorkerThread[] = [];
-  const stop = () => Promise.all(threads.map((t) => t.terminate()));
-  try {
-    const { siblingModule, startWorker } = await import("../platform/worker.ts");
-    const module = siblingModule(import.meta.url, "_shard_worker");
-    // Started together: each loads the library, which is most of a small run's time.
-    const starting = Array.from({ length: count }, (_, i) => startWorker(module, { name: `arrowpoint ${tool} shard ${i}/${count}` }));
-    const launched = await Promise.allSettled(starting);
-    for (const s of launched) if (s.status === "fulfilled") threads.push(s.value);
-    for (const s of launched) if (s.status === "rejected") throw s.reason;
-    const aborted = new Promise<never>((_, reject) => {
-      options.signal?.addEventListener("abort", () => reject(options.signal!.reason), { once: true });
+  const onProgress = options.onProgress ? (index: number) => (p: Progress) => (progress.set(index, p), report()) : undefined;
+
+  const { siblingModule } = await import("../platform/worker.ts");
+  const pool = await import("../platform/worker_pool.ts");
+  const module = siblingModule(import.meta.url, "_shard_worker");
+  const queue = Array.from({ length: count }, (_, i) => i);
+  let done = 0;
+  let over = false;
+  const busy = new Set<WorkerThread>();
+  let finish!: () => void;
+  let fail!: (e: unknown) => void;
+  const finished = new Promise<void>((resolve, reject) => {
+    finish = resolve;
+    fail = (e) => {
+      if (over) return;
+      over = true;
+      reject(e);
+    };
+  });
+  const next = (): number | undefined => (over ? undefined : queue.shift());
+  const shardDone = () => {
+    if (++done === count && !over) {
+      over = true;
+      finish();
+    }
+  };
+  // Stops this thread's shard when the run fails elsewhere (or is aborted), so nothing writes after we return.
+  const stopHere = new AbortController();
+  const onAbort = () => fail(options.signal!.reason);
+  options.signal?.addEventListener("abort", onAbort, { once: true });
+
+  // One shard on a worker thread; rejects on its error or its thread's end.
+  const runOn = (t: WorkerThread, index: number) =>
+    new Promise<void>((resolve, reject) => {
+      t.onMessage((m) => {
+        const r = m as WorkerReply;
+        if (r.type === "progress") onProgress?.(r.shard)(r.progress);
+        else if (r.type === "done") resolve();
+        else {
+          const e = new ArrowpointError(r.code ?? "ARROWPOINT_WORKER", `shard ${r.shard}/${count} (worker thread): ${r.message}`);
+          e.name = r.name;
+          reject(e);
+        }
+      });
+      t.exited.then((x) => reject(x.error ?? new ArrowpointError("ARROWPOINT_WORKER", `the worker thread of shard ${index}/${count} ended before its shard was done`)));
+      const task: ShardTask = { tool, src, dst, options: plain, migrations, shard: { index, count }, progress: onProgress !== undefined };
+      t.post(task);
     });
-    aborted.catch(() => {});
-    const runs = threads.map((t, i) =>
-      new Promise<void>((resolve, reject) => {
-        t.onMessage((m) => {
-          const r = m as WorkerReply;
-          if (r.type === "progress") {
-            progress.set(r.shard, r.progress);
-            report();
-          } else if (r.type === "done") resolve();
-          else {
-            const e = new ArrowpointError(r.code ?? "ARROWPOINT_WORKER", `shard ${r.shard}/${count} (worker thread): ${r.message}`);
-            e.name = r.name;
-            reject(e);
-          }
-        });
-        t.exited.then((x) => reject(x.error ?? new ArrowpointError("ARROWPOINT_WORKER", `the worker thread of shard ${i}/${count} ended before its shard was done`)));
-        const task: ShardTask = { tool, src, dst, options: plain, migrations, shard: { index: i, count }, progress: options.onProgress !== undefined };
-        t.post(task);
-      })
+  const workOn = async (t: WorkerThread) => {
+    for (let i = next(); i !== undefined; i = next()) {
+      busy.add(t);
+      try {
+        await runOn(t, i);
+      } catch (e) {
+        busy.delete(t);
+        await t.terminate();
+        throw e;
+      }
+      busy.delete(t);
+      shardDone();
+    }
+    pool.releaseWorker(module, t);
+  };
+  for (let w = 1; w < count; w++) {
+    pool.acquireWorker(module, { name: `arrowpoint ${tool} shards` }).then(
+      (t) => workOn(t).catch(fail),
+      // A thread that cannot start fails the run only while there is work left for it.
+      (e: unknown) => (over ? undefined : fail(e)),
     );
-    await Promise.race([Promise.all(runs), aborted]);
+  }
+  const workHere = async () => {
+    for (let i = next(); i !== undefined; i = next()) {
+      await here({ index: i, count }, onProgress?.(i), stopHere.signal);
+      shardDone();
+    }
+  };
+  const hereDone = workHere().catch(fail);
+  try {
+    await finished;
+  } catch (e) {
+    // Work in flight on other threads is abandoned: those threads are not reused.
+    stopHere.abort(e);
+    await Promise.all([...busy].map((t) => t.terminate()));
+    await hereDone;
+    throw e;
   } finally {
-    await stop();
+    options.signal?.removeEventListener("abort", onAbort);
   }
   options.signal?.throwIfAborted();
-  const commit = await commitShards(dst);
+  // Every chunk was checksummed from the bytes this process's threads wrote a moment ago, as a single run
+  // writes its chunks (which it never reads back): reading them all again would add a pass over the whole
+  // output that one run does not pay. Shards run elsewhere are committed with the full verification.
+  const commit = await commitShards(dst, { verify: "size" });
   options.onProgress?.({ phase: "commit", rows: commit.rows, bytes: commit.bytes, totalRows: commit.rows, elapsedMs: Date.now() - started });
   return { id: commit.manifest.id, destination: commit.destination, manifest: commit.manifest, rows: commit.rows, bytes: commit.bytes, chunks: commit.chunks, elapsedMs: Date.now() - started };
 }
@@ -152,12 +251,20 @@ export async function viaWorkers(
   dst: unknown,
   snap: { manifest: { operators: { states: { chunks: { rows: number }[] }[] }[] } },
   options: WriteOptions & { workers?: number | "auto" },
-  migrations?: Migrations | { module: string },
+  migrations: Migrations | { module: string } | undefined,
+  here: RunHere,
+  rehash = false,
 ): Promise<WriteReport | undefined> {
   if (options.workers === undefined || options.shard) return undefined;
   let rows = 0;
   for (const op of snap.manifest.operators) for (const st of op.states) for (const c of st.chunks) rows += c.rows;
-  const k = workerCount(options.workers, rows);
+  let warm = 0;
+  if (options.workers === "auto" && rows >= AUTO_MIN_ROWS_WARM) {
+    const { siblingModule } = await import("../platform/worker.ts");
+    const { idleWorkers } = await import("../platform/worker_pool.ts");
+    warm = idleWorkers(siblingModule(import.meta.url, "_shard_worker"));
+  }
+  const k = workerCount(options.workers, rows, { rehash, warm });
   if (k <= 1) return undefined;
   if (options.workers === "auto") {
     const local = (x: unknown) => typeof x === "string" && !/^memory:/.test(x);
@@ -169,5 +276,5 @@ export async function viaWorkers(
       return undefined;
     }
   }
-  return await runInWorkers(tool, src, dst, options, k, migrations);
+  return await runInWorkers(tool, src, dst, options, k, migrations, here);
 }

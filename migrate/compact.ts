@@ -10,7 +10,7 @@ import { layoutOf } from "./_sink.ts";
 import { parallelismFor } from "./rekey.ts";
 import { rewrite, type WriteReport } from "./_rewrite.ts";
 import { withSnapshot } from "./_open.ts";
-import { viaWorkers } from "./_workers.ts";
+import { anySignal, viaWorkers } from "./_workers.ts";
 
 /** Options of {@link compact}. */
 export interface CompactOptions extends WriteOptions {
@@ -48,7 +48,7 @@ export interface CompactOptions extends WriteOptions {
  */
 export async function compact(checkpoint: string | Snapshot, savepoint: string | Storage, options: CompactOptions = {}): Promise<WriteReport> {
   return await withSnapshot(checkpoint, async (src) => {
-    const threaded = await viaWorkers("compact", checkpoint, savepoint, src, options);
+    const threaded = await viaWorkers("compact", checkpoint, savepoint, src, options, undefined, (shard, onProgress, signal) => compact(src, savepoint, { ...options, workers: undefined, shard, onProgress, signal: anySignal(options.signal, signal) }));
     if (threaded) return threaded;
     const maxP = src.manifest.maxParallelism;
     const operators = src.manifest.operators.map((op) => ({

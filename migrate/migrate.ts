@@ -10,7 +10,7 @@ import type { FieldType, StateLayout } from "../format/state_layout.ts";
 import type { Snapshot } from "../snapshot/read.ts";
 import { columnMap, stepLayout, stepValue } from "./_apply.ts";
 import { withSnapshot } from "./_open.ts";
-import { viaWorkers } from "./_workers.ts";
+import { anySignal, viaWorkers } from "./_workers.ts";
 import { keyText } from "../format/key_identity.ts";
 import { RowBuffer, type Rows } from "../snapshot/rows.ts";
 import { type OperatorPlan, rewrite, type StatePlan, type WriteReport } from "./_rewrite.ts";
@@ -273,7 +273,7 @@ export async function migrate(src: string | Snapshot, dst: string | Storage, mig
     const { plan, operators } = resolve(snap, migrations);
     if (options.dryRun) return { plan, dryRun: true };
     const module = options.migrationsModule === undefined ? undefined : { module: String(options.migrationsModule) };
-    const written = await viaWorkers("migrate", src, dst, snap, options, module ?? migrations) ?? await rewrite({ tool: "migrate", src: snap, maxParallelism: snap.manifest.maxParallelism, operators, slices: true, canonical: true, args: migrations }, dst, options);
+    const written = await viaWorkers("migrate", src, dst, snap, options, module ?? migrations, (shard, onProgress, signal) => migrate(snap, dst, migrations, { ...options, workers: undefined, shard, onProgress, signal: anySignal(options.signal, signal) })) ?? await rewrite({ tool: "migrate", src: snap, maxParallelism: snap.manifest.maxParallelism, operators, slices: true, canonical: true, args: migrations }, dst, options);
     return { plan, dryRun: false, written };
   });
 }

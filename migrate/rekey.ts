@@ -13,7 +13,7 @@ import type { Snapshot } from "../snapshot/read.ts";
 import { layoutOf, type WriteOptions } from "./_sink.ts";
 import { type KeyFunction, type MergeFunction, type OperatorPlan, rewrite, type WriteReport } from "./_rewrite.ts";
 import { withSnapshot } from "./_open.ts";
-import { viaWorkers } from "./_workers.ts";
+import { anySignal, viaWorkers } from "./_workers.ts";
 
 export type { KeyFunction, MergeFunction, WriteReport } from "./_rewrite.ts";
 
@@ -127,7 +127,7 @@ export async function rekey(src: string | Snapshot, dst: string | Storage, optio
       }
     }
     if (typeof options.parallelism === "object") checkUids(snap, Object.keys(options.parallelism), "parallelism");
-    const threaded = await viaWorkers("rekey", src, dst, snap, options);
+    const threaded = await viaWorkers("rekey", src, dst, snap, options, undefined, (shard, onProgress, signal) => rekey(snap, dst, { ...options, workers: undefined, shard, onProgress, signal: anySignal(options.signal, signal) }), maxP !== snap.manifest.maxParallelism || options.keyBy !== undefined);
     if (threaded) return threaded;
     const operators: OperatorPlan[] = snap.manifest.operators.map((op) => {
       const keyBy = options.keyBy && Object.hasOwn(options.keyBy, op.uid) ? options.keyBy[op.uid] : undefined;

@@ -12,7 +12,7 @@ import { migrate } from "./migrate.ts";
 import type { Progress } from "./progress.ts";
 import { rekey } from "./rekey.ts";
 import { listAll, entries, writeSavepoint } from "./_test_util.ts";
-import { MIN_ROWS_PER_WORKER, workerCount } from "./_workers.ts";
+import { AUTO_MIN_ROWS_COLD, AUTO_MIN_ROWS_WARM, cores, workerCount } from "./_workers.ts";
 
 let dir: string;
 let src: string;
@@ -67,7 +67,19 @@ test("workers: migrations from a module run in worker threads; functions and mem
   await same(join(dir, "auto", "mig"), join(dir, "w1", "mig"));
   await assert.rejects(rekey(src, "memory:w/out", { parallelism: 2, workers: 2 }), (e) => e instanceof TypeError && /memory: storage lives in one thread/.test(e.message));
   await rekey(src, "memory:w/out", { parallelism: 2, workers: "auto" });
-  assert.equal(workerCount("auto", MIN_ROWS_PER_WORKER - 1), 1);
+  assert.equal(workerCount("auto", 2), 1);
   assert.equal(workerCount(undefined, 1e9), 1);
   assert.throws(() => workerCount(0, 1), RangeError);
+});
+
+test("workers: \"auto\" takes more threads only where they were measured to win", () => {
+  // A small source stays here even with warm threads; a cold start pays off only for a large one.
+  assert.equal(workerCount("auto", AUTO_MIN_ROWS_WARM - 1, { warm: 4 }), 1);
+  assert.equal(workerCount("auto", AUTO_MIN_ROWS_COLD - 1), 1);
+  assert.equal(workerCount("auto", AUTO_MIN_ROWS_WARM, { warm: 1 }), Math.min(cores(), 2));
+  assert.equal(workerCount("auto", AUTO_MIN_ROWS_COLD), cores());
+  // A re-hash reads the whole source in every shard: never split by "auto".
+  assert.equal(workerCount("auto", AUTO_MIN_ROWS_COLD * 10, { rehash: true, warm: 4 }), 1);
+  // An explicit count is taken as given.
+  assert.equal(workerCount(2, 10, { rehash: true }), 2);
 });

@@ -109,8 +109,10 @@ const deno = (globalThis as { Deno?: DenoLike }).Deno;
 // Web Workers.
 type NodeWorkerThreads = typeof import("node:worker_threads");
 let nodeThreads: NodeWorkerThreads | undefined;
+let nodeOs: { availableParallelism?: () => number } | undefined;
 if (typeof process !== "undefined" && process.versions?.node) {
   nodeThreads = await import("node:worker_threads");
+  nodeOs = await import("node:os");
 }
 
 /**
@@ -140,8 +142,8 @@ export function isWorkerThread(): boolean {
  * ```
  */
 export function availableCores(): number {
-  const nav = (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator;
-  const n = nav?.hardwareConcurrency ?? 1;
+  // Node 20 has no navigator; node:os's availableParallelism (Node ≥ 18.14, Deno) also honours CPU affinity.
+  const n = nodeOs?.availableParallelism?.() ?? (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency ?? 1;
   return Number.isInteger(n) && n > 0 ? n : 1;
 }
 

@@ -73,3 +73,9 @@ test("siblingModule keeps the caller's extension", () => {
   assert.equal(siblingModule("file:///a/b/c.js", "w").href, "file:///a/b/w.js");
   assert.equal(siblingModule("file:///a/b/c.mjs", "w").href, "file:///a/b/w.mjs");
 });
+
+test("availableCores() counts the cores where navigator is missing (Node 20) too", async () => {
+  const { availableParallelism } = await import("node:os");
+  const { availableCores } = await import("./worker.ts");
+  assert.equal(availableCores(), availableParallelism());
+});
