@@ -9,7 +9,10 @@
 import type { Storage } from "../backends/storage.ts";
 import type { ChunkRef } from "../format/manifest.ts";
 import type { Snapshot } from "../snapshot/read.ts";
-import { siblingModule, startWorker, type WorkerThread } from "../platform/worker.ts";
+import { siblingModule, type WorkerThread } from "../platform/worker.ts";
+// Workers that ran a job to its end and closed cleanly wait there for the next job (starting one costs
+// ~0.3–1.5 s: a module graph to load, under Node also tsx for the sources), unreferenced.
+import { acquireWorker, releaseWorker } from "../platform/worker_pool.ts";
 import { Barrier, type Channel, type StreamElement } from "./channel.ts";
 import { stateKey } from "./checkpoint.ts";
 import type { Vertex } from "./_graph.ts";
@@ -75,30 +78,6 @@ type FromWorker =
 export interface PoolHost extends TaskHost {
   /** The snapshot's target of a barrier in progress. */
   readonly error: unknown;
-}
-
-// Workers that ran a job to its end and closed cleanly, ready for the next job (starting one costs
-// ~0.3–1.5 s: a module graph to load, under Node also tsx for the sources). They do not keep the process
-// alive while idle.
-const idle: { module: string; worker: WorkerThread; exited: boolean }[] = [];
-
-function acquireWorker(module: URL): Promise<WorkerThread> {
-  for (let i = idle.length - 1; i >= 0; i--) {
-    const e = idle[i];
-    if (e.module !== module.href || e.exited) continue;
-    idle.splice(i, 1);
-    e.worker.ref();
-    return Promise.resolve(e.worker);
-  }
-  return startWorker(module, { name: "arrowpoint subtasks" });
-}
-
-function releaseWorker(module: URL, worker: WorkerThread): void {
-  const e = { module: module.href, worker, exited: false };
-  worker.onMessage(() => {});
-  worker.unref();
-  void worker.exited.then(() => (e.exited = true));
-  idle.push(e);
 }
 
 /** The key of subtask `index` of vertex `vertexId` in messages. */
@@ -231,7 +210,7 @@ export class WorkerPool {
       let openedResolve!: () => void, openedReject!: (e: unknown) => void;
       const opened = new Promise<void>((res, rej) => ((openedResolve = res), (openedReject = rej)));
       opened.catch(() => {});
-      const started = acquireWorker(module);
+      const started = acquireWorker(module, { name: "arrowpoint subtasks" });
       started.catch(() => {});
       const slot: WorkerSlot = { thread: undefined, started, opened, running: false, closing: undefined, closed, markClosed };
       this.slots[k] = slot;
