@@ -229,7 +229,7 @@ function startNodeWorker(threads: NodeWorkerThreads, module: URL, options: Start
         ),
     )
     : module;
-  const worker = new threads.Worker(entry, { name: options.name });
+  const worker = new threads.Worker(entry, { name: options.name }) as unknown as NodeWorker;
   const box = inbox();
   let markReady!: () => void;
   const ready = new Promise<void>((resolve) => (markReady = resolve));
@@ -249,6 +249,20 @@ function startNodeWorker(threads: NodeWorkerThreads, module: URL, options: Start
     unref: () => worker.unref(),
     ref: () => worker.ref(),
   };
+}
+
+/**
+ * What this module uses of node:worker_threads' Worker. Spelled out because, in a Deno program whose npm
+ * dependencies pull in @types/node, Deno's node types are displaced and Worker loses its EventEmitter methods.
+ */
+interface NodeWorker {
+  on(event: "message", listener: (message: unknown) => void): unknown;
+  on(event: "error", listener: (error: Error) => void): unknown;
+  once(event: "exit", listener: () => void): unknown;
+  postMessage(message: unknown, transfer: ArrayBuffer[]): void;
+  terminate(): Promise<number>;
+  unref(): void;
+  ref(): void;
 }
 
 interface WebWorker {
