@@ -3,17 +3,16 @@
 // the SDK's loading alone would exceed), and a failed load is a named StorageError saying what to do.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { pathToFileURL } from "node:url";
 import { StorageError } from "../format/errors.ts";
 import { S3_SDK_UNAVAILABLE, type S3Sdk, setS3SdkImporterForTests } from "./_s3_sdk.ts";
 import { S3Storage } from "./s3.ts";
+import { exec, ROOT } from "./_test_exec.ts";
 
-const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const DENO = join(ROOT, "node_modules", ".bin", "deno");
 const NODE = "Deno" in globalThis ? "node" : process.execPath;
 
@@ -54,21 +53,6 @@ console.log(JSON.stringify({ got, sdkModules, s3 }));
 after(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
-
-/** Runs a program to its end, without the loader a Node test runner was started with. */
-function exec(cmd: string, args: string[]): Promise<{ code: number | null; out: string; err: string }> {
-  return new Promise((resolve, reject) => {
-    const env = { ...process.env };
-    delete env.NODE_OPTIONS;
-    const child = spawn(cmd, args, { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
-    let out = "";
-    let err = "";
-    child.stdout.setEncoding("utf8").on("data", (s: string) => (out += s));
-    child.stderr.setEncoding("utf8").on("data", (s: string) => (err += s));
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, out, err }));
-  });
-}
 
 interface Report {
   got: number[];

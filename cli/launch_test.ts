@@ -3,18 +3,17 @@
 // here: which code a launch runs, what the runtime prints by itself, what a permission refusal looks like.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { createServer, type Socket } from "node:net";
 import type { AddressInfo } from "node:net";
 import { copyFile, mkdir, mkdtemp, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { pathToFileURL } from "node:url";
 import { openStorage } from "../backends/open.ts";
+import { type Exit, exec, ROOT } from "../backends/_test_exec.ts";
 import { entries, writeSavepoint } from "../migrate/_test_util.ts";
 
-const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const DENO = join(ROOT, "node_modules", ".bin", "deno");
 const IS_DENO = "Deno" in globalThis;
 /** Node, also when Deno runs this file: cli/bin.mjs is the launcher of Node users. */
@@ -30,30 +29,6 @@ before(async () => {
 after(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
-
-export interface Exit {
-  code: number | null;
-  out: string;
-  err: string;
-}
-
-/** Runs a program to its end; never rejects on a non-zero exit. */
-export function exec(cmd: string, args: string[], options: { cwd?: string; env?: Record<string, string | undefined> } = {}): Promise<Exit> {
-  return new Promise((resolve, reject) => {
-    const env: Record<string, string> = {};
-    for (const [k, v] of Object.entries({ ...process.env, ...options.env })) if (v !== undefined) env[k] = v;
-    // A Node test runner started with --import tsx must not hand the loader to the child: the child shows
-    // what a user's plain `node` does.
-    delete env.NODE_OPTIONS;
-    const child = spawn(cmd, args, { cwd: options.cwd ?? ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
-    let out = "";
-    let err = "";
-    child.stdout.setEncoding("utf8").on("data", (s: string) => (out += s));
-    child.stderr.setEncoding("utf8").on("data", (s: string) => (err += s));
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, out, err }));
-  });
-}
 
 /** The CLI as this runtime's user starts it. */
 export function cli(args: string[], options: { cwd?: string; env?: Record<string, string | undefined> } = {}): Promise<Exit> {

@@ -6,17 +6,16 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { pathToFileURL } from "node:url";
 import { openStorage } from "../backends/open.ts";
 import { startS3Server, type S3TestServer } from "../backends/_s3_test_server.ts";
 import type { Manifest } from "../format/manifest.ts";
 import { openSnapshot, readState } from "../snapshot/read.ts";
 import { entries, listAll, writeChain, writeSavepoint } from "../migrate/_test_util.ts";
 import { subStorage } from "../backends/sub.ts";
-import { spawn } from "node:child_process";
+import { type Exit, exec, ROOT } from "../backends/_test_exec.ts";
 import { main } from "./main.ts";
 
-const ROOT = fileURLToPath(new URL("..", import.meta.url));
 let dir: string;
 let server: S3TestServer;
 let env: Record<string, string>;
@@ -58,22 +57,10 @@ after(async () => {
 const IS_DENO = "Deno" in globalThis;
 
 /** One child process running CLI command lines one after another (cli/_test_shard_batch.ts). */
-function batch(commands: string[][], extra: Record<string, string>): Promise<{ code: number | null; out: string; err: string }> {
+function batch(commands: string[][], extra: Record<string, string>): Promise<Exit> {
   const script = join(ROOT, "cli", "_test_shard_batch.ts");
   const cmd = IS_DENO ? [process.execPath, "run", "-A", script] : [process.execPath, "--import", "tsx", script];
-  const args = [JSON.stringify(commands)];
-  const childEnv: Record<string, string> = {};
-  for (const [k, v] of Object.entries({ ...process.env, ...extra })) if (v !== undefined) childEnv[k] = v;
-  delete childEnv.NODE_OPTIONS; // the runner's loader flags are not the child's business
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd[0], [...cmd.slice(1), ...args], { cwd: ROOT, env: childEnv, stdio: ["ignore", "pipe", "pipe"] });
-    let out = "";
-    let err = "";
-    child.stdout.setEncoding("utf8").on("data", (s: string) => (out += s));
-    child.stderr.setEncoding("utf8").on("data", (s: string) => (err += s));
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, out, err }));
-  });
+  return exec(cmd[0], [...cmd.slice(1), JSON.stringify(commands)], { env: extra });
 }
 
 async function run(...args: string[]): Promise<{ code: number; out: string; err: string }> {

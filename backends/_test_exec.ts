@@ -1,0 +1,33 @@
+// Child processes for tests: a program run to its end, its output kept. Here, in the lowest layer, so the
+// tests of every layer can share it.
+import { spawn } from "node:child_process";
+import process from "node:process";
+import { fileURLToPath } from "node:url";
+
+/** The repository's root: the default working directory of a child. */
+export const ROOT: string = fileURLToPath(new URL("..", import.meta.url));
+
+/** How a program ended, and what it printed. */
+export interface Exit {
+  code: number | null;
+  out: string;
+  err: string;
+}
+
+/** Runs a program to its end; never rejects on a non-zero exit. */
+export function exec(cmd: string, args: string[], options: { cwd?: string; env?: Record<string, string | undefined> } = {}): Promise<Exit> {
+  return new Promise((resolve, reject) => {
+    const env: Record<string, string> = {};
+    for (const [k, v] of Object.entries({ ...process.env, ...options.env })) if (v !== undefined) env[k] = v;
+    // A Node test runner started with --import tsx must not hand the loader to the child: the child shows
+    // what a user's plain `node` does.
+    delete env.NODE_OPTIONS;
+    const child = spawn(cmd, args, { cwd: options.cwd ?? ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    let err = "";
+    child.stdout.setEncoding("utf8").on("data", (s: string) => (out += s));
+    child.stderr.setEncoding("utf8").on("data", (s: string) => (err += s));
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code, out, err }));
+  });
+}
