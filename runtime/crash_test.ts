@@ -105,11 +105,8 @@ async function runJob(storage: Storage, reader: Storage, sink: CollectingSink<st
     .sinkTo(sink, { uid: "out", parallelism: Math.max(1, opts.parallelism - 1) });
   let status: Run["status"];
   let error: unknown;
-  // A watchdog: a job that neither finishes nor fails is a hang, the worst outcome of all.
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const hung = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`HANG: the job neither finished nor failed in ${HANG_MS} ms (status ${job.status}, ${job.records} records, snapshots ${job.snapshots.map((x) => `${x.kind}-${x.id}`).join(",")}, stopping ${stopping !== undefined})`)), HANG_MS);
-  });
+  const watch = hangWatch(() => `status ${job.status}, ${job.records} records, snapshots ${job.snapshots.map((x) => `${x.kind}-${x.id}`).join(",")}, stopping ${stopping !== undefined}`);
+  const hung = watch.hung;
   try {
     status = (await Promise.race([job.run(), hung])).status === "stopped" ? "stopped" : "finished";
   } catch (e) {
@@ -120,7 +117,7 @@ async function runJob(storage: Storage, reader: Storage, sink: CollectingSink<st
     status = "failed";
     error = e;
   } finally {
-    clearTimeout(timer);
+    watch.stop();
   }
   await Promise.all(reads);
   let stop: SnapshotInfo | undefined;
@@ -128,6 +125,25 @@ async function runJob(storage: Storage, reader: Storage, sink: CollectingSink<st
   return { status, error, committed, stop };
 }
 
+
+/**
+ * A watchdog for a job: a job that neither finishes nor fails is a hang, the worst outcome of all. It judges
+ * progress, not duration, so a slow run on a busy machine (worker threads still starting) is no hang: `hung`
+ * rejects only once `progress()` reads the same twice HANG_MS apart.
+ */
+function hangWatch(progress: () => string): { hung: Promise<never>; stop(): void } {
+  let timer: ReturnType<typeof setInterval> | undefined;
+  const hung = new Promise<never>((_, reject) => {
+    let last = progress();
+    timer = setInterval(() => {
+      const now = progress();
+      if (now === last) reject(new Error(`HANG: the job made no progress in ${HANG_MS} ms (${now})`));
+      last = now;
+    }, HANG_MS);
+  });
+  hung.catch(() => {});
+  return { hung, stop: () => clearInterval(timer) };
+}
 
 async function crashJob(backend: CrashBackend, modes: CrashMode[], sample: number, workers = 0): Promise<void> {
   // A clean run counts the storage operations.
@@ -223,12 +239,12 @@ test("a stop-with-savepoint that fails while the sources run dry neither hangs t
       }
     });
     job = sessionJob({ source, sink, parallelism: 2, sourceParallelism: 1, storage });
-    let timer: ReturnType<typeof setTimeout> | undefined;
+    const watch = hangWatch(() => `status ${job.status}, ${job.records} records, snapshots ${job.snapshots.length}`);
     const outcome = await Promise.race([
       job.run().then((r) => r.status, (e) => `failed: ${e}`),
-      new Promise<string>((resolve) => (timer = setTimeout(() => resolve("hang"), 10_000))),
+      watch.hung.catch(() => "hang"),
     ]);
-    clearTimeout(timer);
+    watch.stop();
     if (outcome === "hang") job.kill("hang");
     assert.equal(outcome, "finished");
     await assert.rejects(stopping!, ArrowpointError);
