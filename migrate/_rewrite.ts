@@ -118,6 +118,18 @@ export interface WriteReport {
    * part, not written: `commitShards` writes the savepoint's.
    */
   receipt?: ShardReceipt;
+  /** A run in worker threads (`workers` > 1): which thread ran each shard, in shard order. */
+  shards?: ShardRun[];
+}
+
+/** One shard of a run in worker threads, as {@link WriteReport.shards} lists it. */
+export interface ShardRun {
+  /** The shard's index. */
+  index: number;
+  /** The thread that ran it: 0 for the thread that called the tool, else the worker's thread id. */
+  thread: number;
+  /** Rows the shard wrote. */
+  rows: number;
 }
 
 /** The subtask ranges of a parallelism. */

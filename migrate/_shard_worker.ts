@@ -1,5 +1,6 @@
 // Private: the worker-thread side of `workers` (see _workers.ts): runs the shards the parent hands it, one at
 // a time, through the same tool functions a shard process runs, and reports progress and the outcome.
+import { threadId } from "node:worker_threads";
 import { parentLink } from "../platform/worker.ts";
 import { ArrowpointError } from "../format/errors.ts";
 import { compact } from "./compact.ts";
@@ -31,13 +32,36 @@ async function run(task: ShardTask): Promise<WriteReport> {
   return (await migrate(task.src, task.dst, await migrationsOf(task), options)).written!;
 }
 
+/** An error's own fields that survive a structured clone (a named error's path, expected, shards, …). */
+function fieldsOf(err: unknown): Record<string, unknown> {
+  const fields: Record<string, unknown> = {};
+  if (typeof err !== "object" || err === null) return fields;
+  for (const [k, v] of Object.entries(err)) {
+    if (k === "message" || k === "name" || k === "stack" || k === "cause") continue;
+    try {
+      fields[k] = structuredClone(v);
+    } catch {
+      // A field that cannot cross threads stays behind; the message still says what went wrong.
+    }
+  }
+  return fields;
+}
+
 parent.onMessage((m) => {
   const task = m as ShardTask;
   run(task).then(
-    (r) => reply({ type: "done", shard: task.shard.index, rows: r.rows, bytes: r.bytes, chunks: r.chunks }),
+    (r) => reply({ type: "done", shard: task.shard.index, rows: r.rows, bytes: r.bytes, chunks: r.chunks, thread: threadId }),
     (e: unknown) => {
       const err = e as Error;
-      reply({ type: "error", shard: task.shard.index, name: err?.name ?? "Error", code: e instanceof ArrowpointError ? e.code : undefined, message: err?.message ?? String(e) });
+      reply({
+        type: "error",
+        shard: task.shard.index,
+        name: err?.name ?? "Error",
+        code: e instanceof ArrowpointError ? e.code : undefined,
+        message: err?.message ?? String(e),
+        stack: typeof err?.stack === "string" ? err.stack : undefined,
+        fields: fieldsOf(e),
+      });
     },
   );
 });

@@ -2,6 +2,7 @@
 // protocol as shard processes on many machines (receipts under the destination, commitShards), so the
 // one-machine case tests the many-machine one. Each thread runs whole shards through the same tool code.
 import { availableParallelism } from "node:os";
+import * as errors from "../format/errors.ts";
 import { ArrowpointError } from "../format/errors.ts";
 // platform/worker.ts is imported when threads start, not with the tools: its top-level await (loading
 // node:worker_threads) would make every module importing the tools an async module, which a migrations
@@ -11,7 +12,7 @@ import { commitShards } from "../snapshot/shards.ts";
 import type { ShardSpec } from "../snapshot/shards.ts";
 import type { Migrations } from "./migrations.ts";
 import type { Progress } from "./progress.ts";
-import type { WriteReport } from "./_rewrite.ts";
+import type { ShardRun, WriteReport } from "./_rewrite.ts";
 import type { WriteOptions } from "./_sink.ts";
 
 /** One shard for a worker thread. */
@@ -31,8 +32,36 @@ export interface ShardTask {
 /** What a worker thread says. */
 export type WorkerReply =
   | { type: "progress"; shard: number; progress: Progress }
-  | { type: "done"; shard: number; rows: number; bytes: number; chunks: number }
-  | { type: "error"; shard: number; name: string; code?: string; message: string };
+  | { type: "done"; shard: number; rows: number; bytes: number; chunks: number; thread: number }
+  | { type: "error"; shard: number; name: string; code?: string; message: string; stack?: string; fields?: Record<string, unknown> };
+
+const BUILT_IN: Record<string, ErrorConstructor> = { Error, TypeError, RangeError, SyntaxError, ReferenceError };
+
+/**
+ * A worker thread's error, rebuilt on this side as the same class (a named arrowpoint error or a built-in
+ * one) with its fields, so that callers catch it as they would from a run in this thread; the message says
+ * which shard failed where.
+ */
+export function rebuildError(r: Extract<WorkerReply, { type: "error" }>, count: number): Error {
+  const message = `shard ${r.shard}/${count} (worker thread): ${r.message}`;
+  const named = (errors as Record<string, unknown>)[r.name];
+  let e: Error;
+  if (typeof named === "function" && named.prototype instanceof ArrowpointError) {
+    // Not through its constructor (each takes its own arguments): the same prototype and fields.
+    e = Object.create(named.prototype as object) as Error;
+    Object.defineProperty(e, "message", { value: message, writable: true, configurable: true });
+    Object.assign(e, r.fields ?? {});
+    if (r.code !== undefined) Object.assign(e, { code: r.code });
+    e.name = r.name;
+  } else if (Object.hasOwn(BUILT_IN, r.name)) {
+    e = new BUILT_IN[r.name](message);
+  } else {
+    e = Object.assign(new ArrowpointError(r.code ?? "ARROWPOINT_WORKER", message), r.fields ?? {});
+    e.name = r.name;
+  }
+  if (r.stack) e.stack = `${e.name}: ${message}\n    (in a worker thread) ${r.stack.split("\n").slice(1).join("\n")}`;
+  return e;
+}
 
 /**
  * `"auto"` starts new threads only for a source of at least this many rows: a thread starting cold loads
@@ -46,6 +75,12 @@ export const AUTO_MIN_ROWS_COLD = 16_000_000;
  * at least this many rows: a warm thread costs no start-up, only a shard's constants.
  */
 export const AUTO_MIN_ROWS_WARM = 500_000;
+
+/**
+ * The row limits `"auto"` decides with: {@link AUTO_MIN_ROWS_COLD} and {@link AUTO_MIN_ROWS_WARM}, in one
+ * object so that a test can take the threaded path of `"auto"` with a small source.
+ */
+export const autoLimits: { cold: number; warm: number } = { cold: AUTO_MIN_ROWS_COLD, warm: AUTO_MIN_ROWS_WARM };
 
 /** This machine's cores (node:os availableParallelism, else navigator.hardwareConcurrency). */
 export function cores(): number {
@@ -72,8 +107,8 @@ export function workerCount(workers: number | "auto" | undefined, sourceRows: nu
   if (workers === undefined) return 1;
   if (workers === "auto") {
     if (facts.rehash) return 1;
-    if (sourceRows >= AUTO_MIN_ROWS_COLD) return cores();
-    if (sourceRows >= AUTO_MIN_ROWS_WARM) return Math.min(cores(), 1 + (facts.warm ?? 0));
+    if (sourceRows >= autoLimits.cold) return cores();
+    if (sourceRows >= autoLimits.warm) return Math.min(cores(), 1 + (facts.warm ?? 0));
     return 1;
   }
   if (!Number.isInteger(workers) || workers < 1) throw new RangeError(`Cannot run in worker threads as workers must be an integer ≥ 1 or "auto": current value is ${workers}`);
@@ -98,6 +133,12 @@ export function anySignal(user: AbortSignal | undefined, signal: AbortSignal): A
 
 /** Runs one shard in this thread (the tool itself, with `shard` set), reporting progress to `onProgress`. */
 export type RunHere = (shard: ShardSpec, onProgress: ((p: Progress) => void) | undefined, signal: AbortSignal) => Promise<unknown>;
+
+/** The rows a run in this thread wrote: a compact or rekey report, or a migrate report's `written`. */
+function rowsOf(r: unknown): number {
+  const x = r as { rows?: number; written?: { rows?: number } } | undefined;
+  return x?.rows ?? x?.written?.rows ?? 0;
+}
 
 /**
  * Runs `tool` as `count` shards on `count` threads, this one included, then commits: the same savepoint
@@ -129,21 +170,36 @@ export async function runInWorkers(
   const started = Date.now();
   options.signal?.throwIfAborted();
   const progress = new Map<number, Progress>();
+  // Shards that have scattered (a re-hash: each shard scatters the whole source, then writes its slice).
+  const scattered = new Set<number>();
   const report = () => {
     if (!options.onProgress) return;
-    let rows = 0;
+    let written = 0;
+    let scatter = 0;
+    let scattering = false;
     let bytes = 0;
     let total = 0;
-    let phase = "write";
-    for (const p of progress.values()) {
-      rows += p.rows;
+    for (const p of progress.values()) total = Math.max(total, p.totalRows ?? 0);
+    for (const [index, p] of progress) {
       bytes += p.bytes;
-      total = Math.max(total, p.totalRows ?? 0);
-      if (p.phase === "scatter") phase = "scatter";
+      if (p.phase === "scatter") {
+        scattering = true;
+        scatter += p.rows;
+      } else {
+        written += p.rows;
+        if (scattered.has(index)) scatter += total;
+      }
     }
-    options.onProgress({ phase, rows, bytes, totalRows: total || undefined, elapsedMs: Date.now() - started });
+    // As one run's progress: while any shard scatters, the run's scatter is the shards' mean (every shard
+    // passes over the whole source, those not begun count 0); then the rows written, summed.
+    const rows = scattering ? Math.round(scatter / count) : written;
+    options.onProgress({ phase: scattering ? "scatter" : "write", rows, bytes, totalRows: total || undefined, elapsedMs: Date.now() - started });
   };
-  const onProgress = options.onProgress ? (index: number) => (p: Progress) => (progress.set(index, p), report()) : undefined;
+  const onProgress = options.onProgress ? (index: number) => (p: Progress) => {
+      progress.set(index, p);
+      if (p.phase === "scatter") scattered.add(index);
+      report();
+    } : undefined;
 
   const { siblingModule } = await import("../platform/worker.ts");
   const pool = await import("../platform/worker_pool.ts");
@@ -152,6 +208,7 @@ export async function runInWorkers(
   let done = 0;
   let over = false;
   const busy = new Set<WorkerThread>();
+  const runs: ShardRun[] = [];
   let finish!: () => void;
   let fail!: (e: unknown) => void;
   const finished = new Promise<void>((resolve, reject) => {
@@ -180,12 +237,10 @@ export async function runInWorkers(
       t.onMessage((m) => {
         const r = m as WorkerReply;
         if (r.type === "progress") onProgress?.(r.shard)(r.progress);
-        else if (r.type === "done") resolve();
-        else {
-          const e = new ArrowpointError(r.code ?? "ARROWPOINT_WORKER", `shard ${r.shard}/${count} (worker thread): ${r.message}`);
-          e.name = r.name;
-          reject(e);
-        }
+        else if (r.type === "done") {
+          runs.push({ index, thread: r.thread, rows: r.rows });
+          resolve();
+        } else reject(rebuildError(r, count));
       });
       t.exited.then((x) => reject(x.error ?? new ArrowpointError("ARROWPOINT_WORKER", `the worker thread of shard ${index}/${count} ended before its shard was done`)));
       const task: ShardTask = { tool, src, dst, options: plain, migrations, shard: { index, count }, progress: onProgress !== undefined };
@@ -215,7 +270,8 @@ export async function runInWorkers(
   }
   const workHere = async () => {
     for (let i = next(); i !== undefined; i = next()) {
-      await here({ index: i, count }, onProgress?.(i), stopHere.signal);
+      const r = await here({ index: i, count }, onProgress?.(i), stopHere.signal);
+      runs.push({ index: i, thread: 0, rows: rowsOf(r) });
       shardDone();
     }
   };
@@ -237,7 +293,7 @@ export async function runInWorkers(
   // output that one run does not pay. Shards run elsewhere are committed with the full verification.
   const commit = await commitShards(dst, { verify: "size" });
   options.onProgress?.({ phase: "commit", rows: commit.rows, bytes: commit.bytes, totalRows: commit.rows, elapsedMs: Date.now() - started });
-  return { id: commit.manifest.id, destination: commit.destination, manifest: commit.manifest, rows: commit.rows, bytes: commit.bytes, chunks: commit.chunks, elapsedMs: Date.now() - started };
+  return { id: commit.manifest.id, destination: commit.destination, manifest: commit.manifest, rows: commit.rows, bytes: commit.bytes, chunks: commit.chunks, elapsedMs: Date.now() - started, shards: runs.sort((a, b) => a.index - b.index) };
 }
 
 /**
@@ -259,7 +315,7 @@ export async function viaWorkers(
   let rows = 0;
   for (const op of snap.manifest.operators) for (const st of op.states) for (const c of st.chunks) rows += c.rows;
   let warm = 0;
-  if (options.workers === "auto" && rows >= AUTO_MIN_ROWS_WARM) {
+  if (options.workers === "auto" && rows >= autoLimits.warm) {
     const { siblingModule } = await import("../platform/worker.ts");
     const { idleWorkers } = await import("../platform/worker_pool.ts");
     warm = idleWorkers(siblingModule(import.meta.url, "_shard_worker"));

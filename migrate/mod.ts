@@ -31,6 +31,7 @@
 export { compact, type CompactOptions } from "./compact.ts";
 export { type KeyFunction, type MergeFunction, parallelismFor, rekey, type RekeyOptions, type WriteReport } from "./rekey.ts";
 export type { WriteOptions } from "./_sink.ts";
+export type { ShardRun } from "./_rewrite.ts";
 export {
   addField,
   custom,
