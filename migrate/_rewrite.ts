@@ -29,6 +29,7 @@ import { type KeyId, keyFits, keyText, rowIdentity } from "../format/key_identit
 import { sameLayout } from "../format/state_layout.ts";
 import { type ChunkInput, readOperatorItems, shapeOf, snapshotInputs, storageInput, sweep, sweepSelections } from "../snapshot/sweep.ts";
 import type { ChunkFile } from "../format/chunk_ipc.ts";
+import { keepPicks, type SortedPicks, takePicks } from "./_shard_cache.ts";
 import { type KeyedStateWriter, layoutOf, SavepointWriter, stateEntry, type WriteOptions } from "./_sink.ts";
 import { intersect, type RangeBatch, RowBuffer, type Rows, sameRange, sortByKeyGroup } from "../snapshot/rows.ts";
 import { redistributeItems } from "./_redistribute.ts";
@@ -455,6 +456,42 @@ async function rehashInMemory(plan: RewritePlan, op: OperatorPlan, sp: StatePlan
   const maxP = plan.maxParallelism;
   // A shard writes its own windows only (every row is still hashed: the key groups of the rest are unknown).
   const { windows } = shardWindows(op.parallelism, maxP, opts.shard);
+  // Shards run one after another in this process share the first one's picks (migrate/_shard_cache.ts).
+  const key = opts.shard && `${plan.src.location}\n${op.src.uid}/${sp.src.name}\n${maxP}\n${sp.src.chunks.map((c) => `${c.path}:${c.checksum}`).join(",")}`;
+  let picks = key ? takePicks(key, opts.shard!) : undefined;
+  if (!picks) {
+    picks = await sortedPicks(plan, sp, writer, opts);
+    if (key) keepPicks(key, opts.shard!, picks);
+  }
+  const { files, src: oSrc, row: oRow, keyGroups: oKg, starts } = picks;
+  writer.phase = "write";
+  const out = writer.keyed(op.uid, sp.name, sp.layout);
+  const maxChunkRows = out.maxChunkRows;
+  for (const win of windows) {
+    out.begin(win);
+    let from = win.start;
+    // Chunks of at most maxChunkRows rows where key groups allow (a key group is never split).
+    while (from <= win.end) {
+      let end = win.end;
+      if (starts[win.end + 1] - starts[from] > maxChunkRows) {
+        end = from;
+        while (end < win.end && starts[end + 2] - starts[from] <= maxChunkRows) end++;
+      }
+      const a = starts[from];
+      const b = starts[end + 1];
+      opts.signal?.throwIfAborted();
+      const chunk = gatherChunk(sp.layout, files, oSrc.subarray(a, b), oRow.subarray(a, b), { compression: opts.compression ?? "none", keyGroups: oKg.subarray(a, b) });
+      await out.addEncoded({ start: from, end }, chunk);
+      from = end + 1;
+    }
+    await out.end();
+  }
+  return await out.finish();
+}
+
+/** Every source row of `sp` as a pick (file, row), sorted by its new key group (stable). */
+async function sortedPicks(plan: RewritePlan, sp: StatePlan, writer: SavepointWriter, opts: WriteOptions): Promise<SortedPicks> {
+  const maxP = plan.maxParallelism;
   const total = sp.src.chunks.reduce((n, c) => n + c.rows, 0);
   const files: ChunkFile[] = [];
   const index = new Map<ChunkFile, number>();
@@ -503,32 +540,7 @@ async function rehashInMemory(plan: RewritePlan, op: OperatorPlan, sp: StatePlan
     oRow[at] = row[i];
     oKg[at] = kgs[i];
   }
-  // The unsorted picks are dead from here: let them go before the output chunks are built.
-  src = row = new Uint32Array(0);
-  kgs = new Uint16Array(0);
-  writer.phase = "write";
-  const out = writer.keyed(op.uid, sp.name, sp.layout);
-  const maxChunkRows = out.maxChunkRows;
-  for (const win of windows) {
-    out.begin(win);
-    let from = win.start;
-    // Chunks of at most maxChunkRows rows where key groups allow (a key group is never split).
-    while (from <= win.end) {
-      let end = win.end;
-      if (starts[win.end + 1] - starts[from] > maxChunkRows) {
-        end = from;
-        while (end < win.end && starts[end + 2] - starts[from] <= maxChunkRows) end++;
-      }
-      const a = starts[from];
-      const b = starts[end + 1];
-      opts.signal?.throwIfAborted();
-      const chunk = gatherChunk(sp.layout, files, oSrc.subarray(a, b), oRow.subarray(a, b), { compression: opts.compression ?? "none", keyGroups: oKg.subarray(a, b) });
-      await out.addEncoded({ start: from, end }, chunk);
-      from = end + 1;
-    }
-    await out.end();
-  }
-  return await out.finish();
+  return { files, src: oSrc, row: oRow, keyGroups: oKg, starts };
 }
 
 /** New maxParallelism or key function: re-hash every row, spill by target bucket, then write bucket by bucket. */

@@ -1,0 +1,61 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { clearMemoryStorage } from "../backends/memory.ts";
+import { openStorage } from "../backends/open.ts";
+import { openSnapshot, readState } from "../snapshot/read.ts";
+import { commitShards } from "../snapshot/shards.ts";
+import { rekey } from "./rekey.ts";
+import { keepPicks, keptPicks, type SortedPicks, takePicks } from "./_shard_cache.ts";
+import { entries, writeSavepoint } from "./_test_util.ts";
+
+const picks = (): SortedPicks => ({ files: [], src: new Uint32Array(1), row: new Uint32Array(1), keyGroups: new Uint16Array(1), starts: new Uint32Array(2) });
+
+test("kept picks go to the other shards of the same run only, and are let go once every shard has had them", () => {
+  const p = picks();
+  keepPicks("a", { index: 0, count: 3 }, p);
+  assert.equal(takePicks("b", { index: 1, count: 3 }), undefined, "another source or plan");
+  assert.equal(takePicks("a", { index: 1, count: 4 }), undefined, "another shard count");
+  assert.equal(takePicks("a", { index: 1, count: 3 }), p);
+  assert.equal(takePicks("a", { index: 1, count: 3 }), p, "a shard run again");
+  assert.equal(keptPicks(), "a");
+  assert.equal(takePicks("a", { index: 2, count: 3 }), p);
+  assert.equal(keptPicks(), undefined, "every shard had them");
+  // One shard of one: nothing to keep; a new source replaces the old one.
+  keepPicks("a", { index: 0, count: 1 }, p);
+  assert.equal(keptPicks(), undefined);
+  keepPicks("a", { index: 0, count: 2 }, p);
+  keepPicks("c", { index: 0, count: 2 }, picks());
+  assert.equal(takePicks("a", { index: 1, count: 2 }), undefined);
+  assert.equal(takePicks("c", { index: 1, count: 2 })?.src.length, 1);
+  assert.equal(keptPicks(), undefined);
+});
+
+test("rekey shards of a new maxParallelism run one after another share the first shard's picks and equal one run", async () => {
+  clearMemoryStorage("cache");
+  await writeSavepoint(await openStorage("memory:cache/sp"), entries(2000), { parallelism: 4, maxP: 128 });
+  const opts = { maxParallelism: 512, parallelism: 5 };
+  for (let index = 0; index < 4; index++) {
+    await rekey("memory:cache/sp", "memory:cache/sharded/out", { ...opts, shard: { index, count: 4 } });
+    // Kept after the first shard, for the others; let go after the last.
+    assert.equal(keptPicks() !== undefined, index < 3, `after shard ${index}`);
+  }
+  await commitShards("memory:cache/sharded/out");
+  await rekey("memory:cache/sp", "memory:cache/single/out", opts);
+  const read = async (uri: string) => {
+    const snap = await openSnapshot(uri);
+    return { chunks: snap.manifest.operators[0].states[0].chunks.map((c) => [c.path, c.rows, c.checksum]), rows: await readState(snap, "counter", "counts") };
+  };
+  assert.deepEqual(await read("memory:cache/sharded/out"), await read("memory:cache/single/out"));
+  // A different source (here: other chunks under the same name) is not served the old picks.
+  await rekey("memory:cache/sp", "memory:cache/again/out", { ...opts, shard: { index: 0, count: 2 } });
+  assert.ok(keptPicks());
+  clearMemoryStorage("cache");
+  await writeSavepoint(await openStorage("memory:cache/sp"), entries(1500), { parallelism: 4, maxP: 128 });
+  await rekey("memory:cache/sp", "memory:cache/again2/out", { ...opts, shard: { index: 1, count: 2 } });
+  await rekey("memory:cache/sp", "memory:cache/again2/out", { ...opts, shard: { index: 0, count: 2 } });
+  await commitShards("memory:cache/again2/out");
+  await rekey("memory:cache/sp", "memory:cache/single2/out", opts);
+  assert.deepEqual(await read("memory:cache/again2/out"), await read("memory:cache/single2/out"));
+  assert.equal(keptPicks(), undefined);
+  clearMemoryStorage("cache");
+});
