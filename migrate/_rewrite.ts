@@ -29,7 +29,7 @@ import { type KeyId, keyFits, keyText, rowIdentity } from "../format/key_identit
 import { sameLayout } from "../format/state_layout.ts";
 import { type ChunkInput, readOperatorItems, shapeOf, snapshotInputs, storageInput, sweep, sweepSelections } from "../snapshot/sweep.ts";
 import type { ChunkFile } from "../format/chunk_ipc.ts";
-import { keepPicks, type SortedPicks, takePicks } from "./_shard_cache.ts";
+import { keepPicks, shardSourceChunk, type SortedPicks, takePicks } from "./_shard_cache.ts";
 import { type KeyedStateWriter, layoutOf, SavepointWriter, stateEntry, type WriteOptions } from "./_sink.ts";
 import { intersect, type RangeBatch, RowBuffer, type Rows, sameRange, sortByKeyGroup } from "../snapshot/rows.ts";
 import { redistributeItems } from "./_redistribute.ts";
@@ -298,7 +298,11 @@ async function writeKeyedState(plan: RewritePlan, op: OperatorPlan, sp: StatePla
     for (const c of overlapping) {
       const ref = c.ref!;
       const part = intersect(c.range, win)!;
-      if (lastBytes?.input !== c) lastBytes = { input: c, bytes: await readVerifiedChunk(plan.src, ref) };
+      if (lastBytes?.input !== c) {
+        const read = () => readVerifiedChunk(plan.src, ref);
+        // Shards run one after another here slice the same source chunk: read and verified once (_shard_cache.ts).
+        lastBytes = { input: c, bytes: await (opts.shard ? shardSourceChunk(`${plan.src.location}\n${ref.path}\n${ref.checksum}`, read) : read()) };
+      }
       let chunk: EncodedChunk;
       const info = { path: chunkLocation(plan.src, ref), checksum: ref.checksum, compression: ref.compression, rawBytes: ref.rawBytes };
       if (!verbatim) {

@@ -59,3 +59,23 @@ export function keepPicks(key: string, shard: { index: number; count: number }, 
 export function keptPicks(): string | undefined {
   return entry?.key;
 }
+
+// The last source chunk a shard read, verified: when there are more shards than source chunks (8 shards of
+// a savepoint of 4 subtasks), consecutive shards slice the same chunk, which the next one then reads and
+// checksums again. One chunk, let go as the picks are.
+let lastChunk: { key: string; bytes: Uint8Array; timer: ReturnType<typeof setTimeout> } | undefined;
+
+/**
+ * A source chunk's verified bytes for a shard run: those the previous shard of this process read, when the
+ * chunk is the same (`key`: source location, path and checksum), else `read()`'s, kept for the next shard.
+ */
+export async function shardSourceChunk(key: string, read: () => Promise<Uint8Array>): Promise<Uint8Array> {
+  if (lastChunk?.key === key) return lastChunk.bytes;
+  if (lastChunk) clearTimeout(lastChunk.timer);
+  lastChunk = undefined;
+  const bytes = await read();
+  const timer = setTimeout(() => (lastChunk = undefined), IDLE_MS);
+  (timer as { unref?: () => void }).unref?.();
+  lastChunk = { key, bytes, timer };
+  return bytes;
+}

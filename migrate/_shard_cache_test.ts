@@ -4,8 +4,10 @@ import { clearMemoryStorage } from "../backends/memory.ts";
 import { openStorage } from "../backends/open.ts";
 import { openSnapshot, readState } from "../snapshot/read.ts";
 import { commitShards } from "../snapshot/shards.ts";
+import { migrate } from "./migrate.ts";
+import { addField, defineMigrations } from "./migrations.ts";
 import { rekey } from "./rekey.ts";
-import { keepPicks, keptPicks, type SortedPicks, takePicks } from "./_shard_cache.ts";
+import { keepPicks, keptPicks, shardSourceChunk, type SortedPicks, takePicks } from "./_shard_cache.ts";
 import { entries, writeSavepoint } from "./_test_util.ts";
 
 const picks = (): SortedPicks => ({ files: [], src: new Uint32Array(1), row: new Uint32Array(1), keyGroups: new Uint16Array(1), starts: new Uint32Array(2) });
@@ -58,4 +60,34 @@ test("rekey shards of a new maxParallelism run one after another share the first
   assert.deepEqual(await read("memory:cache/again2/out"), await read("memory:cache/single2/out"));
   assert.equal(keptPicks(), undefined);
   clearMemoryStorage("cache");
+});
+
+test("shards run one after another read a source chunk they share once; another chunk or source is read anew", async () => {
+  clearMemoryStorage("chunks");
+  await writeSavepoint(await openStorage("memory:chunks/sp"), entries(2000), { parallelism: 2, maxP: 128 });
+  const storage = await openStorage("memory:chunks/sp");
+  const reads: string[] = [];
+  const counting = new Proxy(storage, {
+    get(target, prop, receiver) {
+      if (prop === "getRange") return (path: string, offset: number, length: number) => (reads.push(path), target.getRange(path, offset, length));
+      const v = Reflect.get(target, prop, receiver);
+      return typeof v === "function" ? v.bind(target) : v;
+    },
+  });
+  const snap = await openSnapshot(counting);
+  const m = defineMigrations({ "counter/counts": [addField("seen", "bool", true)] });
+  // 4 shards of 2 source chunks (key groups 0–63, 64–127): shards 0 and 1 slice the first, 2 and 3 the second.
+  for (let index = 0; index < 4; index++) await migrate(snap, "memory:chunks/sharded/out", m, { shard: { index, count: 4 } });
+  assert.deepEqual(reads.filter((p) => p.endsWith(".arrow")).sort(), ["counter/counts/kg-0-63.arrow", "counter/counts/kg-64-127.arrow"]);
+  await commitShards("memory:chunks/sharded/out");
+  await migrate("memory:chunks/sp", "memory:chunks/single/out", m);
+  const rows = async (uri: string) => await readState(await openSnapshot(uri), "counter", "counts");
+  assert.deepEqual(await rows("memory:chunks/sharded/out"), await rows("memory:chunks/single/out"));
+  let n = 0;
+  const read = async () => (n++, new Uint8Array([n]));
+  assert.deepEqual(await shardSourceChunk("a", read), new Uint8Array([1]));
+  assert.deepEqual(await shardSourceChunk("a", read), new Uint8Array([1]));
+  assert.deepEqual(await shardSourceChunk("b", read), new Uint8Array([2]));
+  assert.deepEqual(await shardSourceChunk("a", read), new Uint8Array([3]));
+  clearMemoryStorage("chunks");
 });
