@@ -29,7 +29,7 @@ import { type KeyId, keyFits, keyText, rowIdentity } from "../format/key_identit
 import { sameLayout } from "../format/state_layout.ts";
 import { type ChunkInput, readOperatorItems, shapeOf, snapshotInputs, storageInput, sweep, sweepSelections } from "../snapshot/sweep.ts";
 import type { ChunkFile } from "../format/chunk_ipc.ts";
-import { keepPicks, shardSourceChunk, type SortedPicks, takePicks } from "./_shard_cache.ts";
+import { type HashedPicks, keepPicks, shardSourceChunk, takePicks } from "./_shard_cache.ts";
 import { type KeyedStateWriter, layoutOf, SavepointWriter, stateEntry, type WriteOptions } from "./_sink.ts";
 import { intersect, type RangeBatch, RowBuffer, type Rows, sameRange, sortByKeyGroup } from "../snapshot/rows.ts";
 import { redistributeItems } from "./_redistribute.ts";
@@ -462,12 +462,16 @@ async function rehashInMemory(plan: RewritePlan, op: OperatorPlan, sp: StatePlan
   const { windows } = shardWindows(op.parallelism, maxP, opts.shard);
   // Shards run one after another in this process share the first one's picks (migrate/_shard_cache.ts).
   const key = opts.shard && `${plan.src.location}\n${op.src.uid}/${sp.src.name}\n${maxP}\n${sp.src.chunks.map((c) => `${c.path}:${c.checksum}`).join(",")}`;
-  let picks = key ? takePicks(key, opts.shard!) : undefined;
-  if (!picks) {
-    picks = await sortedPicks(plan, sp, writer, opts);
-    if (key) keepPicks(key, opts.shard!, picks);
+  let hashed = key ? takePicks(key, opts.shard!) : undefined;
+  if (!hashed) {
+    hashed = await hashedPicks(plan, sp, writer, opts);
+    if (key) keepPicks(key, opts.shard!, hashed);
   }
-  const { files, src: oSrc, row: oRow, keyGroups: oKg, starts } = picks;
+  // Only this run's key groups are sorted (a shard's slice; all of them for one run).
+  const lo = windows.length ? windows[0].start : 0;
+  const hi = windows.length ? windows[windows.length - 1].end : -1;
+  const { files, src: oSrc, row: oRow, keyGroups: oKg, starts } = sortPicks(hashed, lo, hi, maxP);
+  hashed = undefined;
   writer.phase = "write";
   const out = writer.keyed(op.uid, sp.name, sp.layout);
   const maxChunkRows = out.maxChunkRows;
@@ -493,8 +497,17 @@ async function rehashInMemory(plan: RewritePlan, op: OperatorPlan, sp: StatePlan
   return await out.finish();
 }
 
-/** Every source row of `sp` as a pick (file, row), sorted by its new key group (stable). */
-async function sortedPicks(plan: RewritePlan, sp: StatePlan, writer: SavepointWriter, opts: WriteOptions): Promise<SortedPicks> {
+/** Picks sorted by new key group: `starts[g]` is the first pick of key group g. */
+interface SortedPicks {
+  files: ChunkFile[];
+  src: Uint32Array;
+  row: Uint32Array;
+  keyGroups: Uint16Array;
+  starts: Uint32Array;
+}
+
+/** Every source row of `sp` as a pick (file, row) with its new key group, in the source's order. */
+async function hashedPicks(plan: RewritePlan, sp: StatePlan, writer: SavepointWriter, opts: WriteOptions): Promise<HashedPicks> {
   const maxP = plan.maxParallelism;
   const total = sp.src.chunks.reduce((n, c) => n + c.rows, 0);
   const files: ChunkFile[] = [];
@@ -530,21 +543,34 @@ async function sortedPicks(plan: RewritePlan, sp: StatePlan, writer: SavepointWr
     n += m;
     writer.progress({ phase: "scatter", rows: n });
   }
-  // Counting sort of every pick by new key group (stable: rows of one key group keep their order).
+  return { files, src, row, keyGroups: kgs, length: n };
+}
+
+/**
+ * The picks of new key groups `lo`–`hi`, counting-sorted by new key group (stable: rows of one key group
+ * keep their order); `starts[g]` (for g in lo…hi + 1) is where key group g begins in the sorted picks.
+ */
+function sortPicks(h: HashedPicks, lo: number, hi: number, maxP: number): SortedPicks {
+  const { src, row, keyGroups: kgs, length: n } = h;
   const counts = new Uint32Array(maxP + 1);
   for (let i = 0; i < n; i++) counts[kgs[i] + 1]++;
   for (let g = 1; g <= maxP; g++) counts[g] += counts[g - 1];
-  const starts = counts.slice();
-  const oSrc = new Uint32Array(n);
-  const oRow = new Uint32Array(n);
-  const oKg = new Uint16Array(n);
+  const base = hi >= lo ? counts[lo] : 0;
+  const m = hi >= lo ? counts[hi + 1] - base : 0;
+  const starts = new Uint32Array(maxP + 1);
+  for (let g = lo; g <= hi + 1 && g <= maxP; g++) starts[g] = counts[g] - base;
+  const oSrc = new Uint32Array(m);
+  const oRow = new Uint32Array(m);
+  const oKg = new Uint16Array(m);
   for (let i = 0; i < n; i++) {
-    const at = counts[kgs[i]]++;
+    const k = kgs[i];
+    if (k < lo || k > hi) continue;
+    const at = counts[k]++ - base;
     oSrc[at] = src[i];
     oRow[at] = row[i];
-    oKg[at] = kgs[i];
+    oKg[at] = k;
   }
-  return { files, src: oSrc, row: oRow, keyGroups: oKg, starts };
+  return { files: h.files, src: oSrc, row: oRow, keyGroups: oKg, starts };
 }
 
 /** New maxParallelism or key function: re-hash every row, spill by target bucket, then write bucket by bucket. */

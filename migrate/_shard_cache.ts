@@ -2,25 +2,25 @@
 // this process. Every source key group can feed every destination slice of a re-hash, so each shard reads,
 // verifies, decodes and hashes the whole source and keeps its own slice: N shards run one after another in
 // one process (the bench's `…shards8`, a worker thread given more shards than one) would pay that N times.
-// The first shard's sorted picks (every source row's new key group, counting-sorted) and the decoded source
-// chunks they point into are kept here instead, and the next shards of the same source and plan only gather
+// The first shard's picks (every source row with its new key group) and the decoded source chunks they
+// point into are kept here instead, and the next shards of the same source and plan only sort and gather
 // their slices. One entry, dropped once every shard of the run has taken it, when another source is
 // re-hashed, or when no shard has asked for it for a while (a process running one shard keeps nothing).
 import type { ChunkFile } from "../format/chunk_ipc.ts";
 
-/** A re-hash's picks sorted by new key group: `starts[g]` is the first pick of key group g. */
-export interface SortedPicks {
+/** A re-hash's picks: source row `row[i]` of `files[src[i]]` goes to new key group `keyGroups[i]`, i < length. */
+export interface HashedPicks {
   files: ChunkFile[];
   src: Uint32Array;
   row: Uint32Array;
   keyGroups: Uint16Array;
-  starts: Uint32Array;
+  length: number;
 }
 
 /** How long an entry waits for the next shard before it lets its memory go. */
 const IDLE_MS = 10_000;
 
-let entry: { key: string; picks: SortedPicks; count: number; served: Set<number>; timer: ReturnType<typeof setTimeout> } | undefined;
+let entry: { key: string; picks: HashedPicks; count: number; served: Set<number>; timer: ReturnType<typeof setTimeout> } | undefined;
 
 function drop(): void {
   if (entry) clearTimeout(entry.timer);
@@ -35,10 +35,10 @@ function idleTimer(): ReturnType<typeof setTimeout> {
 }
 
 /**
- * The sorted picks a shard of the same source and plan kept (then counted as served for `shard`), or
+ * The picks a shard of the same source and plan kept (then counted as served for `shard`), or
  * undefined. `key` names the source state exactly: its location, chunks and checksums, and the maxParallelism.
  */
-export function takePicks(key: string, shard: { index: number; count: number }): SortedPicks | undefined {
+export function takePicks(key: string, shard: { index: number; count: number }): HashedPicks | undefined {
   if (!entry || entry.key !== key || entry.count !== shard.count) return undefined;
   const picks = entry.picks;
   entry.served.add(shard.index);
@@ -49,7 +49,7 @@ export function takePicks(key: string, shard: { index: number; count: number }):
 }
 
 /** Keeps `picks` for the other shards of the run (`shard` has had them). */
-export function keepPicks(key: string, shard: { index: number; count: number }, picks: SortedPicks): void {
+export function keepPicks(key: string, shard: { index: number; count: number }, picks: HashedPicks): void {
   drop();
   if (shard.count < 2) return;
   entry = { key, picks, count: shard.count, served: new Set([shard.index]), timer: idleTimer() };

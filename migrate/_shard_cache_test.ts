@@ -7,10 +7,10 @@ import { commitShards } from "../snapshot/shards.ts";
 import { migrate } from "./migrate.ts";
 import { addField, defineMigrations } from "./migrations.ts";
 import { rekey } from "./rekey.ts";
-import { keepPicks, keptPicks, shardSourceChunk, type SortedPicks, takePicks } from "./_shard_cache.ts";
+import { keepPicks, keptPicks, shardSourceChunk, type HashedPicks, takePicks } from "./_shard_cache.ts";
 import { entries, writeSavepoint } from "./_test_util.ts";
 
-const picks = (): SortedPicks => ({ files: [], src: new Uint32Array(1), row: new Uint32Array(1), keyGroups: new Uint16Array(1), starts: new Uint32Array(2) });
+const picks = (): HashedPicks => ({ files: [], src: new Uint32Array(1), row: new Uint32Array(1), keyGroups: new Uint16Array(1), length: 1 });
 
 test("kept picks go to the other shards of the same run only, and are let go once every shard has had them", () => {
   const p = picks();
