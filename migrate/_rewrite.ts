@@ -29,6 +29,7 @@ import { type KeyId, keyFits, keyText, rowIdentity } from "../format/key_identit
 import { sameLayout } from "../format/state_layout.ts";
 import { type ChunkInput, readOperatorItems, shapeOf, snapshotInputs, storageInput, sweep, sweepSelections } from "../snapshot/sweep.ts";
 import type { ChunkFile } from "../format/chunk_ipc.ts";
+import { type Lease, scratchFor } from "../format/_scratch.ts";
 import { type KeyedStateWriter, layoutOf, SavepointWriter, stateEntry, type WriteOptions } from "./_sink.ts";
 import { intersect, type RangeBatch, RowBuffer, type Rows, sameRange, sortByKeyGroup } from "../snapshot/rows.ts";
 import { redistributeItems } from "./_redistribute.ts";
@@ -272,7 +273,9 @@ async function writeKeyedState(plan: RewritePlan, op: OperatorPlan, sp: StatePla
     }
     if (current >= 0) await out.end();
   };
-  let lastBytes: { input: ChunkInput; bytes: Uint8Array } | undefined;
+  // The source chunk being copied, in a scratch buffer: released once nothing reads it (the rewrites below
+  // copy what they keep; a verbatim copy hands the buffer to its write).
+  let lastBytes: { input: ChunkInput; bytes: Uint8Array; lease?: Lease } | undefined;
   for (const win of windows) {
     const overlapping = inputs.filter((c) => intersect(c.range, win)).sort((a, b) => a.range.start - b.range.start);
     const sliceable = copyable && (plan.slices || overlapping.length <= 1);
@@ -285,13 +288,21 @@ async function writeKeyedState(plan: RewritePlan, op: OperatorPlan, sp: StatePla
     for (const c of overlapping) {
       const ref = c.ref!;
       const part = intersect(c.range, win)!;
-      if (lastBytes?.input !== c) lastBytes = { input: c, bytes: await readVerifiedChunk(plan.src, ref) };
+      if (lastBytes?.input !== c) {
+        lastBytes?.lease?.release();
+        lastBytes = undefined;
+        const lease = scratchFor(ref.bytes + 1);
+        lastBytes = { input: c, bytes: await readVerifiedChunk(plan.src, ref, lease?.bytes), lease };
+      }
       let chunk: EncodedChunk;
-      const info = { path: chunkLocation(plan.src, ref), checksum: ref.checksum, compression: ref.compression, rawBytes: ref.rawBytes };
+      // No checksum: readVerifiedChunk has just checked these bytes.
+      const info = { path: chunkLocation(plan.src, ref), compression: ref.compression, rawBytes: ref.rawBytes };
       if (!verbatim) {
         chunk = rewriteChunk(lastBytes.bytes, info, { range: sameRange(part, c.range) ? undefined : part, layout: sp.layout, value: sp.columns }, { compression: opts.compression ?? ref.compression });
       } else if (sameRange(part, c.range)) {
-        chunk = { bytes: lastBytes.bytes, rows: ref.rows, keyGroupRange: part, checksum: ref.checksum, compression: ref.compression, rawBytes: ref.rawBytes ?? lastBytes.bytes.length };
+        // The whole chunk lies in this window (no other window reads it): its buffer goes with its write.
+        chunk = { bytes: lastBytes.bytes, rows: ref.rows, keyGroupRange: part, checksum: ref.checksum, compression: ref.compression, rawBytes: ref.rawBytes ?? lastBytes.bytes.length, release: lastBytes.lease?.release };
+        lastBytes = undefined;
       } else {
         chunk = sliceChunk(lastBytes.bytes, part, info, { compression: opts.compression ?? ref.compression });
       }
@@ -299,6 +310,7 @@ async function writeKeyedState(plan: RewritePlan, op: OperatorPlan, sp: StatePla
     }
     await out.end();
   }
+  lastBytes?.lease?.release();
   await flushPending();
   return await out.finish();
 }
@@ -411,7 +423,11 @@ async function scatterColumns(plan: RewritePlan, op: OperatorPlan, sp: StatePlan
       }
       const chunk = gatherChunk(sp.layout, s.files, src, row, { keyGroups });
       const path = `${stateDir}/b${b}/${String(seq++).padStart(6, "0")}.arrow`;
-      await temp.put(path, chunk.bytes);
+      try {
+        await temp.put(path, chunk.bytes);
+      } finally {
+        chunk.release?.();
+      }
       pieces[b].push({ path, range: { start: keyGroups[0], end: keyGroups[keyGroups.length - 1] }, rows: keyGroups.length });
     }
     scattered += n;

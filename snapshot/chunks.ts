@@ -74,11 +74,11 @@ export function chunkLocation(snap: Snapshot, ref: ChunkRef): string {
   return `${snap.location.replace(/\/+$/, "")} → ${ref.path}`;
 }
 
-async function storedBytes(snap: Snapshot, ref: ChunkRef, where: string): Promise<Uint8Array | ChunkProblem> {
+async function storedBytes(snap: Snapshot, ref: ChunkRef, where: string, into?: Uint8Array): Promise<Uint8Array | ChunkProblem> {
   let bytes: Uint8Array;
   try {
     // One byte past the recorded size at most: an oversized file is refused without being read whole.
-    bytes = await snap.storage.getRange(chunkPath(snap, ref), 0, Math.min(ref.bytes + 1, Number.MAX_SAFE_INTEGER));
+    bytes = await snap.storage.getRange(chunkPath(snap, ref), 0, Math.min(ref.bytes + 1, Number.MAX_SAFE_INTEGER), into);
   } catch (e) {
     if (e instanceof NotFoundError) {
       return { code: "chunk-missing", error: new SnapshotFormatError(`chunk listed in the manifest is missing (${chunkPath(snap, ref)}); the snapshot is incomplete`, { path: where }, { cause: e }) };
@@ -96,6 +96,8 @@ async function storedBytes(snap: Snapshot, ref: ChunkRef, where: string): Promis
 
 /**
  * Reads a chunk's stored bytes with size and checksum verified, without decoding (for copying as bytes).
+ * With `into` (at least `ref.bytes + 1` bytes: one more tells an oversized file), the storage may read into
+ * it: the result is then a view of `into`.
  *
  * @example
  * ```ts
@@ -105,9 +107,9 @@ async function storedBytes(snap: Snapshot, ref: ChunkRef, where: string): Promis
  * // const bytes = await readVerifiedChunk(snap, snap.manifest.operators[0].states[0].chunks[0]);
  * ```
  */
-export async function readVerifiedChunk(snap: Snapshot, ref: ChunkRef): Promise<Uint8Array> {
+export async function readVerifiedChunk(snap: Snapshot, ref: ChunkRef, into?: Uint8Array): Promise<Uint8Array> {
   const where = chunkLocation(snap, ref);
-  const bytes = await storedBytes(snap, ref, where);
+  const bytes = await storedBytes(snap, ref, where, into);
   if (!(bytes instanceof Uint8Array)) throw bytes.error;
   verifyChecksum(bytes, ref.checksum, where);
   return bytes;
