@@ -25,17 +25,22 @@ test("leaseBytes() reuses a released buffer, never one still leased", () => {
   dropScratch();
 });
 
-test("leaseBytes() keeps at most three free buffers, the largest, and none after dropScratch()", () => {
+test("leaseBytes() keeps at most eight free buffers, the largest, within 96 MiB, and none after dropScratch()", () => {
   dropScratch();
-  const leases = [1, 2, 3, 4].map((m) => leaseBytes(m * MiB));
+  const leases = [1, 2, 3, 4, 5, 6, 7, 8, 9].map((m) => leaseBytes(m * MiB));
   for (const l of leases) l.release();
-  const big = leaseBytes(4 * MiB);
-  assert.equal(big.bytes.buffer, leases[3].bytes.buffer);
+  const big = leaseBytes(9 * MiB);
+  assert.equal(big.bytes.buffer, leases[8].bytes.buffer, "the largest was kept");
   const smallest = leaseBytes(MiB);
-  assert.notEqual(smallest.bytes.buffer, leases[0].bytes.buffer, "the smallest was let go");
+  assert.equal(smallest.bytes.buffer, leases[1].bytes.buffer, "the smallest was let go: the next fit serves");
   big.release();
+  smallest.release();
   dropScratch();
-  assert.notEqual(leaseBytes(4 * MiB).bytes.buffer, leases[3].bytes.buffer, "dropped buffers are not reused");
+  assert.notEqual(leaseBytes(9 * MiB).bytes.buffer, leases[8].bytes.buffer, "dropped buffers are not reused");
+  const huge = [40, 40, 40].map((m) => leaseBytes(m * MiB));
+  for (const l of huge) l.release();
+  const again = [40, 40, 40].map((m) => leaseBytes(m * MiB));
+  assert.equal(again.filter((l) => huge.some((h) => h.bytes.buffer === l.bytes.buffer)).length, 2, "96 MiB kept: two of three 40 MiB buffers");
   dropScratch();
 });
 
