@@ -467,7 +467,10 @@ async function rehashInMemory(plan: RewritePlan, op: OperatorPlan, sp: StatePlan
   let kgs = new Uint16Array(total);
   let n = 0;
   writer.phase = "scatter";
-  for await (const s of sweepSelections(snapshotInputs(plan.src, sp.src), [{ start: 0, end: plan.src.manifest.maxParallelism - 1 }], { ...sweepOpts(sp, plan, opts), canonical: false, batchRows: 65_536 })) {
+  // Every source chunk stays open until the last target range is gathered: read into scratch buffers,
+  // handed back at the end.
+  const leases: Lease[] = [];
+  for await (const s of sweepSelections(snapshotInputs(plan.src, sp.src, leases), [{ start: 0, end: plan.src.manifest.maxParallelism - 1 }], { ...sweepOpts(sp, plan, opts), canonical: false, batchRows: 65_536 })) {
     const m = s.row.length;
     if (m === 0) continue;
     const batchKgs = keyGroupsOfColumn(s.files.map((f) => f.columns[f.plan.index.key]), s.src, s.row, maxP)!;
@@ -532,6 +535,9 @@ async function rehashInMemory(plan: RewritePlan, op: OperatorPlan, sp: StatePlan
     }
     await out.end();
   }
+  // Gathered chunks are copies: the sources are read no more.
+  files.length = 0;
+  for (const l of leases) l.release();
   return await out.finish();
 }
 

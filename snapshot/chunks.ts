@@ -117,7 +117,8 @@ export async function readVerifiedChunk(snap: Snapshot, ref: ChunkRef, into?: Ui
 
 /**
  * Reads a chunk of state `st` and checks everything the manifest says about it; never throws for what the
- * bytes contain (storage failures other than a missing file do throw).
+ * bytes contain (storage failures other than a missing file do throw). With `into` (at least
+ * `ref.bytes + 1` bytes), the storage may read into it: the opened file's columns are then views of it.
  *
  * @example
  * ```ts
@@ -127,9 +128,9 @@ export async function readVerifiedChunk(snap: Snapshot, ref: ChunkRef, into?: Ui
  * // const { problems } = await checkChunk(snap, st, st.chunks[0]);
  * ```
  */
-export async function checkChunk(snap: Snapshot, st: StateLayout & { keyed?: boolean }, ref: ChunkRef): Promise<CheckedChunk> {
+export async function checkChunk(snap: Snapshot, st: StateLayout & { keyed?: boolean }, ref: ChunkRef, into?: Uint8Array): Promise<CheckedChunk> {
   const where = chunkLocation(snap, ref);
-  const stored = await storedBytes(snap, ref, where);
+  const stored = await storedBytes(snap, ref, where, into);
   if (!(stored instanceof Uint8Array)) return { problems: [stored] };
   try {
     verifyChecksum(stored, ref.checksum, where);
@@ -176,7 +177,8 @@ export async function checkChunk(snap: Snapshot, st: StateLayout & { keyed?: boo
 }
 
 /**
- * Reads and opens a chunk of state `st` (every check of {@link checkChunk}), throwing the first problem.
+ * Reads and opens a chunk of state `st` (every check of {@link checkChunk}), throwing the first problem
+ * (`into` as there).
  *
  * @example
  * ```ts
@@ -186,8 +188,8 @@ export async function checkChunk(snap: Snapshot, st: StateLayout & { keyed?: boo
  * // const file = await openStateChunk(snap, st, st.chunks[0]);
  * ```
  */
-export async function openStateChunk(snap: Snapshot, st: StateSnapshot | (StateLayout & { keyed?: boolean }), ref: ChunkRef): Promise<ChunkFile> {
-  const c = await checkChunk(snap, st, ref);
+export async function openStateChunk(snap: Snapshot, st: StateSnapshot | (StateLayout & { keyed?: boolean }), ref: ChunkRef, into?: Uint8Array): Promise<ChunkFile> {
+  const c = await checkChunk(snap, st, ref, into);
   if (c.problems.length) throw c.problems[0].error;
   return c.file!;
 }
