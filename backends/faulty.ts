@@ -123,9 +123,9 @@ export class FaultyStorage implements Storage {
     return await this.#inner.get(path);
   }
   /** See {@link Storage.getRange}. */
-  async getRange(path: string, offset: number, length: number): Promise<Uint8Array> {
+  async getRange(path: string, offset: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
     this.#check("read", path);
-    return await this.#inner.getRange(path, offset, length);
+    return await this.#inner.getRange(path, offset, length, into);
   }
   /** See {@link Storage.list}. */
   async *list(prefix: string): AsyncGenerator<ObjectInfo> {

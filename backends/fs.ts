@@ -406,7 +406,7 @@ export class FsStorage extends BaseStorage {
   }
 
   /** The `getRange` hook of {@linkcode BaseStorage} for this backend. */
-  protected async _getRange(path: string, offset: number, length: number): Promise<Uint8Array> {
+  protected async _getRange(path: string, offset: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
     let handle: FileHandle | undefined;
     try {
       const real = await this.#resolveReadable(path);
@@ -414,7 +414,7 @@ export class FsStorage extends BaseStorage {
       const stat = await handle.stat();
       if (!stat.isFile()) throw Object.assign(new Error("not a file"), { code: "EISDIR" });
       const n = Math.max(0, Math.min(length, stat.size - offset));
-      const out = new Uint8Array(n);
+      const out = into ? into.subarray(0, n) : new Uint8Array(n);
       let done = 0;
       while (done < n) {
         const { bytesRead } = await handle.read(out, done, n - done, offset + done);

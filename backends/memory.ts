@@ -119,9 +119,12 @@ export class MemoryStorage extends BaseStorage {
   }
 
   /** The `getRange` hook of {@linkcode BaseStorage} for this backend. */
-  protected async _getRange(path: string, offset: number, length: number): Promise<Uint8Array> {
+  protected async _getRange(path: string, offset: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
     const { bytes } = this.#entry("getRange", path);
-    return bytes.slice(Math.min(offset, bytes.byteLength), Math.min(offset + length, bytes.byteLength));
+    const part = bytes.subarray(Math.min(offset, bytes.byteLength), Math.min(offset + length, bytes.byteLength));
+    if (!into) return part.slice();
+    into.set(part);
+    return into.subarray(0, part.byteLength);
   }
 
   /** The `list` hook of {@linkcode BaseStorage} for this backend. */

@@ -60,8 +60,12 @@ export interface Storage {
   putIfAbsent(path: string, bytes: Uint8Array): Promise<boolean>;
   /** Reads a whole object; `NotFoundError` if it is missing. */
   get(path: string): Promise<Uint8Array>;
-  /** Reads bytes `[offset, offset + length)`, clipped at the end of the object. */
-  getRange(path: string, offset: number, length: number): Promise<Uint8Array>;
+  /**
+   * Reads bytes `[offset, offset + length)`, clipped at the end of the object. With `into` (at least
+   * `length` bytes), a storage may read into it and return a view of it instead of new memory (a reused
+   * buffer is much cheaper to fill than fresh memory); it may also ignore it: use the result, not `into`.
+   */
+  getRange(path: string, offset: number, length: number, into?: Uint8Array): Promise<Uint8Array>;
   /** Every object whose path starts with `prefix` (`""` = all), across all pages, sorted ascending. */
   list(prefix: string): AsyncIterable<ObjectInfo>;
   /** Deletes objects (batched); paths that do not exist are fine. */
@@ -197,13 +201,14 @@ export abstract class BaseStorage implements Storage {
     return await this._get(path);
   }
 
-  /** Reads `[offset, offset + length)`, clipped at the end of the object. */
-  async getRange(path: string, offset: number, length: number): Promise<Uint8Array> {
+  /** Reads `[offset, offset + length)`, clipped at the end of the object (into `into` where the backend can). */
+  async getRange(path: string, offset: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
     validatePath(path);
     checkCount(offset, "offset");
     checkCount(length, "length");
+    if (into !== undefined) checkBytes(into, "into");
     this.#open("getRange", path);
-    return await this._getRange(path, offset, length);
+    return await this._getRange(path, offset, length, into !== undefined && into.byteLength >= length ? into : undefined);
   }
 
   /** Lists every object under `prefix`, sorted ascending by path. Errors surface on iteration. */
@@ -267,8 +272,8 @@ export abstract class BaseStorage implements Storage {
   protected abstract _putIfAbsent(path: string, bytes: Uint8Array): Promise<boolean>;
   /** Hook: whole read, `NotFoundError` if missing. */
   protected abstract _get(path: string): Promise<Uint8Array>;
-  /** Hook: ranged read, clipped at the end, `NotFoundError` if missing. */
-  protected abstract _getRange(path: string, offset: number, length: number): Promise<Uint8Array>;
+  /** Hook: ranged read, clipped at the end, `NotFoundError` if missing; into `into` (≥ `length` bytes) if given and the backend can. */
+  protected abstract _getRange(path: string, offset: number, length: number, into?: Uint8Array): Promise<Uint8Array>;
   /** Hook: sorted listing of every object under a validated prefix. */
   protected abstract _list(prefix: string): AsyncIterable<ObjectInfo>;
   /** Hook: delete unique valid paths; missing ones are fine. */

@@ -178,6 +178,28 @@ export function storageSuite(name: string, open: () => Promise<Storage>, capabil
       await assert.rejects(s.getRange("r", 0, 1.5), RangeError);
     }));
 
+    test("getRange into a caller's buffer gives the same bytes as without it, and never writes past them", withStorage(async (s) => {
+      await s.put("r", enc.encode("0123456789"));
+      const into = new Uint8Array(16).fill(0x2a);
+      const r = async (o: number, n: number) => {
+        into.fill(0x2a);
+        const got = await s.getRange("r", o, n, into);
+        // A view of `into` (the backend read into it) or new memory (it may not): the result is what counts.
+        if (got.buffer === into.buffer) assert.ok(into.subarray(got.byteLength).every((b) => b === 0x2a), "bytes past the result untouched");
+        return dec.decode(got);
+      };
+      assert.equal(await r(0, 3), "012");
+      assert.equal(await r(3, 4), "3456");
+      assert.equal(await r(8, 10), "89");
+      assert.equal(await r(0, 11), "0123456789");
+      assert.equal(await r(10, 5), "");
+      // Too small for the range: ignored, not overrun.
+      const small = new Uint8Array(2);
+      assert.equal(dec.decode(await s.getRange("r", 0, 5, small)), "01234");
+      assert.deepEqual(small, new Uint8Array(2));
+      await assert.rejects(s.getRange("missing", 0, 1, into), NotFoundError);
+    }));
+
     test("missing objects: get → NotFoundError, exists → false, delete is fine", withStorage(async (s) => {
       await assert.rejects(s.get("nope/missing.bin"), (e: unknown) => {
         assert.ok(e instanceof NotFoundError);

@@ -43,8 +43,8 @@ class SubStorage extends BaseStorage {
     return this.#parent.get(this.#p(path));
   }
   /** The `getRange` hook of {@linkcode BaseStorage} for this backend. */
-  protected _getRange(path: string, offset: number, length: number): Promise<Uint8Array> {
-    return this.#parent.getRange(this.#p(path), offset, length);
+  protected _getRange(path: string, offset: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
+    return this.#parent.getRange(this.#p(path), offset, length, into);
   }
   /** The `list` hook of {@linkcode BaseStorage} for this backend. */
   protected async *_list(prefix: string): AsyncGenerator<ObjectInfo> {

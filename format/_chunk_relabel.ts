@@ -13,6 +13,7 @@ import { compress, type Compression } from "./compression.ts";
 import type { ValueMap } from "./chunk_slice.ts";
 import { checksumOf } from "./checksum.ts";
 import type { EncodedChunk } from "./encode_chunk.ts";
+import { type Lease, leaseBytes } from "./_scratch.ts";
 
 const MAGIC = Uint8Array.of(0x41, 0x52, 0x52, 0x4f, 0x57, 0x31);
 
@@ -212,7 +213,7 @@ export function relabelChunk(
     batchBlocks.push(new FileBlock(meta, bodyLength, at));
   }
   const out = closeFile(parts, schema, batchBlocks, dictBlocks);
-  const result: EncodedChunk = { bytes: out, rows: file.rows, checksum: checksumOf(out), compression: "none", rawBytes: out.length };
+  const result: EncodedChunk = { bytes: out.bytes, rows: file.rows, checksum: checksumOf(out.bytes), compression: "none", rawBytes: out.bytes.length, release: out.release };
   const ix = file.keyGroupIndex;
   if (ix && ix.keyGroups.length > 0) result.keyGroupRange = { start: ix.keyGroups[0], end: ix.keyGroups[ix.keyGroups.length - 1] };
   return result;
@@ -263,20 +264,24 @@ class Body {
 
 const EMPTY = new Uint8Array(0);
 
-/** Ends an Arrow IPC file (end-of-stream marker, footer, its length, magic) and joins its parts into one buffer. */
-function closeFile(parts: Uint8Array[], schema: Parameters<typeof Footer.encode>[0]["schema"], batchBlocks: FileBlock[], dictBlocks: FileBlock[]): Uint8Array {
+/**
+ * Ends an Arrow IPC file (end-of-stream marker, footer, its length, magic) and joins its parts into one
+ * buffer, leased from the scratch pool (every byte of it is written here: padding is among the parts).
+ */
+function closeFile(parts: Uint8Array[], schema: Parameters<typeof Footer.encode>[0]["schema"], batchBlocks: FileBlock[], dictBlocks: FileBlock[]): Lease {
   parts.push(new Uint8Array(Int32Array.of(-1, 0).buffer));
   const footerBytes = Footer.encode(new Footer(schema, MetadataVersion.V5, batchBlocks, dictBlocks));
   parts.push(footerBytes, new Uint8Array(Int32Array.of(footerBytes.byteLength).buffer), MAGIC);
   let total = 0;
   for (const p of parts) total += p.byteLength;
-  const out = new Uint8Array(total);
+  const lease = leaseBytes(total);
+  const out = lease.bytes;
   let at = 0;
   for (const p of parts) {
     out.set(p, at);
     at += p.byteLength;
   }
-  return out;
+  return lease;
 }
 
 function bytesOf(a: Exclude<ColumnData["values"], null> | Int32Array, count: number): Uint8Array {
@@ -320,8 +325,10 @@ export function writeChunkColumns(
   const batchBlocks = [new FileBlock(meta, batch.length, at)];
   const raw = closeFile(parts, schema, batchBlocks, dictBlocks);
   const compression = options.compression ?? "none";
-  const bytes = compress(raw, compression, options.level);
-  const out: EncodedChunk = { bytes, rows, checksum: checksumOf(bytes), compression, rawBytes: raw.length };
+  const bytes = compress(raw.bytes, compression, options.level);
+  const out: EncodedChunk = { bytes, rows, checksum: checksumOf(bytes), compression, rawBytes: raw.bytes.length };
+  if (bytes === raw.bytes) out.release = raw.release;
+  else raw.release();
   if (keyGroupIndex && keyGroupIndex.keyGroups.length > 0) {
     out.keyGroupRange = { start: keyGroupIndex.keyGroups[0], end: keyGroupIndex.keyGroups[keyGroupIndex.keyGroups.length - 1] };
   }

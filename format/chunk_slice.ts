@@ -17,6 +17,7 @@ import { type ChunkReadInfo, checkRange, keyGroupRows, openChunk } from "./decod
 import { type EncodedChunk, finishChunk } from "./encode_chunk.ts";
 import { ArrowpointError, SnapshotFormatError } from "./errors.ts";
 import { relabelChunk, schemaOnly, writeChunkColumns } from "./_chunk_relabel.ts";
+import { Arena } from "./_scratch.ts";
 
 /** Wraps a validated column as apache-arrow Data over the same memory. */
 function toArrowData(col: ColumnData, type: DataType): Data {
@@ -368,15 +369,47 @@ function gather64(cols: readonly ColumnData[], src: Uint32Array, row: Uint32Arra
   return out;
 }
 
-/** Rows `row[i]` of sources `src[i]`, column by column (all sources of one column plan). */
-function gatherColumn(cols: readonly ColumnData[], src: Uint32Array, row: Uint32Array, plan: ColumnPlan): ColumnData {
+/** A zeroed typed array of a column type's values, from `arena`. */
+function arenaArrayOf(arena: Arena, type: string, n: number): ColumnValues {
+  switch (type) {
+    case "int8":
+      return arena.array(Int8Array, n);
+    case "int16":
+      return arena.array(Int16Array, n);
+    case "int32":
+    case "dictionary":
+      return arena.array(Int32Array, n);
+    case "uint8":
+      return arena.array(Uint8Array, n);
+    case "uint16":
+      return arena.array(Uint16Array, n);
+    case "uint32":
+      return arena.array(Uint32Array, n);
+    case "float32":
+      return arena.array(Float32Array, n);
+    case "float64":
+      return arena.array(Float64Array, n);
+    case "int64":
+    case "timestamp":
+      return arena.array(BigInt64Array, n);
+    case "uint64":
+      return arena.array(BigUint64Array, n);
+  }
+  throw new TypeError(`Cannot make a typed array of ${type}`);
+}
+
+/**
+ * Rows `row[i]` of sources `src[i]`, column by column (all sources of one column plan), into arrays of
+ * `arena` (they live until the chunk file has copied them).
+ */
+function gatherColumn(cols: readonly ColumnData[], src: Uint32Array, row: Uint32Array, plan: ColumnPlan, arena: Arena): ColumnData {
   const n = row.length;
   let validity: Uint8Array | null = null;
   let nullCount = 0;
   // Per-source buffers in plain arrays: column objects come in several shapes, and a property load
   // across them per row is megamorphic.
   if (cols.some((c) => c.validity !== null)) {
-    validity = new Uint8Array(Math.ceil(n / 8));
+    validity = arena.array(Uint8Array, Math.ceil(n / 8));
     const ALL = new Uint8Array(0);
     const bits = cols.map((c) => c.validity ?? ALL);
     for (let i = 0; i < n; i++) {
@@ -390,16 +423,16 @@ function gatherColumn(cols: readonly ColumnData[], src: Uint32Array, row: Uint32
   const base = { plan, length: n, nullCount, validity, offsets: null, values: null, children: [], dictionary: null };
   switch (plan.type) {
     case "struct":
-      return { ...base, children: plan.children.map((cp, j) => gatherColumn(cols.map((c) => c.children[j]), src, row, cp)) };
+      return { ...base, children: plan.children.map((cp, j) => gatherColumn(cols.map((c) => c.children[j]), src, row, cp, arena)) };
     case "list": {
       const offs = cols.map((c) => c.offsets!);
-      const offsets = new Int32Array(n + 1);
+      const offsets = arena.array(Int32Array, n + 1);
       for (let i = 0; i < n; i++) {
         const off = offs[src[i]];
         offsets[i + 1] = offsets[i] + off[row[i] + 1] - off[row[i]];
       }
-      const csrc = new Uint32Array(offsets[n]);
-      const crow = new Uint32Array(offsets[n]);
+      const csrc = arena.array(Uint32Array, offsets[n]);
+      const crow = arena.array(Uint32Array, offsets[n]);
       for (let i = 0; i < n; i++) {
         const off = offs[src[i]];
         for (let k = off[row[i]], at = offsets[i]; k < off[row[i] + 1]; k++, at++) {
@@ -407,18 +440,18 @@ function gatherColumn(cols: readonly ColumnData[], src: Uint32Array, row: Uint32
           crow[at] = k;
         }
       }
-      return { ...base, offsets, children: [gatherColumn(cols.map((c) => c.children[0]), csrc, crow, plan.children[0])] };
+      return { ...base, offsets, children: [gatherColumn(cols.map((c) => c.children[0]), csrc, crow, plan.children[0], arena)] };
     }
     case "utf8":
     case "binary": {
       const offs = cols.map((c) => c.offsets!);
       const datas = cols.map((c) => c.values as Uint8Array);
-      const offsets = new Int32Array(n + 1);
+      const offsets = arena.array(Int32Array, n + 1);
       for (let i = 0; i < n; i++) {
         const off = offs[src[i]];
         offsets[i + 1] = offsets[i] + off[row[i] + 1] - off[row[i]];
       }
-      const values = new Uint8Array(offsets[n]);
+      const values = arena.array(Uint8Array, offsets[n]);
       // Runs of consecutive rows of one source copy their bytes in one call (short runs byte by byte: a
       // subarray per run costs more than the copy).
       for (let i = 0; i < n;) {
@@ -436,7 +469,7 @@ function gatherColumn(cols: readonly ColumnData[], src: Uint32Array, row: Uint32
       return { ...base, offsets, values };
     }
     case "bool": {
-      const values = new Uint8Array(Math.ceil(n / 8));
+      const values = arena.array(Uint8Array, Math.ceil(n / 8));
       const bits = cols.map((c) => c.values as Uint8Array);
       for (let i = 0; i < n; i++) {
         const r = row[i];
@@ -465,7 +498,7 @@ function gatherColumn(cols: readonly ColumnData[], src: Uint32Array, row: Uint32
         }
         return m;
       });
-      const values = new Int32Array(n);
+      const values = arena.array(Int32Array, n);
       const idx = cols.map((c) => c.values as Int32Array);
       const NONE = new Uint8Array(0);
       const bits = cols.map((c) => c.validity ?? NONE);
@@ -483,7 +516,7 @@ function gatherColumn(cols: readonly ColumnData[], src: Uint32Array, row: Uint32
       return { ...base, values, dictionary };
     }
     default: {
-      const out = typedArrayOf(plan.type, n) as Float64Array;
+      const out = arenaArrayOf(arena, plan.type, n) as Float64Array;
       if (out.BYTES_PER_ELEMENT === 8) return { ...base, values: gather64(cols, src, row, out) };
       const all = cols.map((c) => c.values as Float64Array);
       for (let i = 0; i < n;) {
@@ -528,6 +561,7 @@ export function gatherChunk(
 ): EncodedChunk {
   const plan = chunkPlan(layout, false);
   const names = ["kg", "key", "ns", "ukey", "value"] as const;
+  const arena = new Arena();
   const columns: ColumnData[] = new Array(plan.columns.length);
   for (const name of names) {
     const j = plan.index[name];
@@ -536,10 +570,15 @@ export function gatherChunk(
       columns[j] = plainColumn(plan.columns[j], row.length, { values: options.keyGroups });
       continue;
     }
-    columns[j] = gatherColumn(files.map((f) => f.columns[f.plan.index[name]]), src, row, plan.columns[j]);
+    columns[j] = gatherColumn(files.map((f) => f.columns[f.plan.index[name]]), src, row, plan.columns[j], arena);
   }
   const kg = columns[plan.index.kg].values as Uint16Array;
-  return writeChunkColumns(plan, columns, row.length, buildKeyGroupIndex(kg, 0, row.length), options);
+  try {
+    return writeChunkColumns(plan, columns, row.length, buildKeyGroupIndex(kg, 0, row.length), options);
+  } finally {
+    // The file holds copies of every gathered buffer (the key-group index is plain numbers).
+    arena.release();
+  }
 }
 
 /**

@@ -93,6 +93,12 @@ export interface EncodedChunk {
   compression: Compression;
   /** Size of the uncompressed Arrow file. */
   rawBytes: number;
+  /**
+   * Present when `bytes` is a reusable buffer (the offline tools' chunk-sized scratch): whoever writes the
+   * chunk calls it once the write has settled and nothing reads `bytes` any more. Never calling it is safe
+   * (the buffer is then garbage collected); calling it while `bytes` is still read is not.
+   */
+  release?: () => void;
 }
 
 /** Options of {@link encodeChunk}. */

@@ -30,6 +30,7 @@ import { sameLayout } from "../format/state_layout.ts";
 import { type ChunkInput, readOperatorItems, shapeOf, snapshotInputs, storageInput, sweep, sweepSelections } from "../snapshot/sweep.ts";
 import type { ChunkFile } from "../format/chunk_ipc.ts";
 import { type HashedPicks, keepPicks, shardSourceChunk, takePicks } from "./_shard_cache.ts";
+import { type Lease, scratchFor } from "../format/_scratch.ts";
 import { type KeyedStateWriter, layoutOf, SavepointWriter, stateEntry, type WriteOptions } from "./_sink.ts";
 import { intersect, type RangeBatch, RowBuffer, type Rows, sameRange, sortByKeyGroup } from "../snapshot/rows.ts";
 import { redistributeItems } from "./_redistribute.ts";
@@ -285,7 +286,9 @@ async function writeKeyedState(plan: RewritePlan, op: OperatorPlan, sp: StatePla
     }
     if (current >= 0) await out.end();
   };
-  let lastBytes: { input: ChunkInput; bytes: Uint8Array } | undefined;
+  // The source chunk being copied, in a scratch buffer: released once nothing reads it (the rewrites below
+  // copy what they keep; a verbatim copy hands the buffer to its write).
+  let lastBytes: { input: ChunkInput; bytes: Uint8Array; lease?: Lease } | undefined;
   for (const win of windows) {
     const overlapping = inputs.filter((c) => intersect(c.range, win)).sort((a, b) => a.range.start - b.range.start);
     const sliceable = copyable && (plan.slices || overlapping.length <= 1);
@@ -299,16 +302,27 @@ async function writeKeyedState(plan: RewritePlan, op: OperatorPlan, sp: StatePla
       const ref = c.ref!;
       const part = intersect(c.range, win)!;
       if (lastBytes?.input !== c) {
-        const read = () => readVerifiedChunk(plan.src, ref);
-        // Shards run one after another here slice the same source chunk: read and verified once (_shard_cache.ts).
-        lastBytes = { input: c, bytes: await (opts.shard ? shardSourceChunk(`${plan.src.location}\n${ref.path}\n${ref.checksum}`, read) : read()) };
+        lastBytes?.lease?.release();
+        lastBytes = undefined;
+        if (opts.shard) {
+          // Shards run one after another here slice the same source chunk: read and verified once
+          // (_shard_cache.ts). Those bytes outlive this run, so they are never a scratch buffer.
+          const key = `${plan.src.location}\n${ref.path}\n${ref.checksum}`;
+          lastBytes = { input: c, bytes: await shardSourceChunk(key, () => readVerifiedChunk(plan.src, ref)) };
+        } else {
+          const lease = scratchFor(ref.bytes + 1);
+          lastBytes = { input: c, bytes: await readVerifiedChunk(plan.src, ref, lease?.bytes), lease };
+        }
       }
       let chunk: EncodedChunk;
-      const info = { path: chunkLocation(plan.src, ref), checksum: ref.checksum, compression: ref.compression, rawBytes: ref.rawBytes };
+      // No checksum: readVerifiedChunk has just checked these bytes.
+      const info = { path: chunkLocation(plan.src, ref), compression: ref.compression, rawBytes: ref.rawBytes };
       if (!verbatim) {
         chunk = rewriteChunk(lastBytes.bytes, info, { range: sameRange(part, c.range) ? undefined : part, layout: sp.layout, value: sp.columns }, { compression: opts.compression ?? ref.compression });
       } else if (sameRange(part, c.range)) {
-        chunk = { bytes: lastBytes.bytes, rows: ref.rows, keyGroupRange: part, checksum: ref.checksum, compression: ref.compression, rawBytes: ref.rawBytes ?? lastBytes.bytes.length };
+        // The whole chunk lies in this window (no other window reads it): its buffer goes with its write.
+        chunk = { bytes: lastBytes.bytes, rows: ref.rows, keyGroupRange: part, checksum: ref.checksum, compression: ref.compression, rawBytes: ref.rawBytes ?? lastBytes.bytes.length, release: lastBytes.lease?.release };
+        lastBytes = undefined;
       } else {
         chunk = sliceChunk(lastBytes.bytes, part, info, { compression: opts.compression ?? ref.compression });
       }
@@ -316,6 +330,7 @@ async function writeKeyedState(plan: RewritePlan, op: OperatorPlan, sp: StatePla
     }
     await out.end();
   }
+  lastBytes?.lease?.release();
   await flushPending();
   return await out.finish();
 }
@@ -428,7 +443,11 @@ async function scatterColumns(plan: RewritePlan, op: OperatorPlan, sp: StatePlan
       }
       const chunk = gatherChunk(sp.layout, s.files, src, row, { keyGroups });
       const path = `${stateDir}/b${b}/${String(seq++).padStart(6, "0")}.arrow`;
-      await temp.put(path, chunk.bytes);
+      try {
+        await temp.put(path, chunk.bytes);
+      } finally {
+        chunk.release?.();
+      }
       pieces[b].push({ path, range: { start: keyGroups[0], end: keyGroups[keyGroups.length - 1] }, rows: keyGroups.length });
     }
     scattered += n;
@@ -463,8 +482,11 @@ async function rehashInMemory(plan: RewritePlan, op: OperatorPlan, sp: StatePlan
   // Shards run one after another in this process share the first one's picks (migrate/_shard_cache.ts).
   const key = opts.shard && `${plan.src.location}\n${op.src.uid}/${sp.src.name}\n${maxP}\n${sp.src.chunks.map((c) => `${c.path}:${c.checksum}`).join(",")}`;
   let hashed = key ? takePicks(key, opts.shard!) : undefined;
+  // One run reads its sources into scratch buffers, handed back once every range is gathered; shared picks
+  // outlive the run, so their sources are never scratch buffers.
+  const leases: Lease[] | undefined = key ? undefined : [];
   if (!hashed) {
-    hashed = await hashedPicks(plan, sp, writer, opts);
+    hashed = await hashedPicks(plan, sp, writer, opts, leases);
     if (key) keepPicks(key, opts.shard!, hashed);
   }
   // Only this run's key groups are sorted (a shard's slice; all of them for one run).
@@ -494,6 +516,8 @@ async function rehashInMemory(plan: RewritePlan, op: OperatorPlan, sp: StatePlan
     }
     await out.end();
   }
+  // Gathered chunks are copies: the sources are read no more.
+  for (const l of leases ?? []) l.release();
   return await out.finish();
 }
 
@@ -507,7 +531,7 @@ interface SortedPicks {
 }
 
 /** Every source row of `sp` as a pick (file, row) with its new key group, in the source's order. */
-async function hashedPicks(plan: RewritePlan, sp: StatePlan, writer: SavepointWriter, opts: WriteOptions): Promise<HashedPicks> {
+async function hashedPicks(plan: RewritePlan, sp: StatePlan, writer: SavepointWriter, opts: WriteOptions, leases?: Lease[]): Promise<HashedPicks> {
   const maxP = plan.maxParallelism;
   const total = sp.src.chunks.reduce((n, c) => n + c.rows, 0);
   const files: ChunkFile[] = [];
@@ -517,7 +541,8 @@ async function hashedPicks(plan: RewritePlan, sp: StatePlan, writer: SavepointWr
   let kgs = new Uint16Array(total);
   let n = 0;
   writer.phase = "scatter";
-  for await (const s of sweepSelections(snapshotInputs(plan.src, sp.src), [{ start: 0, end: plan.src.manifest.maxParallelism - 1 }], { ...sweepOpts(sp, plan, opts), canonical: false, batchRows: 65_536 })) {
+  // Every source chunk stays open until the last target range is gathered (into `leases`' buffers if given).
+  for await (const s of sweepSelections(snapshotInputs(plan.src, sp.src, leases), [{ start: 0, end: plan.src.manifest.maxParallelism - 1 }], { ...sweepOpts(sp, plan, opts), canonical: false, batchRows: 65_536 })) {
     const m = s.row.length;
     if (m === 0) continue;
     const batchKgs = keyGroupsOfColumn(s.files.map((f) => f.columns[f.plan.index.key]), s.src, s.row, maxP)!;

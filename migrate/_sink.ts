@@ -168,14 +168,17 @@ export class SavepointWriter {
       return ref;
     });
     this.#inflight.add(writing);
+    const length = chunk.bytes.length;
     let ref: ChunkRef;
     try {
       ref = await writing;
     } finally {
       this.#inflight.delete(writing);
+      // Written (or failed): nothing reads the bytes any more, a scratch buffer can serve the next chunk.
+      chunk.release?.();
     }
     this.chunks++;
-    this.bytes += chunk.bytes.length;
+    this.bytes += length;
     return ref;
   }
 

@@ -141,9 +141,9 @@ export class CrashStorage implements Storage {
     this.#dead("get", path);
     return await this.#inner.get(path);
   }
-  async getRange(path: string, offset: number, length: number): Promise<Uint8Array> {
+  async getRange(path: string, offset: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
     this.#dead("getRange", path);
-    return await this.#inner.getRange(path, offset, length);
+    return await this.#inner.getRange(path, offset, length, into);
   }
   async *list(prefix: string): AsyncGenerator<ObjectInfo> {
     this.#dead("list", prefix);

@@ -74,11 +74,11 @@ export function chunkLocation(snap: Snapshot, ref: ChunkRef): string {
   return `${snap.location.replace(/\/+$/, "")} → ${ref.path}`;
 }
 
-async function storedBytes(snap: Snapshot, ref: ChunkRef, where: string): Promise<Uint8Array | ChunkProblem> {
+async function storedBytes(snap: Snapshot, ref: ChunkRef, where: string, into?: Uint8Array): Promise<Uint8Array | ChunkProblem> {
   let bytes: Uint8Array;
   try {
     // One byte past the recorded size at most: an oversized file is refused without being read whole.
-    bytes = await snap.storage.getRange(chunkPath(snap, ref), 0, Math.min(ref.bytes + 1, Number.MAX_SAFE_INTEGER));
+    bytes = await snap.storage.getRange(chunkPath(snap, ref), 0, Math.min(ref.bytes + 1, Number.MAX_SAFE_INTEGER), into);
   } catch (e) {
     if (e instanceof NotFoundError) {
       return { code: "chunk-missing", error: new SnapshotFormatError(`chunk listed in the manifest is missing (${chunkPath(snap, ref)}); the snapshot is incomplete`, { path: where }, { cause: e }) };
@@ -96,6 +96,8 @@ async function storedBytes(snap: Snapshot, ref: ChunkRef, where: string): Promis
 
 /**
  * Reads a chunk's stored bytes with size and checksum verified, without decoding (for copying as bytes).
+ * With `into` (at least `ref.bytes + 1` bytes: one more tells an oversized file), the storage may read into
+ * it: the result is then a view of `into`.
  *
  * @example
  * ```ts
@@ -105,9 +107,9 @@ async function storedBytes(snap: Snapshot, ref: ChunkRef, where: string): Promis
  * // const bytes = await readVerifiedChunk(snap, snap.manifest.operators[0].states[0].chunks[0]);
  * ```
  */
-export async function readVerifiedChunk(snap: Snapshot, ref: ChunkRef): Promise<Uint8Array> {
+export async function readVerifiedChunk(snap: Snapshot, ref: ChunkRef, into?: Uint8Array): Promise<Uint8Array> {
   const where = chunkLocation(snap, ref);
-  const bytes = await storedBytes(snap, ref, where);
+  const bytes = await storedBytes(snap, ref, where, into);
   if (!(bytes instanceof Uint8Array)) throw bytes.error;
   verifyChecksum(bytes, ref.checksum, where);
   return bytes;
@@ -115,7 +117,8 @@ export async function readVerifiedChunk(snap: Snapshot, ref: ChunkRef): Promise<
 
 /**
  * Reads a chunk of state `st` and checks everything the manifest says about it; never throws for what the
- * bytes contain (storage failures other than a missing file do throw).
+ * bytes contain (storage failures other than a missing file do throw). With `into` (at least
+ * `ref.bytes + 1` bytes), the storage may read into it: the opened file's columns are then views of it.
  *
  * @example
  * ```ts
@@ -125,9 +128,9 @@ export async function readVerifiedChunk(snap: Snapshot, ref: ChunkRef): Promise<
  * // const { problems } = await checkChunk(snap, st, st.chunks[0]);
  * ```
  */
-export async function checkChunk(snap: Snapshot, st: StateLayout & { keyed?: boolean }, ref: ChunkRef): Promise<CheckedChunk> {
+export async function checkChunk(snap: Snapshot, st: StateLayout & { keyed?: boolean }, ref: ChunkRef, into?: Uint8Array): Promise<CheckedChunk> {
   const where = chunkLocation(snap, ref);
-  const stored = await storedBytes(snap, ref, where);
+  const stored = await storedBytes(snap, ref, where, into);
   if (!(stored instanceof Uint8Array)) return { problems: [stored] };
   try {
     verifyChecksum(stored, ref.checksum, where);
@@ -174,7 +177,8 @@ export async function checkChunk(snap: Snapshot, st: StateLayout & { keyed?: boo
 }
 
 /**
- * Reads and opens a chunk of state `st` (every check of {@link checkChunk}), throwing the first problem.
+ * Reads and opens a chunk of state `st` (every check of {@link checkChunk}), throwing the first problem
+ * (`into` as there).
  *
  * @example
  * ```ts
@@ -184,8 +188,8 @@ export async function checkChunk(snap: Snapshot, st: StateLayout & { keyed?: boo
  * // const file = await openStateChunk(snap, st, st.chunks[0]);
  * ```
  */
-export async function openStateChunk(snap: Snapshot, st: StateSnapshot | (StateLayout & { keyed?: boolean }), ref: ChunkRef): Promise<ChunkFile> {
-  const c = await checkChunk(snap, st, ref);
+export async function openStateChunk(snap: Snapshot, st: StateSnapshot | (StateLayout & { keyed?: boolean }), ref: ChunkRef, into?: Uint8Array): Promise<ChunkFile> {
+  const c = await checkChunk(snap, st, ref, into);
   if (c.problems.length) throw c.problems[0].error;
   return c.file!;
 }

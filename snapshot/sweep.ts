@@ -18,6 +18,7 @@ import type { KeyGroupRange } from "../format/key_group.ts";
 import { type KeyId, rowIdentity } from "../format/key_identity.ts";
 import type { ChunkRef, StateSnapshot } from "../format/manifest.ts";
 import { type DecodedChunk, decodeRows, keyGroupRows, openChunk } from "../format/decode_chunk.ts";
+import { type Lease, scratchFor } from "../format/_scratch.ts";
 import { isPlainBaseSet } from "./chain.ts";
 import { chunkLocation, openStateChunk } from "./chunks.ts";
 import type { Snapshot } from "./read.ts";
@@ -42,7 +43,9 @@ export interface ChunkInput {
 }
 
 /**
- * The chunks of a keyed state of a snapshot, as sweep inputs.
+ * The chunks of a keyed state of a snapshot, as sweep inputs. With `leases`, each chunk is read into a
+ * scratch buffer added there: the caller releases them once no opened file is read any more (the files'
+ * columns are views of them).
  *
  * @example
  * ```ts
@@ -50,14 +53,18 @@ export interface ChunkInput {
  * // const inputs = snapshotInputs(snap, requireState(snap, "counter", "count"));
  * ```
  */
-export function snapshotInputs(snap: Snapshot, st: StateSnapshot): ChunkInput[] {
+export function snapshotInputs(snap: Snapshot, st: StateSnapshot, leases?: Lease[]): ChunkInput[] {
   return st.chunks.map((ref) => ({
     range: ref.keyGroupRange!,
     type: ref.type,
     order: ref.order,
     rows: ref.rows,
     path: chunkLocation(snap, ref),
-    open: () => openStateChunk(snap, st, ref),
+    open: () => {
+      const lease = leases ? scratchFor(ref.bytes + 1) : undefined;
+      if (lease) leases!.push(lease);
+      return openStateChunk(snap, st, ref, lease?.bytes);
+    },
     ref,
   }));
 }
