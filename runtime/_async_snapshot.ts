@@ -103,6 +103,12 @@ export function captureSnapshot(t: CaptureInput, barrier: Barrier, target: Chunk
 }
 
 /**
+ * A seam for tests (private module): awaited at the start of every asynchronous part, after the capture
+ * and before anything is encoded, so a test can change state while a part waits, without timing.
+ */
+export const asyncPhaseHooks: { beforeEncode?: (at: { readonly id: number; readonly kind: "checkpoint" | "savepoint"; readonly uid: string; readonly subtask: number }) => Promise<void> | void } = {};
+
+/**
  * The asynchronous part: encodes and writes the captured chunks, one chunk per turn of the event loop so
  * records keep flowing between them. `stopped()` is asked before every encode and write: a reason (the
  * job died, the checkpoint was aborted) ends the part without writing anything more. Settles only once
@@ -112,6 +118,8 @@ export async function writeSnapshot(c: CapturedSnapshot, stopped: () => string |
   const writes: Promise<unknown>[] = [];
   let failure: { error: unknown } | undefined;
   try {
+    const hold = asyncPhaseHooks.beforeEncode?.({ id: c.barrier.id, kind: c.barrier.kind, uid: c.snapshot.uid, subtask: c.snapshot.subtask });
+    if (hold) await hold;
     for (const ch of c.chunks) {
       await new Promise<void>((r) => yieldToLoop(r));
       if (failure) break; // a write failed: the snapshot is lost, encode nothing more
