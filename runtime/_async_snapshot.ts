@@ -42,6 +42,12 @@ export interface CapturedSnapshot {
   readonly snapshot: TaskSnapshot;
 }
 
+/** Whether a table's capture already copied its values (see `captureSnapshot`); never reads `values`. */
+function capturedAsCopy(rows: object): boolean {
+  const r = rows as { valueColumns?: unknown; valuesCopied?: boolean };
+  return r.valueColumns !== undefined || r.valuesCopied === true;
+}
+
 /** What a subtask gives the capture. */
 export interface CaptureInput {
   readonly uid: string;
@@ -81,8 +87,9 @@ export function captureSnapshot(t: CaptureInput, barrier: Barrier, target: Chunk
         table.clearDirty();
         if (!advanceChain(table.chain, type, rows.length)) continue;
       }
-      // Values held as columns were copied by the capture itself; values held by reference are copied here.
-      if ((rows as { valueColumns?: unknown }).valueColumns === undefined) copyValues(rows.values, rows.length, valueCopierOf(table.layout));
+      // Values held by reference are copied here. A table whose capture already copied them says so: values
+      // given as columns (`valueColumns`), or `valuesCopied` (values built fresh from columns by the capture).
+      if (!capturedAsCopy(rows)) copyValues(rows.values, rows.length, valueCopierOf(table.layout));
       part.rows += rows.length;
       // A base is authoritative for the whole subtask range (it resets key groups that became empty).
       chunks.push({ part, layout: table.layout, rows, encoded: null, loc: target.keyed(t.uid, table.desc.name, range, type), type, keyGroupRange: type === "base" ? range : undefined });
