@@ -75,6 +75,16 @@ function typedCopier(t: FieldType): ValueCopier {
  */
 export function copyPlain(v: unknown): unknown {
   if (v === null || typeof v !== "object") return v;
+  const proto = Object.getPrototypeOf(v) as object | null;
+  if (proto === Object.prototype) {
+    // The common case first: a literal object (for-in sees only its own fields: Object.prototype has no enumerable ones).
+    const out: Record<string, unknown> = {};
+    for (const k in v) {
+      const x = (v as Record<string, unknown>)[k];
+      out[k] = x !== null && typeof x === "object" ? copyPlain(x) : x;
+    }
+    return out;
+  }
   if (Array.isArray(v)) return v.map(copyPlain);
   if (ArrayBuffer.isView(v)) return v instanceof DataView ? new DataView(v.buffer.slice(v.byteOffset, v.byteOffset + v.byteLength)) : (v as unknown as { slice(): unknown }).slice();
   if (v instanceof Date) return new Date(v.getTime());
@@ -84,8 +94,7 @@ export function copyPlain(v: unknown): unknown {
     return m;
   }
   if (v instanceof Set) return new Set([...v].map(copyPlain));
-  const proto = Object.getPrototypeOf(v) as object | null;
-  const out: Record<string, unknown> = proto === Object.prototype ? {} : Object.create(proto);
+  const out: Record<string, unknown> = Object.create(proto);
   for (const k of Object.keys(v)) out[k] = copyPlain((v as Record<string, unknown>)[k]);
   return out;
 }
