@@ -44,6 +44,8 @@ interface PendingSnapshot {
   readonly barrier: Barrier;
   readonly target: ChunkTarget;
   readonly acks: Promise<TaskSnapshot>[];
+  /** Every subtask captured its state (its asynchronous part may still run). */
+  captured(): void;
   resolve(v: TaskSnapshot[]): void;
   reject(e: unknown): void;
 }
@@ -103,7 +105,10 @@ export class CheckpointCoordinator {
     return run;
   }
 
-  /** A subtask captured its state for `barrier`; `snapshot` settles once its chunks are written. */
+  /**
+   * A subtask captured its state for `barrier` (the synchronous part); `snapshot` is the asynchronous
+   * part and settles once its chunks are written. The checkpoint commits only after every part settled.
+   */
   ack(_task: Task, barrier: Barrier, snapshot: Promise<TaskSnapshot>): void {
     const p = this.pending;
     if (!p || p.barrier !== barrier) {
@@ -112,7 +117,10 @@ export class CheckpointCoordinator {
     }
     snapshot.catch(() => {}); // observed through Promise.all below
     p.acks.push(snapshot);
-    if (p.acks.length === this.host.tasks.length) Promise.all(p.acks).then(p.resolve, p.reject);
+    if (p.acks.length === this.host.tasks.length) {
+      p.captured();
+      Promise.all(p.acks).then(p.resolve, p.reject);
+    }
   }
 
   /** Where the chunks of the snapshot of `barrier` go. */
@@ -163,12 +171,17 @@ export class CheckpointCoordinator {
     } else target = checkpointTarget(this.root!, id, h.attempt);
     const barrier = new Barrier(id, kind, stop);
     try {
+      let captured!: () => void;
+      const allCaptured = new Promise<void>((resolve) => (captured = resolve));
       const acked = new Promise<TaskSnapshot[]>((resolve, reject) => {
-        this.pending = { barrier, target, acks: [], resolve, reject };
+        this.pending = { barrier, target, acks: [], captured, resolve, reject };
       });
       acked.catch(() => {}); // a kill before the await below must not leave it unobserved
       this.fault("triggered", id, kind);
       for (const s of h.sources) s.inject(barrier);
+      // Whichever comes first: a failed part or a failed job ends the wait for the captures too.
+      await Promise.race([allCaptured, acked]);
+      this.fault("captured", id, kind);
       const snaps = await acked;
       this.pending = null;
       this.fault("acked", id, kind);
@@ -209,7 +222,7 @@ export class CheckpointCoordinator {
     } catch (e) {
       if (this.pending?.barrier === barrier) this.pending = null;
       if (!h.aborted && kind === "checkpoint") {
-        for (const t of h.tasks) t.checkpointFailed();
+        for (const t of h.tasks) t.checkpointFailed(id);
         this.options.onEvent?.({ type: "checkpoint-failed", id, error: e });
         if (++this.failures > (this.options.checkpoints?.tolerableFailures ?? 0)) h.fail(e, `checkpoint ${id}`);
       }

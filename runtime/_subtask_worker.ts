@@ -1,8 +1,8 @@
 /**
  * A worker thread of a job: builds the job from its definition (the module and exported function the job
  * names), wires the subtasks the main thread placed here, restores and opens them, runs them, and
- * snapshots them at barriers (capture and encoding here; the bytes move to the main thread, which writes
- * them to the job's storage). Private to the runtime (the leading underscore); `_workers.ts` is the main
+ * snapshots them at barriers (the capture at the barrier, then encoding here while the subtasks go on;
+ * the bytes move to the main thread, which writes them to the job's storage). Private to the runtime (the leading underscore); `_workers.ts` is the main
  * thread's side.
  *
  * @module
@@ -77,6 +77,8 @@ class WorkerHost implements TaskHost {
 
   ack(task: Task, barrier: Barrier, snapshot: Promise<TaskSnapshot>): void {
     const key = taskKey(task.vertex.id, task.index);
+    // Captured now; the asynchronous part (encode and write, here) answers when it settles.
+    post({ t: "captured", task: key, id: barrier.id });
     snapshot.then(
       (s) => post({ t: "ack", task: key, id: barrier.id, snapshot: s }),
       (e) => post({ t: "ack-failed", task: key, id: barrier.id, error: toWire(e) }),
@@ -237,7 +239,7 @@ parent.onMessage((message) => {
       return;
     }
     case "checkpoint-failed":
-      for (const t of host?.tasks ?? []) if (taskKey(t.vertex.id, t.index) === m.task) t.checkpointFailed();
+      for (const t of host?.tasks ?? []) if (taskKey(t.vertex.id, t.index) === m.task) t.checkpointFailed(m.id as number);
       return;
     case "abort":
       host?.abort();

@@ -6,12 +6,10 @@
  */
 import { setImmediate as yieldToLoop } from "node:timers";
 import type { Storage } from "../backends/storage.ts";
-import { encodeChunk } from "../format/encode_chunk.ts";
 import { javaHashCode, type KeyGroupRange, murmurHash, operatorIndexFor } from "../format/key_group.ts";
 import type { ChunkRef } from "../format/manifest.ts";
-import type { KeyType, Redistribution, StateLayout, ValueEncoding } from "../format/state_layout.ts";
+import type { KeyType, Redistribution, StateLayout } from "../format/state_layout.ts";
 import { keyFits } from "../format/key_identity.ts";
-import { writeChunk } from "../snapshot/write.ts";
 import { Barrier, BARRIER, BATCH, Channel, type ChannelWriter, END_OF_INPUT, type EndOfInput, InputGate, RecordBatch, Watermark, WATERMARK } from "./channel.ts";
 import { KeyedStateBackend } from "./keyed_backend.ts";
 import { OperatorStateStore } from "./operator_state.ts";
@@ -23,7 +21,8 @@ import type { FunctionOrFactory, Vertex } from "./_graph.ts";
 import { type Clock, InputWatermarks, SourceWatermarks, type SplitTime } from "./watermark.ts";
 import { COUNT_LATE, type TimeDomain, Timers } from "./timers.ts";
 import { namespacedTable } from "./namespaced_state.ts";
-import { advanceChain, type ChainSettings, chunkKind } from "./_chain_policy.ts";
+import type { ChainSettings } from "./_chain_policy.ts";
+import { captureSnapshot, writeSnapshot } from "./_async_snapshot.ts";
 
 export type { ChainSettings } from "./_chain_policy.ts";
 
@@ -261,62 +260,43 @@ export abstract class Task {
   abstract wake(): void;
   abstract close(): Promise<void>;
 
-  /** Captures this subtask's state for a barrier (synchronously: values are encoded now) and acks. */
+  /** The asynchronous part of this subtask's latest snapshot while it runs (at most one runs at a time). */
+  private asyncPart: { readonly id: number; aborted: boolean; done: Promise<void> } | null = null;
+
+  /**
+   * Snapshots this subtask for a barrier: captures its state now (a consistent copy, the chains moved
+   * past it) and acks with the asynchronous part, which encodes and writes the chunks while the subtask
+   * goes on. A part still running from an earlier barrier runs first (the next one starts after it).
+   */
   protected snapshot(b: Barrier): void {
     this.snapshotHook?.({ checkpointId: b.id });
     const host = this.host;
-    const target = host.target(b);
-    const chain = host.chain;
-    const savepoint = b.kind === "savepoint";
-    const compression = savepoint ? "none" : chain?.compression ?? "none";
-    const states: StatePart[] = [];
-    const writes: Promise<void>[] = [];
-    const write = (part: StatePart, layout: StateLayout, rows: Parameters<typeof encodeChunk>[1], loc: { path: string; ref: string }, type: "base" | "delta", keyGroupRange?: KeyGroupRange, subtask?: number) => {
-      const chunk = encodeChunk(layout, rows, { compression, state: part.name });
-      part.rows += rows.length;
-      writes.push(
-        writeChunk(target.storage, loc.path, chunk, { type, order: b.id, subtask, keyGroupRange }, loc.ref).then((ref) => {
-          part.chunks.push(ref);
-        }),
-      );
-    };
-    const kb = this.keyed;
-    if (kb) {
-      const range = kb.range;
-      for (const t of kb.all()) {
-        const part: StatePart = { name: t.desc.name, keyed: true, layout: t.layout, schemaVersion: t.desc.schemaVersion, chunks: [], rows: 0 };
-        states.push(part);
-        let rows;
-        let type: "base" | "delta";
-        if (savepoint) {
-          rows = t.captureAll(range.start);
-          type = "base";
-          if (rows.length === 0) continue;
-        } else {
-          type = chunkKind(t.chain, chain!);
-          rows = type === "base" ? t.captureAll(range.start) : t.captureDirty(range.start);
-          t.clearDirty();
-          if (!advanceChain(t.chain, type, rows.length)) continue;
-        }
-        // A base is authoritative for the whole subtask range (it resets key groups that became empty).
-        write(part, t.layout, rows, target.keyed(this.uid, t.desc.name, range, type), type, type === "base" ? range : undefined);
-      }
-    }
-    for (const e of this.opState.all()) {
-      const layout: StateLayout = { kind: "operator-list", value: e.desc.value as ValueEncoding };
-      const part: StatePart = { name: e.desc.name, keyed: false, layout, schemaVersion: e.desc.schemaVersion, redistribution: e.desc.redistribution, chunks: [], rows: 0 };
-      states.push(part);
-      const items = e.list.items;
-      if (items.length === 0) continue;
-      write(part, layout, { length: items.length, values: items.slice() }, target.operator(this.uid, e.desc.name, this.index), "base", undefined, this.index);
-    }
-    const range = kb ? { start: kb.range.start, end: kb.range.end } : undefined;
-    host.ack(this, b, host.track(Promise.all(writes).then(() => ({ uid: this.uid, subtask: this.index, range, states }))));
+    const captured = captureSnapshot({ uid: this.uid, index: this.index, keyed: this.keyed, opState: this.opState, chain: host.chain }, b, host.target(b));
+    const part = { id: b.id, aborted: false, done: Promise.resolve() };
+    const stopped = () => (host.aborted ? "the job is no longer running" : part.aborted ? `${b.kind} ${b.id} failed` : undefined);
+    const before = this.asyncPart?.done;
+    const run = before === undefined ? writeSnapshot(captured, stopped) : before.then(() => writeSnapshot(captured, stopped));
+    part.done = run.then(() => {}, () => {});
+    this.asyncPart = part;
+    void part.done.then(() => {
+      if (this.asyncPart === part) this.asyncPart = null;
+    });
+    host.ack(this, b, host.track(run));
   }
 
-  /** After a checkpoint could not complete: the next one writes bases (the chain lost a link). */
-  checkpointFailed(): void {
+  /** Settles once no asynchronous snapshot part of this subtask runs; undefined when none does. */
+  protected snapshotInFlight(): Promise<void> | undefined {
+    return this.asyncPart?.done;
+  }
+
+  /**
+   * After checkpoint `id` could not complete: the next checkpoint writes bases (the chain lost a link),
+   * and this subtask's asynchronous part of it (or of an older one) stops before its next encode or write.
+   */
+  checkpointFailed(id: number): void {
     if (this.keyed) for (const t of this.keyed.all()) t.chain.forceBase = true;
+    const p = this.asyncPart;
+    if (p !== null && p.id <= id) p.aborted = true;
   }
 }
 
@@ -800,6 +780,14 @@ export class OperatorTask extends Task {
   }
 
   private async onAligned(): Promise<void> {
+    // At most one asynchronous snapshot part per subtask: a barrier that finds the previous one still
+    // running (its checkpoint failed elsewhere and the next one was triggered) waits for it with its inputs
+    // blocked, as Flink's coordinator holds the next checkpoint back (maxConcurrentCheckpoints 1).
+    const busy = this.snapshotInFlight();
+    if (busy !== undefined) {
+      await busy;
+      if (this.host.aborted) return;
+    }
     const b = this.aligning!;
     this.aligning = null;
     this.stopped = b.stop;

@@ -67,6 +67,7 @@ type FromWorker =
   | StorageRequest
   | { t: "opened"; registered: Record<string, string[]> }
   | { t: "open-failed"; error: WireError }
+  | { t: "captured"; task: string; id: number }
   | { t: "ack"; task: string; id: number; snapshot: TaskSnapshot }
   | { t: "ack-failed"; task: string; id: number; error: WireError }
   | { t: "finished"; task: string }
@@ -78,6 +79,13 @@ type FromWorker =
 export interface PoolHost extends TaskHost {
   /** The snapshot's target of a barrier in progress. */
   readonly error: unknown;
+}
+
+function deferred<T>(): { promise: Promise<T>; resolve(v: T): void; reject(e: unknown): void } {
+  let resolve!: (v: T) => void;
+  let reject!: (e: unknown) => void;
+  const promise = new Promise<T>((res, rej) => ((resolve = res), (reject = rej)));
+  return { promise, resolve, reject };
 }
 
 /** The key of subtask `index` of vertex `vertexId` in messages. */
@@ -109,8 +117,8 @@ class RemoteTask extends Task {
   override hasState(name: string): boolean {
     return this.registered.has(name);
   }
-  override checkpointFailed(): void {
-    this.pool.post(this.thread, { t: "checkpoint-failed", task: taskKey(this.vertex.id, this.index) });
+  override checkpointFailed(id: number): void {
+    this.pool.post(this.thread, { t: "checkpoint-failed", task: taskKey(this.vertex.id, this.index), id });
   }
   wake(): void {}
   close(): Promise<void> {
@@ -143,6 +151,8 @@ export class WorkerPool {
   private readonly bySid: Storage[] = [];
   /** The barrier object of each checkpoint id sent to a worker (the coordinator knows barriers by identity). */
   private readonly barriers = new Map<number, Barrier>();
+  /** Asynchronous snapshot parts running in the workers, by `task@checkpoint id`. */
+  private readonly parts = new Map<string, { promise: Promise<TaskSnapshot>; resolve(s: TaskSnapshot): void; reject(e: unknown): void }>();
   private aborted = false;
 
   /** Workers in use: at most one per keyed subtask. */
@@ -335,12 +345,25 @@ export class WorkerPool {
       case "open-failed":
         openedReject(fromWire(m.error));
         return;
-      case "ack":
-      case "ack-failed": {
+      case "captured": {
+        // The worker captured the subtask's state and passed the barrier on; its asynchronous part (encode
+        // and write, in the worker) answers later with "ack" or "ack-failed".
         const t = this.proxies.get(m.task);
         const b = this.barriers.get(m.id);
         if (!t || !b) return;
-        this.host.ack(t, b, m.t === "ack" ? Promise.resolve(m.snapshot) : Promise.reject(fromWire(m.error)));
+        const part = deferred<TaskSnapshot>();
+        this.parts.set(`${m.task}@${m.id}`, part);
+        this.host.ack(t, b, part.promise);
+        return;
+      }
+      case "ack":
+      case "ack-failed": {
+        const key = `${m.task}@${m.id}`;
+        const part = this.parts.get(key);
+        if (!part) return;
+        this.parts.delete(key);
+        if (m.t === "ack") part.resolve(m.snapshot);
+        else part.reject(fromWire(m.error));
         return;
       }
       case "finished": {
@@ -369,6 +392,8 @@ export class WorkerPool {
     for (const s of this.senders.values()) s.close();
     for (let k = 1; k <= this.count; k++) this.post(k, { t: "abort" });
     for (const t of this.proxies.values()) t.end();
+    for (const p of this.parts.values()) p.reject(new Error("the job is no longer running"));
+    this.parts.clear();
   }
 
   /** Closes worker `k`'s subtasks and ends the worker (once; every stand-in of it calls this). */

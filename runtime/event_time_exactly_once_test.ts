@@ -47,8 +47,9 @@ test(`exactly-once with timers and windows over ${runs} seeded runs killed at ra
       const fault: Fault = attempt >= 3 ? "none" : faults[(run + attempt) % 4 === 0 ? rng.int(4) : (run + attempt) % 4];
       const every = 100 + rng.int(300);
       const at = 1 + rng.int(N - 1);
-      const stages: FaultPoint["stage"][] = ["triggered", "acked", "committed"];
-      const stage = stages[rng.int(3)];
+      // "captured": every subtask captured its state, chunks being encoded and written (the asynchronous phase)
+      const stages: FaultPoint["stage"][] = ["triggered", "captured", "acked", "committed"];
+      const stage = stages[rng.int(stages.length)];
       const nth = 1 + rng.int(3);
       let storage: Storage = inner;
       if (fault === "storage") storage = new FaultyStorage(inner, { failAt: 1 + rng.int(40), mode: "kill" });
@@ -92,6 +93,7 @@ test(`exactly-once with timers and windows over ${runs} seeded runs killed at ra
       if (status === "stopped") restore = { from: (await stopped!).location };
       else restore = { from: "latest" };
       tally[fault] = (tally[fault] ?? 0) + 1;
+      if (fault === "stage") tally[`stage ${stage}`] = (tally[`stage ${stage}`] ?? 0) + 1;
     }
     assert.deepEqual(sorted(sink.committed), expected.get(dataSeed), `run ${run} (${history.join(" → ")}) lost or duplicated output`);
     clearMemoryStorage(name);

@@ -43,8 +43,9 @@ test(`exactly-once output over ${runs} seeded runs killed at random points, rest
       const fault: Fault = attempt >= 3 ? "none" : faults[rng.int(faults.length)];
       const every = 100 + rng.int(500);
       const at = 1 + rng.int(N - 1);
-      const stages: FaultPoint["stage"][] = ["triggered", "acked", "committed"];
-      const stage = stages[rng.int(3)];
+      // "captured": every subtask captured its state, chunks being encoded and written (the asynchronous phase)
+      const stages: FaultPoint["stage"][] = ["triggered", "captured", "acked", "committed"];
+      const stage = stages[rng.int(stages.length)];
       const nth = 1 + rng.int(4);
       const savepointAt = rng.next() < 0.3 ? rng.int(N) : -1;
       let storage: Storage = inner;
@@ -93,11 +94,12 @@ test(`exactly-once output over ${runs} seeded runs killed at random points, rest
         restore = { from: sp.location };
       } else restore = { from: "latest" };
       tally[fault] = (tally[fault] ?? 0) + 1;
+      if (fault === "stage") tally[`stage ${stage}`] = (tally[`stage ${stage}`] ?? 0) + 1;
     }
     assert.deepEqual(sorted(sink.committed), expected.get(dataSeed), `run ${run} (${history.join(" → ")}) lost or duplicated output`);
     clearMemoryStorage(name);
   }
   // The failure modes were all exercised.
-  for (const f of ["records", "stage", "storage", "stop"]) assert.ok((tally[f] ?? 0) > 0, `fault ${f} never happened: ${JSON.stringify(tally)}`);
+  for (const f of ["records", "stage", "storage", "stop", "stage captured"]) assert.ok((tally[f] ?? 0) > 0, `fault ${f} never happened: ${JSON.stringify(tally)}`);
 });
 }

@@ -90,8 +90,12 @@ export interface RestoreOptions {
  * ```
  */
 export interface FaultPoint {
-  /** `triggered`: barriers injected; `acked`: all chunks written, manifest not yet; `committed`: manifest written, sinks not yet told. */
-  readonly stage: "triggered" | "acked" | "committed";
+  /**
+   * `triggered`: barriers injected; `captured`: every subtask captured its state and passed the barrier on,
+   * its chunks being encoded and written (the asynchronous phase); `acked`: all chunks written, manifest
+   * not yet; `committed`: manifest written, sinks not yet told.
+   */
+  readonly stage: "triggered" | "captured" | "acked" | "committed";
   /** The checkpoint id. */
   readonly checkpointId: number;
   /** Checkpoint or savepoint. */
