@@ -25,9 +25,14 @@ export interface TargetSpec {
   readonly dir: string;
 }
 
-/** A stream element on the wire. */
+/**
+ * A stream element on the wire. A batch carries bare `ArrayBuffer`s, not typed-array views: Deno's
+ * `node:worker_threads` walks every message a worker receives with `for…in` (looking for `MessagePort`s
+ * to patch), which visits each index of a typed array, i.e. every byte of a record batch (measured: the
+ * largest item of a Deno worker's profile), while a bare buffer has no enumerable keys.
+ */
 export type WireElement =
-  | { readonly tag: typeof BATCH; readonly data: Uint8Array; readonly kgs: Uint16Array | null }
+  | { readonly tag: typeof BATCH; readonly data: ArrayBuffer; readonly kgs: ArrayBuffer | null }
   | { readonly tag: typeof BARRIER; readonly id: number; readonly kind: "checkpoint" | "savepoint"; readonly stop: boolean; readonly target: TargetSpec }
   | { readonly tag: typeof END }
   | { readonly tag: typeof WATERMARK; readonly timestamp: number; readonly idle: boolean };
@@ -42,10 +47,11 @@ export function encodeElement(el: StreamElement, targetOf: (b: Barrier) => Targe
     case BATCH: {
       // encode() returns a fresh, exactly sized buffer: it can move as it is.
       // Keys are not sent: the receiver applies the edge's key selector again (cheaper than encoding them).
-      const data = encoder.encode(el.values);
-      const kgs = el.kgs === null ? null : Uint16Array.from(el.kgs);
-      const transfer = [data.buffer as ArrayBuffer];
-      if (kgs !== null) transfer.push(kgs.buffer as ArrayBuffer);
+      const bytes = encoder.encode(el.values);
+      const data = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? bytes.buffer as ArrayBuffer : bytes.slice().buffer;
+      const kgs = el.kgs === null ? null : Uint16Array.from(el.kgs).buffer;
+      const transfer = [data];
+      if (kgs !== null) transfer.push(kgs);
       return { wire: { tag: BATCH, data, kgs }, transfer };
     }
     case BARRIER:
@@ -64,11 +70,11 @@ export function encodeElement(el: StreamElement, targetOf: (b: Barrier) => Targe
 export function decodeElement(w: WireElement, barrierOf: (w: Extract<WireElement, { tag: typeof BARRIER }>) => Barrier, keyOf?: (v: unknown) => unknown): StreamElement {
   switch (w.tag) {
     case BATCH: {
-      const values = decoder.decode(w.data) as unknown[];
+      const values = decoder.decode(new Uint8Array(w.data)) as unknown[];
       if (w.kgs === null || keyOf === undefined) return new RecordBatch(values, null, null);
       const keys = new Array<unknown>(values.length);
       for (let i = 0; i < values.length; i++) keys[i] = keyOf(values[i]);
-      return new RecordBatch(values, keys, Array.from(w.kgs));
+      return new RecordBatch(values, keys, Array.from(new Uint16Array(w.kgs)));
     }
     case BARRIER:
       return barrierOf(w);
@@ -127,6 +133,36 @@ export class RemoteSender implements ChannelWriter {
     this.waiter = null;
     w?.();
   }
+}
+
+/**
+ * Grants credit back to the producers of channels read in this thread, one message per channel and turn
+ * of the microtask queue instead of one per element taken: a consumer that takes several queued batches
+ * in a row (the common case when it is the slower side) sends one credit message for all of them. The
+ * credit arrives no later than the consumer's next wait, so backpressure stays exact.
+ */
+export class CreditBatcher {
+  private readonly owed = new Map<number, number>();
+  private scheduled = false;
+
+  /** Creates the batcher; `send` posts one credit message of `n` elements for channel `c`. */
+  constructor(private readonly send: (c: number, n: number) => void) {}
+
+  /** The consumer took one element of channel `c`. */
+  take(c: number): void {
+    this.owed.set(c, (this.owed.get(c) ?? 0) + 1);
+    if (!this.scheduled) {
+      this.scheduled = true;
+      queueMicrotask(this.flush);
+    }
+  }
+
+  /** Sends what is owed now. */
+  readonly flush = (): void => {
+    this.scheduled = false;
+    for (const [c, n] of this.owed) this.send(c, n);
+    this.owed.clear();
+  };
 }
 
 /** An error as it crosses a thread boundary. */
