@@ -1,14 +1,14 @@
 /**
  * What crosses a thread boundary between subtasks: stream elements encoded for `postMessage` (a record
- * batch as one msgpack buffer that moves, never a structured clone per record), the sending end of a
- * channel whose consumer runs in another thread (credit-based backpressure), errors, and the storage
- * relay through which a worker reaches the job's storages. Private to the runtime (the leading underscore).
+ * batch as one buffer that moves, column-wise or msgpack as `_batch_codec.ts` decides, never a structured
+ * clone per record), the sending end of a channel whose consumer runs in another thread (credit-based
+ * backpressure), errors, and the storage relay through which a worker reaches the job's storages. Private to the runtime (the leading underscore).
  *
  * @module
  */
-import { Decoder, Encoder } from "@msgpack/msgpack";
 import type { ObjectInfo, Storage } from "../backends/storage.ts";
 import { ArrowpointError, NotFoundError } from "../format/errors.ts";
+import { decodeBatch, encodeBatch } from "./_batch_codec.ts";
 import { Barrier, BARRIER, BATCH, type ChannelWriter, END, END_OF_INPUT, RecordBatch, type StreamElement, Watermark, WATERMARK } from "./channel.ts";
 
 /** Sends a message to another thread, moving the listed buffers. */
@@ -37,18 +37,13 @@ export type WireElement =
   | { readonly tag: typeof END }
   | { readonly tag: typeof WATERMARK; readonly timestamp: number; readonly idle: boolean };
 
-// Records are plain data: bigints travel as int64, undefined object fields are left out (as in JSON).
-const encoder = new Encoder({ useBigInt64: true, ignoreUndefined: true });
-const decoder = new Decoder({ useBigInt64: true });
 
 /** Encodes an element for another thread; `transfer` lists the buffers that move with it. */
 export function encodeElement(el: StreamElement, targetOf: (b: Barrier) => TargetSpec): { wire: WireElement; transfer: ArrayBuffer[] } {
   switch (el.tag) {
     case BATCH: {
-      // encode() returns a fresh, exactly sized buffer: it can move as it is.
       // Keys are not sent: the receiver applies the edge's key selector again (cheaper than encoding them).
-      const bytes = encoder.encode(el.values);
-      const data = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? bytes.buffer as ArrayBuffer : bytes.slice().buffer;
+      const data = encodeBatch(el.values);
       const kgs = el.kgs === null ? null : Uint16Array.from(el.kgs).buffer;
       const transfer = [data];
       if (kgs !== null) transfer.push(kgs);
@@ -70,7 +65,7 @@ export function encodeElement(el: StreamElement, targetOf: (b: Barrier) => Targe
 export function decodeElement(w: WireElement, barrierOf: (w: Extract<WireElement, { tag: typeof BARRIER }>) => Barrier, keyOf?: (v: unknown) => unknown): StreamElement {
   switch (w.tag) {
     case BATCH: {
-      const values = decoder.decode(new Uint8Array(w.data)) as unknown[];
+      const values = decodeBatch(w.data);
       if (w.kgs === null || keyOf === undefined) return new RecordBatch(values, null, null);
       const keys = new Array<unknown>(values.length);
       for (let i = 0; i < values.length; i++) keys[i] = keyOf(values[i]);
