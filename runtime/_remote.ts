@@ -1,14 +1,14 @@
 /**
  * What crosses a thread boundary between subtasks: stream elements encoded for `postMessage` (a record
- * batch as one msgpack buffer that moves, never a structured clone per record), the sending end of a
- * channel whose consumer runs in another thread (credit-based backpressure), errors, and the storage
- * relay through which a worker reaches the job's storages. Private to the runtime (the leading underscore).
+ * batch as one buffer that moves, column-wise or msgpack as `_batch_codec.ts` decides, never a structured
+ * clone per record), the sending end of a channel whose consumer runs in another thread (credit-based
+ * backpressure), errors, and the storage relay through which a worker reaches the job's storages. Private to the runtime (the leading underscore).
  *
  * @module
  */
-import { Decoder, Encoder } from "@msgpack/msgpack";
 import type { ObjectInfo, Storage } from "../backends/storage.ts";
 import { ArrowpointError, NotFoundError } from "../format/errors.ts";
+import { decodeBatch, encodeBatch } from "./_batch_codec.ts";
 import { Barrier, BARRIER, BATCH, type ChannelWriter, END, END_OF_INPUT, RecordBatch, type StreamElement, Watermark, WATERMARK } from "./channel.ts";
 
 /** Sends a message to another thread, moving the listed buffers. */
@@ -25,27 +25,28 @@ export interface TargetSpec {
   readonly dir: string;
 }
 
-/** A stream element on the wire. */
+/**
+ * A stream element on the wire. A batch carries bare `ArrayBuffer`s, not typed-array views: Deno's
+ * `node:worker_threads` walks every message a worker receives with `for…in` (looking for `MessagePort`s
+ * to patch), which visits each index of a typed array, i.e. every byte of a record batch (measured: the
+ * largest item of a Deno worker's profile), while a bare buffer has no enumerable keys.
+ */
 export type WireElement =
-  | { readonly tag: typeof BATCH; readonly data: Uint8Array; readonly kgs: Uint16Array | null }
+  | { readonly tag: typeof BATCH; readonly data: ArrayBuffer; readonly kgs: ArrayBuffer | null }
   | { readonly tag: typeof BARRIER; readonly id: number; readonly kind: "checkpoint" | "savepoint"; readonly stop: boolean; readonly target: TargetSpec }
   | { readonly tag: typeof END }
   | { readonly tag: typeof WATERMARK; readonly timestamp: number; readonly idle: boolean };
 
-// Records are plain data: bigints travel as int64, undefined object fields are left out (as in JSON).
-const encoder = new Encoder({ useBigInt64: true, ignoreUndefined: true });
-const decoder = new Decoder({ useBigInt64: true });
 
 /** Encodes an element for another thread; `transfer` lists the buffers that move with it. */
 export function encodeElement(el: StreamElement, targetOf: (b: Barrier) => TargetSpec): { wire: WireElement; transfer: ArrayBuffer[] } {
   switch (el.tag) {
     case BATCH: {
-      // encode() returns a fresh, exactly sized buffer: it can move as it is.
       // Keys are not sent: the receiver applies the edge's key selector again (cheaper than encoding them).
-      const data = encoder.encode(el.values);
-      const kgs = el.kgs === null ? null : Uint16Array.from(el.kgs);
-      const transfer = [data.buffer as ArrayBuffer];
-      if (kgs !== null) transfer.push(kgs.buffer as ArrayBuffer);
+      const data = encodeBatch(el.values);
+      const kgs = el.kgs === null ? null : Uint16Array.from(el.kgs).buffer;
+      const transfer = [data];
+      if (kgs !== null) transfer.push(kgs);
       return { wire: { tag: BATCH, data, kgs }, transfer };
     }
     case BARRIER:
@@ -64,11 +65,11 @@ export function encodeElement(el: StreamElement, targetOf: (b: Barrier) => Targe
 export function decodeElement(w: WireElement, barrierOf: (w: Extract<WireElement, { tag: typeof BARRIER }>) => Barrier, keyOf?: (v: unknown) => unknown): StreamElement {
   switch (w.tag) {
     case BATCH: {
-      const values = decoder.decode(w.data) as unknown[];
+      const values = decodeBatch(w.data);
       if (w.kgs === null || keyOf === undefined) return new RecordBatch(values, null, null);
       const keys = new Array<unknown>(values.length);
       for (let i = 0; i < values.length; i++) keys[i] = keyOf(values[i]);
-      return new RecordBatch(values, keys, Array.from(w.kgs));
+      return new RecordBatch(values, keys, Array.from(new Uint16Array(w.kgs)));
     }
     case BARRIER:
       return barrierOf(w);
@@ -127,6 +128,36 @@ export class RemoteSender implements ChannelWriter {
     this.waiter = null;
     w?.();
   }
+}
+
+/**
+ * Grants credit back to the producers of channels read in this thread, one message per channel and turn
+ * of the microtask queue instead of one per element taken: a consumer that takes several queued batches
+ * in a row (the common case when it is the slower side) sends one credit message for all of them. The
+ * credit arrives no later than the consumer's next wait, so backpressure stays exact.
+ */
+export class CreditBatcher {
+  private readonly owed = new Map<number, number>();
+  private scheduled = false;
+
+  /** Creates the batcher; `send` posts one credit message of `n` elements for channel `c`. */
+  constructor(private readonly send: (c: number, n: number) => void) {}
+
+  /** The consumer took one element of channel `c`. */
+  take(c: number): void {
+    this.owed.set(c, (this.owed.get(c) ?? 0) + 1);
+    if (!this.scheduled) {
+      this.scheduled = true;
+      queueMicrotask(this.flush);
+    }
+  }
+
+  /** Sends what is owed now. */
+  readonly flush = (): void => {
+    this.scheduled = false;
+    for (const [c, n] of this.owed) this.send(c, n);
+    this.owed.clear();
+  };
 }
 
 /** An error as it crosses a thread boundary. */

@@ -13,7 +13,7 @@ import { Barrier, type Channel } from "./channel.ts";
 import { checkpointTarget, savepointTarget } from "./checkpoint.ts";
 import { graphOf, Job } from "./job.ts";
 import { restoreState } from "./_restore.ts";
-import { decodeElement, encodeElement, RelayStorage, RemoteSender, type StorageReply, type TargetSpec, toWire, type WireElement } from "./_remote.ts";
+import { CreditBatcher, decodeElement, encodeElement, RelayStorage, RemoteSender, type StorageReply, type TargetSpec, toWire, type WireElement } from "./_remote.ts";
 import type { ChunkTarget, SourceTask, Task, TaskHost, TaskSnapshot } from "./_tasks.ts";
 import { wireTasks } from "./_wiring.ts";
 import { taskKey, type WorkerInit } from "./_workers.ts";
@@ -134,6 +134,7 @@ let host: WorkerHost | undefined;
 const receivers = new Map<number, { ch: Channel; keyOf: ((v: unknown) => unknown) | undefined }>();
 const senders = new Map<number, RemoteSender>();
 let runs: Promise<void>[] = [];
+const credits = new CreditBatcher((c, n) => post({ t: "credit", c, n }));
 
 async function setUp(init: WorkerInit): Promise<void> {
   const h = (host = new WorkerHost(init));
@@ -177,7 +178,7 @@ async function setUp(init: WorkerInit): Promise<void> {
       },
       receiver: (id, ch, _thread, keyOf) => {
         receivers.set(id, { ch, keyOf });
-        ch.onTake = () => post({ t: "credit", c: id, n: 1 });
+        ch.onTake = () => credits.take(id);
       },
       passing: () => {},
     },

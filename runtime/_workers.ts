@@ -16,7 +16,7 @@ import { acquireWorker, releaseWorker } from "../platform/worker_pool.ts";
 import { Barrier, type Channel, type StreamElement } from "./channel.ts";
 import { stateKey } from "./checkpoint.ts";
 import type { Vertex } from "./_graph.ts";
-import { decodeElement, encodeElement, fromWire, RemoteSender, serveStorage, type StorageRequest, type TargetSpec, type WireElement, type WireError } from "./_remote.ts";
+import { CreditBatcher, decodeElement, encodeElement, fromWire, RemoteSender, serveStorage, type StorageRequest, type TargetSpec, type WireElement, type WireError } from "./_remote.ts";
 import { Task, type TaskHost, type TaskSnapshot } from "./_tasks.ts";
 import type { ChainSettings } from "./_chain_policy.ts";
 import type { ThreadEnds } from "./_wiring.ts";
@@ -154,6 +154,8 @@ export class WorkerPool {
   /** Asynchronous snapshot parts running in the workers, by `task@checkpoint id`. */
   private readonly parts = new Map<string, { promise: Promise<TaskSnapshot>; resolve(s: TaskSnapshot): void; reject(e: unknown): void }>();
   private aborted = false;
+  /** Credits owed to each worker for the channels it feeds here. */
+  private readonly credits: CreditBatcher[] = [];
 
   /** Workers in use: at most one per keyed subtask. */
   readonly count: number;
@@ -198,7 +200,8 @@ export class WorkerPool {
       },
       receiver: (id, ch, thread, keyOf) => {
         this.receivers.set(id, { ch, keyOf });
-        ch.onTake = () => this.post(thread, { t: "credit", c: id, n: 1 });
+        const credits = this.credits[thread] ??= new CreditBatcher((c, n) => this.post(thread, { t: "credit", c, n }));
+        ch.onTake = () => credits.take(id);
       },
       passing: (id, producer, consumer) => {
         this.passing.set(id, [producer, consumer]);
@@ -310,8 +313,8 @@ export class WorkerPool {
         if (!route) return;
         const transfer: ArrayBuffer[] = [];
         if (m.el.tag === 0) {
-          transfer.push(m.el.data.buffer as ArrayBuffer);
-          if (m.el.kgs) transfer.push(m.el.kgs.buffer as ArrayBuffer);
+          transfer.push(m.el.data);
+          if (m.el.kgs) transfer.push(m.el.kgs);
         }
         this.post(route[1], m, transfer);
         return;

@@ -3,7 +3,7 @@ import { test } from "node:test";
 import { MemoryStorage } from "../backends/memory.ts";
 import { NotFoundError } from "../format/errors.ts";
 import { Barrier, BATCH, END_OF_INPUT, RecordBatch, Watermark } from "./channel.ts";
-import { decodeElement, encodeElement, fromWire, RelayStorage, RemoteSender, serveStorage, type StorageRequest, toWire } from "./_remote.ts";
+import { CreditBatcher, decodeElement, encodeElement, fromWire, RelayStorage, RemoteSender, serveStorage, type StorageRequest, toWire } from "./_remote.ts";
 
 const noTarget = () => ({ kind: "checkpoint" as const, sid: 0, uri: "memory:x", dir: "" });
 
@@ -17,6 +17,36 @@ test("a record batch crosses as one moved buffer; the receiver gets keys back fr
   assert.deepEqual(b.values, [{ user: "a", n: 1, big: 2n ** 40n }, { user: "b", n: 2 ** 40, bytes: new Uint8Array([1, 2]) }]);
   assert.deepEqual(b.keys, ["a", "b"]);
   assert.deepEqual(b.kgs, [3, 7]);
+});
+
+test("a record batch's message has a few enumerable keys whatever its size (Deno's worker walks each message with for…in)", () => {
+  const values = Array.from({ length: 1000 }, (_, i) => ({ user: `u${i}`, n: i }));
+  const { wire } = encodeElement(new RecordBatch(values, values.map((v) => v.user), values.map((_, i) => i % 128)), noTarget);
+  let visited = 0;
+  const walk = (x: unknown): void => {
+    if (x === null || typeof x !== "object") return;
+    for (const k in x) {
+      visited++;
+      walk((x as Record<string, unknown>)[k]);
+    }
+  };
+  walk({ t: "data", c: 0, el: wire });
+  assert.ok(visited <= 10, `a for…in walk visited ${visited} keys`);
+});
+
+test("the credit of elements taken in one turn goes back as one message per channel", async () => {
+  const sent: [number, number][] = [];
+  const credits = new CreditBatcher((c, n) => sent.push([c, n]));
+  credits.take(3);
+  credits.take(3);
+  credits.take(5);
+  credits.take(3);
+  assert.deepEqual(sent, []);
+  await Promise.resolve();
+  assert.deepEqual(sent, [[3, 3], [5, 1]]);
+  credits.take(5);
+  await Promise.resolve();
+  assert.deepEqual(sent, [[3, 3], [5, 1], [5, 1]]);
 });
 
 test("barriers carry where their chunks go; watermarks and the end cross as they are", () => {
