@@ -218,9 +218,10 @@ export async function serveStorage(storage: Storage, r: StorageRequest): Promise
       case "get":
       case "getRange": {
         const bytes = r.op === "get" ? await storage.get(a[0] as string) : await storage.getRange(a[0] as string, a[1] as number, a[2] as number);
-        // A storage may hand out the bytes it keeps (memory): move a copy, never its own buffer.
-        const copy = bytes.slice();
-        transfer.push(copy.buffer as ArrayBuffer);
+        // A storage may hand out the bytes it keeps (memory): move a copy, never its own buffer. A bare
+        // ArrayBuffer, as record batches: Deno's worker walks a received message with for…in, every byte of a view.
+        const copy = bytes.slice().buffer as ArrayBuffer;
+        transfer.push(copy);
         value = copy;
         break;
       }
@@ -307,12 +308,12 @@ export class RelayStorage implements Storage {
     return this.call("putIfAbsent", [path, m.bytes], m.transfer);
   }
   /** See {@link Storage.get}. */
-  get(path: string): Promise<Uint8Array> {
-    return this.call("get", [path]);
+  async get(path: string): Promise<Uint8Array> {
+    return new Uint8Array(await this.call<ArrayBuffer>("get", [path]));
   }
   /** See {@link Storage.getRange}. */
-  getRange(path: string, offset: number, length: number): Promise<Uint8Array> {
-    return this.call("getRange", [path, offset, length]);
+  async getRange(path: string, offset: number, length: number): Promise<Uint8Array> {
+    return new Uint8Array(await this.call<ArrayBuffer>("getRange", [path, offset, length]));
   }
   /** See {@link Storage.list} (one round trip for the whole listing). */
   async *list(prefix: string): AsyncIterable<ObjectInfo> {

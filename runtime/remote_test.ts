@@ -19,9 +19,8 @@ test("a record batch crosses as one moved buffer; the receiver gets keys back fr
   assert.deepEqual(b.kgs, [3, 7]);
 });
 
-test("a record batch's message has a few enumerable keys whatever its size (Deno's worker walks each message with for…in)", () => {
-  const values = Array.from({ length: 1000 }, (_, i) => ({ user: `u${i}`, n: i }));
-  const { wire } = encodeElement(new RecordBatch(values, values.map((v) => v.user), values.map((_, i) => i % 128)), noTarget);
+/** The keys a for…in walk of a message visits, as Deno's worker does for every message it receives. */
+function keysWalked(message: unknown): number {
   let visited = 0;
   const walk = (x: unknown): void => {
     if (x === null || typeof x !== "object") return;
@@ -30,8 +29,25 @@ test("a record batch's message has a few enumerable keys whatever its size (Deno
       walk((x as Record<string, unknown>)[k]);
     }
   };
-  walk({ t: "data", c: 0, el: wire });
+  walk(message);
+  return visited;
+}
+
+test("a record batch's message has a few enumerable keys whatever its size (Deno's worker walks each message with for…in)", () => {
+  const values = Array.from({ length: 1000 }, (_, i) => ({ user: `u${i}`, n: i }));
+  const { wire } = encodeElement(new RecordBatch(values, values.map((v) => v.user), values.map((_, i) => i % 128)), noTarget);
+  const visited = keysWalked({ t: "data", c: 0, el: wire });
   assert.ok(visited <= 10, `a for…in walk visited ${visited} keys`);
+});
+
+test("a storage read's reply to a worker has a few enumerable keys whatever the size of the bytes", async () => {
+  const real = new MemoryStorage();
+  await real.put("a/chunk", new Uint8Array(100_000));
+  for (const r of [{ op: "get", args: ["a/chunk"] }, { op: "getRange", args: ["a/chunk", 10, 50_000] }] as const) {
+    const { reply } = await serveStorage(real, { t: "storage", req: 1, sid: 0, ...r });
+    const visited = keysWalked(reply);
+    assert.ok(visited <= 10, `a for…in walk of the ${r.op} reply visited ${visited} keys`);
+  }
 });
 
 test("the credit of elements taken in one turn goes back as one message per channel", async () => {
