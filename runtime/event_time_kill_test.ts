@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { FsStorage } from "../backends/fs.ts";
-import { longOr, prng, SEED } from "../format/_test_fuzz.ts";
+import { longOr, prng, recordFigure, SEED } from "../format/_test_fuzz.ts";
 import { CollectingSink, readNdjsonParts } from "./sinks.ts";
 import { clicks, eventTimeJob } from "./_test_event_time.ts";
 
@@ -44,14 +44,21 @@ test(`SIGKILL the event-time job's process at random times, restart it at parall
         else reject(new Error(`child exited ${code} ${signal}: ${out}\n${err}`));
       });
     });
+  const figures = { kind: "kills", operation: `SIGKILL of the event-time job's process${workers ? ` with ${workers} worker threads` : ""}`, backend: "filesystem", events: count, kills: 0, finishedBeforeKill: 0, exactlyOnce: false };
   try {
     let finished = false;
-    for (let i = 0; i < kills && !finished; i++) finished = (await runChild(i % 2 === 0 ? 7 : 1, Math.floor(100 + rnd() * 1200))) === "done";
+    for (let i = 0; i < kills && !finished; i++) {
+      finished = (await runChild(i % 2 === 0 ? 7 : 1, Math.floor(100 + rnd() * 1200))) === "done";
+      if (finished) figures.finishedBeforeKill++;
+      else figures.kills++;
+    }
     if (!finished) assert.equal(await runChild(7, undefined), "done");
     const got = (await readNdjsonParts<string>(new FsStorage(dir), "output")).map((l) => JSON.stringify(l)).sort();
     assert.equal(got.length, want.length, "output lines lost or duplicated");
     assert.deepEqual(got, want);
+    figures.exactlyOnce = true;
   } finally {
+    recordFigure(figures);
     await rm(dir, { recursive: true, force: true });
   }
 });
