@@ -57,12 +57,7 @@ test("examples/export_arrow.ts exports a state that an independent Arrow reader 
 });
 
 test("examples/deno_s3.ts checkpoints to S3 and stops with a valid savepoint (under Deno)", async () => {
-  const out = await run(deno, ["run", "-A", "examples/deno_s3.ts", `s3://${server.bucket}/examples/counter`], {
-    AWS_ENDPOINT_URL_S3: server.endpoint,
-    AWS_REGION: server.region,
-    AWS_ACCESS_KEY_ID: server.credentials.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: server.credentials.secretAccessKey,
-  });
+  const out = await run(deno, ["run", "-A", "examples/deno_s3.ts", `s3://${server.bucket}/examples/counter`], server.env);
   assert.match(out, /^stopped after \d+ events and [3-9]\d* checkpoints on S3$/m);
   assert.match(out, /savepoint s3:\/\/arrowpoint-test\/examples\/counter\/savepoints\/sp-final: valid, \d+ rows/);
 });

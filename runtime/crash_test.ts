@@ -13,6 +13,7 @@ import { ArrowpointError } from "../format/errors.ts";
 import { LONG, longOr, prng, recordFigure, SEED } from "../format/_test_fuzz.ts";
 import { checkpointDirName, manifestPath } from "../snapshot/layout.ts";
 import { gc } from "../snapshot/retention.ts";
+import { setProcessEnv } from "../backends/_s3_test_server.ts";
 import { type CrashBackend, crashBackends, type CrashMode, CrashStorage, snapshotFacts, stateText, unreferenced } from "../snapshot/_test_crash.ts";
 import { Job, type SnapshotInfo } from "./job.ts";
 import { CollectingSink } from "./sinks.ts";
@@ -26,29 +27,17 @@ const HANG_MS = 30_000;
 
 let env: Awaited<ReturnType<typeof crashBackends>>;
 let expected: string[];
-const savedEnv = new Map<string, string | undefined>();
+let restoreEnv = (): void => {};
 before(async () => {
   env = await crashBackends();
   // A restore from a savepoint URI (s3://…) opens it like a user would: through the SDK's environment.
-  const vars: Record<string, string> = {
-    AWS_ENDPOINT_URL_S3: env.server.endpoint,
-    AWS_ACCESS_KEY_ID: env.server.credentials.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: env.server.credentials.secretAccessKey,
-    AWS_REGION: env.server.region,
-  };
-  for (const [k, v] of Object.entries(vars)) {
-    savedEnv.set(k, process.env[k]);
-    process.env[k] = v;
-  }
+  restoreEnv = setProcessEnv(env.server.env);
   const sink = new CollectingSink<string>();
   await sessionJob({ source: events(N, DATA_SEED), sink, parallelism: 2 }).run();
   expected = sorted(sink.committed);
 });
 after(async () => {
-  for (const [k, v] of savedEnv) {
-    if (v === undefined) delete process.env[k];
-    else process.env[k] = v;
-  }
+  restoreEnv();
   await env?.stop();
 });
 
