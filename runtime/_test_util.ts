@@ -57,6 +57,18 @@ export function withHook<T>(source: Source<T>, hook: (records: number) => void):
 }
 
 /**
+ * Waits until `pred()` holds while `job` runs. No clock decides: it fails only when the job has ended
+ * (finished, stopped, cancelled or failed) with `pred()` still false, i.e. it never will hold.
+ */
+export async function waitWhileRunning(job: Job, what: string, pred: () => boolean): Promise<void> {
+  const ended = new Set(["finished", "stopped", "cancelled", "failed"]);
+  while (!pred()) {
+    if (ended.has(job.status)) throw new Error(`waiting for ${what}: the job ended (${job.status}) first`);
+    await new Promise((r) => setTimeout(r, 1));
+  }
+}
+
+/**
  * A one-split source over `items` that reads only as far as `allow(n)` let it, and ends only after
  * `end()` (or when `allow` reaches the end with `endAtLast`).
  */
