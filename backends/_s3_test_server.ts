@@ -55,6 +55,7 @@ import type { AddressInfo } from "node:net";
 import os from "node:os";
 import nodePath from "node:path";
 import process from "node:process";
+import { finished } from "node:stream";
 import { comparePaths } from "./path.ts";
 
 /**
@@ -483,15 +484,24 @@ export async function startS3Server(options: S3TestServerOptions = {}): Promise<
   // Insert before the router (the last middleware), after s3rver's XML encoder and vhost rewriting.
   app.middleware.splice(app.middleware.length - 1, 0, extrasMiddleware(app.store, S3Error, options.enforceIfNoneMatch ?? true));
   // Requests still being handled when the server stops (a client that exited mid-request) must finish
-  // before the folder goes: a handler that then opened a file in it threw ENOENT outside any test.
+  // before the folder goes: a handler that then opened a file in it threw ENOENT outside any test. A GET's
+  // body streams on after the handler returned, and opens its file only then: it is waited for too, and
+  // its errors (the object deleted meanwhile, the client gone) end the response, never the process.
   const inflight = new Set<Promise<unknown>>();
-  app.middleware.unshift(async (_ctx: KoaContext, next: () => Promise<unknown>) => {
+  app.middleware.unshift(async (ctx: KoaContext, next: () => Promise<unknown>) => {
     const handled = next();
     inflight.add(handled);
     try {
       await handled;
     } finally {
       inflight.delete(handled);
+    }
+    const body = ctx.body as NodeJS.ReadableStream | undefined;
+    if (body && typeof body.pipe === "function" && typeof body.on === "function") {
+      body.on("error", () => {});
+      const streamed = new Promise<void>((resolve) => finished(body, () => resolve()));
+      inflight.add(streamed);
+      void streamed.then(() => inflight.delete(streamed));
     }
   });
   let address: AddressInfo;
