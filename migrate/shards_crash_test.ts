@@ -20,6 +20,8 @@ import { entries, writeSavepoint } from "./_test_util.ts";
 const MODES: CrashMode[] = ["fail", "kill", "torn"];
 const DST = "savepoints/out";
 const N = 4;
+// More rows in long mode: more chunks per shard, so more storage operations to crash at.
+const ENTRIES = longOr(160, 1000);
 
 let env: Awaited<ReturnType<typeof crashBackends>>;
 before(async () => {
@@ -30,7 +32,7 @@ after(async () => {
 });
 
 async function setup(root: Storage): Promise<void> {
-  await writeSavepoint(subStorage(root, "savepoints/sp-1"), entries(160), { offsets: [[{ p: 1 }], [{ p: 2 }], [{ p: 3 }]] });
+  await writeSavepoint(subStorage(root, "savepoints/sp-1"), entries(ENTRIES), { offsets: [[{ p: 1 }], [{ p: 2 }], [{ p: 3 }]] });
 }
 
 /** Shard `i` of a re-hash into 5 subtasks over 256 key groups, small chunks (many operations). */
