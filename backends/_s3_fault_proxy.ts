@@ -5,15 +5,20 @@
  * resets the connection, never answers (a timeout), or forwards and then drops the response (the request
  * took effect, the client never hears it).
  *
+ * No clock decides an outcome: a client made by `proxy.client(config)` has long timeouts, which healthy
+ * requests never reach however busy the machine, and a request the proxy stalls (the "timeout" fault) is
+ * ended at once by the client as its socket timeout would end it (a `TimeoutError`, which the SDK retries),
+ * because the proxy tells that client's request handler which request it stalled.
+ *
  * ```ts
  * import assert from "node:assert/strict";
  * import { startS3FaultProxy } from "./_s3_fault_proxy.ts";
  * import { startS3Server } from "./_s3_test_server.ts";
- * import { S3Storage } from "./s3.ts";
+ * import { s3ClientConfig, S3Storage } from "./s3.ts";
  * const server = await startS3Server();
  * const proxy = await startS3FaultProxy(server.endpoint);
  * proxy.inject({ match: (r) => r.method === "PUT", fault: "slowdown", times: 2 });
- * const storage = new S3Storage(server.bucket, "prefix", { ...server.storageOptions, endpoint: proxy.endpoint });
+ * const storage = new S3Storage(server.bucket, "prefix", { client: proxy.client(s3ClientConfig(server.storageOptions)) });
  * await storage.put("a.bin", new Uint8Array([1])); // the SDK retries past the two SlowDowns
  * assert.deepEqual(await storage.get("a.bin"), new Uint8Array([1]));
  * assert.equal(proxy.injected.get("slowdown"), 2);
@@ -26,6 +31,7 @@
  */
 import http from "node:http";
 import type { AddressInfo, Socket } from "node:net";
+import { S3Client, type S3ClientConfig } from "@aws-sdk/client-s3";
 
 /** What the proxy knows about a request when matching rules. */
 export interface ProxiedRequest {
@@ -78,12 +84,30 @@ export interface S3FaultProxy {
   readonly requests: Map<S3Operation, number>;
   /** Faults injected, by fault. */
   readonly injected: Map<Fault, number>;
+  /**
+   * An S3 client that talks to s3rver through the proxy (`config`'s endpoint is replaced), with 10-minute
+   * timeouts; a request the proxy stalls ends at once in a `TimeoutError`, as a socket timeout would end
+   * it. Destroy it when done.
+   */
+  client(config: S3ClientConfig): S3Client;
   /** Adds a rule (rules are tried in order; the first that fires wins). */
   inject(rule: FaultRule): void;
   /** Removes every rule. */
   clear(): void;
   /** Stops listening and drops held connections; safe to call twice. */
   stop(): Promise<void>;
+}
+
+/** The header by which a client of {@linkcode S3FaultProxy.client} tags its requests (stripped by the proxy). */
+const TAG = "x-arrowpoint-fault-proxy-tag";
+
+/** The part of the SDK's HTTP handler that the proxy's clients use. */
+interface Handler {
+  metadata?: unknown;
+  handle(request: { headers: Record<string, string> }, options?: { abortSignal?: AbortSignal; requestTimeout?: number }): Promise<unknown>;
+  updateHttpClientConfig(key: never, value: never): void;
+  httpHandlerConfigs(): unknown;
+  destroy(): void;
 }
 
 function operationOf(method: string, path: string, q: URLSearchParams): S3Operation {
@@ -125,6 +149,9 @@ export async function startS3FaultProxy(target: string, seed = 1): Promise<S3Fau
   const injected = new Map<Fault, number>();
   const sockets = new Set<Socket>();
   const agent = new http.Agent({ keepAlive: false });
+  // Requests in flight from this proxy's clients, by the tag their handler gave them: aborted when stalled.
+  const stallable = new Map<string, AbortController>();
+  let tags = 0;
   let state = seed >>> 0 || 1;
   const random = () => {
     state ^= state << 13;
@@ -134,6 +161,8 @@ export async function startS3FaultProxy(target: string, seed = 1): Promise<S3Fau
   };
 
   const server = http.createServer((req, res) => {
+    const tag = req.headers[TAG];
+    delete req.headers[TAG]; // not forwarded: s3rver sees the client's request as it was signed
     const url = new URL(req.url ?? "/", "http://proxy");
     let path = url.pathname;
     try {
@@ -159,7 +188,8 @@ export async function startS3FaultProxy(target: string, seed = 1): Promise<S3Fau
       return;
     }
     if (fault === "timeout") {
-      req.resume(); // read the body, never answer; the client's timeout fires, stop() drops the socket
+      req.resume(); // read the body, never answer; stop() drops the socket
+      if (typeof tag === "string") stallable.get(tag)?.abort(); // the client gives up on it, as on a timeout
       return;
     }
     if (fault === "internal-error" || fault === "slowdown" || fault === "unavailable") {
@@ -201,6 +231,34 @@ export async function startS3FaultProxy(target: string, seed = 1): Promise<S3Fau
     endpoint: `http://127.0.0.1:${port}`,
     requests,
     injected,
+    client(config) {
+      const target = { ...config, endpoint: `http://127.0.0.1:${port}`, requestHandler: { connectionTimeout: 600_000, socketTimeout: 600_000 } };
+      // The SDK's own handler, built from the options above, does the work; the wrapper only tags requests
+      // and turns the proxy's "stalled" into the error a socket timeout gives.
+      const inner = new S3Client(target).config.requestHandler as unknown as Handler;
+      const handler: Handler = {
+        metadata: inner.metadata,
+        async handle(request, options = {}) {
+          const tag = String(++tags);
+          const stalled = new AbortController();
+          stallable.set(tag, stalled);
+          request.headers[TAG] = tag;
+          const abortSignal = options.abortSignal ? AbortSignal.any([options.abortSignal, stalled.signal]) : stalled.signal;
+          try {
+            return await inner.handle(request, { ...options, abortSignal });
+          } catch (e) {
+            if (stalled.signal.aborted) throw Object.assign(new Error("the S3 endpoint stalled the request (the fault proxy's timeout)"), { name: "TimeoutError" });
+            throw e;
+          } finally {
+            stallable.delete(tag);
+          }
+        },
+        updateHttpClientConfig: (key, value) => inner.updateHttpClientConfig(key, value),
+        httpHandlerConfigs: () => inner.httpHandlerConfigs(),
+        destroy: () => inner.destroy(),
+      };
+      return new S3Client({ ...target, requestHandler: handler as unknown as S3ClientConfig["requestHandler"] });
+    },
     inject(rule) {
       rules.push({ ...rule, used: 0 });
     },

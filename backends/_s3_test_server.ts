@@ -54,6 +54,8 @@ import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import os from "node:os";
 import nodePath from "node:path";
+import process from "node:process";
+import { finished } from "node:stream";
 import { comparePaths } from "./path.ts";
 
 /**
@@ -80,6 +82,11 @@ export interface S3TestServer {
   credentials: { accessKeyId: string; secretAccessKey: string };
   /** Options for `S3Storage`/`openStorage` that reach this server. */
   storageOptions: { endpoint: string; region: string; credentials: { accessKeyId: string; secretAccessKey: string } };
+  /**
+   * The AWS SDK environment variables that reach this server (endpoint, credentials, region), as a user
+   * would set them: for child processes, or see the `setEnv` option.
+   */
+  env: Readonly<Record<string, string>>;
   /** The temporary folder holding the server's data (removed by `stop`). */
   directory: string;
   /** Stops the server, drops open connections and removes its folder; safe to call twice. */
@@ -112,6 +119,40 @@ export interface S3TestServerOptions {
    * else `os.tmpdir()`.
    */
   directory?: string;
+  /**
+   * Also set {@linkcode S3TestServer.env} (plus these extra variables, when an object) in `process.env`, so
+   * that `s3://` URIs reach this server as they would for a user; `stop()` restores the variables as they
+   * were. Default false.
+   */
+  setEnv?: boolean | Record<string, string>;
+}
+
+/**
+ * Sets `vars` in `process.env` and returns a function that puts back what was there before.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import process from "node:process";
+ * import { setProcessEnv } from "./_s3_test_server.ts";
+ * const restore = setProcessEnv({ ARROWPOINT_EXAMPLE_VAR: "1" });
+ * assert.equal(process.env.ARROWPOINT_EXAMPLE_VAR, "1");
+ * restore();
+ * assert.equal(process.env.ARROWPOINT_EXAMPLE_VAR, undefined);
+ * ```
+ */
+export function setProcessEnv(vars: Readonly<Record<string, string>>): () => void {
+  const saved = new Map<string, string | undefined>();
+  for (const [k, v] of Object.entries(vars)) {
+    if (!saved.has(k)) saved.set(k, process.env[k]);
+    process.env[k] = v;
+  }
+  return () => {
+    for (const [k, v] of saved) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  };
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -443,15 +484,24 @@ export async function startS3Server(options: S3TestServerOptions = {}): Promise<
   // Insert before the router (the last middleware), after s3rver's XML encoder and vhost rewriting.
   app.middleware.splice(app.middleware.length - 1, 0, extrasMiddleware(app.store, S3Error, options.enforceIfNoneMatch ?? true));
   // Requests still being handled when the server stops (a client that exited mid-request) must finish
-  // before the folder goes: a handler that then opened a file in it threw ENOENT outside any test.
+  // before the folder goes: a handler that then opened a file in it threw ENOENT outside any test. A GET's
+  // body streams on after the handler returned, and opens its file only then: it is waited for too, and
+  // its errors (the object deleted meanwhile, the client gone) end the response, never the process.
   const inflight = new Set<Promise<unknown>>();
-  app.middleware.unshift(async (_ctx: KoaContext, next: () => Promise<unknown>) => {
+  app.middleware.unshift(async (ctx: KoaContext, next: () => Promise<unknown>) => {
     const handled = next();
     inflight.add(handled);
     try {
       await handled;
     } finally {
       inflight.delete(handled);
+    }
+    const body = ctx.body as NodeJS.ReadableStream | undefined;
+    if (body && typeof body.pipe === "function" && typeof body.on === "function") {
+      body.on("error", () => {});
+      const streamed = new Promise<void>((resolve) => finished(body, () => resolve()));
+      inflight.add(streamed);
+      void streamed.then(() => inflight.delete(streamed));
     }
   });
   let address: AddressInfo;
@@ -463,6 +513,14 @@ export async function startS3Server(options: S3TestServerOptions = {}): Promise<
   }
   const endpoint = `http://127.0.0.1:${address.port}`;
   const credentials = { accessKeyId: "S3RVER", secretAccessKey: "S3RVER" };
+  const env = {
+    AWS_ENDPOINT_URL_S3: endpoint,
+    AWS_ACCESS_KEY_ID: credentials.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: credentials.secretAccessKey,
+    AWS_REGION: "us-east-1",
+    AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true",
+  };
+  const restoreEnv = options.setEnv ? setProcessEnv(options.setEnv === true ? env : { ...env, ...options.setEnv }) : () => {};
   let stopped = false;
   return {
     endpoint,
@@ -470,10 +528,12 @@ export async function startS3Server(options: S3TestServerOptions = {}): Promise<
     region: "us-east-1",
     credentials,
     storageOptions: { endpoint, region: "us-east-1", credentials },
+    env,
     directory,
     async stop() {
       if (stopped) return;
       stopped = true;
+      restoreEnv();
       const server = app.httpServer as (Server & { closeAllConnections?: () => void }) | undefined;
       const closed = app.close().catch(() => {});
       server?.closeAllConnections?.();

@@ -31,3 +31,22 @@ export function exec(cmd: string, args: string[], options: { cwd?: string; env?:
     child.on("close", (code) => resolve({ code, out, err }));
   });
 }
+
+const IS_DENO = "Deno" in globalThis;
+
+/** The command line that runs a TypeScript program under the current runtime, as a user would: tsx in Node, `deno run -A` in Deno. */
+export function tsCommand(file: string, args: string[] = []): [string, string[]] {
+  return IS_DENO ? [process.execPath, ["run", "-A", file, ...args]] : [process.execPath, ["--import", "tsx", file, ...args]];
+}
+
+/**
+ * Runs a TypeScript program (a path from the repository's root) under the current runtime to its end and
+ * returns what it printed; rejects with both outputs when it exits non-zero. No time limit: the program
+ * ends by itself, however busy the machine.
+ */
+export async function runTs(file: string, args: string[] = [], options: { env?: Record<string, string | undefined> } = {}): Promise<string> {
+  const [cmd, argv] = tsCommand(file, args);
+  const r = await exec(cmd, argv, { env: options.env });
+  if (r.code !== 0) throw new Error(`${file} ${args.join(" ")} exited ${r.code}\n${r.out}\n${r.err}`);
+  return r.out;
+}

@@ -19,22 +19,10 @@ import { main } from "./main.ts";
 
 let dir: string;
 let server: S3TestServer;
-const saved = new Map<string, string | undefined>();
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), "arrowpoint-cli-fuzz-"));
-  server = await startS3Server();
-  const vars: Record<string, string> = {
-    AWS_ENDPOINT_URL_S3: server.endpoint,
-    AWS_ACCESS_KEY_ID: server.credentials.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: server.credentials.secretAccessKey,
-    AWS_REGION: server.region,
-    AWS_MAX_ATTEMPTS: "1",
-  };
-  for (const [k, v] of Object.entries(vars)) {
-    saved.set(k, process.env[k]);
-    process.env[k] = v;
-  }
+  server = await startS3Server({ setEnv: { AWS_MAX_ATTEMPTS: "1" } });
   // Real snapshots to point at: a savepoint and a checkpoint chain in memory, on disk and on S3.
   for (const uri of ["memory:cli-fuzz", join(dir, "root"), `s3://${server.bucket}/root`]) {
     const root = await openStorage(uri);
@@ -52,10 +40,6 @@ before(async () => {
 });
 
 after(async () => {
-  for (const [k, v] of saved) {
-    if (v === undefined) delete process.env[k];
-    else process.env[k] = v;
-  }
   await server?.stop();
   if (dir) await rm(dir, { recursive: true, force: true });
   clearMemoryStorage();

@@ -18,25 +18,12 @@ import { main } from "./main.ts";
 
 let dir: string;
 let server: S3TestServer;
-let env: Record<string, string>;
 let bucket: string;
-const saved = new Map<string, string | undefined>();
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), "arrowpoint-cli-shards-"));
-  server = await startS3Server();
+  server = await startS3Server({ setEnv: true });
   bucket = `s3://${server.bucket}`;
-  env = {
-    AWS_ENDPOINT_URL_S3: server.endpoint,
-    AWS_ACCESS_KEY_ID: server.credentials.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: server.credentials.secretAccessKey,
-    AWS_REGION: server.region,
-    AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true",
-  };
-  for (const [k, v] of Object.entries(env)) {
-    saved.set(k, process.env[k]);
-    process.env[k] = v;
-  }
   const root = await openStorage(`${bucket}/job`);
   await writeChain(root, [{ set: [...entries(1500)] }, { set: [["k1", { count: 9n, label: "y" }]], del: ["k2"] }]);
   await writeSavepoint(subStorage(root, "savepoints/sp-1"), entries(2000), { offsets: [[1, 2], [3], [4, 5], [6]] });
@@ -46,10 +33,6 @@ before(async () => {
 });
 
 after(async () => {
-  for (const [k, v] of saved) {
-    if (v === undefined) delete process.env[k];
-    else process.env[k] = v;
-  }
   await server?.stop();
   if (dir) await rm(dir, { recursive: true, force: true });
 });
@@ -104,7 +87,7 @@ test("compact, rekey (parallelism; maxParallelism) and migrate as 4 shard proces
     { name: "migrate", verb: "migrate", src: `${bucket}/job/savepoints/sp-1`, flags: ["--migrations", join(dir, "migrations.mts")] },
   ];
   // Shard i of every case runs in process i (4 processes, each one shard of each tool), all at once.
-  const procs = await Promise.all([0, 1, 2, 3].map((i) => batch(cases.map((c) => [c.verb, c.src, dstOf(c, "sharded"), ...c.flags, "--shard", `${i}/4`]), env)));
+  const procs = await Promise.all([0, 1, 2, 3].map((i) => batch(cases.map((c) => [c.verb, c.src, dstOf(c, "sharded"), ...c.flags, "--shard", `${i}/4`]), server.env)));
   for (const [i, r] of procs.entries()) assert.equal(r.code, 0, `shard ${i}: ${r.err}`);
   for (const c of cases) {
     const single = await run(c.verb, c.src, dstOf(c, "single"), ...c.flags);

@@ -2,28 +2,14 @@
 // (tsx under Node, deno under Deno), the Deno one under deno against a local S3 server.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startS3Server, type S3TestServer } from "../backends/_s3_test_server.ts";
+import { exec, ROOT, runTs } from "../backends/_test_exec.ts";
 
-const root = new URL("..", import.meta.url).pathname;
-const deno = join(root, "node_modules", ".bin", "deno");
-const isDeno = typeof (globalThis as { Deno?: unknown }).Deno !== "undefined";
-
-function run(cmd: string, args: string[], env: Record<string, string> = {}): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile(cmd, args, { cwd: root, env: { ...process.env, ...env }, timeout: 120_000 }, (err, stdout, stderr) => {
-      if (err) reject(new Error(`${args.join(" ")} failed: ${err.message}\n${stdout}\n${stderr}`));
-      else resolve(stdout);
-    });
-  });
-}
-
-function runExample(file: string, ...args: string[]): Promise<string> {
-  return isDeno ? run(deno, ["run", "-A", file, ...args]) : run(process.execPath, ["--import", "tsx", file, ...args]);
-}
+const deno = join(ROOT, "node_modules", ".bin", "deno");
+const runExample = (file: string, ...args: string[]): Promise<string> => runTs(file, args);
 
 let dir: string;
 let server: S3TestServer;
@@ -57,12 +43,9 @@ test("examples/export_arrow.ts exports a state that an independent Arrow reader 
 });
 
 test("examples/deno_s3.ts checkpoints to S3 and stops with a valid savepoint (under Deno)", async () => {
-  const out = await run(deno, ["run", "-A", "examples/deno_s3.ts", `s3://${server.bucket}/examples/counter`], {
-    AWS_ENDPOINT_URL_S3: server.endpoint,
-    AWS_REGION: server.region,
-    AWS_ACCESS_KEY_ID: server.credentials.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: server.credentials.secretAccessKey,
-  });
+  const r = await exec(deno, ["run", "-A", "examples/deno_s3.ts", `s3://${server.bucket}/examples/counter`], { env: server.env });
+  assert.equal(r.code, 0, `${r.out}\n${r.err}`);
+  const out = r.out;
   assert.match(out, /^stopped after \d+ events and [3-9]\d* checkpoints on S3$/m);
   assert.match(out, /savepoint s3:\/\/arrowpoint-test\/examples\/counter\/savepoints\/sp-final: valid, \d+ rows/);
 });

@@ -1,15 +1,13 @@
 // Runs examples/postgres_cdc.ts as a user would (tsx under Node, deno under Deno) against a real
 // PostgreSQL server started for this file.
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
+import { runTs } from "../backends/_test_exec.ts";
 import { startPostgres, type TestPostgres } from "../runtime/connectors/_test_postgres.ts";
 
-const root = new URL("..", import.meta.url).pathname;
-const isDeno = typeof (globalThis as { Deno?: unknown }).Deno !== "undefined";
 
 let pg: TestPostgres;
 let dir: string;
@@ -25,11 +23,7 @@ after(async () => {
 test("examples/postgres_cdc.ts keeps per-customer totals exactly once through a crash between PREPARE and COMMIT PREPARED", async () => {
   const c = pg.connection;
   const url = `postgres://${c.user}:${c.password}@${c.host}:${c.port}/${c.database}`;
-  const args = ["examples/postgres_cdc.ts", url, join(dir, "ckpt")];
-  const [cmd, argv] = isDeno ? [join(root, "node_modules", ".bin", "deno"), ["run", "-A", ...args]] : [process.execPath, ["--import", "tsx", ...args]];
-  const out = await new Promise<string>((resolve, reject) => {
-    execFile(cmd, argv, { cwd: root, timeout: 120_000 }, (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stdout}\n${stderr}`)) : resolve(stdout)));
-  });
+  const out = await runTs("examples/postgres_cdc.ts", [url, join(dir, "ckpt")]);
   assert.match(out, /run 1 killed at committed of checkpoint \d+; prepared transactions waiting: [1-9]\d*/);
   assert.match(out, /totals match the orders table: 7 customers/);
   assert.match(out, /prepared transactions left: 0/);

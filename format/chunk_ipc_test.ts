@@ -11,6 +11,7 @@ import { sliceChunk } from "./chunk_slice.ts";
 import { readChunkFile } from "./chunk_ipc.ts";
 import { SnapshotFormatError, UnsupportedFormatVersionError } from "./errors.ts";
 import type { StateLayout } from "./state_layout.ts";
+import { longOr } from "./_test_fuzz.ts";
 
 const LAYOUT: StateLayout = {
   kind: "map",
@@ -92,7 +93,7 @@ test("random bytes are SnapshotFormatErrors (property)", () => {
       }
       assert.throws(() => decodeChunk(bytes), SnapshotFormatError);
     }),
-    { numRuns: 300 },
+    { numRuns: longOr(300, 3000) },
   );
 });
 
@@ -106,7 +107,7 @@ test("bit-flipped chunks decode or fail with SnapshotFormatError (property)", ()
       for (let k = 1; k <= extra; k++) bytes[(at + k * 977) % bytes.length] ^= 1 << ((bit + k) % 8);
       readAllWays(bytes);
     }),
-    { numRuns: 400 },
+    { numRuns: longOr(400, 4000) },
   );
 });
 

@@ -9,6 +9,7 @@ import { decodeChunk, openChunk } from "./decode_chunk.ts";
 import { gatherChunk, rewriteChunk } from "./chunk_slice.ts";
 import { tableFromIPC as arrowTableFromIPC } from "apache-arrow";
 import type { StateLayout } from "./state_layout.ts";
+import { longOr } from "./_test_fuzz.ts";
 
 const FIELDS = [
   { name: "count", type: "int64", nullable: true },
@@ -82,7 +83,7 @@ test("rewriteChunk(): renamed, dropped, reordered and added constant struct fiel
         assert.deepEqual(valueType?.children?.map((c) => c.name), fields.map((f) => f.name));
       },
     ),
-    { numRuns: 150 },
+    { numRuns: longOr(150, 1500) },
   );
 });
 
@@ -110,6 +111,6 @@ test("gatherChunk() writes its Arrow file directly: picked rows read back equal,
       assert.equal(tableFromIPC(out.bytes, { useBigInt: true }).numRows, src.length);
       assert.equal(arrowTableFromIPC(out.bytes).numRows, src.length);
     }),
-    { numRuns: 150 },
+    { numRuns: longOr(150, 1500) },
   );
 });

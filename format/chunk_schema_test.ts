@@ -11,6 +11,7 @@ import {
   rowsOfKeyGroups,
 } from "./chunk_schema.ts";
 import type { StateLayout } from "./state_layout.ts";
+import { longOr } from "./_test_fuzz.ts";
 
 test("checkLayout() normalizes property order and drops defaults and unknown properties", () => {
   const r = checkLayout({
@@ -105,7 +106,7 @@ test("key-group index: build, encode, parse and look up (property)", () => {
       assert.deepEqual([from, to], inRange.length ? [inRange[0], inRange[inRange.length - 1] + 1] : [from, from]);
       assert.equal(to - from, inRange.length);
     }),
-    { numRuns: 300 },
+    { numRuns: longOr(300, 3000) },
   );
 });
 

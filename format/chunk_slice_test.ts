@@ -8,6 +8,7 @@ import { keyGroupsOfColumn, sliceChunk } from "./chunk_slice.ts";
 import { checksumOf } from "./checksum.ts";
 import { ChecksumMismatchError } from "./errors.ts";
 import type { StateLayout } from "./state_layout.ts";
+import { longOr } from "./_test_fuzz.ts";
 
 const LAYOUT: StateLayout = {
   kind: "map",
@@ -79,7 +80,7 @@ test("sliceChunk() equals decode + filter for any key-group range (property)", (
         assert.deepEqual(s.keyGroupRange, idx.length ? { start: keyGroups[idx[0]], end: keyGroups[idx[idx.length - 1]] } : undefined);
       },
     ),
-    { numRuns: 150 },
+    { numRuns: longOr(150, 1500) },
   );
 });
 
@@ -124,7 +125,7 @@ test("keyGroupsOfColumn() hashes key columns exactly as assignKeyGroup() hashes 
         const got = keyGroupsOfColumn([f.columns[f.plan.index.key]], new Uint32Array(keys.length), row, maxP)!;
         assert.deepEqual([...got], [...row].map((r) => assignKeyGroup(keys[r] as Key, maxP)));
       }),
-      { numRuns: 60, seed: 5 },
+      { numRuns: longOr(60, 600), seed: 5 },
     );
   }
 });

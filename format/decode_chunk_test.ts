@@ -6,6 +6,7 @@ import { decodeChunk, readKeyGroupRange } from "./decode_chunk.ts";
 import { compress } from "./compression.ts";
 import { ChecksumMismatchError, SnapshotFormatError } from "./errors.ts";
 import type { StateLayout } from "./state_layout.ts";
+import { longOr } from "./_test_fuzz.ts";
 
 const LAYOUT: StateLayout = {
   kind: "value",
@@ -41,7 +42,7 @@ test("readKeyGroupRange() returns exactly the rows whose key group is in range (
         assert.equal(got.length, idx.length);
       },
     ),
-    { numRuns: 200 },
+    { numRuns: longOr(200, 2000) },
   );
 });
 

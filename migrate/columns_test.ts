@@ -14,6 +14,7 @@ import { migrate } from "./migrate.ts";
 import { addField, defineMigrations, dropField, renameField, renameState, type StateStep, widenType } from "./migrations.ts";
 import { writeSavepoint } from "./_test_util.ts";
 import { validate } from "./validate.ts";
+import { longOr } from "../format/_test_fuzz.ts";
 
 const LAYOUT: StateLayout = {
   kind: "value",
@@ -70,7 +71,7 @@ test("column migrations equal the row path for random data and step lists, and s
       assert.deepEqual(await validate(`memory:${name}/cols`), []);
       clearMemoryStorage(name);
     }),
-    { numRuns: 40, seed: 12 },
+    { numRuns: longOr(40, 400), seed: 12 },
   );
 });
 

@@ -4,7 +4,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { clearMemoryStorage } from "../backends/memory.ts";
 import { CollectingSink, Job, valueState } from "../runtime/mod.ts";
-import { gatedSource } from "../runtime/_test_util.ts";
+import { gatedSource, waitWhileRunning } from "../runtime/_test_util.ts";
 import { openSnapshot, readState } from "../snapshot/read.ts";
 import { compact } from "./compact.ts";
 import { rekey } from "./rekey.ts";
@@ -35,14 +35,6 @@ function counterJob(storage: string, source: ReturnType<typeof gatedSource<Upd>>
   return job;
 }
 
-async function waitFor(what: string, pred: () => boolean, ms = 10_000): Promise<void> {
-  const until = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 1));
-  }
-}
-
 test("compact() of a runtime's incremental chain equals the live state; rekey 3 → 7 and maxParallelism 128 → 256 restores", async () => {
   clearMemoryStorage("tools-it");
   const items: Upd[] = [];
@@ -58,10 +50,10 @@ test("compact() of a runtime's incremental chain equals the live state; rekey 3 
   const job = counterJob("memory:tools-it", gate.source, 3);
   await job.start();
   gate.allow(2000);
-  await waitFor("2000 records", () => job.records >= 2000);
+  await waitWhileRunning(job, "2000 records", () => job.records >= 2000);
   await job.triggerCheckpoint();
   gate.allow(items.length);
-  await waitFor("all records", () => job.records >= items.length);
+  await waitWhileRunning(job, "all records", () => job.records >= items.length);
   const last = await job.triggerCheckpoint();
   await job.cancel();
   const chain = (await openSnapshot("memory:tools-it")).manifest.operators.find((o) => o.uid === "counter")!.states.find((s) => s.name === "count")!;

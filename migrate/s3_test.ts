@@ -15,27 +15,15 @@ import { rekey } from "./rekey.ts";
 import { validate } from "./validate.ts";
 import { cnt, entries, stateMap, writeChain } from "./_test_util.ts";
 
-const ENV = ["AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED"] as const;
 let server: S3TestServer;
 let dir: string;
-const saved = new Map<string, string | undefined>();
 
 before(async () => {
-  server = await startS3Server();
+  server = await startS3Server({ setEnv: true });
   dir = await mkdtemp(join(tmpdir(), "arrowpoint-tools-s3-"));
-  for (const k of ENV) saved.set(k, process.env[k]);
-  process.env.AWS_ENDPOINT_URL_S3 = server.endpoint;
-  process.env.AWS_REGION = server.region;
-  process.env.AWS_ACCESS_KEY_ID = server.credentials.accessKeyId;
-  process.env.AWS_SECRET_ACCESS_KEY = server.credentials.secretAccessKey;
-  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = "true";
 });
 
 after(async () => {
-  for (const [k, v] of saved) {
-    if (v === undefined) delete process.env[k];
-    else process.env[k] = v;
-  }
   await server?.stop();
   if (dir) await rm(dir, { recursive: true, force: true });
 });

@@ -8,7 +8,7 @@ import { MemoryStorage } from "../backends/memory.ts";
 import type { Storage } from "../backends/storage.ts";
 import { subStorage } from "../backends/sub.ts";
 import { MissingShardError } from "../format/errors.ts";
-import { prng, SEED } from "../format/_test_fuzz.ts";
+import { longOr, prng, recordFigure, SEED } from "../format/_test_fuzz.ts";
 import { openSnapshot } from "../snapshot/read.ts";
 import { gc } from "../snapshot/retention.ts";
 import { commitShards } from "../snapshot/shards.ts";
@@ -20,6 +20,8 @@ import { entries, writeSavepoint } from "./_test_util.ts";
 const MODES: CrashMode[] = ["fail", "kill", "torn"];
 const DST = "savepoints/out";
 const N = 4;
+// More rows in long mode: more chunks per shard, so more storage operations to crash at.
+const ENTRIES = longOr(160, 1000);
 
 let env: Awaited<ReturnType<typeof crashBackends>>;
 before(async () => {
@@ -30,7 +32,7 @@ after(async () => {
 });
 
 async function setup(root: Storage): Promise<void> {
-  await writeSavepoint(subStorage(root, "savepoints/sp-1"), entries(160), { offsets: [[{ p: 1 }], [{ p: 2 }], [{ p: 3 }]] });
+  await writeSavepoint(subStorage(root, "savepoints/sp-1"), entries(ENTRIES), { offsets: [[{ p: 1 }], [{ p: 2 }], [{ p: 3 }]] });
 }
 
 /** Shard `i` of a re-hash into 5 subtasks over 256 key groups, small chunks (many operations). */
@@ -56,6 +58,7 @@ async function killShard(backend: CrashBackend, sample: number, want: string): P
   await shard(probeRoot.storage, subStorage(probe, DST), 1);
   const n = probe.operations;
   await probeRoot.close();
+  const figures = { kind: "crash", operation: `rekey shard 1/${N} killed, re-run, commitShards`, backend: backend.name, operations: n, points: 0, intact: 0, modes: MODES };
   for (const mode of MODES) {
     for (const k of points(n, sample)) {
       const where = `shard 1/${N} on ${backend.name}, ${mode} at operation ${k}/${n}`;
@@ -80,11 +83,14 @@ async function killShard(backend: CrashBackend, sample: number, want: string): P
         const now = await snapshotFacts(root.storage);
         assert.equal(now.savepoints.get("sp-1"), before.savepoints.get("sp-1"), `${where}: the source changed`);
         assert.deepEqual((await allPaths(root.storage)).filter((p) => p.includes("/_shards/")), [], `${where}: receipts left`);
+        figures.points++;
+        figures.intact++;
       } finally {
         await root.close();
       }
     }
   }
+  recordFigure(figures);
 }
 
 async function crashCommit(backend: CrashBackend, want: string): Promise<void> {
@@ -96,6 +102,7 @@ async function crashCommit(backend: CrashBackend, want: string): Promise<void> {
   const n = probe.operations;
   await probeRoot.close();
   assert.ok(n >= 2, `the commit writes the manifest and removes the receipts (${n} operations)`);
+  const figures = { kind: "crash", operation: "commitShards", backend: backend.name, operations: n, points: 0, intact: 0, committedAnyway: 0, modes: MODES };
   for (const mode of MODES) {
     for (let k = 1; k <= n; k++) {
       const where = `commit on ${backend.name}, ${mode} at operation ${k}/${n}`;
@@ -112,24 +119,28 @@ async function crashCommit(backend: CrashBackend, want: string): Promise<void> {
         if (now.savepoints.has("out")) assert.equal(now.savepoints.get("out"), want, `${where}: committed but different`);
         await root.sweepInvisible();
         // Committing again completes it, whichever side of the manifest write the crash fell on.
+        if (now.savepoints.has("out")) figures.committedAnyway++;
         const again = await commitShards(subStorage(root.storage, DST));
         assert.equal(again.alreadyCommitted, now.savepoints.has("out"), where);
         assert.equal(await stateText(root.storage, DST), want, `${where}: the re-run differs`);
         assert.deepEqual(await validate(await openSnapshot(root.storage, DST)), [], `${where}: invalid`);
         assert.deepEqual((await allPaths(root.storage)).filter((p) => p.includes("/_shards/")), [], `${where}: receipts left`);
         assert.deepEqual((await gc(root.storage, { graceMs: 0, dryRun: true })).deleted, [], `${where}: debris after the commit`);
+        figures.points++;
+        figures.intact++;
       } finally {
         await root.close();
       }
     }
   }
+  recordFigure(figures);
 }
 
-test("a shard killed at any storage operation, run again, then committed: the clean savepoint; the commit refuses it until then", async () => {
+test("a shard killed at any storage operation, run again, then committed: the clean savepoint; the commit refuses it until then (a sample of crash points in quick mode, all in long mode)", async () => {
   const want = await clean();
-  await killShard(env.backends[0], 10, want);
-  await killShard(env.backends[1], 3, want);
-  await killShard(env.backends[2], 2, want);
+  await killShard(env.backends[0], longOr(10, Infinity), want);
+  await killShard(env.backends[1], longOr(3, Infinity), want);
+  await killShard(env.backends[2], longOr(2, Infinity), want);
 });
 
 test("commitShards crashed at each of its storage operations, then run again: the clean savepoint, the source untouched", async () => {

@@ -4,7 +4,10 @@
  *
  * @module
  */
+import { spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
 import type { Storage } from "../backends/storage.ts";
+import { tsCommand } from "../backends/_test_exec.ts";
 import { Job, type FaultPlan, type RestoreOptions } from "./job.ts";
 import { CollectingSink, type Sink } from "./sinks.ts";
 import { generatorSource, type Source } from "./sources.ts";
@@ -54,6 +57,44 @@ export function withHook<T>(source: Source<T>, hook: (records: number) => void):
       };
     },
   };
+}
+
+/**
+ * Runs a kill-test child (`_test_kill_child*.ts`: prints STARTED once its job runs, DONE when it finished)
+ * under the current runtime and SIGKILLs it `killAfterMs` after STARTED (never when undefined). Either
+ * ending is an outcome the caller accepts, so the kill's moment varies the run, never the verdict.
+ */
+export function runKillable(child: URL, args: string[], killAfterMs: number | undefined): Promise<"killed" | "done"> {
+  return new Promise((resolve, reject) => {
+    const [cmd, argv] = tsCommand(fileURLToPath(child), args);
+    const p = spawn(cmd, argv, { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    let err = "";
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    p.stdout.on("data", (b: Uint8Array) => {
+      out += new TextDecoder().decode(b);
+      if (killAfterMs !== undefined && timer === undefined && out.includes("STARTED")) timer = setTimeout(() => p.kill("SIGKILL"), killAfterMs);
+    });
+    p.stderr.on("data", (b: Uint8Array) => (err += new TextDecoder().decode(b)));
+    p.on("exit", (code, signal) => {
+      clearTimeout(timer);
+      if (signal === "SIGKILL") resolve("killed");
+      else if (code === 0 && out.includes("DONE")) resolve("done");
+      else reject(new Error(`child exited ${code} ${signal}: ${out}\n${err}`));
+    });
+  });
+}
+
+/**
+ * Waits until `pred()` holds while `job` runs. No clock decides: it fails only when the job has ended
+ * (finished, stopped, cancelled or failed) with `pred()` still false, i.e. it never will hold.
+ */
+export async function waitWhileRunning(job: Job, what: string, pred: () => boolean): Promise<void> {
+  const ended = new Set(["finished", "stopped", "cancelled", "failed"]);
+  while (!pred()) {
+    if (ended.has(job.status)) throw new Error(`waiting for ${what}: the job ended (${job.status}) first`);
+    await new Promise((r) => setTimeout(r, 1));
+  }
 }
 
 /**

@@ -2,9 +2,9 @@
 // "arrowpoint"), under the runtime running this test: tsx under Node, deno under Deno.
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { exec, runTs } from "../backends/_test_exec.ts";
 
 const root = new URL("..", import.meta.url).pathname;
 const isDeno = typeof (globalThis as { Deno?: unknown }).Deno !== "undefined";
@@ -12,14 +12,9 @@ const dir = join(root, ".tmp", `connectors-doc-${isDeno ? "deno" : "node"}-${pro
 
 const deno = join(root, "node_modules", ".bin", "deno");
 
-function runFile(file: string, check = false): Promise<string> {
-  const [cmd, args] = check ? [deno, ["check", file]] : isDeno ? [deno, ["run", "-A", file]] : [process.execPath, ["--import", "tsx", file]];
-  return new Promise((resolve, reject) => {
-    execFile(cmd, args, { cwd: root, timeout: 120_000 }, (err, stdout, stderr) => {
-      if (err) reject(new Error(`${file} failed: ${err.message}\n${stdout}\n${stderr}`));
-      else resolve(stdout);
-    });
-  });
+async function typeCheck(file: string): Promise<void> {
+  const r = await exec(deno, ["check", file]);
+  assert.equal(r.code, 0, `${file} does not type-check\n${r.out}\n${r.err}`);
 }
 
 async function blocks(): Promise<string[]> {
@@ -50,8 +45,8 @@ for (const [i, expected] of EXPECTED.entries()) {
     await mkdir(dir, { recursive: true });
     const file = join(dir, `example-${i + 1}.ts`);
     await writeFile(file, code);
-    await runFile(file, true); // type-checks as written (neither tsx nor deno run checks types)
-    const out = await runFile(file);
+    await typeCheck(file); // as written (neither tsx nor deno run checks types)
+    const out = await runTs(file);
     assert.match(out, new RegExp(`^${expected}$`, "m"));
   });
 }

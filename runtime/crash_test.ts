@@ -6,17 +6,17 @@
 // checkpoint) gives exactly the output of a failure-free run: nothing lost, nothing twice.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import process from "node:process";
 import type { Storage } from "../backends/storage.ts";
 import { MemoryStorage } from "../backends/memory.ts";
 import { ArrowpointError } from "../format/errors.ts";
 import { LONG, longOr, prng, recordFigure, SEED } from "../format/_test_fuzz.ts";
 import { checkpointDirName, manifestPath } from "../snapshot/layout.ts";
 import { gc } from "../snapshot/retention.ts";
+import { setProcessEnv } from "../backends/_s3_test_server.ts";
 import { type CrashBackend, crashBackends, type CrashMode, CrashStorage, snapshotFacts, stateText, unreferenced } from "../snapshot/_test_crash.ts";
 import { Job, type SnapshotInfo } from "./job.ts";
 import { CollectingSink } from "./sinks.ts";
-import { events, sessionFunction, sessionJob, type SessionJobShape, sorted, withHook } from "./_test_util.ts";
+import { events, runKillable, sessionFunction, sessionJob, type SessionJobShape, sorted, withHook } from "./_test_util.ts";
 
 const N = LONG ? 2400 : 1200;
 const EVERY = LONG ? 500 : 400;
@@ -26,29 +26,17 @@ const HANG_MS = 30_000;
 
 let env: Awaited<ReturnType<typeof crashBackends>>;
 let expected: string[];
-const savedEnv = new Map<string, string | undefined>();
+let restoreEnv = (): void => {};
 before(async () => {
   env = await crashBackends();
   // A restore from a savepoint URI (s3://…) opens it like a user would: through the SDK's environment.
-  const vars: Record<string, string> = {
-    AWS_ENDPOINT_URL_S3: env.server.endpoint,
-    AWS_ACCESS_KEY_ID: env.server.credentials.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: env.server.credentials.secretAccessKey,
-    AWS_REGION: env.server.region,
-  };
-  for (const [k, v] of Object.entries(vars)) {
-    savedEnv.set(k, process.env[k]);
-    process.env[k] = v;
-  }
+  restoreEnv = setProcessEnv(env.server.env);
   const sink = new CollectingSink<string>();
   await sessionJob({ source: events(N, DATA_SEED), sink, parallelism: 2 }).run();
   expected = sorted(sink.committed);
 });
 after(async () => {
-  for (const [k, v] of savedEnv) {
-    if (v === undefined) delete process.env[k];
-    else process.env[k] = v;
-  }
+  restoreEnv();
   await env?.stop();
 });
 
@@ -254,7 +242,6 @@ test("a stop-with-savepoint that fails while the sources run dry neither hangs t
 
 for (const workers of [0, 2]) {
 test(`real process kills: SIGKILL the job's process at random times, restart it, and the output equals a failure-free run (workers: ${workers})`, async () => {
-  const { spawn } = await import("node:child_process");
   const { mkdtemp, rm, readdir } = await import("node:fs/promises");
   const { tmpdir } = await import("node:os");
   const { join } = await import("node:path");
@@ -268,32 +255,11 @@ test(`real process kills: SIGKILL the job's process at random times, restart it,
   await sessionJob({ source: events(count, 11), sink: reference, parallelism: 2 }).run();
   const want = reference.committed.map((l) => JSON.stringify(l)).sort();
   const dir = await mkdtemp(join(tmpdir(), "arrowpoint-kill-"));
-  const isDeno = "Deno" in globalThis;
-  const child = new URL("./_test_kill_child.ts", import.meta.url).pathname;
+  const child = new URL("./_test_kill_child.ts", import.meta.url);
   const rnd = prng(SEED);
   const figures = { kind: "kills", operation: `SIGKILL of a running job process${workers ? ` with ${workers} worker threads` : ""}`, backend: "filesystem", kills: 0, killedAfterStart: 0, finishedBeforeKill: 0, checkpointsSeen: 0, tempFilesLeft: 0, exactlyOnce: false };
   const runChild = (parallelism: number, killAfterMs: number | undefined) =>
-    new Promise<"killed" | "done">((resolve, reject) => {
-      const argv = [child, dir, String(count), String(parallelism), String(rate), String(workers)];
-      const args = isDeno ? ["run", "-A", ...argv] : ["--import", "tsx", ...argv];
-      const p = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
-      let out = "";
-      let err = "";
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      p.stdout.on("data", (b: Uint8Array) => {
-        out += new TextDecoder().decode(b);
-        if (killAfterMs !== undefined && timer === undefined && out.includes("STARTED")) {
-          timer = setTimeout(() => p.kill("SIGKILL"), killAfterMs);
-        }
-      });
-      p.stderr.on("data", (b: Uint8Array) => (err += new TextDecoder().decode(b)));
-      p.on("exit", (code, signal) => {
-        clearTimeout(timer);
-        if (signal === "SIGKILL") resolve("killed");
-        else if (code === 0 && out.includes("DONE")) resolve("done");
-        else reject(new Error(`child exited ${code} ${signal}: ${out}\n${err}`));
-      });
-    });
+    runKillable(child, [dir, String(count), String(parallelism), String(rate), String(workers)], killAfterMs);
   const tempFiles = async (d: string): Promise<number> => {
     let n = 0;
     for (const e of await readdir(d, { withFileTypes: true }).catch(() => [])) {

@@ -49,31 +49,15 @@ async function reference(total: number): Promise<string[]> {
 
 let server: S3TestServer;
 let scratch: string;
-const s3Env: Record<string, string> = {};
-const savedEnv = new Map<string, string | undefined>();
 
 before(async () => {
   scratch = await mkdtemp(join(os.tmpdir(), "arrowpoint-demo-test-"));
-  server = await startS3Server();
-  Object.assign(s3Env, {
-    AWS_ENDPOINT_URL_S3: server.endpoint,
-    AWS_ACCESS_KEY_ID: server.credentials.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: server.credentials.secretAccessKey,
-    AWS_REGION: server.region,
-  });
   // The test reads the demo's s3:// savepoint the way a user would: through the SDK's environment.
-  for (const [k, v] of Object.entries(s3Env)) {
-    savedEnv.set(k, process.env[k]);
-    process.env[k] = v;
-  }
+  server = await startS3Server({ setEnv: true });
   for (const total of new Set([...SIZES, SMALL])) await reference(total); // before any busy loop
 });
 
 after(async () => {
-  for (const [k, v] of savedEnv) {
-    if (v === undefined) delete process.env[k];
-    else process.env[k] = v;
-  }
   await server?.stop();
   if (scratch) await rm(scratch, { recursive: true, force: true });
 });
@@ -180,7 +164,7 @@ test(`npm run demo passes ${SIZES.length} times out of ${SIZES.length} with thre
 
 test("npm run demo -- --dir s3://… passes on S3 (s3rver) with three busy loops", { timeout: GUARD_MS }, async () => {
   const uri = `s3://${server.bucket}/demo-${isDeno ? "deno" : "node"}`;
-  const s = await withBusyLoops(async () => summaryOf(await runDemo(["--dir", uri, "--json", "--events", String(SMALL)], s3Env), "S3 run"));
+  const s = await withBusyLoops(async () => summaryOf(await runDemo(["--dir", uri, "--json", "--events", String(SMALL)], server.env), "S3 run"));
   assert.equal(s.storage, uri);
   assert.ok(s.savepoint.location.startsWith(`${uri}/checkpoints/savepoints/`));
   await checkRun(s, SMALL, "S3 run");

@@ -17,18 +17,10 @@ import { CollectingSink, ndjsonFileSink, readNdjsonParts } from "./sinks.ts";
 import { arraySource, generatorSource, ndjsonSource, type Source } from "./sources.ts";
 import { operatorListState, valueState, type OperatorListState } from "./state.ts";
 import type { ProcessFunction } from "./stream.ts";
-import { COUNT, type Event, events, gatedSource, sessionFunction, sessionJob, sorted } from "./_test_util.ts";
+import { COUNT, type Event, events, gatedSource, sessionFunction, sessionJob, sorted, waitWhileRunning } from "./_test_util.ts";
 
 function uniq(prefix: string): string {
   return `${prefix}-${Math.random().toString(36).slice(2)}`;
-}
-
-async function waitFor(what: string, pred: () => boolean, ms = 10_000): Promise<void> {
-  const until = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 1));
-  }
 }
 
 interface Upd {
@@ -67,10 +59,10 @@ test("incremental checkpoints write only the changed keys, with deletes, and re-
   const job = updJob("incr", storage, gate.source, 3, 3);
   await job.start();
   gate.allow(1000);
-  await waitFor("1000 records", () => job.records >= 1000);
+  await waitWhileRunning(job, "1000 records", () => job.records >= 1000);
   const c1 = await job.triggerCheckpoint();
   gate.allow(items.length);
-  await waitFor("all records", () => job.records >= items.length);
+  await waitWhileRunning(job, "all records", () => job.records >= items.length);
   const c2 = await job.triggerCheckpoint();
   const c3 = await job.triggerCheckpoint(); // nothing changed
   const c4 = await job.triggerCheckpoint(); // fullEvery 3: a base again
@@ -127,7 +119,7 @@ test("restore at parallelism 1 → 7 → 1 loses no key and keeps every value", 
   const a = sessionJob({ source: gate.source, sink, parallelism: 1, storage, sourceParallelism: 1 });
   await a.start();
   gate.allow(N / 2);
-  await waitFor("half", () => a.records >= N / 2);
+  await waitWhileRunning(a, "half", () => a.records >= N / 2);
   const spA = await a.stopWithSavepoint();
   const before = await openSnapshot(spA.location);
 
@@ -290,13 +282,13 @@ test("a running savepoint is self-contained and leaves the incremental chain int
   const job = updJob("spchain", storage, gate.source, 4);
   await job.start();
   gate.allow(300);
-  await waitFor("300", () => job.records >= 300);
+  await waitWhileRunning(job, "300", () => job.records >= 300);
   await job.triggerCheckpoint();
   gate.allow(320);
-  await waitFor("320", () => job.records >= 320);
+  await waitWhileRunning(job, "320", () => job.records >= 320);
   const sp = await job.savepoint(spUri);
   gate.allow(330);
-  await waitFor("330", () => job.records >= 330);
+  await waitWhileRunning(job, "330", () => job.records >= 330);
   const c = await job.triggerCheckpoint();
   await job.cancel();
 
@@ -423,7 +415,7 @@ test("an unbounded job stops with a savepoint and resumes from it", async () => 
   };
   const a = make();
   await a.start();
-  await waitFor("records", () => a.records > 5000);
+  await waitWhileRunning(a, "records", () => a.records > 5000);
   const sp = await a.stopWithSavepoint(spTarget);
   assert.equal(a.status, "stopped");
   const n = sink.committed.length;
@@ -446,15 +438,15 @@ test("a tolerated checkpoint failure makes the next checkpoint re-base, and rest
   job.fromSource(gate.source, { uid: "upd" }).keyBy((u) => u.user).reduce((a) => ({ user: a.user, del: !a.del }), { uid: "r", parallelism: 2 }).sinkTo(new CollectingSink<Upd>(), { uid: "out" });
   await job.start();
   gate.allow(100);
-  await waitFor("100", () => job.records >= 100);
+  await waitWhileRunning(job, "100", () => job.records >= 100);
   await job.triggerCheckpoint();
   gate.allow(150);
-  await waitFor("150", () => job.records >= 150);
+  await waitWhileRunning(job, "150", () => job.records >= 150);
   faulty.reset({ failAt: 1, mode: "fail" }); // the next write fails, once
   await assert.rejects(job.triggerCheckpoint());
   assert.deepEqual(events.slice(-1), ["checkpoint-failed"]);
   gate.allow(200);
-  await waitFor("200", () => job.records >= 200);
+  await waitWhileRunning(job, "200", () => job.records >= 200);
   const after = await job.triggerCheckpoint();
   assert.equal(job.status, "running", "one failure is tolerated");
   const st = after.manifest.operators.find((o) => o.uid === "r")!.states[0];
@@ -474,10 +466,10 @@ test("'latest' follows the newest lineage: after restoring an older checkpoint, 
   const a = updJob("lineage", storage, gate.source, 2);
   await a.start();
   gate.allow(10);
-  await waitFor("10", () => a.records >= 10);
+  await waitWhileRunning(a, "10", () => a.records >= 10);
   const c1 = await a.triggerCheckpoint();
   gate.allow(20);
-  await waitFor("20", () => a.records >= 20);
+  await waitWhileRunning(a, "20", () => a.records >= 20);
   await a.triggerCheckpoint();
   const sp = await a.savepoint(); // a running savepoint under <root>/savepoints/
   await a.cancel();

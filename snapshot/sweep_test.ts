@@ -18,6 +18,7 @@ import { openSnapshot, readState } from "./read.ts";
 import type { Rows } from "./rows.ts";
 import { snapshotInputs, sweep, sweepSelections } from "./sweep.ts";
 import { buildManifest, commitManifest, writeChunk } from "./write.ts";
+import { longOr } from "../format/_test_fuzz.ts";
 
 const WORD = fc.constantFrom("", "x", "yz", "é", "日本");
 
@@ -147,6 +148,6 @@ test("the engine's sweep equals a naive row-level merge on random chains (rows, 
         clearMemoryStorage(uri.slice(7));
       },
     ),
-    { numRuns: 120, seed: 20261201 },
+    { numRuns: longOr(120, 1200), seed: 20261201 },
   );
 });
