@@ -285,10 +285,90 @@ export function rewriteChunk(bytes: Uint8Array, info: ChunkReadInfo, change: Chu
   return rewriteFile(openChunk(bytes, info), info, change, options, uncompressed ? bytes : undefined);
 }
 
+/** Bits `[from, from + n)` of a bitmap as a new bitmap starting at bit 0 (a view when byte-aligned). */
+function sliceBits(bits: Uint8Array, from: number, n: number): Uint8Array {
+  const start = from >> 3;
+  const bytes = (n + 7) >> 3;
+  const shift = from & 7;
+  if (shift === 0) return bits.subarray(start, start + bytes);
+  const out = new Uint8Array(bytes);
+  const last = bits.length - 1;
+  for (let i = 0, k = start; i < bytes; i++, k++) out[i] = ((bits[k] >> shift) | (k < last ? bits[k + 1] << (8 - shift) : 0)) & 0xff;
+  // Bits past the last row came from later rows: cleared, so the bitmap says only what it covers.
+  if (n & 7) out[bytes - 1] &= (1 << (n & 7)) - 1;
+  return out;
+}
+
+/** How many of the first `n` bits of `bits` are clear. */
+function zeroBits(bits: Uint8Array, n: number): number {
+  let ones = 0;
+  const whole = n >> 3;
+  for (let i = 0; i < whole; i++) {
+    let b = bits[i];
+    b = b - ((b >> 1) & 0x55);
+    b = (b & 0x33) + ((b >> 2) & 0x33);
+    ones += (b + (b >> 4)) & 0x0f;
+  }
+  for (let i = whole << 3; i < n; i++) ones += (bits[i >> 3] >> (i & 7)) & 1;
+  return n - ones;
+}
+
+/**
+ * Rows `[from, to)` of a column as a column of its own, sharing the source's memory where it can: fixed-width
+ * values and byte data are views, offsets are rebased to start at 0, bitmaps not starting on a byte boundary
+ * are shifted, dictionaries are kept whole.
+ */
+function sliceColumn(col: ColumnData, from: number, to: number): ColumnData {
+  const n = to - from;
+  let validity: Uint8Array | null = null;
+  let nullCount = 0;
+  if (col.validity && col.nullCount > 0) {
+    validity = sliceBits(col.validity, from, n);
+    nullCount = zeroBits(validity, n);
+    if (nullCount === 0) validity = null;
+  }
+  const base = { plan: col.plan, length: n, nullCount, validity, offsets: null, values: null, children: [], dictionary: col.dictionary };
+  switch (col.plan.type) {
+    case "struct":
+      return { ...base, children: col.children.map((c) => sliceColumn(c, from, to)) };
+    case "list":
+    case "utf8":
+    case "binary": {
+      const off = col.offsets!;
+      const at = off[from];
+      const offsets = new Int32Array(n + 1);
+      for (let i = 0; i <= n; i++) offsets[i] = off[from + i] - at;
+      if (col.plan.type === "list") return { ...base, offsets, children: [sliceColumn(col.children[0], at, off[to])] };
+      return { ...base, offsets, values: (col.values as Uint8Array).subarray(at, off[to]) };
+    }
+    case "bool":
+      return { ...base, values: sliceBits(col.values as Uint8Array, from, n) };
+    default:
+      return { ...base, values: col.values!.subarray(from, to) };
+  }
+}
+
+/** `col` under `plan` (same shape), so every node carries the new plan's types and dictionary ids. */
+function replan(col: ColumnData, plan: ColumnPlan): ColumnData {
+  return { ...col, plan, children: col.children.map((c, i) => replan(c, plan.children[i])) };
+}
+
 function rewriteFile(file: ChunkFile, info: ChunkReadInfo, change: ChunkRewrite, options: { compression?: Compression; level?: number }, raw?: Uint8Array): EncodedChunk {
   const { from, to } = change.range ? keyGroupRows(file, change.range) : { from: 0, to: file.rows };
   try {
     const plan = change.layout ? chunkPlan(change.layout, file.plan.delta) : file.plan;
+    // Part of a chunk (a shard's or a rescale's key groups): its rows sliced column by column and written
+    // from the buffers, with no apache-arrow vectors in between.
+    if (to > from && (from > 0 || to < file.rows)) {
+      const columns = file.columns.map((c, i) => {
+        const col = sliceColumn(c, from, to);
+        if (!change.layout) return col;
+        return replan(i === plan.index.value && change.value ? mapValue(col, plan.columns[i], change.value) : col, plan.columns[i]);
+      });
+      const kg = file.plan.index.kg;
+      const index = kg >= 0 ? buildKeyGroupIndex(columns[kg].values as Uint16Array, 0, to - from) : undefined;
+      return writeChunkColumns(plan, columns, to - from, index, options);
+    }
     // Fields renamed, dropped or reordered on the whole chunk: bytes move, columns are not rebuilt.
     if (raw && change.layout && from === 0 && to === file.rows && (options.compression ?? "none") === "none" && schemaOnly(file.plan, plan, change.value)) {
       return relabelChunk(raw, file, plan, change.value, constantColumn);
