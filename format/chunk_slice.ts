@@ -3,7 +3,9 @@
  * column's schema (migrations). The validated column buffers are wrapped as apache-arrow `Data`
  * (zero-copy), sliced, re-typed and re-serialized, so no value becomes a JS value: a renamed or dropped
  * field costs nothing per row, an added field is one constant vector, a widened field one typed-array
- * conversion, utf8 → dictionary one dictionary build.
+ * conversion, utf8 → dictionary one dictionary build. A key-group slice of a chunk (a shard's or a rescale's
+ * part) skips apache-arrow: its columns are sliced as views (bitmaps shifted, offsets rebased) and the file
+ * is written from them directly.
  *
  * @module
  */
