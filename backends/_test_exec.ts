@@ -14,6 +14,14 @@ export interface Exit {
   err: string;
 }
 
+/** The part of a spawned child this module uses. */
+interface ChildEvents {
+  stdout: { setEncoding(e: "utf8"): { on(event: "data", f: (s: string) => void): unknown } };
+  stderr: { setEncoding(e: "utf8"): { on(event: "data", f: (s: string) => void): unknown } };
+  on(event: "error", f: (e: Error) => void): unknown;
+  on(event: "close", f: (code: number | null) => void): unknown;
+}
+
 /** Runs a program to its end; never rejects on a non-zero exit. */
 export function exec(cmd: string, args: string[], options: { cwd?: string; env?: Record<string, string | undefined> } = {}): Promise<Exit> {
   return new Promise((resolve, reject) => {
@@ -22,13 +30,15 @@ export function exec(cmd: string, args: string[], options: { cwd?: string; env?:
     // A Node test runner started with --import tsx must not hand the loader to the child: the child shows
     // what a user's plain `node` does.
     delete env.NODE_OPTIONS;
-    const child = spawn(cmd, args, { cwd: options.cwd ?? ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
+    // Typed by what is used: in Deno's PostgreSQL test group npm's @types/node displace Deno's node types,
+    // and ChildProcess loses its EventEmitter methods there (TS2339).
+    const child = spawn(cmd, args, { cwd: options.cwd ?? ROOT, env, stdio: ["ignore", "pipe", "pipe"] }) as unknown as ChildEvents;
     let out = "";
     let err = "";
     child.stdout.setEncoding("utf8").on("data", (s: string) => (out += s));
     child.stderr.setEncoding("utf8").on("data", (s: string) => (err += s));
     child.on("error", reject);
-    child.on("close", (code) => resolve({ code, out, err }));
+    child.on("close", (code: number | null) => resolve({ code, out, err }));
   });
 }
 
