@@ -6,7 +6,7 @@
  */
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import type { Storage } from "../backends/storage.ts";
+import type { ObjectInfo, Storage } from "../backends/storage.ts";
 import { tsCommand } from "../backends/_test_exec.ts";
 import { Job, type FaultPlan, type RestoreOptions } from "./job.ts";
 import { CollectingSink, type Sink } from "./sinks.ts";
@@ -231,4 +231,42 @@ export function sessionJob(o: SessionJobOptions): Job {
 /** Sorted copy, for multiset comparison. */
 export function sorted(lines: readonly string[]): string[] {
   return [...lines].sort();
+}
+
+/**
+ * A storage that hands every call to `inner`: a test overrides the calls it gates or fails. The deferred
+ * puts are left out on purpose, so every write goes through `put`, where a test can hold it.
+ */
+export class ForwardingStorage implements Storage {
+  constructor(readonly inner: Storage) {}
+  get uri(): string {
+    return this.inner.uri;
+  }
+  put(path: string, bytes: Uint8Array): Promise<void> {
+    return this.inner.put(path, bytes);
+  }
+  putStream(path: string, source: AsyncIterable<Uint8Array>): Promise<void> {
+    return this.inner.putStream(path, source);
+  }
+  putIfAbsent(path: string, bytes: Uint8Array): Promise<boolean> {
+    return this.inner.putIfAbsent(path, bytes);
+  }
+  get(path: string): Promise<Uint8Array> {
+    return this.inner.get(path);
+  }
+  getRange(path: string, offset: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
+    return this.inner.getRange(path, offset, length, into);
+  }
+  list(prefix: string): AsyncIterable<ObjectInfo> {
+    return this.inner.list(prefix);
+  }
+  delete(paths: readonly string[]): Promise<void> {
+    return this.inner.delete(paths);
+  }
+  exists(path: string): Promise<boolean> {
+    return this.inner.exists(path);
+  }
+  close(): Promise<void> {
+    return this.inner.close();
+  }
 }

@@ -1,14 +1,14 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { MemoryStorage } from "../backends/memory.ts";
-import type { ObjectInfo, Storage } from "../backends/storage.ts";
+import type { Storage } from "../backends/storage.ts";
 import { StorageError } from "../format/errors.ts";
 import { checkpointDirName, manifestPath } from "../snapshot/layout.ts";
 import { openSnapshot, readState } from "../snapshot/read.ts";
 import { Job } from "./job.ts";
 import { CollectingSink } from "./sinks.ts";
 import { aggregatingState, listState, mapState, valueState } from "./state.ts";
-import { gatedSource } from "./_test_util.ts";
+import { ForwardingStorage, gatedSource } from "./_test_util.ts";
 import { asyncPhaseHooks } from "./_async_snapshot.ts";
 import { copyPlain, copyValues, valueCopierOf } from "./_capture_copy.ts";
 
@@ -27,46 +27,22 @@ function latch(): { promise: Promise<void>; open(): void } {
  * A memory storage whose puts may wait for the test (`holdIf`) or fail (`failIf`): asynchronous phases
  * made observable without timing.
  */
-class HeldStorage implements Storage {
-  readonly inner: MemoryStorage;
+class HeldStorage extends ForwardingStorage {
   holdIf: (path: string) => Promise<void> | undefined = () => undefined;
   failIf: (path: string) => boolean = () => false;
   readonly puts: string[] = [];
   constructor(name: string) {
-    this.inner = new MemoryStorage(name);
+    super(new MemoryStorage(name));
   }
-  get uri(): string {
-    return this.inner.uri;
-  }
-  async put(path: string, bytes: Uint8Array): Promise<void> {
+  override async put(path: string, bytes: Uint8Array): Promise<void> {
     const hold = this.holdIf(path);
     if (hold) await hold;
     if (this.failIf(path)) throw new StorageError("put", path, "failed by the test");
     this.puts.push(path);
     await this.inner.put(path, bytes);
   }
-  putStream(path: string, source: AsyncIterable<Uint8Array>): Promise<void> {
-    return this.inner.putStream(path, source);
-  }
-  putIfAbsent(path: string, bytes: Uint8Array): Promise<boolean> {
-    return this.inner.putIfAbsent(path, bytes);
-  }
-  get(path: string): Promise<Uint8Array> {
-    return this.inner.get(path);
-  }
-  getRange(path: string, offset: number, length: number): Promise<Uint8Array> {
-    return this.inner.getRange(path, offset, length);
-  }
-  list(prefix: string): AsyncIterable<ObjectInfo> {
-    return this.inner.list(prefix);
-  }
-  delete(paths: readonly string[]): Promise<void> {
-    return this.inner.delete(paths);
-  }
-  exists(path: string): Promise<boolean> {
-    return this.inner.exists(path);
-  }
-  close(): Promise<void> {
+  /** The test reads the checkpoints after the job has closed its storage. */
+  override close(): Promise<void> {
     return Promise.resolve();
   }
 }

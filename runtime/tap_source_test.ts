@@ -3,13 +3,13 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { MemoryStorage } from "../backends/memory.ts";
-import type { ObjectInfo, Storage } from "../backends/storage.ts";
+import type { Storage } from "../backends/storage.ts";
 import { openSnapshot, readState } from "../snapshot/read.ts";
 import { Job, type SnapshotInfo } from "./job.ts";
 import { CollectingSink, type Sink } from "./sinks.ts";
 import { generatorSource, type Source } from "./sources.ts";
 import { tapSource } from "./tap_source.ts";
-import { events, sessionJob, sorted } from "./_test_util.ts";
+import { events, ForwardingStorage, sessionJob, sorted } from "./_test_util.ts";
 
 let unique = 0;
 
@@ -21,13 +21,9 @@ async function positionOf(info: SnapshotInfo, uid: string): Promise<number> {
 }
 
 /** A storage whose writes wait while `closed` (a checkpoint that cannot finish yet). */
-class GatedStorage implements Storage {
+class GatedStorage extends ForwardingStorage {
   closed = false;
   private waiters: (() => void)[] = [];
-  constructor(private readonly inner: Storage) {}
-  get uri(): string {
-    return this.inner.uri;
-  }
   open(): void {
     this.closed = false;
     for (const w of this.waiters.splice(0)) w();
@@ -35,35 +31,17 @@ class GatedStorage implements Storage {
   private async pass(): Promise<void> {
     while (this.closed) await new Promise<void>((resolve) => this.waiters.push(resolve));
   }
-  async put(path: string, bytes: Uint8Array): Promise<void> {
+  override async put(path: string, bytes: Uint8Array): Promise<void> {
     await this.pass();
     return this.inner.put(path, bytes);
   }
-  async putStream(path: string, source: AsyncIterable<Uint8Array>): Promise<void> {
+  override async putStream(path: string, source: AsyncIterable<Uint8Array>): Promise<void> {
     await this.pass();
     return this.inner.putStream(path, source);
   }
-  async putIfAbsent(path: string, bytes: Uint8Array): Promise<boolean> {
+  override async putIfAbsent(path: string, bytes: Uint8Array): Promise<boolean> {
     await this.pass();
     return this.inner.putIfAbsent(path, bytes);
-  }
-  get(path: string): Promise<Uint8Array> {
-    return this.inner.get(path);
-  }
-  getRange(path: string, offset: number, length: number): Promise<Uint8Array> {
-    return this.inner.getRange(path, offset, length);
-  }
-  list(prefix: string): AsyncIterable<ObjectInfo> {
-    return this.inner.list(prefix);
-  }
-  delete(paths: readonly string[]): Promise<void> {
-    return this.inner.delete(paths);
-  }
-  exists(path: string): Promise<boolean> {
-    return this.inner.exists(path);
-  }
-  close(): Promise<void> {
-    return this.inner.close();
   }
 }
 
