@@ -306,9 +306,10 @@ async function writeKeyedState(plan: RewritePlan, op: OperatorPlan, sp: StatePla
         lastBytes = undefined;
         if (opts.shard) {
           // Shards run one after another here slice the same source chunk: read and verified once
-          // (_shard_cache.ts). Those bytes outlive this run, so they are never a scratch buffer.
+          // (_shard_cache.ts), whose lease outlives this run while the next shard may want it.
           const key = `${plan.src.location}\n${ref.path}\n${ref.checksum}`;
-          lastBytes = { input: c, bytes: await shardSourceChunk(key, () => readVerifiedChunk(plan.src, ref)) };
+          const lease = await shardSourceChunk(key, ref.bytes + 1, (into) => readVerifiedChunk(plan.src, ref, into));
+          lastBytes = { input: c, bytes: lease.bytes, lease };
         } else {
           const lease = scratchFor(ref.bytes + 1);
           lastBytes = { input: c, bytes: await readVerifiedChunk(plan.src, ref, lease?.bytes), lease };

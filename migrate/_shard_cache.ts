@@ -7,6 +7,7 @@
 // their slices. One entry, dropped once every shard of the run has taken it, when another source is
 // re-hashed, or when no shard has asked for it for a while (a process running one shard keeps nothing).
 import type { ChunkFile } from "../format/chunk_ipc.ts";
+import { type Lease, scratchFor } from "../format/_scratch.ts";
 
 /** A re-hash's picks: source row `row[i]` of `files[src[i]]` goes to new key group `keyGroups[i]`, i < length. */
 export interface HashedPicks {
@@ -27,11 +28,17 @@ function drop(): void {
   entry = undefined;
 }
 
-function idleTimer(): ReturnType<typeof setTimeout> {
-  const t = setTimeout(drop, IDLE_MS);
-  // A kept entry never keeps the process alive.
-  (t as { unref?: () => void }).unref?.();
+/** A timer that never keeps the process alive (Node's unref, Deno's unrefTimer). */
+function unrefTimer(t: ReturnType<typeof setTimeout>): ReturnType<typeof setTimeout> {
+  const deno = (globalThis as { Deno?: { unrefTimer?(id: number): void } }).Deno;
+  if (typeof t === "number") deno?.unrefTimer?.(t);
+  else (t as { unref?: () => void }).unref?.();
   return t;
+}
+
+function idleTimer(): ReturnType<typeof setTimeout> {
+  // A kept entry never keeps the process alive.
+  return unrefTimer(setTimeout(drop, IDLE_MS));
 }
 
 /**
@@ -62,20 +69,60 @@ export function keptPicks(): string | undefined {
 
 // The last source chunk a shard read, verified: when there are more shards than source chunks (8 shards of
 // a savepoint of 4 subtasks), consecutive shards slice the same chunk, which the next one then reads and
-// checksums again. One chunk, let go as the picks are.
-let lastChunk: { key: string; bytes: Uint8Array; timer: ReturnType<typeof setTimeout> } | undefined;
+// checksums again. One chunk, let go as the picks are. Its bytes sit in a scratch buffer (a fresh
+// chunk-sized buffer per source chunk cost a shard more than reading it), handed back to the pool once the
+// chunk is no longer the kept one and no run still reads it.
+interface KeptChunk {
+  key: string;
+  bytes: Uint8Array;
+  lease?: Lease;
+  users: number;
+  kept: boolean;
+  timer?: ReturnType<typeof setTimeout>;
+}
+let lastChunk: KeptChunk | undefined;
+
+function letGo(c: KeptChunk): void {
+  c.kept = false;
+  if (c.timer !== undefined) clearTimeout(c.timer);
+  if (lastChunk === c) lastChunk = undefined;
+  if (c.users === 0) c.lease?.release();
+}
+
+function use(c: KeptChunk): Lease {
+  c.users++;
+  let done = false;
+  return {
+    bytes: c.bytes,
+    release() {
+      if (done) return;
+      done = true;
+      if (--c.users === 0 && !c.kept) c.lease?.release();
+    },
+  };
+}
 
 /**
  * A source chunk's verified bytes for a shard run: those the previous shard of this process read, when the
- * chunk is the same (`key`: source location, path and checksum), else `read()`'s, kept for the next shard.
+ * chunk is the same (`key`: source location, path and checksum), else `read(into)`'s (`into`: a scratch
+ * buffer of `size` bytes, when the size is one the pool serves), kept for the next shard. Release the lease
+ * once nothing reads the bytes.
  */
-export async function shardSourceChunk(key: string, read: () => Promise<Uint8Array>): Promise<Uint8Array> {
-  if (lastChunk?.key === key) return lastChunk.bytes;
-  if (lastChunk) clearTimeout(lastChunk.timer);
-  lastChunk = undefined;
-  const bytes = await read();
-  const timer = setTimeout(() => (lastChunk = undefined), IDLE_MS);
-  (timer as { unref?: () => void }).unref?.();
-  lastChunk = { key, bytes, timer };
-  return bytes;
+export async function shardSourceChunk(key: string, size: number, read: (into?: Uint8Array) => Promise<Uint8Array>): Promise<Lease> {
+  if (lastChunk?.key === key) return use(lastChunk);
+  if (lastChunk) letGo(lastChunk);
+  const lease = scratchFor(size);
+  let bytes: Uint8Array;
+  try {
+    bytes = await read(lease?.bytes);
+  } catch (e) {
+    lease?.release();
+    throw e;
+  }
+  // Another run of this thread may have kept a chunk meanwhile: the last one read is kept.
+  if (lastChunk) letGo(lastChunk);
+  const c: KeptChunk = { key, bytes, lease, users: 0, kept: true };
+  c.timer = unrefTimer(setTimeout(() => letGo(c), IDLE_MS));
+  lastChunk = c;
+  return use(c);
 }

@@ -7,6 +7,7 @@ import { commitShards } from "../snapshot/shards.ts";
 import { migrate } from "./migrate.ts";
 import { addField, defineMigrations } from "./migrations.ts";
 import { rekey } from "./rekey.ts";
+import { dropScratch, leaseBytes } from "../format/_scratch.ts";
 import { keepPicks, keptPicks, shardSourceChunk, type HashedPicks, takePicks } from "./_shard_cache.ts";
 import { entries, writeSavepoint } from "./_test_util.ts";
 
@@ -85,9 +86,37 @@ test("shards run one after another read a source chunk they share once; another 
   assert.deepEqual(await rows("memory:chunks/sharded/out"), await rows("memory:chunks/single/out"));
   let n = 0;
   const read = async () => (n++, new Uint8Array([n]));
-  assert.deepEqual(await shardSourceChunk("a", read), new Uint8Array([1]));
-  assert.deepEqual(await shardSourceChunk("a", read), new Uint8Array([1]));
-  assert.deepEqual(await shardSourceChunk("b", read), new Uint8Array([2]));
-  assert.deepEqual(await shardSourceChunk("a", read), new Uint8Array([3]));
+  const bytes = async (key: string) => {
+    const lease = await shardSourceChunk(key, 1, read);
+    lease.release();
+    return lease.bytes;
+  };
+  assert.deepEqual(await bytes("a"), new Uint8Array([1]));
+  assert.deepEqual(await bytes("a"), new Uint8Array([1]));
+  assert.deepEqual(await bytes("b"), new Uint8Array([2]));
+  assert.deepEqual(await bytes("a"), new Uint8Array([3]));
   clearMemoryStorage("chunks");
+});
+
+test("a kept source chunk's scratch buffer goes back to the pool only once no run reads it", async () => {
+  dropScratch();
+  const size = 2 << 20;
+  const fill = (v: number) => async (into?: Uint8Array) => (into ?? new Uint8Array(size)).fill(v);
+  const a = await shardSourceChunk("pool/a", size, fill(1));
+  // Another chunk is kept now; "a" is still read by its run: its buffer must not serve anyone else.
+  const b = await shardSourceChunk("pool/b", size, fill(2));
+  const other = leaseBytes(size);
+  assert.notEqual(other.bytes.buffer, a.bytes.buffer);
+  other.bytes.fill(0);
+  assert.ok(a.bytes.every((x) => x === 1));
+  a.release();
+  // Released and no longer kept: the pool hands it out again.
+  const again = leaseBytes(size);
+  assert.equal(again.bytes.buffer, a.bytes.buffer);
+  // "b" is still kept for the next shard: releasing its lease keeps its bytes.
+  b.release();
+  assert.equal((await shardSourceChunk("pool/b", size, fill(3))).bytes[0], 2);
+  again.release();
+  other.release();
+  dropScratch();
 });

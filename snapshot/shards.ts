@@ -38,6 +38,7 @@ import {
 } from "../format/errors.ts";
 import { type KeyGroupRange, keyGroupRangeFor } from "../format/key_group.ts";
 import type { ChunkRef, Manifest, OperatorSnapshot, StateSnapshot } from "../format/manifest.ts";
+import { scratchFor } from "../format/_scratch.ts";
 import { checkSnapshotPath } from "../format/snapshot_path.ts";
 import { readVerifiedChunk } from "./chunks.ts";
 import { manifestPath } from "./layout.ts";
@@ -486,11 +487,16 @@ async function verifyChunks(storage: Storage, dst: string, a: Assembled, manifes
   const worker = async () => {
     while (next < refs.length) {
       const ref = refs[next++];
+      // Size and checksum only, nothing decoded, into a reused buffer: a fresh chunk-sized buffer per
+      // chunk cost more than the read and the checksum together (format/_scratch.ts).
+      const lease = scratchFor(ref.bytes + 1);
       try {
-        await readVerifiedChunk(snap, ref);
+        await readVerifiedChunk(snap, ref, lease?.bytes);
       } catch (e) {
         if (e instanceof SnapshotFormatError) throw damaged(ref, e.message, e);
         throw e;
+      } finally {
+        lease?.release();
       }
     }
   };
