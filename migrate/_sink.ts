@@ -232,10 +232,17 @@ export class SavepointWriter {
       metadata: { ...(source.metadata ?? {}), ...(over.metadata ?? {}) },
     };
     const manifest = buildManifest(header, operators);
-    await Promise.all(this.#syncing);
-    // The chunks' names: each folder once, whatever number of chunks it holds. A receipt, like a manifest,
-    // may name only chunks that are durable.
-    await syncChunks(this.storage, this.#written, "names");
+    // The chunks' names (each folder once, whatever number of chunks it holds) are synced beside their
+    // bytes: the two are independent, and only the receipt or manifest below, which may name only durable
+    // chunks, has to wait for both. A shard writes one or two chunks, so it would otherwise wait for the
+    // last chunk's bytes and then for its folder, one after the other.
+    const names = syncChunks(this.storage, this.#written, "names");
+    names.catch(() => {}); // awaited just below
+    try {
+      await Promise.all(this.#syncing);
+    } finally {
+      await names;
+    }
     this.#opts.signal?.throwIfAborted();
     const shard = this.#opts.shard;
     if (shard) {
