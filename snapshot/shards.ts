@@ -303,7 +303,7 @@ export interface CommitShardsOptions {
    * (size and checksum); `size` compares the sizes a listing reports (no chunk is read).
    */
   verify?: "checksum" | "size";
-  /** Chunks read at once while verifying (default 8). */
+  /** Chunks read at once while verifying (default 4: each holds a chunk-sized buffer). */
   concurrency?: number;
 }
 
@@ -482,22 +482,27 @@ async function verifyChunks(storage: Storage, dst: string, a: Assembled, manifes
   }
   // The destination read as the snapshot it is about to become: the one chunk verification reads it.
   const snap: Snapshot = { manifest, storage, dir: "", chunkBase: "", location: dst };
-  const width = Math.max(1, options.concurrency ?? 8);
+  const width = Math.max(1, options.concurrency ?? 4);
+  // Size and checksum only, nothing decoded, each reader into one reused buffer that fits every chunk: a
+  // fresh chunk-sized buffer per chunk cost more than the read and the checksum together
+  // (format/_scratch.ts), so a commit holds `width` buffers at most, warm ones from the pool when the
+  // shards have just handed theirs back.
+  const largest = refs.reduce((n, r) => Math.max(n, Number.isSafeInteger(r.bytes) ? r.bytes : 0), 0);
   let next = 0;
   const worker = async () => {
-    while (next < refs.length) {
-      const ref = refs[next++];
-      // Size and checksum only, nothing decoded, into a reused buffer: a fresh chunk-sized buffer per
-      // chunk cost more than the read and the checksum together (format/_scratch.ts).
-      const lease = scratchFor(ref.bytes + 1);
-      try {
-        await readVerifiedChunk(snap, ref, lease?.bytes);
-      } catch (e) {
-        if (e instanceof SnapshotFormatError) throw damaged(ref, e.message, e);
-        throw e;
-      } finally {
-        lease?.release();
+    const lease = scratchFor(largest + 1);
+    try {
+      while (next < refs.length) {
+        const ref = refs[next++];
+        try {
+          await readVerifiedChunk(snap, ref, lease && ref.bytes < lease.bytes.length ? lease.bytes : undefined);
+        } catch (e) {
+          if (e instanceof SnapshotFormatError) throw damaged(ref, e.message, e);
+          throw e;
+        }
       }
+    } finally {
+      lease?.release();
     }
   };
   await Promise.all(Array.from({ length: Math.min(width, refs.length) }, worker));
