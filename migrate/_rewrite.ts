@@ -29,7 +29,7 @@ import { type KeyId, keyFits, keyText, rowIdentity } from "../format/key_identit
 import { sameLayout } from "../format/state_layout.ts";
 import { type ChunkInput, readOperatorItems, shapeOf, snapshotInputs, storageInput, sweep, sweepSelections } from "../snapshot/sweep.ts";
 import type { ChunkFile } from "../format/chunk_ipc.ts";
-import { type HashedPicks, keepPicks, shardSourceChunk, takePicks } from "./_shard_cache.ts";
+import { type HashedPicks, keepPicks, releasePicks, shardSourceChunk, takePicks } from "./_shard_cache.ts";
 import { type Lease, scratchFor } from "../format/_scratch.ts";
 import { type KeyedStateWriter, layoutOf, SavepointWriter, stateEntry, type WriteOptions } from "./_sink.ts";
 import { intersect, type RangeBatch, RowBuffer, type Rows, sameRange, sortByKeyGroup } from "../snapshot/rows.ts";
@@ -483,18 +483,32 @@ async function rehashInMemory(plan: RewritePlan, op: OperatorPlan, sp: StatePlan
   // Shards run one after another in this process share the first one's picks (migrate/_shard_cache.ts).
   const key = opts.shard && `${plan.src.location}\n${op.src.uid}/${sp.src.name}\n${maxP}\n${sp.src.chunks.map((c) => `${c.path}:${c.checksum}`).join(",")}`;
   let hashed = key ? takePicks(key, opts.shard!) : undefined;
-  // One run reads its sources into scratch buffers, handed back once every range is gathered; shared picks
-  // outlive the run, so their sources are never scratch buffers.
-  const leases: Lease[] | undefined = key ? undefined : [];
+  // A run reads its sources into scratch buffers, handed back once every range is gathered; shared picks
+  // outlive the run: their buffers go back once the cache lets them go and no shard gathers from them.
+  const leases: Lease[] = [];
   if (!hashed) {
     hashed = await hashedPicks(plan, sp, writer, opts, leases);
-    if (key) keepPicks(key, opts.shard!, hashed);
+    if (key) {
+      // Sorted once for every shard of the run, each then takes its slice without a pass over all rows.
+      const all = sortPicks(hashed, 0, maxP - 1, maxP);
+      hashed = { files: all.files, src: all.src, row: all.row, keyGroups: all.keyGroups, length: all.src.length, starts: all.starts };
+      keepPicks(key, opts.shard!, hashed, leases);
+    }
   }
-  // Only this run's key groups are sorted (a shard's slice; all of them for one run).
-  const lo = windows.length ? windows[0].start : 0;
-  const hi = windows.length ? windows[windows.length - 1].end : -1;
-  const { files, src: oSrc, row: oRow, keyGroups: oKg, starts } = sortPicks(hashed, lo, hi, maxP);
-  hashed = undefined;
+  const shared = key ? hashed : undefined;
+  try {
+    // Only this run's key groups are sorted (a shard's slice; all of them for one run).
+    const sorted = sortPicks(hashed, windows.length ? windows[0].start : 0, windows.length ? windows[windows.length - 1].end : -1, maxP);
+    hashed = undefined; // one run's unsorted picks are garbage from here
+    return await gatherPicks(op, sp, writer, opts, windows, sorted, shared ? [] : leases);
+  } finally {
+    if (shared) releasePicks(shared);
+  }
+}
+
+/** Writes a run's windows from picks sorted by new key group, then hands `leases` back. */
+async function gatherPicks(op: OperatorPlan, sp: StatePlan, writer: SavepointWriter, opts: WriteOptions, windows: KeyGroupRange[], sorted: SortedPicks, leases: Lease[]): Promise<ChunkRef[]> {
+  const { files, src: oSrc, row: oRow, keyGroups: oKg, starts } = sorted;
   writer.phase = "write";
   const out = writer.keyed(op.uid, sp.name, sp.layout);
   const maxChunkRows = out.maxChunkRows;
@@ -518,7 +532,7 @@ async function rehashInMemory(plan: RewritePlan, op: OperatorPlan, sp: StatePlan
     await out.end();
   }
   // Gathered chunks are copies: the sources are read no more.
-  for (const l of leases ?? []) l.release();
+  for (const l of leases) l.release();
   return await out.finish();
 }
 
@@ -577,6 +591,14 @@ async function hashedPicks(plan: RewritePlan, sp: StatePlan, writer: SavepointWr
  * keep their order); `starts[g]` (for g in lo…hi + 1) is where key group g begins in the sorted picks.
  */
 function sortPicks(h: HashedPicks, lo: number, hi: number, maxP: number): SortedPicks {
+  if (h.starts) {
+    // Already sorted (a shard's picks kept for the run): its slice, as views.
+    const from = hi >= lo ? h.starts[lo] : 0;
+    const to = hi >= lo ? h.starts[hi + 1] : 0;
+    const starts = new Uint32Array(maxP + 1);
+    for (let g = lo; g <= hi + 1 && g <= maxP; g++) starts[g] = h.starts[g] - from;
+    return { files: h.files, src: h.src.subarray(from, to), row: h.row.subarray(from, to), keyGroups: h.keyGroups.subarray(from, to), starts };
+  }
   const { src, row, keyGroups: kgs, length: n } = h;
   const counts = new Uint32Array(maxP + 1);
   for (let i = 0; i < n; i++) counts[kgs[i] + 1]++;

@@ -16,6 +16,24 @@ export interface HashedPicks {
   row: Uint32Array;
   keyGroups: Uint16Array;
   length: number;
+  /** Set when the picks are sorted by new key group: `starts[g]` is the first pick of key group g. */
+  starts?: Uint32Array;
+}
+
+// Kept picks point into source chunks read into scratch buffers: those go back to the pool once the entry
+// is let go and no run still gathers from them.
+interface Holder {
+  users: number;
+  kept: boolean;
+  leases: Lease[];
+}
+const holders = new WeakMap<HashedPicks, Holder>();
+
+function letGoPicks(picks: HashedPicks): void {
+  const h = holders.get(picks);
+  if (!h) return;
+  h.kept = false;
+  if (h.users === 0) for (const l of h.leases.splice(0)) l.release();
 }
 
 /** How long an entry waits for the next shard before it lets its memory go. */
@@ -24,7 +42,10 @@ const IDLE_MS = 10_000;
 let entry: { key: string; picks: HashedPicks; count: number; served: Set<number>; timer: ReturnType<typeof setTimeout> } | undefined;
 
 function drop(): void {
-  if (entry) clearTimeout(entry.timer);
+  if (entry) {
+    clearTimeout(entry.timer);
+    letGoPicks(entry.picks);
+  }
   entry = undefined;
 }
 
@@ -48,6 +69,8 @@ function idleTimer(): ReturnType<typeof setTimeout> {
 export function takePicks(key: string, shard: { index: number; count: number }): HashedPicks | undefined {
   if (!entry || entry.key !== key || entry.count !== shard.count) return undefined;
   const picks = entry.picks;
+  const h = holders.get(picks);
+  if (h) h.users++;
   entry.served.add(shard.index);
   clearTimeout(entry.timer);
   if (entry.served.size >= entry.count) drop();
@@ -55,11 +78,23 @@ export function takePicks(key: string, shard: { index: number; count: number }):
   return picks;
 }
 
-/** Keeps `picks` for the other shards of the run (`shard` has had them). */
-export function keepPicks(key: string, shard: { index: number; count: number }, picks: HashedPicks): void {
+/**
+ * Keeps `picks` for the other shards of the run (`shard` has had them). `leases` hold the source chunks
+ * they point into: handed back once the picks are let go and every run that took them has called
+ * {@link releasePicks} (the keeping run included).
+ */
+export function keepPicks(key: string, shard: { index: number; count: number }, picks: HashedPicks, leases: Lease[] = []): void {
   drop();
+  holders.set(picks, { users: 1, kept: shard.count >= 2, leases });
   if (shard.count < 2) return;
   entry = { key, picks, count: shard.count, served: new Set([shard.index]), timer: idleTimer() };
+}
+
+/** A run that kept or took `picks` is done gathering from them. */
+export function releasePicks(picks: HashedPicks): void {
+  const h = holders.get(picks);
+  if (!h || h.users === 0) return;
+  if (--h.users === 0 && !h.kept) for (const l of h.leases.splice(0)) l.release();
 }
 
 /** Whether picks are kept now (for tests). */

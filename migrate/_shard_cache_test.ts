@@ -8,7 +8,7 @@ import { migrate } from "./migrate.ts";
 import { addField, defineMigrations } from "./migrations.ts";
 import { rekey } from "./rekey.ts";
 import { dropScratch, leaseBytes } from "../format/_scratch.ts";
-import { keepPicks, keptPicks, shardSourceChunk, type HashedPicks, takePicks } from "./_shard_cache.ts";
+import { keepPicks, keptPicks, releasePicks, shardSourceChunk, type HashedPicks, takePicks } from "./_shard_cache.ts";
 import { entries, writeSavepoint } from "./_test_util.ts";
 
 const picks = (): HashedPicks => ({ files: [], src: new Uint32Array(1), row: new Uint32Array(1), keyGroups: new Uint16Array(1), length: 1 });
@@ -119,4 +119,26 @@ test("a kept source chunk's scratch buffer goes back to the pool only once no ru
   again.release();
   other.release();
   dropScratch();
+});
+
+test("kept picks hand their source buffers back only once let go and no shard gathers from them any more", () => {
+  let released = 0;
+  const lease = { bytes: new Uint8Array(8), release: () => void released++ };
+  const p = picks();
+  keepPicks("leases", { index: 0, count: 2 }, p, [lease]);
+  assert.equal(takePicks("leases", { index: 1, count: 2 }), p);
+  assert.equal(keptPicks(), undefined, "every shard had them: let go");
+  releasePicks(p); // the shard that kept them is done
+  assert.equal(released, 0, "shard 1 still gathers from them");
+  releasePicks(p);
+  assert.equal(released, 1);
+  releasePicks(p);
+  assert.equal(released, 1, "handed back once");
+  // Replaced by another source while nobody gathers: handed back at once.
+  const q = picks();
+  keepPicks("q", { index: 0, count: 2 }, q, [lease]);
+  releasePicks(q);
+  assert.equal(released, 1, "still kept for shard 1");
+  keepPicks("other", { index: 0, count: 2 }, picks());
+  assert.equal(released, 2);
 });
