@@ -345,6 +345,8 @@ async function gatherWindows(inputs: ChunkInput[], windows: KeyGroupRange[], sp:
   let files: ChunkFile[] = [];
   let index = new Map<ChunkFile, number>();
   let parts: { src: Uint32Array; row: Uint32Array; kg: Uint16Array }[] = [];
+  // The batches gathered into the next chunk keep their source buffers out of the scratch pool until then.
+  let held: (() => void)[] = [];
   let rows = 0;
   let from = -1;
   const emit = async (end: number) => {
@@ -359,6 +361,9 @@ async function gatherWindows(inputs: ChunkInput[], windows: KeyGroupRange[], sp:
       at += p.row.length;
     }
     const chunk = gatherChunk(sp.layout, files, src, row, { compression: opts.compression ?? "none", keyGroups });
+    // The gathered chunk is a copy: the sources are read no more.
+    for (const done of held) done();
+    held = [];
     await out.addEncoded({ start: from, end }, chunk);
     files = [];
     index = new Map();
@@ -367,7 +372,9 @@ async function gatherWindows(inputs: ChunkInput[], windows: KeyGroupRange[], sp:
     from = end + 1;
   };
   let current = -1;
-  for await (const s of sweepSelections(inputs, windows, { ...sweepOpts(sp, plan, opts), mode, batchRows: Math.min(opts.batchRows ?? maxChunkRows, maxChunkRows) })) {
+  const sweepOptions = { ...sweepOpts(sp, plan, opts), mode, batchRows: Math.min(opts.batchRows ?? maxChunkRows, maxChunkRows), scratch: true };
+  for await (const s of sweepSelections(inputs, windows, sweepOptions)) {
+    held.push(s.retain());
     if (s.window !== current) {
       if (current >= 0) {
         await emit(windows[current].end);
