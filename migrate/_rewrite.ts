@@ -372,18 +372,21 @@ async function gatherWindows(inputs: ChunkInput[], windows: KeyGroupRange[], sp:
     from = end + 1;
   };
   let current = -1;
+  let begun = false;
   const sweepOptions = { ...sweepOpts(sp, plan, opts), mode, batchRows: Math.min(opts.batchRows ?? maxChunkRows, maxChunkRows), scratch: true };
   for await (const s of sweepSelections(inputs, windows, sweepOptions)) {
-    held.push(s.retain());
     if (s.window !== current) {
-      if (current >= 0) {
+      if (begun) {
         await emit(windows[current].end);
         await out.end();
       }
       current = s.window;
       out.begin(windows[current]);
+      begun = true;
       from = windows[current].start;
     }
+    // After the emit above: that emit's release must not end this batch's retain.
+    held.push(s.retain());
     const map = Uint32Array.from(s.files, (f) => {
       let i = index.get(f);
       if (i === undefined) index.set(f, (i = files.push(f) - 1));
@@ -393,9 +396,15 @@ async function gatherWindows(inputs: ChunkInput[], windows: KeyGroupRange[], sp:
     for (let i = 0; i < src.length; i++) src[i] = map[src[i]];
     parts.push({ src, row: s.row, kg: s.keyGroups });
     rows += src.length;
-    if (rows >= maxChunkRows && s.range.end < windows[current].end) await emit(s.range.end);
+    if (s.range.end === windows[current].end) {
+      // The window is complete: written now, so its sources go back to the pool before the next window's
+      // chunks are read (the sweep opens them as soon as it is asked for the next batch).
+      await emit(s.range.end);
+      await out.end();
+      begun = false;
+    } else if (rows >= maxChunkRows) await emit(s.range.end);
   }
-  if (current >= 0) {
+  if (begun) {
     await emit(windows[current].end);
     await out.end();
   }
