@@ -17,7 +17,7 @@ export interface Lease {
 }
 
 /** Free buffers kept: chunks being read, built (columns and file) and written. */
-const KEEP = 8;
+const KEEP = 16;
 /** Bytes of free buffers kept at most (what an idle pool adds to the process's memory). */
 const KEEP_BYTES = 96 * 1024 * 1024;
 /** Buffers smaller than this are plain allocations (small ones come cheap from the allocator). */

@@ -508,7 +508,7 @@ async function rehashInMemory(plan: RewritePlan, op: OperatorPlan, sp: StatePlan
   // Only this run's key groups are sorted (a shard's slice; all of them for one run).
   const lo = windows.length ? windows[0].start : 0;
   const hi = windows.length ? windows[windows.length - 1].end : -1;
-  const { files, src: oSrc, row: oRow, keyGroups: oKg, starts } = sortPicks(hashed, lo, hi, maxP);
+  const { files, src: oSrc, row: oRow, keyGroups: oKg, starts } = sortPicks(hashed, lo, hi, maxP, leases);
   hashed = undefined;
   writer.phase = "write";
   const out = writer.keyed(op.uid, sp.name, sp.layout);
@@ -532,7 +532,7 @@ async function rehashInMemory(plan: RewritePlan, op: OperatorPlan, sp: StatePlan
     }
     await out.end();
   }
-  // Gathered chunks are copies: the sources are read no more.
+  // Gathered chunks are copies: the sources and the picks are read no more.
   for (const l of leases ?? []) l.release();
   return await out.finish();
 }
@@ -546,22 +546,36 @@ interface SortedPicks {
   starts: Uint32Array;
 }
 
+/**
+ * `n` elements of a picks array: from the scratch pool when `leases` is given (the lease is added there,
+ * released with the run's sources), else a plain allocation. Contents are undefined: the caller writes
+ * every element it reads. Picks of a run are allocated and dropped once per run (10 bytes per row): fresh
+ * memory there is page faults and, in a process with a large heap, full collections.
+ */
+function picksArray<T extends Uint32Array | Uint16Array>(Type: { new (buffer: ArrayBuffer, byteOffset: number, length: number): T; new (length: number): T; readonly BYTES_PER_ELEMENT: number }, n: number, leases?: Lease[]): T {
+  const lease = leases ? scratchFor(n * Type.BYTES_PER_ELEMENT) : undefined;
+  if (!lease) return new Type(n);
+  leases!.push(lease);
+  return new Type(lease.bytes.buffer as ArrayBuffer, lease.bytes.byteOffset, n);
+}
+
 /** Every source row of `sp` as a pick (file, row) with its new key group, in the source's order. */
 async function hashedPicks(plan: RewritePlan, sp: StatePlan, writer: SavepointWriter, opts: WriteOptions, leases?: Lease[]): Promise<HashedPicks> {
   const maxP = plan.maxParallelism;
   const total = sp.src.chunks.reduce((n, c) => n + c.rows, 0);
   const files: ChunkFile[] = [];
   const index = new Map<ChunkFile, number>();
-  let src = new Uint32Array(total);
-  let row = new Uint32Array(total);
-  let kgs = new Uint16Array(total);
+  // A manifest's row counts are untrusted: past the pool's sizes (or when a chain holds more rows than
+  // counted, below) the arrays are plain allocations.
+  let src = picksArray(Uint32Array, total, leases);
+  let row = picksArray(Uint32Array, total, leases);
+  let kgs = picksArray(Uint16Array, total, leases);
   let n = 0;
   writer.phase = "scatter";
   // Every source chunk stays open until the last target range is gathered (into `leases`' buffers if given).
   for await (const s of sweepSelections(snapshotInputs(plan.src, sp.src, leases), [{ start: 0, end: plan.src.manifest.maxParallelism - 1 }], { ...sweepOpts(sp, plan, opts), canonical: false, batchRows: 65_536 })) {
     const m = s.row.length;
     if (m === 0) continue;
-    const batchKgs = keyGroupsOfColumn(s.files.map((f) => f.columns[f.plan.index.key]), s.src, s.row, maxP)!;
     const map = Uint32Array.from(s.files, (f) => {
       let i = index.get(f);
       if (i === undefined) index.set(f, (i = files.push(f) - 1));
@@ -578,9 +592,10 @@ async function hashedPicks(plan: RewritePlan, sp: StatePlan, writer: SavepointWr
       row = grow(row, (k) => new Uint32Array(k));
       kgs = grow(kgs, (k) => new Uint16Array(k));
     }
+    // New key groups hashed straight into their place.
+    keyGroupsOfColumn(s.files.map((f) => f.columns[f.plan.index.key]), s.src, s.row, maxP, kgs.subarray(n, n + m));
     for (let i = 0; i < m; i++) src[n + i] = map[s.src[i]];
     row.set(s.row, n);
-    kgs.set(batchKgs, n);
     n += m;
     writer.progress({ phase: "scatter", rows: n });
   }
@@ -591,7 +606,7 @@ async function hashedPicks(plan: RewritePlan, sp: StatePlan, writer: SavepointWr
  * The picks of new key groups `lo`–`hi`, counting-sorted by new key group (stable: rows of one key group
  * keep their order); `starts[g]` (for g in lo…hi + 1) is where key group g begins in the sorted picks.
  */
-function sortPicks(h: HashedPicks, lo: number, hi: number, maxP: number): SortedPicks {
+function sortPicks(h: HashedPicks, lo: number, hi: number, maxP: number, leases?: Lease[]): SortedPicks {
   const { src, row, keyGroups: kgs, length: n } = h;
   const counts = new Uint32Array(maxP + 1);
   for (let i = 0; i < n; i++) counts[kgs[i] + 1]++;
@@ -600,9 +615,10 @@ function sortPicks(h: HashedPicks, lo: number, hi: number, maxP: number): Sorted
   const m = hi >= lo ? counts[hi + 1] - base : 0;
   const starts = new Uint32Array(maxP + 1);
   for (let g = lo; g <= hi + 1 && g <= maxP; g++) starts[g] = counts[g] - base;
-  const oSrc = new Uint32Array(m);
-  const oRow = new Uint32Array(m);
-  const oKg = new Uint16Array(m);
+  // Every element below m is written: pooled arrays need no clearing.
+  const oSrc = picksArray(Uint32Array, m, leases);
+  const oRow = picksArray(Uint32Array, m, leases);
+  const oKg = picksArray(Uint16Array, m, leases);
   for (let i = 0; i < n; i++) {
     const k = kgs[i];
     if (k < lo || k > hi) continue;
