@@ -626,6 +626,41 @@ function hashRow(cols: readonly IdColumn[], r: number): number {
   return (h ^ (h >>> 16)) >>> 0;
 }
 
+/** Bits of {@link sigRow}: a table of 4096 generation stamps per merge. */
+const SIG_BITS = 12;
+
+/**
+ * A cheap signature of a row's identity, from its first identity column alone (equal identities have equal
+ * signatures): a string's length and last four bytes, an integer's words, a float's bits (0 and -0 alike,
+ * every NaN alike). Lets a base row that no newer part has entered skip the full hash and probe.
+ */
+function sigRow(cols: readonly IdColumn[], r: number): number {
+  const c = cols[0];
+  let w: number;
+  switch (c.kind) {
+    case "b": {
+      const o = c.offsets!;
+      const b = c.bytes!;
+      const e = o[r + 1];
+      const len = e - o[r];
+      w = len >= 4 ? (b[e - 4] | (b[e - 3] << 8) | (b[e - 2] << 16) | (b[e - 1] << 24)) ^ len : len > 0 ? (b[e - 1] | (len << 8)) ^ (b[o[r]] << 16) : 0x7fffffff;
+      break;
+    }
+    case "i":
+      w = c.words![r];
+      break;
+    case "l":
+      w = c.words![2 * r] ^ Math.imul(c.words![2 * r + 1], 0x01000193);
+      break;
+    case "d": {
+      const x = c.floats![r];
+      w = x === 0 ? 0 : x !== x ? 0x7ff80000 : c.words![2 * r] ^ Math.imul(c.words![2 * r + 1], 0x01000193);
+      break;
+    }
+  }
+  return Math.imul(w, 0x9e3779b1) >>> (32 - SIG_BITS);
+}
+
 function sameRow(a: readonly IdColumn[], ra: number, b: readonly IdColumn[], rb: number): boolean {
   for (let k = 0; k < a.length; k++) {
     const x = a[k];
@@ -702,6 +737,8 @@ function mergePicks(parts: readonly OpenPart[], range: KeyGroupRange, indexOf: (
   const slotGen = new Int32Array(cap);
   const slotFile = new Int32Array(cap);
   const slotRow = new Uint32Array(cap);
+  // Signatures of the identities entered for the current key group (stamped with its generation).
+  const sigGen = new Int32Array(1 << SIG_BITS);
   let gen = 0;
   // Older parts than `j` are reset by its base: their rows of key group `g` are skipped.
   const skipOlder = (j: number, g: number) => {
@@ -746,7 +783,7 @@ function mergePicks(parts: readonly OpenPart[], range: KeyGroupRange, indexOf: (
           }
         } else {
           for (let r = lo; r < hi; r++) {
-            if (entered) {
+            if (entered && sigGen[sigRow(cols, r)] === gen) {
               let s = hashRow(cols, r) & mask;
               let seen = false;
               while (slotGen[s] === gen) {
@@ -783,6 +820,7 @@ function mergePicks(parts: readonly OpenPart[], range: KeyGroupRange, indexOf: (
         slotGen[s] = gen;
         slotFile[s] = f;
         slotRow[s] = r;
+        sigGen[sigRow(cols, r)] = gen;
         entered = true;
         if (ops !== null && ops[r] === 1) continue;
         src[n] = f;
