@@ -17,11 +17,12 @@ export interface Lease {
 }
 
 /** Free buffers kept: chunks being read, built (columns and file) and written. */
-const KEEP = 8;
+const KEEP = 16;
 /** Bytes of free buffers kept at most (what an idle pool adds to the process's memory). */
 const KEEP_BYTES = 96 * 1024 * 1024;
 /** Buffers smaller than this are plain allocations (small ones come cheap from the allocator). */
 const MIN_POOLED = 1 << 20;
+let minPooled = MIN_POOLED;
 /** Largest buffer kept for reuse (larger ones are left to the garbage collector). */
 const MAX_POOLED = 256 * 1024 * 1024;
 
@@ -46,7 +47,7 @@ function dropWhenIdle(): void {
  * whatever was there: the caller writes every byte it uses (or zero-fills: cheap on warm memory).
  */
 export function leaseBytes(size: number): Lease {
-  if (size < MIN_POOLED || size > MAX_POOLED) return { bytes: new Uint8Array(size), release() {} };
+  if (size < minPooled || size > MAX_POOLED) return { bytes: new Uint8Array(size), release() {} };
   let best = -1;
   for (let i = 0; i < free.length; i++) {
     if (free[i].byteLength >= size && (best < 0 || free[i].byteLength < free[best].byteLength)) best = i;
@@ -63,6 +64,7 @@ export function leaseBytes(size: number): Lease {
     release() {
       if (out) return;
       out = true;
+      if (poison) new Uint8Array(buffer).fill(POISON);
       if (buffer.byteLength > KEEP_BYTES) return;
       while (free.length >= KEEP || freeBytes + buffer.byteLength > KEEP_BYTES) {
         // Make room from the smallest ones: a small buffer is cheap to allocate again, a large one is not.
@@ -83,7 +85,24 @@ export function leaseBytes(size: number): Lease {
  * sizes, so a manifest that lies about a size never makes this allocate more than the pool's largest buffer.
  */
 export function scratchFor(size: number): Lease | undefined {
-  return Number.isSafeInteger(size) && size >= MIN_POOLED && size <= MAX_POOLED ? leaseBytes(size) : undefined;
+  return Number.isSafeInteger(size) && size >= minPooled && size <= MAX_POOLED ? leaseBytes(size) : undefined;
+}
+
+/** The byte released buffers are filled with under {@link scratchTestMode}. */
+export const POISON = 0xa5;
+let poison = false;
+
+/**
+ * Tests: pool buffers of every size (test chunks are small) and fill each buffer with {@link POISON} as it
+ * is released, so that a read of a buffer released too early sees garbage at once (and fails a test)
+ * instead of bytes that happen to be still there. Off by default. Returns the previous setting.
+ */
+export function scratchTestMode(on: boolean): boolean {
+  const was = poison;
+  poison = on;
+  minPooled = on ? 1 : MIN_POOLED;
+  dropScratch();
+  return was;
 }
 
 /** Drops every free buffer (tests, and a tool that ends: its memory goes back to the process). */

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { dropScratch, leaseBytes, scratchFor } from "./_scratch.ts";
+import { dropScratch, leaseBytes, POISON, scratchFor, scratchTestMode } from "./_scratch.ts";
 
 const MiB = 1024 * 1024;
 
@@ -25,18 +25,19 @@ test("leaseBytes() reuses a released buffer, never one still leased", () => {
   dropScratch();
 });
 
-test("leaseBytes() keeps at most eight free buffers, the largest, within 96 MiB, and none after dropScratch()", () => {
+test("leaseBytes() keeps at most sixteen free buffers, the largest, within 96 MiB, and none after dropScratch()", () => {
   dropScratch();
-  const leases = [1, 2, 3, 4, 5, 6, 7, 8, 9].map((m) => leaseBytes(m * MiB));
+  // 17 buffers of 1, 1.5, …, 9 MiB (90 MiB with headroom: under the byte cap, over the count).
+  const leases = Array.from({ length: 17 }, (_, i) => leaseBytes(MiB + i * (MiB / 2)));
   for (const l of leases) l.release();
-  const big = leaseBytes(9 * MiB);
-  assert.equal(big.bytes.buffer, leases[8].bytes.buffer, "the largest was kept");
+  const big = leaseBytes(9.5 * MiB);
+  assert.equal(big.bytes.buffer, leases[16].bytes.buffer, "the largest was kept");
   const smallest = leaseBytes(MiB);
   assert.equal(smallest.bytes.buffer, leases[1].bytes.buffer, "the smallest was let go: the next fit serves");
   big.release();
   smallest.release();
   dropScratch();
-  assert.notEqual(leaseBytes(9 * MiB).bytes.buffer, leases[8].bytes.buffer, "dropped buffers are not reused");
+  assert.notEqual(leaseBytes(9 * MiB).bytes.buffer, leases[16].bytes.buffer, "dropped buffers are not reused");
   const huge = [40, 40, 40].map((m) => leaseBytes(m * MiB));
   for (const l of huge) l.release();
   const again = [40, 40, 40].map((m) => leaseBytes(m * MiB));
@@ -54,4 +55,19 @@ test("scratchFor() leases nothing for sizes a manifest could lie about", () => {
   assert.equal(l?.bytes.length, 3 * MiB);
   l?.release();
   dropScratch();
+});
+
+test("scratchTestMode() pools small buffers and poisons each as it is released", () => {
+  const was = scratchTestMode(true);
+  try {
+    const a = leaseBytes(100);
+    a.bytes.fill(7);
+    const view = a.bytes;
+    a.release();
+    assert.ok(view.every((x) => x === POISON), "a stale view of a released buffer reads poison");
+    assert.equal(leaseBytes(90).bytes.buffer, view.buffer, "small buffers are pooled in test mode");
+  } finally {
+    scratchTestMode(was);
+  }
+  assert.equal(scratchFor(100), undefined, "off again: small reads are plain allocations");
 });

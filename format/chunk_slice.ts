@@ -667,7 +667,8 @@ export function gatherChunk(
  * The key groups of picked rows of a key column under `maxParallelism`, hashed straight from the column
  * (Java `hashCode` + Flink's murmur, exactly as `assignKeyGroup`): utf8 keys from their bytes (a JS
  * string only for non-ASCII keys), int32 and int64 keys from their integer buffers, float64 keys from
- * their values. Undefined for key types hashed from JS values (bytes, msgpack).
+ * their values. Undefined for key types hashed from JS values (bytes, msgpack). With `into` (one element
+ * per pick), the key groups are written there and `into` is returned.
  *
  * @example
  * ```ts
@@ -680,10 +681,11 @@ export function gatherChunk(
  * assert.equal(keyGroupsOfColumn([f.columns[f.plan.index.key]], Uint32Array.of(0), Uint32Array.of(0), 512)![0] === assignKeyGroup("a", 512), true);
  * ```
  */
-export function keyGroupsOfColumn(cols: readonly ColumnData[], src: Uint32Array, row: Uint32Array, maxParallelism: number): Uint16Array | undefined {
+export function keyGroupsOfColumn(cols: readonly ColumnData[], src: Uint32Array, row: Uint32Array, maxParallelism: number, into?: Uint16Array): Uint16Array | undefined {
   const type = cols[0]?.plan.type;
   const n = row.length;
-  const out = new Uint16Array(n);
+  if (into && into.length !== n) throw new RangeError(`keyGroupsOfColumn: into has ${into.length} elements for ${n} picks`);
+  const out = into ?? new Uint16Array(n);
   if (cols.length === 0) return out;
   const kgOf = (hash: number) => keyGroupForHash(hash, maxParallelism);
   switch (type) {

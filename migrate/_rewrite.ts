@@ -346,6 +346,8 @@ async function gatherWindows(inputs: ChunkInput[], windows: KeyGroupRange[], sp:
   let files: ChunkFile[] = [];
   let index = new Map<ChunkFile, number>();
   let parts: { src: Uint32Array; row: Uint32Array; kg: Uint16Array }[] = [];
+  // The batches gathered into the next chunk keep their source buffers out of the scratch pool until then.
+  let held: (() => void)[] = [];
   let rows = 0;
   let from = -1;
   const emit = async (end: number) => {
@@ -360,6 +362,9 @@ async function gatherWindows(inputs: ChunkInput[], windows: KeyGroupRange[], sp:
       at += p.row.length;
     }
     const chunk = gatherChunk(sp.layout, files, src, row, { compression: opts.compression ?? "none", keyGroups });
+    // The gathered chunk is a copy: the sources are read no more.
+    for (const done of held) done();
+    held = [];
     await out.addEncoded({ start: from, end }, chunk);
     files = [];
     index = new Map();
@@ -368,16 +373,21 @@ async function gatherWindows(inputs: ChunkInput[], windows: KeyGroupRange[], sp:
     from = end + 1;
   };
   let current = -1;
-  for await (const s of sweepSelections(inputs, windows, { ...sweepOpts(sp, plan, opts), mode, batchRows: Math.min(opts.batchRows ?? maxChunkRows, maxChunkRows) })) {
+  let begun = false;
+  const sweepOptions = { ...sweepOpts(sp, plan, opts), mode, batchRows: Math.min(opts.batchRows ?? maxChunkRows, maxChunkRows), scratch: true };
+  for await (const s of sweepSelections(inputs, windows, sweepOptions)) {
     if (s.window !== current) {
-      if (current >= 0) {
+      if (begun) {
         await emit(windows[current].end);
         await out.end();
       }
       current = s.window;
       out.begin(windows[current]);
+      begun = true;
       from = windows[current].start;
     }
+    // After the emit above: that emit's release must not end this batch's retain.
+    held.push(s.retain());
     const map = Uint32Array.from(s.files, (f) => {
       let i = index.get(f);
       if (i === undefined) index.set(f, (i = files.push(f) - 1));
@@ -387,9 +397,15 @@ async function gatherWindows(inputs: ChunkInput[], windows: KeyGroupRange[], sp:
     for (let i = 0; i < src.length; i++) src[i] = map[src[i]];
     parts.push({ src, row: s.row, kg: s.keyGroups });
     rows += src.length;
-    if (rows >= maxChunkRows && s.range.end < windows[current].end) await emit(s.range.end);
+    if (s.range.end === windows[current].end) {
+      // The window is complete: written now, so its sources go back to the pool before the next window's
+      // chunks are read (the sweep opens them as soon as it is asked for the next batch).
+      await emit(s.range.end);
+      await out.end();
+      begun = false;
+    } else if (rows >= maxChunkRows) await emit(s.range.end);
   }
-  if (current >= 0) {
+  if (begun) {
     await emit(windows[current].end);
     await out.end();
   }
@@ -490,7 +506,7 @@ async function rehashInMemory(plan: RewritePlan, op: OperatorPlan, sp: StatePlan
     hashed = await hashedPicks(plan, sp, writer, opts, leases);
     if (key) {
       // Sorted once for every shard of the run, each then takes its slice without a pass over all rows.
-      const all = sortPicks(hashed, 0, maxP - 1, maxP);
+      const all = sortPicks(hashed, 0, maxP - 1, maxP, leases);
       hashed = { files: all.files, src: all.src, row: all.row, keyGroups: all.keyGroups, length: all.src.length, starts: all.starts };
       keepPicks(key, opts.shard!, hashed, leases);
     }
@@ -498,7 +514,7 @@ async function rehashInMemory(plan: RewritePlan, op: OperatorPlan, sp: StatePlan
   const shared = key ? hashed : undefined;
   try {
     // Only this run's key groups are sorted (a shard's slice; all of them for one run).
-    const sorted = sortPicks(hashed, windows.length ? windows[0].start : 0, windows.length ? windows[windows.length - 1].end : -1, maxP);
+    const sorted = sortPicks(hashed, windows.length ? windows[0].start : 0, windows.length ? windows[windows.length - 1].end : -1, maxP, shared ? undefined : leases);
     hashed = undefined; // one run's unsorted picks are garbage from here
     return await gatherPicks(op, sp, writer, opts, windows, sorted, shared ? [] : leases);
   } finally {
@@ -531,7 +547,7 @@ async function gatherPicks(op: OperatorPlan, sp: StatePlan, writer: SavepointWri
     }
     await out.end();
   }
-  // Gathered chunks are copies: the sources are read no more.
+  // Gathered chunks are copies: the sources and the picks are read no more.
   for (const l of leases) l.release();
   return await out.finish();
 }
@@ -545,22 +561,36 @@ interface SortedPicks {
   starts: Uint32Array;
 }
 
+/**
+ * `n` elements of a picks array: from the scratch pool when `leases` is given (the lease is added there,
+ * released with the run's sources), else a plain allocation. Contents are undefined: the caller writes
+ * every element it reads. Picks of a run are allocated and dropped once per run (10 bytes per row): fresh
+ * memory there is page faults and, in a process with a large heap, full collections.
+ */
+function picksArray<T extends Uint32Array | Uint16Array>(Type: { new (buffer: ArrayBuffer, byteOffset: number, length: number): T; new (length: number): T; readonly BYTES_PER_ELEMENT: number }, n: number, leases?: Lease[]): T {
+  const lease = leases ? scratchFor(n * Type.BYTES_PER_ELEMENT) : undefined;
+  if (!lease) return new Type(n);
+  leases!.push(lease);
+  return new Type(lease.bytes.buffer as ArrayBuffer, lease.bytes.byteOffset, n);
+}
+
 /** Every source row of `sp` as a pick (file, row) with its new key group, in the source's order. */
 async function hashedPicks(plan: RewritePlan, sp: StatePlan, writer: SavepointWriter, opts: WriteOptions, leases?: Lease[]): Promise<HashedPicks> {
   const maxP = plan.maxParallelism;
   const total = sp.src.chunks.reduce((n, c) => n + c.rows, 0);
   const files: ChunkFile[] = [];
   const index = new Map<ChunkFile, number>();
-  let src = new Uint32Array(total);
-  let row = new Uint32Array(total);
-  let kgs = new Uint16Array(total);
+  // A manifest's row counts are untrusted: past the pool's sizes (or when a chain holds more rows than
+  // counted, below) the arrays are plain allocations.
+  let src = picksArray(Uint32Array, total, leases);
+  let row = picksArray(Uint32Array, total, leases);
+  let kgs = picksArray(Uint16Array, total, leases);
   let n = 0;
   writer.phase = "scatter";
   // Every source chunk stays open until the last target range is gathered (into `leases`' buffers if given).
   for await (const s of sweepSelections(snapshotInputs(plan.src, sp.src, leases), [{ start: 0, end: plan.src.manifest.maxParallelism - 1 }], { ...sweepOpts(sp, plan, opts), canonical: false, batchRows: 65_536 })) {
     const m = s.row.length;
     if (m === 0) continue;
-    const batchKgs = keyGroupsOfColumn(s.files.map((f) => f.columns[f.plan.index.key]), s.src, s.row, maxP)!;
     const map = Uint32Array.from(s.files, (f) => {
       let i = index.get(f);
       if (i === undefined) index.set(f, (i = files.push(f) - 1));
@@ -577,9 +607,10 @@ async function hashedPicks(plan: RewritePlan, sp: StatePlan, writer: SavepointWr
       row = grow(row, (k) => new Uint32Array(k));
       kgs = grow(kgs, (k) => new Uint16Array(k));
     }
+    // New key groups hashed straight into their place.
+    keyGroupsOfColumn(s.files.map((f) => f.columns[f.plan.index.key]), s.src, s.row, maxP, kgs.subarray(n, n + m));
     for (let i = 0; i < m; i++) src[n + i] = map[s.src[i]];
     row.set(s.row, n);
-    kgs.set(batchKgs, n);
     n += m;
     writer.progress({ phase: "scatter", rows: n });
   }
@@ -590,7 +621,7 @@ async function hashedPicks(plan: RewritePlan, sp: StatePlan, writer: SavepointWr
  * The picks of new key groups `lo`–`hi`, counting-sorted by new key group (stable: rows of one key group
  * keep their order); `starts[g]` (for g in lo…hi + 1) is where key group g begins in the sorted picks.
  */
-function sortPicks(h: HashedPicks, lo: number, hi: number, maxP: number): SortedPicks {
+function sortPicks(h: HashedPicks, lo: number, hi: number, maxP: number, leases?: Lease[]): SortedPicks {
   if (h.starts) {
     // Already sorted (a shard's picks kept for the run): its slice, as views.
     const from = hi >= lo ? h.starts[lo] : 0;
@@ -607,9 +638,10 @@ function sortPicks(h: HashedPicks, lo: number, hi: number, maxP: number): Sorted
   const m = hi >= lo ? counts[hi + 1] - base : 0;
   const starts = new Uint32Array(maxP + 1);
   for (let g = lo; g <= hi + 1 && g <= maxP; g++) starts[g] = counts[g] - base;
-  const oSrc = new Uint32Array(m);
-  const oRow = new Uint32Array(m);
-  const oKg = new Uint16Array(m);
+  // Every element below m is written: pooled arrays need no clearing.
+  const oSrc = picksArray(Uint32Array, m, leases);
+  const oRow = picksArray(Uint32Array, m, leases);
+  const oKg = picksArray(Uint16Array, m, leases);
   for (let i = 0; i < n; i++) {
     const k = kgs[i];
     if (k < lo || k > hi) continue;

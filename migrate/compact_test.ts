@@ -7,6 +7,7 @@ import { AlreadyExistsError, IncompatibleSnapshotError } from "../format/errors.
 import { assignKeyGroup, keyGroupRangeFor } from "../format/key_group.ts";
 import { decodeChunk } from "../format/decode_chunk.ts";
 import { openSnapshot } from "../snapshot/read.ts";
+import { scratchTestMode } from "../format/_scratch.ts";
 import { compact } from "./compact.ts";
 import { cnt, listAll, stateMap, writeChain } from "./_test_util.ts";
 
@@ -74,6 +75,32 @@ test("compact() at another parallelism and with small chunks still holds every r
   // An older checkpoint of the chain compacts to its own state.
   await compact("memory:compact-p/chk-000001", "memory:compact-p/sp-1");
   assert.equal((await stateMap("memory:compact-p/sp-1")).size, 300);
+});
+
+test("compact() through the scratch pool with released buffers poisoned writes the same chunk bytes", async () => {
+  clearMemoryStorage("compact-pool");
+  const root = await openStorage("memory:compact-pool");
+  await writeChain(root, chainSteps());
+  // Same parallelism (source ranges end where windows end), and 3 (source chunks end inside windows and
+  // inside the first batch of a window); output chunks split, so batches are held across chunk ends.
+  for (const [name, opts] of [["p4", { maxChunkRows: 40, batchRows: 16 }], ["p3", { parallelism: 3, maxChunkRows: 60, batchRows: 50 }]] as const) {
+    await compact("memory:compact-pool/chk-000004", `memory:compact-pool/${name}-plain`, opts);
+    // Every buffer pooled (test chunks are small) and poisoned as it goes back: a source chunk handed back
+    // while a pending output chunk still gathers from it would change the bytes written.
+    const was = scratchTestMode(true);
+    try {
+      await compact("memory:compact-pool/chk-000004", `memory:compact-pool/${name}-pooled`, opts);
+    } finally {
+      scratchTestMode(was);
+    }
+    const a = await openSnapshot(`memory:compact-pool/${name}-plain`);
+    const b = await openSnapshot(`memory:compact-pool/${name}-pooled`);
+    const ca = a.manifest.operators[0].states[0].chunks;
+    const cb = b.manifest.operators[0].states[0].chunks;
+    assert.ok(ca.length > 3, "more output chunks than windows");
+    assert.deepEqual(cb.map((c) => [c.path, c.rows, c.checksum]), ca.map((c) => [c.path, c.rows, c.checksum]));
+    for (let i = 0; i < ca.length; i++) assert.deepEqual(await b.storage.get(cb[i].path), await a.storage.get(ca[i].path));
+  }
 });
 
 test("compact() never writes in place or over an existing snapshot", async () => {

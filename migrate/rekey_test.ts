@@ -6,6 +6,7 @@ import { IncompatibleSnapshotError, KeyGroupError, SchemaViolationError } from "
 import { assignKeyGroup, keyGroupRangeFor } from "../format/key_group.ts";
 import { decodeChunk } from "../format/decode_chunk.ts";
 import { openSnapshot, readState } from "../snapshot/read.ts";
+import { scratchTestMode } from "../format/_scratch.ts";
 import { rekey } from "./rekey.ts";
 import { entries, listAll, stateMap, writeSavepoint } from "./_test_util.ts";
 
@@ -91,6 +92,28 @@ test("rekey() maxParallelism in memory (small sources) and through spilled piece
   const chunks = (await openSnapshot("memory:rekey-mem/mem")).manifest.operators[0].states[0].chunks;
   assert.ok(chunks.length > 3, "split below the subtask ranges");
   for (const c of chunks) assert.ok(c.rows <= 250 || c.keyGroupRange!.start === c.keyGroupRange!.end, `chunk of ${c.rows} rows over key groups ${JSON.stringify(c.keyGroupRange)}`);
+});
+
+test("rekey() maxParallelism through the poisoned scratch pool (sources and picks pooled) writes the same chunk bytes", async () => {
+  clearMemoryStorage("rekey-pool");
+  await writeSavepoint(await openStorage("memory:rekey-pool/a"), entries(3000, "user-"), { parallelism: 4 });
+  const opts = { maxParallelism: 300, parallelism: 3, maxChunkRows: 250 };
+  await rekey("memory:rekey-pool/a", "memory:rekey-pool/plain", opts);
+  // Every buffer pooled (test chunks are small) and poisoned as it goes back: a source chunk or a picks
+  // array handed back while later target ranges still gather from it would change the bytes written.
+  const was = scratchTestMode(true);
+  try {
+    await rekey("memory:rekey-pool/a", "memory:rekey-pool/pooled", opts);
+  } finally {
+    scratchTestMode(was);
+  }
+  const a = await openSnapshot("memory:rekey-pool/plain");
+  const b = await openSnapshot("memory:rekey-pool/pooled");
+  const ca = a.manifest.operators[0].states[0].chunks;
+  const cb = b.manifest.operators[0].states[0].chunks;
+  assert.ok(ca.length > 3);
+  assert.deepEqual(cb.map((c) => [c.path, c.rows, c.checksum]), ca.map((c) => [c.path, c.rows, c.checksum]));
+  for (let i = 0; i < ca.length; i++) assert.deepEqual(await b.storage.get(cb[i].path), await a.storage.get(ca[i].path));
 });
 
 test("rekey() with a key function merges colliding keys with the merge rule", async () => {

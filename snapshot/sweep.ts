@@ -36,8 +36,13 @@ export interface ChunkInput {
   readonly rows: number;
   /** Where it is, for messages. */
   readonly path: string;
-  /** Reads, verifies and opens it (called once per sweep). */
-  readonly open: () => Promise<ChunkFile>;
+  /**
+   * Reads, verifies and opens it (called once per sweep). With `into` (at least {@link scratchBytes} bytes),
+   * the read may land there: the opened file's columns are then views of it.
+   */
+  readonly open: (into?: Uint8Array) => Promise<ChunkFile>;
+  /** Bytes a buffer passed to `open` needs (the stored size + 1, which tells an oversized file); none: `open` takes no buffer. */
+  readonly scratchBytes?: number;
   /** The manifest entry, when the input is a snapshot chunk. */
   readonly ref?: ChunkRef;
 }
@@ -60,11 +65,12 @@ export function snapshotInputs(snap: Snapshot, st: StateSnapshot, leases?: Lease
     order: ref.order,
     rows: ref.rows,
     path: chunkLocation(snap, ref),
-    open: () => {
-      const lease = leases ? scratchFor(ref.bytes + 1) : undefined;
+    open: (into?: Uint8Array) => {
+      const lease = !into && leases ? scratchFor(ref.bytes + 1) : undefined;
       if (lease) leases!.push(lease);
-      return openStateChunk(snap, st, ref, lease?.bytes);
+      return openStateChunk(snap, st, ref, into ?? lease?.bytes);
     },
+    scratchBytes: ref.bytes + 1,
     ref,
   }));
 }
@@ -115,6 +121,12 @@ export interface SweepOptions {
   canonical?: boolean;
   /** Aborts the sweep between batches. */
   signal?: AbortSignal;
+  /**
+   * {@link sweepSelections} only: read chunks into the scratch pool's buffers and hand each back once the
+   * sweep has passed it and every {@link SelectionBatch.retain} of a batch that picks from it has ended. The
+   * consumer promises to read a batch's `files` after asking for the next batch only under a `retain()`.
+   */
+  scratch?: boolean;
 }
 
 /**
@@ -220,10 +232,63 @@ interface OpenPart {
   readonly sub: KeyGroupRange;
 }
 
+/**
+ * A chunk's scratch buffer with a use count: one use for the sweep while the chunk may still be needed, one
+ * per live {@link SelectionBatch.retain} of a batch that picks from it. The buffer goes back to the pool
+ * when the count reaches zero, and only then (the pool hands it to the next read, which overwrites it).
+ */
+class SharedBuffer {
+  readonly #lease: Lease;
+  #uses = 1;
+
+  constructor(lease: Lease) {
+    this.#lease = lease;
+  }
+
+  retain(): void {
+    // A use after the last one ended would read bytes the pool may already have handed on.
+    if (this.#uses <= 0) throw new Error("internal: a chunk buffer was retained after it went back to the scratch pool");
+    this.#uses++;
+  }
+
+  release(): void {
+    if (this.#uses <= 0) throw new Error("internal: a chunk buffer was released more often than it was used");
+    if (--this.#uses === 0) this.#lease.release();
+  }
+}
+
+/** A chunk the walk has opened (or is opening), with its shared buffer once opened into one. */
+interface Opened {
+  readonly file: Promise<ChunkFile>;
+  shared?: SharedBuffer;
+}
+
+/** A batch of the walk: the opened chunks it needs, and the shared buffers of those read into the pool. */
+interface WalkBatch {
+  range: KeyGroupRange;
+  window: number;
+  parts: OpenPart[];
+  shared: SharedBuffer[];
+}
+
 /** The windowing shared by {@link sweep} and {@link sweepSelections}: the opened chunks of each batch. */
-async function* walk(inputs: readonly ChunkInput[], windows: readonly KeyGroupRange[], opts: SweepOptions): AsyncGenerator<{ range: KeyGroupRange; window: number; parts: OpenPart[] }> {
+async function* walk(inputs: readonly ChunkInput[], windows: readonly KeyGroupRange[], opts: SweepOptions): AsyncGenerator<WalkBatch> {
   const batchRows = Math.max(1, opts.batchRows ?? 16_384);
-  const cache = new Map<ChunkInput, Promise<ChunkFile>>();
+  const cache = new Map<ChunkInput, Opened>();
+  const open = (c: ChunkInput): Opened => {
+    const lease = opts.scratch && c.scratchBytes !== undefined ? scratchFor(c.scratchBytes) : undefined;
+    if (!lease) return { file: c.open() };
+    // A failed open leaves its lease to the garbage collector: never back in the pool, never reused.
+    const o: Opened = { file: c.open(lease.bytes).then((f) => ((o.shared = new SharedBuffer(lease)), f)) };
+    return o;
+  };
+  // The sweep's own use of a chunk ends: its buffer goes back once no retained batch reads it.
+  const drop = (c: ChunkInput) => {
+    const o = cache.get(c);
+    if (!o) return;
+    cache.delete(c);
+    o.file.then(() => o.shared?.release(), () => {});
+  };
   const last = windows.length ? windows[windows.length - 1].end : -1;
   // Expected rows per key group (each chunk's rows spread evenly over its range), as prefix sums:
   // O(chunks + key groups), whatever a manifest holds.
@@ -267,26 +332,30 @@ async function* walk(inputs: readonly ChunkInput[], windows: readonly KeyGroupRa
         }
         if (added) active.sort((a, b) => a.order - b.order);
         // Every chunk this batch needs is fetched at once (a few reads in flight), then used in order.
-        for (const c of active) if (intersect(c.range, sub) && !cache.has(c)) cache.set(c, c.open());
+        for (const c of active) if (intersect(c.range, sub) && !cache.has(c)) cache.set(c, open(c));
         const parts: OpenPart[] = [];
+        const shared: SharedBuffer[] = [];
         for (const c of active) {
           const overlap = intersect(c.range, sub);
-          if (overlap) parts.push({ input: c, file: await cache.get(c)!, sub: overlap });
+          if (!overlap) continue;
+          const o = cache.get(c)!;
+          parts.push({ input: c, file: await o.file, sub: overlap });
+          if (o.shared) shared.push(o.shared);
         }
-        // Chunks the sweep has passed: drop them.
+        // Chunks the sweep passes with this batch: dropped once the consumer has had the batch (and
+        // retained what it keeps reading).
         const still: ChunkInput[] = [];
-        for (const c of active) {
-          if (c.range.end > end) still.push(c);
-          else cache.delete(c);
-        }
+        const passed: ChunkInput[] = [];
+        for (const c of active) (c.range.end > end ? still : passed).push(c);
         active = still;
-        yield { range: sub, window: w, parts };
+        yield { range: sub, window: w, parts, shared };
+        for (const c of passed) drop(c);
         pos = end + 1;
       }
     }
   } finally {
     // Opened but never awaited (a window skipped them, or the caller stopped): not this sweep's to report.
-    for (const p of cache.values()) p.catch(() => {});
+    for (const c of [...cache.keys()]) drop(c);
   }
 }
 
@@ -309,7 +378,8 @@ function defaultMode(inputs: readonly ChunkInput[]): "chain" | "concat" {
  */
 export async function* sweep(inputs: readonly ChunkInput[], windows: readonly KeyGroupRange[], opts: SweepOptions): AsyncGenerator<RangeBatch> {
   const mode = opts.mode ?? defaultMode(inputs);
-  for await (const { range, window, parts: open } of walk(inputs, windows, opts)) {
+  // Decoded rows may be views of a chunk's bytes and outlive the batch: never pooled buffers here.
+  for await (const { range, window, parts: open } of walk(inputs, windows, { ...opts, scratch: false })) {
     const parts: ChainPart[] = open.map((p) => ({ part: decodePart(p.input, p.file, p.sub), base: p.input.type === "base", sub: p.sub }));
     const rows = mode === "chain" && (parts.length > 1 || parts.some((p) => !p.base || p.part.ops !== undefined))
       ? mergeChain(parts, opts)
@@ -332,6 +402,13 @@ export interface SelectionBatch {
   readonly row: Uint32Array;
   /** Per merged row, its key group (ascending): the gather need not read the kg columns. */
   readonly keyGroups: Uint16Array;
+  /**
+   * Keeps `files`' bytes valid after the next batch is asked for, until the returned function is called
+   * (call it once the rows are gathered). Needed only under {@link SweepOptions.scratch}, where a chunk's
+   * buffer goes back to the pool when the sweep has passed it and no retain is live; call it before asking
+   * for the next batch.
+   */
+  readonly retain: () => () => void;
 }
 
 /**
@@ -350,7 +427,7 @@ export interface SelectionBatch {
  */
 export async function* sweepSelections(inputs: readonly ChunkInput[], windows: readonly KeyGroupRange[], opts: SweepOptions): AsyncGenerator<SelectionBatch> {
   const mode = opts.mode ?? defaultMode(inputs);
-  for await (const { range, window, parts } of walk(inputs, windows, opts)) {
+  for await (const { range, window, parts, shared } of walk(inputs, windows, opts)) {
     const files: ChunkFile[] = [];
     const fileIndex = new Map<ChunkFile, number>();
     const indexOf = (f: ChunkFile) => {
@@ -366,8 +443,20 @@ export async function* sweepSelections(inputs: readonly ChunkInput[], windows: r
       const ids = identityColumns(files, opts);
       picks = ids ? mergePicks(parts, range, indexOf, ids) : mergePicksByValue(parts, range, indexOf, opts);
     }
-    yield { range, window, files, src: picks.src, row: picks.row, keyGroups: picks.kg };
+    yield { range, window, files, src: picks.src, row: picks.row, keyGroups: picks.kg, retain: () => retainAll(shared) };
   }
+}
+
+/** One use of each buffer, ended (once) by the function returned. */
+function retainAll(shared: readonly SharedBuffer[]): () => void {
+  if (shared.length === 0) return () => {};
+  for (const b of shared) b.retain();
+  let live = true;
+  return () => {
+    if (!live) return;
+    live = false;
+    for (const b of shared) b.release();
+  };
 }
 
 /** Checks that the rows a part contributes lie in its chunk's manifest range and the range asked. */
@@ -537,6 +626,41 @@ function hashRow(cols: readonly IdColumn[], r: number): number {
   return (h ^ (h >>> 16)) >>> 0;
 }
 
+/** Bits of {@link sigRow}: a table of 4096 generation stamps per merge. */
+const SIG_BITS = 12;
+
+/**
+ * A cheap signature of a row's identity, from its first identity column alone (equal identities have equal
+ * signatures): a string's length and last four bytes, an integer's words, a float's bits (0 and -0 alike,
+ * every NaN alike). Lets a base row that no newer part has entered skip the full hash and probe.
+ */
+function sigRow(cols: readonly IdColumn[], r: number): number {
+  const c = cols[0];
+  let w: number;
+  switch (c.kind) {
+    case "b": {
+      const o = c.offsets!;
+      const b = c.bytes!;
+      const e = o[r + 1];
+      const len = e - o[r];
+      w = len >= 4 ? (b[e - 4] | (b[e - 3] << 8) | (b[e - 2] << 16) | (b[e - 1] << 24)) ^ len : len > 0 ? (b[e - 1] | (len << 8)) ^ (b[o[r]] << 16) : 0x7fffffff;
+      break;
+    }
+    case "i":
+      w = c.words![r];
+      break;
+    case "l":
+      w = c.words![2 * r] ^ Math.imul(c.words![2 * r + 1], 0x01000193);
+      break;
+    case "d": {
+      const x = c.floats![r];
+      w = x === 0 ? 0 : x !== x ? 0x7ff80000 : c.words![2 * r] ^ Math.imul(c.words![2 * r + 1], 0x01000193);
+      break;
+    }
+  }
+  return Math.imul(w, 0x9e3779b1) >>> (32 - SIG_BITS);
+}
+
 function sameRow(a: readonly IdColumn[], ra: number, b: readonly IdColumn[], rb: number): boolean {
   for (let k = 0; k < a.length; k++) {
     const x = a[k];
@@ -613,6 +737,8 @@ function mergePicks(parts: readonly OpenPart[], range: KeyGroupRange, indexOf: (
   const slotGen = new Int32Array(cap);
   const slotFile = new Int32Array(cap);
   const slotRow = new Uint32Array(cap);
+  // Signatures of the identities entered for the current key group (stamped with its generation).
+  const sigGen = new Int32Array(1 << SIG_BITS);
   let gen = 0;
   // Older parts than `j` are reset by its base: their rows of key group `g` are skipped.
   const skipOlder = (j: number, g: number) => {
@@ -657,7 +783,7 @@ function mergePicks(parts: readonly OpenPart[], range: KeyGroupRange, indexOf: (
           }
         } else {
           for (let r = lo; r < hi; r++) {
-            if (entered) {
+            if (entered && sigGen[sigRow(cols, r)] === gen) {
               let s = hashRow(cols, r) & mask;
               let seen = false;
               while (slotGen[s] === gen) {
@@ -694,6 +820,7 @@ function mergePicks(parts: readonly OpenPart[], range: KeyGroupRange, indexOf: (
         slotGen[s] = gen;
         slotFile[s] = f;
         slotRow[s] = r;
+        sigGen[sigRow(cols, r)] = gen;
         entered = true;
         if (ops !== null && ops[r] === 1) continue;
         src[n] = f;

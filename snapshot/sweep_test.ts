@@ -16,7 +16,8 @@ import type { StateLayout } from "../format/state_layout.ts";
 import { checkpointDirName } from "./layout.ts";
 import { openSnapshot, readState } from "./read.ts";
 import type { Rows } from "./rows.ts";
-import { snapshotInputs, sweep, sweepSelections } from "./sweep.ts";
+import { type SelectionBatch, snapshotInputs, sweep, sweepSelections } from "./sweep.ts";
+import { scratchTestMode } from "../format/_scratch.ts";
 import { buildManifest, commitManifest, writeChunk } from "./write.ts";
 import { longOr } from "../format/_test_fuzz.ts";
 
@@ -145,6 +146,24 @@ test("the engine's sweep equals a naive row-level merge on random chains (rows, 
           for (const [k, v] of asMap(layout, { ...d, keys: d.keys, values: d.values })) gathered.set(k, v);
         }
         assert.deepEqual(gathered, want);
+        // The same through the scratch pool, every buffer poisoned as it goes back: every batch retained and
+        // gathered only after the sweep has ended, so a buffer handed back while still picked from shows.
+        const was = scratchTestMode(true);
+        try {
+          const kept: { s: SelectionBatch; done: () => void }[] = [];
+          for await (const s of sweepSelections(snapshotInputs(snap, st), windows, { ...shape, scratch: true })) kept.push({ s, done: s.retain() });
+          const pooled = new Map<string, unknown>();
+          for (const { s, done } of kept) {
+            if (s.row.length > 0) {
+              const d = decodeChunk(gatherChunk(layout, s.files, s.src, s.row).bytes);
+              for (const [k, v] of asMap(layout, { ...d, keys: d.keys, values: d.values })) pooled.set(k, v);
+            }
+            done();
+          }
+          assert.deepEqual(pooled, want);
+        } finally {
+          scratchTestMode(was);
+        }
         clearMemoryStorage(uri.slice(7));
       },
     ),
