@@ -140,6 +140,9 @@ export function checkGoals(results: readonly CaseResult[]): GoalCheck[] {
   add("restore.full ≥ 6× baseline.json.read", ratio(rate("restore.full"), rate("baseline.json.read")), (v) => v >= 6, X);
   add("runtime ≥ 1 M events/s", rate("runtime.records"), (v) => v >= 1e6, (v) => `${(v / 1e6).toFixed(2)} M events/s`);
   add("checkpointing every second costs ≤ 10%", ratio(rate("runtime.records.checkpointing"), rate("runtime.records")), (v) => v >= 0.9, (v) => `${P(v)} of the checkpoint-free rate`);
+  // Issue 14: subtasks on every core, checkpoints near the disk (ratios within one run).
+  add("runtime.records.workers2 ≥ 1.6× runtime.records (rows/s)", ratio(rate("runtime.records.workers2"), rate("runtime.records")), (v) => v >= 1.6, X);
+  add("full checkpoint ≥ 8× baseline.json.write", ratio(rate("checkpoint.full.write"), rate("baseline.json.write")), (v) => v >= 8, X);
   for (const n of ["runtime.windows.tumbling", "runtime.windows.session"]) {
     add(`${n} ≥ 0.5× runtime.records`, ratio(rate(n), rate("runtime.records")), (v) => v >= 0.5, (v) => `${X(v)} of runtime.records`);
   }

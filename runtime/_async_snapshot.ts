@@ -30,6 +30,8 @@ interface CapturedChunk {
   readonly type: "base" | "delta";
   readonly keyGroupRange?: KeyGroupRange;
   readonly subtask?: number;
+  /** Ends the table's copy-on-access for these rows (they are encoded or dropped); null: they were copied. */
+  release: (() => void) | null;
 }
 
 /** What the synchronous part of a subtask's snapshot captured: everything the asynchronous part needs. */
@@ -58,8 +60,8 @@ export interface CaptureInput {
 }
 
 /**
- * The synchronous part: captures every state of a subtask for `barrier`. Keyed rows are copied where user
- * code could still change them (the chunk is encoded later); the dirty sets are cleared and the chains
+ * The synchronous part: captures every state of a subtask for `barrier`. Keyed rows that user code could
+ * still change are copied now, or on access by the table until they are encoded (the chunk is encoded later); the dirty sets are cleared and the chains
  * advanced here, so changes after the barrier belong to the next checkpoint. Operator state (source
  * positions, a sink's pending transactions: a few rows) is encoded now, so anything user code keeps a
  * reference to is fixed at the barrier exactly as before.
@@ -87,12 +89,19 @@ export function captureSnapshot(t: CaptureInput, barrier: Barrier, target: Chunk
         table.clearDirty();
         if (!advanceChain(table.chain, type, rows.length)) continue;
       }
-      // Values held by reference are copied here. A table whose capture already copied them says so: values
-      // given as columns (`valueColumns`), or `valuesCopied` (values built fresh from columns by the capture).
-      if (!capturedAsCopy(rows)) copyValues(rows.values, rows.length, valueCopierOf(table.layout));
+      // Values held by reference must not change before they are encoded. A table whose capture already
+      // copied them says so: values given as columns (`valueColumns`), or `valuesCopied` (values built
+      // fresh from columns by the capture). A value-like table copies on access instead (a value is copied
+      // only if user code reaches it before the encode: a full capture of 1M struct values spent most of
+      // its time allocating copies, then collecting them). Any other table's values are copied here.
+      let release: (() => void) | null = null;
+      if (!capturedAsCopy(rows)) {
+        const copy = valueCopierOf(table.layout);
+        if (copy !== null && (release = table.holdCaptured(copy)) === null) copyValues(rows.values, rows.length, copy);
+      }
       part.rows += rows.length;
       // A base is authoritative for the whole subtask range (it resets key groups that became empty).
-      chunks.push({ part, layout: table.layout, rows, encoded: null, loc: target.keyed(t.uid, table.desc.name, range, type), type, keyGroupRange: type === "base" ? range : undefined });
+      chunks.push({ part, layout: table.layout, rows, encoded: null, loc: target.keyed(t.uid, table.desc.name, range, type), type, keyGroupRange: type === "base" ? range : undefined, release });
     }
   }
   for (const e of t.opState.all()) {
@@ -103,7 +112,7 @@ export function captureSnapshot(t: CaptureInput, barrier: Barrier, target: Chunk
     if (items.length === 0) continue;
     const encoded = encodeChunk(layout, { length: items.length, values: items.slice() }, { compression, state: part.name });
     part.rows += items.length;
-    chunks.push({ part, layout, rows: null, encoded, loc: target.operator(t.uid, e.desc.name, t.index), type: "base", subtask: t.index });
+    chunks.push({ part, layout, rows: null, encoded, loc: target.operator(t.uid, e.desc.name, t.index), type: "base", subtask: t.index, release: null });
   }
   const range = kb ? { start: kb.range.start, end: kb.range.end } : undefined;
   return { barrier, target, compression, chunks, snapshot: { uid: t.uid, subtask: t.index, range, states } };
@@ -136,6 +145,8 @@ export async function writeSnapshot(c: CapturedSnapshot, stopped: () => string |
       if (chunk === null) {
         chunk = encodeChunk(ch.layout, ch.rows!, { compression: c.compression, state: ch.part.name });
         ch.rows = null; // the capture's copy is no longer needed
+        ch.release?.();
+        ch.release = null;
         const again = stopped();
         if (again !== undefined) throw new Error(`Cannot finish ${c.barrier.kind} ${c.barrier.id} of ${JSON.stringify(c.snapshot.uid)} subtask ${c.snapshot.subtask} as ${again}`);
       }
@@ -150,6 +161,12 @@ export async function writeSnapshot(c: CapturedSnapshot, stopped: () => string |
     }
   } catch (e) {
     failure ??= { error: e };
+  } finally {
+    // Rows never encoded (the part stopped early) hold nothing back any more.
+    for (const ch of c.chunks) {
+      ch.release?.();
+      ch.release = null;
+    }
   }
   await Promise.all(writes);
   if (failure) throw failure.error;

@@ -2,9 +2,11 @@
  * The copy that makes a captured snapshot consistent while it is encoded later. States hold values by
  * reference, and user code may change a held value in place after the barrier (an accumulator's
  * `acc.count++`, a list state's `add` pushing onto the stored array); a chunk encoded from the references
- * after the barrier would then hold post-barrier values. So the synchronous capture copies whatever a value
- * could change through: nothing for immutable scalars, the declared fields of a struct, the elements of a
- * list, the bytes of a `Uint8Array`. Private to the runtime (the leading underscore).
+ * after the barrier would then hold post-barrier values. So whatever a value could change through is copied:
+ * nothing for immutable scalars, the declared fields of a struct, the elements of a list, the bytes of a
+ * `Uint8Array`. Value-like tables copy a captured value when user code first reaches it before the encode
+ * (`StateTable.holdCaptured`); other tables' values are copied at the capture. Private to the runtime (the
+ * leading underscore).
  *
  * @module
  */

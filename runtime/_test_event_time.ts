@@ -7,7 +7,7 @@
  * @module
  */
 import type { Storage } from "../backends/storage.ts";
-import { Job, type FaultPlan, type RestoreOptions } from "./job.ts";
+import { Job, type FaultPlan, type JobOptions, type RestoreOptions } from "./job.ts";
 import { CollectingSink, type Sink } from "./sinks.ts";
 import type { Source } from "./sources.ts";
 import { mapState } from "./state.ts";
@@ -65,6 +65,8 @@ export interface EventTimeJobOptions {
   intervalMs?: number;
   /** Run the keyed subtasks in this many worker threads (built there by {@link eventTimeJobShape}). */
   workers?: number;
+  /** The job's event hook (a kill test's child reports committed checkpoints through it). */
+  onEvent?: JobOptions["onEvent"];
 }
 
 /** What a worker needs to build the event-time job's operators. */
@@ -88,6 +90,7 @@ export function eventTimeJob(o: EventTimeJobOptions): Job {
     channelCapacity: 2,
     workers: o.workers,
     definition: o.workers ? { module: import.meta.url, export: "eventTimeJobShape", args: { parallelism: o.parallelism } satisfies EventTimeJobShape } : undefined,
+    onEvent: o.onEvent,
   });
   const keyed = job.fromSource(o.source, { uid: "events", parallelism: o.sourceParallelism ?? 2, watermarks: clickWatermarks(64) })
     .keyBy((e) => e.user);

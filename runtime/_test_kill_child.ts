@@ -1,7 +1,8 @@
 // The child process of the real-kill test in runtime/crash_test.ts: runs the session job (value, list, map
 // and reducing state) over a generated stream with incremental checkpoints in `<dir>/checkpoints` and an
 // exactly-once NDJSON sink in `<dir>/output`, restoring from the latest checkpoint if there is one. The
-// parent SIGKILLs it at random times and starts it again until it finishes.
+// parent SIGKILLs it at random times after its first committed checkpoint (COMMITTED <id> lines) and starts
+// it again until it finishes.
 //
 //   node --import tsx runtime/_test_kill_child.ts <dir> <events> <parallelism> <events per second> [workers]
 //   deno run -A runtime/_test_kill_child.ts <dir> <events> <parallelism> <events per second> [workers]
@@ -10,7 +11,7 @@ import { FsStorage } from "../backends/fs.ts";
 import { subStorage } from "../backends/sub.ts";
 import { ndjsonFileSink } from "./sinks.ts";
 import { generatorSource } from "./sources.ts";
-import { type Event, sessionJob } from "./_test_util.ts";
+import { type Event, reportCommits, sessionJob } from "./_test_util.ts";
 
 const [dir, count, parallelism, rate, workers = "0"] = process.argv.slice(2);
 // The records of `events(count, 11)` from _test_util.ts, at `rate` records per second (so kills land mid-stream).
@@ -31,6 +32,7 @@ const job = sessionJob({
   restore: { from: "latest" },
   intervalMs: 20,
   workers: Number(workers),
+  onEvent: reportCommits,
 });
 console.log("STARTED");
 const result = await job.run();

@@ -8,7 +8,7 @@ import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import type { ObjectInfo, Storage } from "../backends/storage.ts";
 import { tsCommand } from "../backends/_test_exec.ts";
-import { Job, type FaultPlan, type RestoreOptions } from "./job.ts";
+import { Job, type FaultPlan, type JobOptions, type RestoreOptions } from "./job.ts";
 import { CollectingSink, type Sink } from "./sinks.ts";
 import { generatorSource, type Source } from "./sources.ts";
 import { listState, mapState, reducingState, valueState } from "./state.ts";
@@ -60,9 +60,13 @@ export function withHook<T>(source: Source<T>, hook: (records: number) => void):
 }
 
 /**
- * Runs a kill-test child (`_test_kill_child*.ts`: prints STARTED once its job runs, DONE when it finished)
- * under the current runtime and SIGKILLs it `killAfterMs` after STARTED (never when undefined). Either
- * ending is an outcome the caller accepts, so the kill's moment varies the run, never the verdict.
+ * Runs a kill-test child (`_test_kill_child*.ts`: prints STARTED once its job runs, COMMITTED <id> after
+ * each committed checkpoint, DONE when it finished) under the current runtime and SIGKILLs it
+ * `killAfterMs` after its first COMMITTED line (never when undefined). The kill is armed by the child's
+ * own report, not by a time since its start: on a loaded machine the start (worker threads compiling the
+ * job's modules) can take longer than any delay chosen here, and a kill before the first commit would
+ * test nothing but a fresh start. Either ending (killed, or done first) is an outcome the caller accepts,
+ * so the kill's moment varies the run, never the verdict.
  */
 export function runKillable(child: URL, args: string[], killAfterMs: number | undefined): Promise<"killed" | "done"> {
   return new Promise((resolve, reject) => {
@@ -73,7 +77,7 @@ export function runKillable(child: URL, args: string[], killAfterMs: number | un
     let timer: ReturnType<typeof setTimeout> | undefined;
     p.stdout.on("data", (b: Uint8Array) => {
       out += new TextDecoder().decode(b);
-      if (killAfterMs !== undefined && timer === undefined && out.includes("STARTED")) timer = setTimeout(() => p.kill("SIGKILL"), killAfterMs);
+      if (killAfterMs !== undefined && timer === undefined && /^COMMITTED \d+$/m.test(out)) timer = setTimeout(() => p.kill("SIGKILL"), killAfterMs);
     });
     p.stderr.on("data", (b: Uint8Array) => (err += new TextDecoder().decode(b)));
     p.on("exit", (code, signal) => {
@@ -83,6 +87,14 @@ export function runKillable(child: URL, args: string[], killAfterMs: number | un
       else reject(new Error(`child exited ${code} ${signal}: ${out}\n${err}`));
     });
   });
+}
+
+/**
+ * The `onEvent` of a kill-test child: reports each committed checkpoint on stdout (the parent arms its
+ * kill on the first, see {@link runKillable}).
+ */
+export function reportCommits(event: Parameters<NonNullable<JobOptions["onEvent"]>>[0]): void {
+  if (event.type === "checkpoint" && event.info.kind === "checkpoint") console.log(`COMMITTED ${event.info.id}`);
 }
 
 /**
@@ -193,6 +205,8 @@ export interface SessionJobOptions {
   fullEvery?: number;
   /** Run the keyed subtasks in this many worker threads (built there by {@link sessionJobShape}). */
   workers?: number;
+  /** The job's event hook (a kill test's child reports committed checkpoints through it). */
+  onEvent?: JobOptions["onEvent"];
 }
 
 /** What a worker needs to build the session job's operators (see {@link sessionJobShape}). */
@@ -220,6 +234,7 @@ export function sessionJob(o: SessionJobOptions): Job {
     channelCapacity: 2,
     workers: o.workers,
     definition: o.workers ? { module: import.meta.url, export: "sessionJobShape", args: { parallelism: o.parallelism, sourceParallelism: o.sourceParallelism } satisfies SessionJobShape } : undefined,
+    onEvent: o.onEvent,
   });
   job.fromSource(o.source, { uid: "events", parallelism: o.sourceParallelism ?? 2 })
     .keyBy((e) => e.user)

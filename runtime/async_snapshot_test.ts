@@ -11,6 +11,8 @@ import { aggregatingState, listState, mapState, valueState } from "./state.ts";
 import { ForwardingStorage, gatedSource } from "./_test_util.ts";
 import { asyncPhaseHooks } from "./_async_snapshot.ts";
 import { copyPlain, copyValues, valueCopierOf } from "./_capture_copy.ts";
+import { KeyedStateBackend } from "./keyed_backend.ts";
+import { assignKeyGroup } from "../format/key_group.ts";
 
 function uniq(prefix: string): string {
   return `${prefix}-${Math.random().toString(36).slice(2)}`;
@@ -379,4 +381,36 @@ test("the capture copies what user code could change in place, and nothing it ca
   const q = copy.m.get("a")![0];
   assert.equal(q.x, 2);
   assert.equal(q.double, 4, "the prototype is kept, so getters still read the copy");
+});
+
+test("a value-like table copies a captured value when user code first reaches it, not at the capture", () => {
+  const desc = valueState<{ n: number }>("s", { value: { encoding: "arrow", type: { struct: [{ name: "n", type: "int32" }] } } });
+  const lists = listState<number>("l", { value: { encoding: "arrow", type: "int32" } });
+  const b = new KeyedStateBackend({ start: 0, end: 127 }, "string", true);
+  const s = b.getState(desc);
+  const l = b.getListState(lists);
+  const at = (k: string) => b.setCurrentKey(k, assignKeyGroup(k, 128));
+  for (const k of ["a", "b"]) {
+    at(k);
+    s.update({ n: k === "a" ? 1 : 2 });
+    l.add(1);
+  }
+  const table = b.table("s")!;
+  const rows = table.captureAll(0);
+  const release = table.holdCaptured(valueCopierOf(table.layout)!)!;
+  const listTable = b.table("l")!;
+  const listRows = listTable.captureAll(0);
+  const releaseList = listTable.holdCaptured(valueCopierOf(listTable.layout)!)!;
+  const captured = rows.values.slice();
+  at("a");
+  s.value()!.n = 99; // in place, after the capture
+  l.add(2); // pushes onto the stored array
+  assert.equal(s.value()!.n, 99, "the change stays in the live state");
+  assert.deepEqual(rows.values.map((v) => (v as { n: number }).n).sort(), [1, 2], "the captured rows keep the values of the barrier");
+  assert.deepEqual(listRows.values, [[1], [1]]);
+  release();
+  releaseList();
+  at("b");
+  const bValue = s.value();
+  assert.ok(captured.includes(bValue), "a value nobody reached while held was never copied");
 });

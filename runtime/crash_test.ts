@@ -287,6 +287,8 @@ test(`real process kills: SIGKILL the job's process at random times, restart it,
       figures.killedAfterStart++;
       // Whatever the kill interrupted, every committed checkpoint reads completely.
       const facts = await snapshotFacts(subStorage(new FsStorage(dir), "checkpoints"));
+      // The kill was armed by the child's report of a committed checkpoint: one is there to restore from.
+      assert.ok(facts.checkpoints.size > 0, `kill ${i + 1}: no committed checkpoint after the child reported one`);
       figures.checkpointsSeen = Math.max(figures.checkpointsSeen, ...facts.checkpoints.keys(), 0);
     }
     figures.tempFilesLeft = await tempFiles(dir);

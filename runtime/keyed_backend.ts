@@ -49,6 +49,11 @@ interface Entry {
   epoch: number;
   /** False once removed from its table (it then stands for a delete on the dirty list). */
   live: boolean;
+  /**
+   * The capture generation whose copy-on-access already gave this entry a value of its own (0: none):
+   * see {@link StateTable.holdCaptured}.
+   */
+  copied: number;
 }
 
 interface MapEntry {
@@ -107,6 +112,15 @@ export abstract class StateTable {
   abstract dirtySize(): number;
   /** Every row, sorted by key group. */
   abstract captureAll(start: number): CapturedRows;
+  /**
+   * Makes rows just captured by reference safe to encode later, if this table can do it without copying
+   * them now: from here on it gives user code a copy (`copy`) of a captured value on its first access,
+   * instead of the capture copying every value at the barrier. Returns the release to call once the
+   * captured rows are encoded (or dropped), or null: the table cannot, the capture must copy the values.
+   */
+  holdCaptured(_copy: (v: unknown) => unknown): (() => void) | null {
+    return null;
+  }
   /** The changed rows (upserts and deletes), sorted by key group. */
   abstract captureDirty(start: number): CapturedRows;
   /** Forgets what changed. */
@@ -130,7 +144,7 @@ function fillSingle(tables: (Map<KeyId, Entry> | undefined)[], start: number, en
     const g = kg - start;
     const m = (tables[g] ??= new Map());
     const v = values[i];
-    m.set(keyIdentity(keys[i]), { key: keys[i], value: list && Array.isArray(v) ? v.slice() : v, epoch: -1, live: true });
+    m.set(keyIdentity(keys[i]), { key: keys[i], value: list && Array.isArray(v) ? v.slice() : v, epoch: -1, live: true, copied: 0 });
   }
 }
 
@@ -249,6 +263,13 @@ class SingleTable extends StateTable {
   /** The backend's `keySeq` when {@link SingleTable.cached} was looked up (-1: nothing cached). */
   private cachedSeq = -1;
   private cached: Entry | undefined = undefined;
+  /**
+   * Copy-on-access while captured rows may still be encoded (as Flink's copy-on-write state map): the
+   * copier, or null when no captured rows hold this table's values by reference. `holdGen` numbers the
+   * captures; an entry whose `copied` is not the current one still shares its value with the capture.
+   */
+  private hold: ((v: unknown) => unknown) | null = null;
+  private holdGen = 0;
 
   constructor(b: KeyedStateBackend, desc: KeyedStateDescriptor, layout: StateLayout) {
     super(desc, layout);
@@ -284,9 +305,24 @@ class SingleTable extends StateTable {
     if (this.cachedSeq === b.keySeq) return this.cached;
     const m = this.tables[b.kgi];
     const e = m === undefined ? undefined : m.get(b.keyId);
+    // Every way user code reaches a stored value goes through here: one still shared with captured rows
+    // is replaced by a copy first, so changing it in place cannot change the snapshot being encoded.
+    if (e !== undefined && this.hold !== null && e.copied !== this.holdGen) {
+      e.value = this.hold(e.value);
+      e.copied = this.holdGen;
+    }
     this.cachedSeq = b.keySeq;
     this.cached = e;
     return e;
+  }
+
+  override holdCaptured(copy: (v: unknown) => unknown): () => void {
+    const gen = ++this.holdGen;
+    this.hold = copy;
+    this.cachedSeq = -1; // the cached entry was found before this capture: look it up (and copy) again
+    return () => {
+      if (this.holdGen === gen) this.hold = null;
+    };
   }
 
   get(): unknown {
@@ -301,7 +337,7 @@ class SingleTable extends StateTable {
     else {
       let m = this.tables[b.kgi];
       if (m === undefined) m = this.tables[b.kgi] = new Map();
-      e = { key: b.key, value, epoch: -1, live: true };
+      e = { key: b.key, value, epoch: -1, live: true, copied: this.holdGen };
       m.set(b.keyId, e);
       this.cached = e;
     }
