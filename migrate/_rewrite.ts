@@ -29,7 +29,7 @@ import { type KeyId, keyFits, keyText, rowIdentity } from "../format/key_identit
 import { sameLayout } from "../format/state_layout.ts";
 import { type ChunkInput, readOperatorItems, shapeOf, snapshotInputs, storageInput, sweep, sweepSelections } from "../snapshot/sweep.ts";
 import type { ChunkFile } from "../format/chunk_ipc.ts";
-import { type HashedPicks, keepPicks, shardSourceChunk, takePicks } from "./_shard_cache.ts";
+import { type HashedPicks, keepPicks, rehashKey, shardSourceChunk, sharedPicks, takePicks } from "./_shard_cache.ts";
 import { type Lease, scratchFor } from "../format/_scratch.ts";
 import { type KeyedStateWriter, layoutOf, SavepointWriter, stateEntry, type WriteOptions } from "./_sink.ts";
 import { intersect, type RangeBatch, RowBuffer, type Rows, sameRange, sortByKeyGroup } from "../snapshot/rows.ts";
@@ -480,19 +480,21 @@ async function rehashInMemory(plan: RewritePlan, op: OperatorPlan, sp: StatePlan
   // A shard writes its own windows only (every row is still hashed: the key groups of the rest are unknown).
   const { windows } = shardWindows(op.parallelism, maxP, opts.shard);
   // Shards run one after another in this process share the first one's picks (migrate/_shard_cache.ts).
-  const key = opts.shard && `${plan.src.location}\n${op.src.uid}/${sp.src.name}\n${maxP}\n${sp.src.chunks.map((c) => `${c.path}:${c.checksum}`).join(",")}`;
-  let hashed = key ? takePicks(key, opts.shard!) : undefined;
-  // One run reads its sources into scratch buffers, handed back once every range is gathered; shared picks
-  // outlive the run, so their sources are never scratch buffers.
-  const leases: Lease[] | undefined = key ? undefined : [];
-  if (!hashed) {
-    hashed = await hashedPicks(plan, sp, writer, opts, leases);
-    if (key) keepPicks(key, opts.shard!, hashed);
-  }
+  const key = opts.shard && rehashKey(plan.src.location, op.src.uid, sp.src, maxP);
   // Only this run's key groups are sorted (a shard's slice; all of them for one run).
   const lo = windows.length ? windows[0].start : 0;
   const hi = windows.length ? windows[windows.length - 1].end : -1;
-  const { files, src: oSrc, row: oRow, keyGroups: oKg, starts } = sortPicks(hashed, lo, hi, maxP);
+  // The threads of a run in workers hashed the source together, a chunk each (migrate/_shared_hash.ts).
+  const shared = key ? sharedPicks(key, lo, hi, maxP) : undefined;
+  let hashed = key && !shared ? takePicks(key, opts.shard!) : undefined;
+  // One run reads its sources into scratch buffers, handed back once every range is gathered; shared picks
+  // outlive the run, so their sources are never scratch buffers.
+  const leases: Lease[] | undefined = key ? undefined : [];
+  if (!hashed && !shared) {
+    hashed = await hashedPicks(plan, sp, writer, opts, leases);
+    if (key) keepPicks(key, opts.shard!, hashed);
+  }
+  const { files, src: oSrc, row: oRow, keyGroups: oKg, starts } = shared ?? sortPicks(hashed!, lo, hi, maxP);
   hashed = undefined;
   writer.phase = "write";
   const out = writer.keyed(op.uid, sp.name, sp.layout);
