@@ -485,7 +485,7 @@ async function rehashInMemory(plan: RewritePlan, op: OperatorPlan, sp: StatePlan
   const lo = windows.length ? windows[0].start : 0;
   const hi = windows.length ? windows[windows.length - 1].end : -1;
   // The threads of a run in workers hashed the source together, a chunk each (migrate/_shared_hash.ts).
-  const shared = key ? sharedPicks(key, lo, hi, maxP) : undefined;
+  const shared = key ? await sharedPicks(key, lo, hi, maxP, plan.src, sp.src) : undefined;
   let hashed = key && !shared ? takePicks(key, opts.shard!) : undefined;
   // One run reads its sources into scratch buffers, handed back once every range is gathered; shared picks
   // outlive the run, so their sources are never scratch buffers.

@@ -12,6 +12,7 @@ import type { HashTask, ShardTask, WorkerReply, WorkerTask } from "./_workers.ts
 import { openSnapshot, type Snapshot } from "../snapshot/read.ts";
 import { asShared, type HashedUnit, hashUnit } from "./_shared_hash.ts";
 import { dropShared, shareUnits } from "./_shard_cache.ts";
+import type { Lease } from "../format/_scratch.ts";
 
 const parent = parentLink();
 const reply = (m: WorkerReply) => parent.post(m);
@@ -42,8 +43,9 @@ async function hash(task: HashTask): Promise<HashedUnit> {
     closeSource();
     source = { run: task.run, snap: openSnapshot(task.src) };
   }
-  const { unit, file } = await hashUnit(await source.snap, task.unit, task.maxParallelism);
-  shareUnits(task.run, [asShared(unit, file)]);
+  const leases: Lease[] = [];
+  const { unit, file } = await hashUnit(await source.snap, task.unit, task.maxParallelism, leases);
+  shareUnits(task.run, [asShared(unit, file)], leases);
   return unit;
 }
 

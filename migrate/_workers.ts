@@ -16,6 +16,7 @@ import type { ShardRun, WriteReport } from "./_rewrite.ts";
 import type { Snapshot } from "../snapshot/read.ts";
 import { asShared, type HashedUnit, hashUnit, type HashUnit, hashUnits } from "./_shared_hash.ts";
 import { dropShared, shareUnits } from "./_shard_cache.ts";
+import type { Lease } from "../format/_scratch.ts";
 import type { WriteOptions } from "./_sink.ts";
 
 /** One shard for a worker thread. */
@@ -252,6 +253,8 @@ export async function runInWorkers(
   const hashed: HashedUnit[] = [];
   const hashedHere = new Map<number, Awaited<ReturnType<typeof hashUnit>>["file"]>();
   const unitQueue = sharing ? units.map((_, i) => i) : [];
+  // Scratch buffers this thread's hashing read into: the shared units' from the gate on, else freed here.
+  const leasesHere: Lease[] = [];
   let unitsLeft = unitQueue.length;
   let openGate!: () => void;
   const gate = new Promise<void>((resolve) => (openGate = resolve));
@@ -352,12 +355,12 @@ export async function runInWorkers(
   }
   const workHere = async () => {
     for (let u = nextUnit(); u !== undefined; u = nextUnit()) {
-      const h = await hashUnit(rehash!.snapshot, units[u], rehash!.maxParallelism);
+      const h = await hashUnit(rehash!.snapshot, units[u], rehash!.maxParallelism, leasesHere);
       hashedHere.set(u, h.file);
       unitDone(u, h.unit);
     }
     await gate;
-    if (sharing && !over) shareUnits(run, hashed.map((unit, k) => asShared(unit, hashedHere.get(k))));
+    if (sharing && !over) shareUnits(run, hashed.map((unit, k) => asShared(unit, hashedHere.get(k))), leasesHere.splice(0));
     for (let i = next(); i !== undefined; i = next()) {
       const r = await here({ index: i, count }, onProgress?.(i), stopHere.signal);
       runs.push({ index: i, thread: 0, rows: rowsOf(r) });
@@ -376,6 +379,7 @@ export async function runInWorkers(
   } finally {
     options.signal?.removeEventListener("abort", onAbort);
     if (sharing) dropShared(run);
+    for (const l of leasesHere.splice(0)) l.release();
     for (const start of starting) pool.releaseStart(module, start);
     starting.clear();
   }
