@@ -26,6 +26,11 @@ export interface BenchCase {
   offline?: boolean;
   /** Iterations for this case (default: the run's). */
   iterations?: number;
+  /**
+   * Unmeasured warm-up iterations before them (default 1): more where the steady state a user repeating
+   * runs sees takes longer to reach (worker threads that start, then compile their code as they work).
+   */
+  warmups?: number;
   /** Untimed preparation before the first iteration. */
   beforeAll?: () => Promise<void> | void;
   /** Untimed preparation before each iteration. */
@@ -119,7 +124,7 @@ export async function runCases(cases: readonly BenchCase[], options: RunOptions)
     let timer: ReturnType<typeof setInterval> | undefined;
     // Every call of the task, the warm-up first: wall and CPU ms.
     const calls: { wall: number; cpu?: number }[] = [];
-    const bench = new Bench({ time: 0, iterations: c.iterations ?? options.iterations, warmup: true, warmupIterations: 1, warmupTime: 0, throws: true, retainSamples: true });
+    const bench = new Bench({ time: 0, iterations: c.iterations ?? options.iterations, warmup: true, warmupIterations: c.warmups ?? 1, warmupTime: 0, throws: true, retainSamples: true });
     bench.add(c.name, async () => {
       const cpu0 = cpuTime();
       const t0 = performance.now();
@@ -159,7 +164,7 @@ export async function runCases(cases: readonly BenchCase[], options: RunOptions)
       bytes,
     };
     if (c.offline) r.peakRssBytes = Math.max(0, peak - startRss);
-    const measured = calls.slice(1).map((x) => x.cpu).filter((x): x is number => x !== undefined);
+    const measured = calls.slice(c.warmups ?? 1).map((x) => x.cpu).filter((x): x is number => x !== undefined);
     if (measured.length) r.cpuMs = medianOf(measured);
     if (calls.length > 1) r.firstMs = calls[0].wall;
     results.push(r);

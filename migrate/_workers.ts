@@ -14,7 +14,7 @@ import type { Migrations } from "./migrations.ts";
 import type { Progress } from "./progress.ts";
 import type { ShardRun, WriteReport } from "./_rewrite.ts";
 import type { Snapshot } from "../snapshot/read.ts";
-import { asShared, type HashedUnit, hashUnit, type HashUnit, hashUnits } from "./_shared_hash.ts";
+import { asShared, type HashedUnit, hashUnit, type HashUnit, hashUnits, shareableState } from "./_shared_hash.ts";
 import { dropShared, shareUnits } from "./_shard_cache.ts";
 import type { Lease } from "../format/_scratch.ts";
 import type { WriteOptions } from "./_sink.ts";
@@ -110,7 +110,10 @@ export function cores(): number {
 
 /** What `"auto"` decides from, besides the source's rows. */
 export interface AutoFacts {
-  /** Whether every key is re-hashed (a new maxParallelism): every shard then reads the whole source. */
+  /**
+   * Whether every shard must read and hash the whole source: a re-hash that the threads of a run cannot
+   * share (a new key function, spilled re-hashes of large states; migrate/_shared_hash.ts).
+   */
   rehash?: boolean;
   /** Worker threads idle and warm in the pool now. */
   warm?: number;
@@ -118,8 +121,9 @@ export interface AutoFacts {
 
 /**
  * The number of threads a run uses, this one included: `workers` as given; 1 = this thread alone.
- * `"auto"` (see docs/scale-out.md for the figures): this thread alone for a re-hash (each shard would read
- * and hash the whole source: 2 threads measured 0.9–1.5× slower), else the cores for a source of at least
+ * `"auto"` (see docs/scale-out.md for the figures): this thread alone for a re-hash the threads cannot
+ * share (each shard would read and hash the whole source: 2 threads measured 0.9–1.5× slower), else the
+ * cores for a source of at least
  * {@link AUTO_MIN_ROWS_COLD} rows, else this thread plus the warm threads for a source of at least
  * {@link AUTO_MIN_ROWS_WARM} rows, else this thread alone.
  */
@@ -416,7 +420,11 @@ export async function viaWorkers(
     const { idleWorkers } = await import("../platform/worker_pool.ts");
     warm = idleWorkers(siblingModule(import.meta.url, "_shard_worker"));
   }
-  const k = workerCount(options.workers, rows, { rehash: rehash !== false, warm });
+  // A re-hash the threads share (every keyed state a plain set of chunks they can hash a chunk each) splits
+  // like any other run; one they cannot share would make every shard hash the whole source.
+  const whole = rehash === true || (typeof rehash === "object" &&
+    ((options as { spillRows?: number }).spillRows !== undefined || rehash.snapshot.manifest.operators.some((op) => op.states.some((st) => st.keyed && !shareableState(st)))));
+  const k = workerCount(options.workers, rows, { rehash: whole, warm });
   if (k <= 1) return undefined;
   if (options.workers === "auto") {
     const local = (x: unknown) => typeof x === "string" && !/^memory:/.test(x);

@@ -113,7 +113,7 @@ test("workers: 2 runs shard 1 of compact, rekey (parallelism and maxParallelism)
   }
 });
 
-test("workers: \"auto\" runs on the warm worker thread where it picks threads, and stays here for a re-hash", async () => {
+test("workers: \"auto\" runs on the warm worker thread where it picks threads, also for a re-hash the threads share, and stays here for one they cannot", async () => {
   const saved = { ...autoLimits };
   autoLimits.warm = 1000; // this source's 3006 rows count as large
   try {
@@ -123,9 +123,13 @@ test("workers: \"auto\" runs on the warm worker thread where it picks threads, a
     ranOnAWorker(report, seen, "auto");
     await rekey(src, join(dir, "auto", "b", "out"), { parallelism: 3 });
     await same(join(dir, "auto", "a", "out"), join(dir, "auto", "b", "out"));
-    // A new maxParallelism re-hashes the whole source in every shard: "auto" keeps it in this thread.
-    const rehash = await rekey(src, join(dir, "auto", "m256"), { maxParallelism: 256, workers: "auto" });
-    assert.equal(rehash.shards, undefined);
+    // A new maxParallelism: the threads hash the source a chunk each, so "auto" splits it as any run.
+    await warmOne();
+    const shared = await rekey(src, join(dir, "auto", "m256"), { maxParallelism: 256, workers: "auto" });
+    assert.equal(shared.shards?.length, 2);
+    // Spilled (spillRows given), every shard would hash the whole source: "auto" keeps it in this thread.
+    const spilled = await rekey(src, join(dir, "auto", "m256-spilled"), { maxParallelism: 256, workers: "auto", spillRows: 1000 });
+    assert.equal(spilled.shards, undefined);
     assert.equal(idleWorkers(shardWorker), 1, "the warm thread was left alone");
   } finally {
     Object.assign(autoLimits, saved);
