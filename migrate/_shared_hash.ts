@@ -100,9 +100,9 @@ export async function hashUnit(snap: Snapshot, unit: HashUnit, maxParallelism: n
   for (let g = 1; g <= maxParallelism; g++) counts[g] += counts[g - 1];
   // The sorted rows live in shared memory: a message then carries references, not copies. The chunk's
   // bytes do not cross: each thread reads and verifies the chunks it did not hash itself (from the page
-  // cache into reused buffers, ~25–40 ms of CPU per 37 MB here), which costs less than the alternatives measured: a structured clone
-  // (~50 ms on each side per 10 MB) or SharedArrayBuffers, whose copies and checksums run 2–8× slower than
-  // those of ordinary memory (V8 copies shared memory with relaxed atomics, zlib's crc32 copies it first).
+  // cache into reused buffers, ~25–40 ms of CPU per 37 MB here), which cost less than the alternatives
+  // measured: a structured clone (~50 ms on each side per 10 MB), or the bytes in SharedArrayBuffers,
+  // on which crc32 and the gathers' copies ran 2–8× slower than on ordinary memory.
   const starts = new Uint32Array(new Shared((maxParallelism + 1) * 4));
   starts.set(counts);
   const order = new Uint32Array(new Shared(n * 4));
