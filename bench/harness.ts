@@ -26,6 +26,11 @@ export interface BenchCase {
   offline?: boolean;
   /** Iterations for this case (default: the run's). */
   iterations?: number;
+  /**
+   * Unmeasured warm-up iterations before them (default 1): more where the steady state a user repeating
+   * runs sees takes longer to reach (worker threads that start, then compile their code as they work).
+   */
+  warmups?: number;
   /** Untimed preparation before the first iteration. */
   beforeAll?: () => Promise<void> | void;
   /** Untimed preparation before each iteration. */
@@ -63,6 +68,17 @@ export interface CaseResult {
    * only): the tool's own working memory, without the benchmark's data set.
    */
   peakRssBytes?: number;
+  /**
+   * Median process CPU time of one measured iteration, ms: every thread of the process (worker threads
+   * included), where the runtime tells (`process.cpuUsage`). On a shared machine wall time swings with the
+   * load; CPU time says what the work cost.
+   */
+  cpuMs?: number;
+  /**
+   * The first (warm-up, unmeasured) iteration's wall time, ms: what a first run pays that later ones do not
+   * (worker threads starting cold, code not yet compiled).
+   */
+  firstMs?: number;
 }
 
 /** Options of {@link runCases}. */
@@ -71,6 +87,17 @@ export interface RunOptions {
   iterations: number;
   /** Called after each case (progress). */
   onResult?: (r: CaseResult) => void;
+}
+
+/** Process CPU time (user + system, all threads) in ms, or undefined where the runtime does not tell. */
+function cpuTime(): number | undefined {
+  const u = (globalThis as { process?: { cpuUsage?: () => { user: number; system: number } } }).process?.cpuUsage?.();
+  return u ? (u.user + u.system) / 1000 : undefined;
+}
+
+function medianOf(xs: number[]): number {
+  const s = xs.slice().sort((a, b) => a - b);
+  return s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 }
 
 function rss(): number {
@@ -95,9 +122,16 @@ export async function runCases(cases: readonly BenchCase[], options: RunOptions)
     let peak = 0;
     let startRss = 0;
     let timer: ReturnType<typeof setInterval> | undefined;
-    const bench = new Bench({ time: 0, iterations: c.iterations ?? options.iterations, warmup: true, warmupIterations: 1, warmupTime: 0, throws: true, retainSamples: true });
+    // Every call of the task, the warm-up first: wall and CPU ms.
+    const calls: { wall: number; cpu?: number }[] = [];
+    const bench = new Bench({ time: 0, iterations: c.iterations ?? options.iterations, warmup: true, warmupIterations: c.warmups ?? 1, warmupTime: 0, throws: true, retainSamples: true });
     bench.add(c.name, async () => {
+      const cpu0 = cpuTime();
+      const t0 = performance.now();
       await c.run();
+      const wall = performance.now() - t0;
+      const cpu1 = cpuTime();
+      calls.push({ wall, cpu: cpu0 === undefined || cpu1 === undefined ? undefined : cpu1 - cpu0 });
       if (c.offline) peak = Math.max(peak, rss());
     }, { beforeEach: c.beforeEach, afterEach: c.afterEach });
     // tinybench runs its beforeAll/afterAll hooks once per phase (warmup and run); a case's are once.
@@ -130,6 +164,9 @@ export async function runCases(cases: readonly BenchCase[], options: RunOptions)
       bytes,
     };
     if (c.offline) r.peakRssBytes = Math.max(0, peak - startRss);
+    const measured = calls.slice(c.warmups ?? 1).map((x) => x.cpu).filter((x): x is number => x !== undefined);
+    if (measured.length) r.cpuMs = medianOf(measured);
+    if (calls.length > 1) r.firstMs = calls[0].wall;
     results.push(r);
     options.onResult?.(r);
   }

@@ -91,7 +91,11 @@ export async function main(argv: string[]): Promise<number> {
   try {
     const results = await runCases(cases, {
       iterations,
-      onResult: (r) => console.error(`  ${r.name}: ${(r.rowsPerSec / 1e6).toFixed(2)} M rows/s (${r.medianMs.toFixed(1)} ms)`),
+      onResult: (r) =>
+        console.error(
+          `  ${r.name}: ${(r.rowsPerSec / 1e6).toFixed(2)} M rows/s (${r.medianMs.toFixed(1)} ms` +
+            `${r.cpuMs !== undefined ? `, CPU ${r.cpuMs.toFixed(0)} ms` : ""}${r.firstMs !== undefined ? `, first run ${r.firstMs.toFixed(0)} ms` : ""})`,
+        ),
     });
     const report: BenchReport = { environment: env, results };
     console.log("\n" + formatTable(results));

@@ -29,7 +29,7 @@ import { type KeyId, keyFits, keyText, rowIdentity } from "../format/key_identit
 import { sameLayout } from "../format/state_layout.ts";
 import { type ChunkInput, readOperatorItems, shapeOf, snapshotInputs, storageInput, sweep, sweepSelections } from "../snapshot/sweep.ts";
 import type { ChunkFile } from "../format/chunk_ipc.ts";
-import { type HashedPicks, keepPicks, releasePicks, shardSourceChunk, takePicks } from "./_shard_cache.ts";
+import { type HashedPicks, keepPicks, rehashKey, releasePicks, shardSourceChunk, sharedPicks, takePicks } from "./_shard_cache.ts";
 import { type Lease, scratchFor } from "../format/_scratch.ts";
 import { type KeyedStateWriter, layoutOf, SavepointWriter, stateEntry, type WriteOptions } from "./_sink.ts";
 import { intersect, type RangeBatch, RowBuffer, type Rows, sameRange, sortByKeyGroup } from "../snapshot/rows.ts";
@@ -497,7 +497,14 @@ async function rehashInMemory(plan: RewritePlan, op: OperatorPlan, sp: StatePlan
   // A shard writes its own windows only (every row is still hashed: the key groups of the rest are unknown).
   const { windows } = shardWindows(op.parallelism, maxP, opts.shard);
   // Shards run one after another in this process share the first one's picks (migrate/_shard_cache.ts).
-  const key = opts.shard && `${plan.src.location}\n${op.src.uid}/${sp.src.name}\n${maxP}\n${sp.src.chunks.map((c) => `${c.path}:${c.checksum}`).join(",")}`;
+  const key = opts.shard && rehashKey(plan.src.location, op.src.uid, sp.src, maxP);
+  // Only this run's key groups are sorted (a shard's slice; all of them for one run).
+  const lo = windows.length ? windows[0].start : 0;
+  const hi = windows.length ? windows[windows.length - 1].end : -1;
+  // The threads of a run in workers hashed the source together, a chunk each (migrate/_shared_hash.ts);
+  // their units own their buffers.
+  const fromThreads = key ? await sharedPicks(key, lo, hi, maxP, plan.src, sp.src) : undefined;
+  if (fromThreads) return await gatherPicks(op, sp, writer, opts, windows, fromThreads, []);
   let hashed = key ? takePicks(key, opts.shard!) : undefined;
   // A run reads its sources into scratch buffers, handed back once every range is gathered; shared picks
   // outlive the run: their buffers go back once the cache lets them go and no shard gathers from them.
@@ -513,8 +520,7 @@ async function rehashInMemory(plan: RewritePlan, op: OperatorPlan, sp: StatePlan
   }
   const shared = key ? hashed : undefined;
   try {
-    // Only this run's key groups are sorted (a shard's slice; all of them for one run).
-    const sorted = sortPicks(hashed, windows.length ? windows[0].start : 0, windows.length ? windows[windows.length - 1].end : -1, maxP, shared ? undefined : leases);
+    const sorted = sortPicks(hashed, lo, hi, maxP, shared ? undefined : leases);
     hashed = undefined; // one run's unsorted picks are garbage from here
     return await gatherPicks(op, sp, writer, opts, windows, sorted, shared ? [] : leases);
   } finally {

@@ -7,7 +7,10 @@
 // their slices. One entry, dropped once every shard of the run has taken it, when another source is
 // re-hashed, or when no shard has asked for it for a while (a process running one shard keeps nothing).
 import type { ChunkFile } from "../format/chunk_ipc.ts";
+import type { StateSnapshot } from "../format/manifest.ts";
 import { type Lease, scratchFor } from "../format/_scratch.ts";
+import { openStateChunk } from "../snapshot/chunks.ts";
+import type { Snapshot } from "../snapshot/read.ts";
 
 /** A re-hash's picks: source row `row[i]` of `files[src[i]]` goes to new key group `keyGroups[i]`, i < length. */
 export interface HashedPicks {
@@ -160,4 +163,117 @@ export async function shardSourceChunk(key: string, size: number, read: (into?: 
   c.timer = unrefTimer(setTimeout(() => letGo(c), IDLE_MS));
   lastChunk = c;
   return use(c);
+}
+
+/**
+ * The key of a re-hashed state in this module's caches: the source's location, the state, the new
+ * maxParallelism and every chunk's path and checksum.
+ */
+export function rehashKey(location: string, uid: string, st: { name: string; chunks: readonly { path: string; checksum: string }[] }, maxParallelism: number): string {
+  return `${location}\n${uid}/${st.name}\n${maxParallelism}\n${st.chunks.map((c) => `${c.path}:${c.checksum}`).join(",")}`;
+}
+
+/**
+ * One source chunk of a re-hash shared by the threads of a run (migrate/_shared_hash.ts): its rows sorted by
+ * new key group, and the chunk itself once this thread has opened it.
+ */
+export interface SharedUnit {
+  /** The state's {@link rehashKey}. */
+  key: string;
+  /** Chunks of the state. */
+  chunks: number;
+  /** Which of them this is. */
+  chunk: number;
+  /** Its rows sorted by new key group (stable). */
+  order: Uint32Array;
+  /** `order[starts[g]…starts[g + 1]]` are the rows of new key group g. */
+  starts: Uint32Array;
+  /** The chunk, read and verified in this thread (by its hashing, or by the first shard that needed it). */
+  file?: ChunkFile | Promise<ChunkFile>;
+}
+
+/** Picks sorted by new key group: `starts[g]` is the first pick of key group g (g in lo…hi + 1). */
+export interface SortedSharedPicks {
+  files: ChunkFile[];
+  src: Uint32Array;
+  row: Uint32Array;
+  keyGroups: Uint16Array;
+  starts: Uint32Array;
+}
+
+// The units of the run in progress in this thread, by state key, and the scratch buffers their chunks were
+// read into (reused memory: reading 37 MB into fresh memory cost 150–370 ms of CPU here, into reused
+// buffers 25–40 ms); replaced by the next run's.
+let shared: { run: string; byKey: Map<string, (SharedUnit | undefined)[]>; leases: Lease[] } | undefined;
+
+/**
+ * Adds units of run `run` to this thread's registry (a new run's units replace another run's), with the
+ * scratch leases their chunks were read into (released with the units).
+ */
+export function shareUnits(run: string, units: readonly SharedUnit[], leases: readonly Lease[] = []): void {
+  if (shared?.run !== run) {
+    dropShared();
+    shared = { run, byKey: new Map(), leases: [] };
+  }
+  shared.leases.push(...leases);
+  for (const u of units) {
+    let list = shared.byKey.get(u.key);
+    if (!list) shared.byKey.set(u.key, list = new Array<SharedUnit | undefined>(u.chunks).fill(undefined));
+    list[u.chunk] = u;
+  }
+}
+
+/** Lets this thread's shared units go (those of `run` only, when given). */
+export function dropShared(run?: string): void {
+  if (!shared || (run !== undefined && shared.run !== run)) return;
+  for (const l of shared.leases) l.release();
+  shared = undefined;
+}
+
+/** The run whose units this thread holds (for tests). */
+export function sharedRun(): string | undefined {
+  return shared?.run;
+}
+
+/**
+ * The picks of new key groups `lo`–`hi` of the state `key` from the shared units, in the order a single
+ * run's stable sort gives them (by new key group, then chunk, then row), or undefined when this thread
+ * lacks any unit of that state. The source chunks (of `snap`'s state `st`) this thread has not read yet
+ * are read and verified, once for every shard of the run in this thread.
+ */
+export async function sharedPicks(key: string, lo: number, hi: number, maxParallelism: number, snap: Snapshot, st: StateSnapshot): Promise<SortedSharedPicks | undefined> {
+  const units = shared?.byKey.get(key);
+  if (!units || units.some((u) => u === undefined)) return undefined;
+  const us = units as SharedUnit[];
+  const leases = shared!.leases;
+  const open = (j: number) => {
+    const ref = st.chunks[j];
+    const lease = scratchFor(ref.bytes + 1);
+    if (lease) leases.push(lease);
+    return openStateChunk(snap, st, ref, lease?.bytes);
+  };
+  const files = await Promise.all(us.map((u) => (u.file ??= open(u.chunk))));
+  us.forEach((u, j) => (u.file = files[j]));
+  let m = 0;
+  if (hi >= lo) for (const u of us) m += u.starts[hi + 1] - u.starts[lo];
+  const src = new Uint32Array(m);
+  const row = new Uint32Array(m);
+  const keyGroups = new Uint16Array(m);
+  const starts = new Uint32Array(maxParallelism + 1);
+  let at = 0;
+  for (let g = lo; g <= hi; g++) {
+    starts[g] = at;
+    for (let j = 0; j < us.length; j++) {
+      const { order, starts: s } = us[j];
+      const a = s[g];
+      const b = s[g + 1];
+      if (b === a) continue;
+      row.set(order.subarray(a, b), at);
+      src.fill(j, at, at + b - a);
+      keyGroups.fill(g, at, at + b - a);
+      at += b - a;
+    }
+  }
+  if (hi >= lo && hi + 1 <= maxParallelism) starts[hi + 1] = at;
+  return { files, src, row, keyGroups, starts };
 }

@@ -8,7 +8,11 @@ import { migrate } from "./migrate.ts";
 import { isMigrations, type Migrations } from "./migrations.ts";
 import { rekey } from "./rekey.ts";
 import type { WriteReport } from "./_rewrite.ts";
-import type { ShardTask, WorkerReply } from "./_workers.ts";
+import type { HashTask, ShardTask, WorkerReply, WorkerTask } from "./_workers.ts";
+import { openSnapshot, type Snapshot } from "../snapshot/read.ts";
+import { asShared, type HashedUnit, hashUnit } from "./_shared_hash.ts";
+import { dropShared, shareUnits } from "./_shard_cache.ts";
+import type { Lease } from "../format/_scratch.ts";
 
 const parent = parentLink();
 const reply = (m: WorkerReply) => parent.post(m);
@@ -25,7 +29,28 @@ async function migrationsOf(task: ShardTask): Promise<Migrations> {
   return task.migrations;
 }
 
+// The source of the run whose units this thread hashes, opened once for all of them.
+let source: { run: string; snap: Promise<Snapshot> } | undefined;
+
+function closeSource(): void {
+  const s = source;
+  source = undefined;
+  s?.snap.then((snap) => snap.storage.close(), () => {});
+}
+
+async function hash(task: HashTask): Promise<HashedUnit> {
+  if (source?.run !== task.run) {
+    closeSource();
+    source = { run: task.run, snap: openSnapshot(task.src) };
+  }
+  const leases: Lease[] = [];
+  const { unit, file } = await hashUnit(await source.snap, task.unit, task.maxParallelism, leases);
+  shareUnits(task.run, [asShared(unit, file)], leases);
+  return unit;
+}
+
 async function run(task: ShardTask): Promise<WriteReport> {
+  if (task.shared) shareUnits(task.shared.run, task.shared.units.map((u) => asShared(u)));
   const options = { ...task.options, shard: task.shard, onProgress: task.progress ? (p: unknown) => reply({ type: "progress", shard: task.shard.index, progress: p as never }) : undefined };
   if (task.tool === "compact") return await compact(task.src, task.dst, options);
   if (task.tool === "rekey") return await rekey(task.src, task.dst, options);
@@ -48,14 +73,23 @@ function fieldsOf(err: unknown): Record<string, unknown> {
 }
 
 parent.onMessage((m) => {
-  const task = m as ShardTask;
-  run(task).then(
-    (r) => reply({ type: "done", shard: task.shard.index, rows: r.rows, bytes: r.bytes, chunks: r.chunks, thread: threadId }),
+  const task = m as WorkerTask;
+  if (task.type === "forget") {
+    dropShared(task.run);
+    if (source?.run === task.run) closeSource();
+    return;
+  }
+  const work: Promise<WorkerReply> = task.type === "hash"
+    ? hash(task).then((unit) => ({ type: "hashed", unit }))
+    : run(task).then((r) => ({ type: "done", shard: task.shard.index, rows: r.rows, bytes: r.bytes, chunks: r.chunks, thread: threadId }));
+  work.then(
+    reply,
     (e: unknown) => {
       const err = e as Error;
       reply({
         type: "error",
-        shard: task.shard.index,
+        shard: task.type === "hash" ? -1 : task.shard.index,
+        during: task.type === "hash" ? "hash" : undefined,
         name: err?.name ?? "Error",
         code: e instanceof ArrowpointError ? e.code : undefined,
         message: err?.message ?? String(e),

@@ -13,10 +13,15 @@ import type { ShardSpec } from "../snapshot/shards.ts";
 import type { Migrations } from "./migrations.ts";
 import type { Progress } from "./progress.ts";
 import type { ShardRun, WriteReport } from "./_rewrite.ts";
+import type { Snapshot } from "../snapshot/read.ts";
+import { asShared, type HashedUnit, hashUnit, type HashUnit, hashUnits, shareableState } from "./_shared_hash.ts";
+import { dropShared, shareUnits } from "./_shard_cache.ts";
+import type { Lease } from "../format/_scratch.ts";
 import type { WriteOptions } from "./_sink.ts";
 
 /** One shard for a worker thread. */
 export interface ShardTask {
+  type?: "shard";
   tool: "compact" | "rekey" | "migrate";
   src: string;
   dst: string;
@@ -27,13 +32,28 @@ export interface ShardTask {
   shard: ShardSpec;
   /** Whether to report progress. */
   progress: boolean;
+  /** Units of a shared re-hash (migrate/_shared_hash.ts) this thread did not hash itself, with its first shard. */
+  shared?: { run: string; units: HashedUnit[] };
 }
+
+/** One unit of a shared re-hash for a worker thread: it keeps the result and sends a copy back. */
+export interface HashTask {
+  type: "hash";
+  run: string;
+  src: string;
+  maxParallelism: number;
+  unit: HashUnit;
+}
+
+/** What a worker thread is asked: a shard, a unit to hash, or to let a run's shared units go. */
+export type WorkerTask = ShardTask | HashTask | { type: "forget"; run: string };
 
 /** What a worker thread says. */
 export type WorkerReply =
   | { type: "progress"; shard: number; progress: Progress }
   | { type: "done"; shard: number; rows: number; bytes: number; chunks: number; thread: number }
-  | { type: "error"; shard: number; name: string; code?: string; message: string; stack?: string; fields?: Record<string, unknown> };
+  | { type: "hashed"; unit: HashedUnit }
+  | { type: "error"; shard: number; name: string; code?: string; message: string; stack?: string; fields?: Record<string, unknown>; during?: "hash" };
 
 const BUILT_IN: Record<string, ErrorConstructor> = { Error, TypeError, RangeError, SyntaxError, ReferenceError };
 
@@ -43,7 +63,7 @@ const BUILT_IN: Record<string, ErrorConstructor> = { Error, TypeError, RangeErro
  * which shard failed where.
  */
 export function rebuildError(r: Extract<WorkerReply, { type: "error" }>, count: number): Error {
-  const message = `shard ${r.shard}/${count} (worker thread): ${r.message}`;
+  const message = r.during === "hash" ? `hashing the source for ${count} shards (worker thread): ${r.message}` : `shard ${r.shard}/${count} (worker thread): ${r.message}`;
   const named = (errors as Record<string, unknown>)[r.name];
   let e: Error;
   if (typeof named === "function" && named.prototype instanceof ArrowpointError) {
@@ -90,7 +110,10 @@ export function cores(): number {
 
 /** What `"auto"` decides from, besides the source's rows. */
 export interface AutoFacts {
-  /** Whether every key is re-hashed (a new maxParallelism): every shard then reads the whole source. */
+  /**
+   * Whether every shard must read and hash the whole source: a re-hash that the threads of a run cannot
+   * share (a new key function, spilled re-hashes of large states; migrate/_shared_hash.ts).
+   */
   rehash?: boolean;
   /** Worker threads idle and warm in the pool now. */
   warm?: number;
@@ -98,8 +121,9 @@ export interface AutoFacts {
 
 /**
  * The number of threads a run uses, this one included: `workers` as given; 1 = this thread alone.
- * `"auto"` (see docs/scale-out.md for the figures): this thread alone for a re-hash (each shard would read
- * and hash the whole source: 2 threads measured 0.9–1.5× slower), else the cores for a source of at least
+ * `"auto"` (see docs/scale-out.md for the figures): this thread alone for a re-hash the threads cannot
+ * share (each shard would read and hash the whole source: 2 threads measured 0.9–1.5× slower), else the
+ * cores for a source of at least
  * {@link AUTO_MIN_ROWS_COLD} rows, else this thread plus the warm threads for a source of at least
  * {@link AUTO_MIN_ROWS_WARM} rows, else this thread alone.
  */
@@ -140,12 +164,21 @@ function rowsOf(r: unknown): number {
   return x?.rows ?? x?.written?.rows ?? 0;
 }
 
+/** A re-hash the threads of a run can share (migrate/_shared_hash.ts): the opened source and the new maxParallelism. */
+export interface SharedRehash {
+  snapshot: Snapshot;
+  maxParallelism: number;
+}
+
 /**
  * Runs `tool` as `count` shards on `count` threads, this one included, then commits: the same savepoint
  * as one run. This thread starts on the first shard at once, while the other threads start (or come warm
  * from the pool, platform/worker_pool.ts); every thread takes the next shard nobody has begun, so a thread
  * that is slow to start takes less or nothing and the run is never much slower than this thread alone.
  * Threads that end up idle go back to the pool, unreferenced, for the next run.
+ * With `rehash` (a new maxParallelism), the threads first hash the source together, a chunk at a time,
+ * taken the same way (migrate/_shared_hash.ts); every thread then has every chunk's picks and its shards
+ * only gather their own key groups.
  * `src` and `dst` must be URIs a thread can open on its own (not `memory:`, which lives in one thread).
  */
 export async function runInWorkers(
@@ -156,6 +189,7 @@ export async function runInWorkers(
   count: number,
   migrations: Migrations | { module: string } | undefined,
   here: RunHere,
+  rehash?: SharedRehash,
 ): Promise<WriteReport> {
   const why = (what: string) => new TypeError(`Cannot run ${tool} in ${count} worker threads as ${what}; give workers: 1 to run it in this thread`);
   if (typeof src !== "string" || typeof dst !== "string") throw why("the source and destination must be URIs (a thread opens its own storage)");
@@ -172,13 +206,16 @@ export async function runInWorkers(
   const progress = new Map<number, Progress>();
   // Shards that have scattered (a re-hash: each shard scatters the whole source, then writes its slice).
   const scattered = new Set<number>();
+  // Rows of the source hashed together before the shards (a shared re-hash): the whole source once.
+  let sharedRows = 0;
+  let sharedTotal = 0;
   const report = () => {
     if (!options.onProgress) return;
     let written = 0;
     let scatter = 0;
     let scattering = false;
     let bytes = 0;
-    let total = 0;
+    let total = sharedTotal;
     for (const p of progress.values()) total = Math.max(total, p.totalRows ?? 0);
     for (const [index, p] of progress) {
       bytes += p.bytes;
@@ -192,6 +229,7 @@ export async function runInWorkers(
     }
     // As one run's progress: while any shard scatters, the run's scatter is the shards' mean (every shard
     // passes over the whole source, those not begun count 0); then the rows written, summed.
+    if (sharedTotal > 0 && progress.size === 0) return options.onProgress({ phase: "scatter", rows: sharedRows, bytes: 0, totalRows: sharedTotal, elapsedMs: Date.now() - started });
     const rows = scattering ? Math.round(scatter / count) : written;
     options.onProgress({ phase: scattering ? "scatter" : "write", rows, bytes, totalRows: total || undefined, elapsedMs: Date.now() - started });
   };
@@ -211,15 +249,41 @@ export async function runInWorkers(
   const runs: ShardRun[] = [];
   let finish!: () => void;
   let fail!: (e: unknown) => void;
+  // The shared re-hash: its units, taken one at a time by whichever thread is free; every shard waits for
+  // all of them (the gate opens when the last is hashed, or when the run fails).
+  const units: HashUnit[] = rehash && (options as { spillRows?: number }).spillRows === undefined ? hashUnits(rehash.snapshot) : [];
+  const sharing = units.length >= 2;
+  const run = sharing ? `${started.toString(36)}-${Math.random().toString(36).slice(2, 10)}` : "";
+  const hashed: HashedUnit[] = [];
+  const hashedHere = new Map<number, Awaited<ReturnType<typeof hashUnit>>["file"]>();
+  const unitQueue = sharing ? units.map((_, i) => i) : [];
+  // Scratch buffers this thread's hashing read into: the shared units' from the gate on, else freed here.
+  const leasesHere: Lease[] = [];
+  let unitsLeft = unitQueue.length;
+  let openGate!: () => void;
+  const gate = new Promise<void>((resolve) => (openGate = resolve));
+  if (!sharing) openGate();
+  sharedTotal = units.reduce((n, u) => n + u.rows, 0) * (sharing ? 1 : 0);
+  const unitDone = (i: number, unit: HashedUnit) => {
+    hashed[i] = unit;
+    sharedRows += unit.rows;
+    report();
+    if (--unitsLeft === 0) openGate();
+  };
   const finished = new Promise<void>((resolve, reject) => {
     finish = resolve;
     fail = (e) => {
       if (over) return;
       over = true;
+      openGate();
       reject(e);
     };
   });
+  // This thread takes shards from the front, worker threads from the back: with 2 threads, this one runs
+  // shard 0 and the worker shard 1 whichever is first at the shared re-hash's gate (also what tests see).
   const next = (): number | undefined => (over ? undefined : queue.shift());
+  const nextForWorker = (): number | undefined => (over ? undefined : queue.pop());
+  const nextUnit = (): number | undefined => (over ? undefined : unitQueue.shift());
   const shardDone = () => {
     if (++done === count && !over) {
       over = true;
@@ -231,44 +295,76 @@ export async function runInWorkers(
   const onAbort = () => fail(options.signal!.reason);
   options.signal?.addEventListener("abort", onAbort, { once: true });
 
-  // One shard on a worker thread; rejects on its error or its thread's end.
-  const runOn = (t: WorkerThread, index: number) =>
-    new Promise<void>((resolve, reject) => {
+  // One task on a worker thread; resolves with its reply, rejects on its error or its thread's end.
+  const ask = (t: WorkerThread, task: WorkerTask, what: string) =>
+    new Promise<Extract<WorkerReply, { type: "done" | "hashed" }>>((resolve, reject) => {
       t.onMessage((m) => {
         const r = m as WorkerReply;
         if (r.type === "progress") onProgress?.(r.shard)(r.progress);
-        else if (r.type === "done") {
-          runs.push({ index, thread: r.thread, rows: r.rows });
-          resolve();
-        } else reject(rebuildError(r, count));
+        else if (r.type === "error") reject(rebuildError(r, count));
+        else resolve(r);
       });
-      t.exited.then((x) => reject(x.error ?? new ArrowpointError("ARROWPOINT_WORKER", `the worker thread of shard ${index}/${count} ended before its shard was done`)));
-      const task: ShardTask = { tool, src, dst, options: plain, migrations, shard: { index, count }, progress: onProgress !== undefined };
+      t.exited.then((x) => reject(x.error ?? new ArrowpointError("ARROWPOINT_WORKER", `the worker thread of ${what} ended before it was done`)));
       t.post(task);
     });
   const workOn = async (t: WorkerThread) => {
-    for (let i = next(); i !== undefined; i = next()) {
+    // Units this thread holds: those it hashed, then all once its first shard has brought the others.
+    const holds = new Set<number>();
+    const attempt = async <T>(job: () => Promise<T>): Promise<T> => {
       busy.add(t);
       try {
-        await runOn(t, i);
+        return await job();
       } catch (e) {
         busy.delete(t);
         await t.terminate();
         throw e;
+      } finally {
+        busy.delete(t);
       }
-      busy.delete(t);
+    };
+    for (let u = nextUnit(); u !== undefined; u = nextUnit()) {
+      const i = u;
+      const r = await attempt(() => ask(t, { type: "hash", run, src: src as string, maxParallelism: rehash!.maxParallelism, unit: units[i] }, `unit ${i} of the shared re-hash`));
+      holds.add(i);
+      unitDone(i, (r as Extract<WorkerReply, { type: "hashed" }>).unit);
+    }
+    await gate;
+    for (let i = nextForWorker(); i !== undefined; i = nextForWorker()) {
+      const index = i;
+      const missing = sharing && holds.size < units.length ? hashed.filter((_, k) => !holds.has(k)) : undefined;
+      const task: ShardTask = { tool, src: src as string, dst: dst as string, options: plain, migrations, shard: { index, count }, progress: onProgress !== undefined };
+      if (missing) task.shared = { run, units: missing };
+      const r = await attempt(() => ask(t, task, `shard ${index}/${count}`));
+      if (missing) for (let k = 0; k < units.length; k++) holds.add(k);
+      runs.push({ index, thread: (r as Extract<WorkerReply, { type: "done" }>).thread, rows: (r as Extract<WorkerReply, { type: "done" }>).rows });
       shardDone();
     }
+    if (sharing) t.post({ type: "forget", run } satisfies WorkerTask);
     pool.releaseWorker(module, t);
   };
+  // Starts not yet resolved: those still pending when the run ends go to the next run (pool.releaseStart).
+  const starting = new Set<Promise<WorkerThread>>();
   for (let w = 1; w < count; w++) {
-    pool.acquireWorker(module, { name: `arrowpoint ${tool} shards` }).then(
-      (t) => workOn(t).catch(fail),
+    const start = pool.acquireWorker(module, { name: `arrowpoint ${tool} shards` });
+    starting.add(start);
+    start.then(
+      (t) => {
+        if (starting.delete(start)) workOn(t).catch(fail);
+      },
       // A thread that cannot start fails the run only while there is work left for it.
-      (e: unknown) => (over ? undefined : fail(e)),
+      (e: unknown) => {
+        if (starting.delete(start) && !over) fail(e);
+      },
     );
   }
   const workHere = async () => {
+    for (let u = nextUnit(); u !== undefined; u = nextUnit()) {
+      const h = await hashUnit(rehash!.snapshot, units[u], rehash!.maxParallelism, leasesHere);
+      hashedHere.set(u, h.file);
+      unitDone(u, h.unit);
+    }
+    await gate;
+    if (sharing && !over) shareUnits(run, hashed.map((unit, k) => asShared(unit, hashedHere.get(k))), leasesHere.splice(0));
     for (let i = next(); i !== undefined; i = next()) {
       const r = await here({ index: i, count }, onProgress?.(i), stopHere.signal);
       runs.push({ index: i, thread: 0, rows: rowsOf(r) });
@@ -286,6 +382,10 @@ export async function runInWorkers(
     throw e;
   } finally {
     options.signal?.removeEventListener("abort", onAbort);
+    if (sharing) dropShared(run);
+    for (const l of leasesHere.splice(0)) l.release();
+    for (const start of starting) pool.releaseStart(module, start);
+    starting.clear();
   }
   options.signal?.throwIfAborted();
   // Every chunk was checksummed from the bytes this process's threads wrote a moment ago, as a single run
@@ -309,7 +409,7 @@ export async function viaWorkers(
   options: WriteOptions & { workers?: number | "auto" },
   migrations: Migrations | { module: string } | undefined,
   here: RunHere,
-  rehash = false,
+  rehash: boolean | SharedRehash = false,
 ): Promise<WriteReport | undefined> {
   if (options.workers === undefined || options.shard) return undefined;
   let rows = 0;
@@ -320,7 +420,11 @@ export async function viaWorkers(
     const { idleWorkers } = await import("../platform/worker_pool.ts");
     warm = idleWorkers(siblingModule(import.meta.url, "_shard_worker"));
   }
-  const k = workerCount(options.workers, rows, { rehash, warm });
+  // A re-hash the threads share (every keyed state a plain set of chunks they can hash a chunk each) splits
+  // like any other run; one they cannot share would make every shard hash the whole source.
+  const whole = rehash === true || (typeof rehash === "object" &&
+    ((options as { spillRows?: number }).spillRows !== undefined || rehash.snapshot.manifest.operators.some((op) => op.states.some((st) => st.keyed && !shareableState(st)))));
+  const k = workerCount(options.workers, rows, { rehash: whole, warm });
   if (k <= 1) return undefined;
   if (options.workers === "auto") {
     const local = (x: unknown) => typeof x === "string" && !/^memory:/.test(x);
@@ -332,5 +436,5 @@ export async function viaWorkers(
       return undefined;
     }
   }
-  return await runInWorkers(tool, src, dst, options, k, migrations, here);
+  return await runInWorkers(tool, src, dst, options, k, migrations, here, typeof rehash === "object" ? rehash : undefined);
 }

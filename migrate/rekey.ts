@@ -127,7 +127,7 @@ export async function rekey(src: string | Snapshot, dst: string | Storage, optio
       }
     }
     if (typeof options.parallelism === "object") checkUids(snap, Object.keys(options.parallelism), "parallelism");
-    const threaded = await viaWorkers("rekey", src, dst, snap, options, undefined, (shard, onProgress, signal) => rekey(snap, dst, { ...options, workers: undefined, shard, onProgress, signal: anySignal(options.signal, signal) }), maxP !== snap.manifest.maxParallelism || options.keyBy !== undefined);
+    const threaded = await viaWorkers("rekey", src, dst, snap, options, undefined, (shard, onProgress, signal) => rekey(snap, dst, { ...options, workers: undefined, shard, onProgress, signal: anySignal(options.signal, signal) }), options.keyBy !== undefined || (maxP !== snap.manifest.maxParallelism && { snapshot: snap, maxParallelism: maxP }));
     if (threaded) return threaded;
     const operators: OperatorPlan[] = snap.manifest.operators.map((op) => {
       const keyBy = options.keyBy && Object.hasOwn(options.keyBy, op.uid) ? options.keyBy[op.uid] : undefined;

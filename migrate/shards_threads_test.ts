@@ -26,6 +26,8 @@ import { rekey } from "./rekey.ts";
 import type { WriteReport } from "./_rewrite.ts";
 import { entries, listAll, writeSavepoint } from "./_test_util.ts";
 import { autoLimits } from "./_workers.ts";
+import { sharedRun } from "./_shard_cache.ts";
+import { unitsHashedHere } from "./_shared_hash.ts";
 
 // The module _workers.ts starts, beside this one.
 const shardWorker = siblingModule(import.meta.url, "_shard_worker");
@@ -111,7 +113,7 @@ test("workers: 2 runs shard 1 of compact, rekey (parallelism and maxParallelism)
   }
 });
 
-test("workers: \"auto\" runs on the warm worker thread where it picks threads, and stays here for a re-hash", async () => {
+test("workers: \"auto\" runs on the warm worker thread where it picks threads, also for a re-hash the threads share, and stays here for one they cannot", async () => {
   const saved = { ...autoLimits };
   autoLimits.warm = 1000; // this source's 3006 rows count as large
   try {
@@ -121,9 +123,13 @@ test("workers: \"auto\" runs on the warm worker thread where it picks threads, a
     ranOnAWorker(report, seen, "auto");
     await rekey(src, join(dir, "auto", "b", "out"), { parallelism: 3 });
     await same(join(dir, "auto", "a", "out"), join(dir, "auto", "b", "out"));
-    // A new maxParallelism re-hashes the whole source in every shard: "auto" keeps it in this thread.
-    const rehash = await rekey(src, join(dir, "auto", "m256"), { maxParallelism: 256, workers: "auto" });
-    assert.equal(rehash.shards, undefined);
+    // A new maxParallelism: the threads hash the source a chunk each, so "auto" splits it as any run.
+    await warmOne();
+    const shared = await rekey(src, join(dir, "auto", "m256"), { maxParallelism: 256, workers: "auto" });
+    assert.equal(shared.shards?.length, 2);
+    // Spilled (spillRows given), every shard would hash the whole source: "auto" keeps it in this thread.
+    const spilled = await rekey(src, join(dir, "auto", "m256-spilled"), { maxParallelism: 256, workers: "auto", spillRows: 1000 });
+    assert.equal(spilled.shards, undefined);
     assert.equal(idleWorkers(shardWorker), 1, "the warm thread was left alone");
   } finally {
     Object.assign(autoLimits, saved);
@@ -182,4 +188,47 @@ test("workers: a custom migration step that throws in one key group on a worker 
   assert.equal(await (await openStorage(dst)).exists("_manifest.json"), false, "nothing visible");
   assert.deepEqual(await files(src), sourceBefore, "the source is untouched");
   assert.equal(idleWorkers(shardWorker), 0, "the failed thread was ended, not pooled");
+});
+
+test("workers: a re-hash hashed by both threads (a source chunk each) writes exactly the savepoint one thread writes", async () => {
+  await warmOne();
+  const before = unitsHashedHere.count;
+  const report = await rekey(src, join(dir, "shared", "w2", "out"), { maxParallelism: 512, workers: 2 });
+  // This thread takes the first source chunk at once, the warm worker the second within microtasks (the
+  // rest go to whichever is free): both hashed, neither all four.
+  const mine = unitsHashedHere.count - before;
+  assert.ok(mine >= 1 && mine < 4, `this thread hashed ${mine} of 4 source chunks`);
+  assert.deepEqual(report.shards?.map((s) => [s.index, s.thread > 0]), [[0, false], [1, true]]);
+  assert.equal(sharedRun(), undefined, "this thread let the run's shared chunks go");
+  assert.equal(idleWorkers(shardWorker), 1, "the worker thread is back in the pool");
+  await rekey(src, join(dir, "shared", "w1", "out"), { maxParallelism: 512 });
+  await same(join(dir, "shared", "w2", "out"), join(dir, "shared", "w1", "out"));
+  // Byte for byte: the same chunks (rows in the same order), manifests aside (ids, times).
+  const chunks = async (root: string) => (await files(root)).filter(([p]) => p.endsWith(".arrow"));
+  assert.deepEqual(await chunks(join(dir, "shared", "w2", "out")), await chunks(join(dir, "shared", "w1", "out")));
+});
+
+test("workers: a source chunk failing on the worker thread while the threads hash a re-hash together fails the run by name; nothing visible, source untouched", async () => {
+  const damaged = join(dir, "damaged-hash");
+  await cp(src, damaged, { recursive: true });
+  // The second source chunk is the warm worker's share of the hashing (this thread takes the first).
+  const manifest = JSON.parse(await readFile(join(damaged, "_manifest.json"), "utf8")) as Manifest;
+  const second = manifest.operators[0].states.find((s) => s.keyed)!.chunks[1].path;
+  const chunk = join(damaged, "counter/counts", second.split("/").at(-1)!);
+  const bytes = await readFile(chunk);
+  bytes[bytes.length >> 1] ^= 0xff;
+  await writeFile(chunk, bytes);
+  const sourceBefore = await files(damaged);
+  await warmOne();
+  const dst = join(dir, "fail", "m512");
+  await assert.rejects(rekey(damaged, dst, { maxParallelism: 512, workers: 2 }), (e) => {
+    assert.ok(e instanceof ChecksumMismatchError, `a ChecksumMismatchError, got ${(e as Error).name}: ${(e as Error).message}`);
+    assert.match(e.message, /^hashing the source for 2 shards \(worker thread\): .*checksum mismatch/);
+    assert.ok(e.message.includes(second.split("/").at(-1)!), e.message);
+    return true;
+  });
+  assert.equal(await (await openStorage(dst)).exists("_manifest.json"), false, "nothing visible");
+  assert.deepEqual(await files(damaged), sourceBefore, "the source is untouched");
+  assert.equal(idleWorkers(shardWorker), 0, "the failed thread was ended, not pooled");
+  assert.equal(sharedRun(), undefined, "this thread let the run's shared chunks go");
 });

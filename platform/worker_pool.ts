@@ -12,6 +12,9 @@
 import { availableCores, startWorker, type StartWorkerOptions, type WorkerThread } from "./worker.ts";
 
 const idle = new Map<string, WorkerThread[]>();
+// Starts whose caller no longer waits for them (handed over with releaseStart): the next acquireWorker of
+// the module takes one rather than starting yet another thread beside it.
+const handedOver = new Map<string, Promise<WorkerThread>[]>();
 
 function idleOf(module: URL): WorkerThread[] {
   let list = idle.get(module.href);
@@ -71,7 +74,46 @@ export async function acquireWorker(module: URL, options: StartWorkerOptions = {
     warm.ref();
     return warm;
   }
+  const starting = handedOver.get(module.href)?.shift();
+  if (starting) {
+    const w = await starting;
+    w.ref();
+    return w;
+  }
   return await startWorker(module, options);
+}
+
+/**
+ * Hands over a start of `module` (a promise {@linkcode acquireWorker} returned) whose caller no longer needs
+ * the worker, typically because its work was done before the worker was up: the next
+ * {@linkcode acquireWorker} takes it instead of starting another thread, else it joins the idle workers once
+ * started (a start that fails is forgotten). On a loaded machine a start takes seconds; a run ending sooner
+ * would otherwise leave its start behind and the next run would start a second thread beside it.
+ *
+ * @example
+ * ```ts no-run
+ * import { acquireWorker, releaseStart } from "./worker_pool.ts";
+ * const module = new URL("./_test_worker.ts", import.meta.url);
+ * releaseStart(module, acquireWorker(module)); // not needed after all: the next acquireWorker gets it
+ * ```
+ */
+export function releaseStart(module: URL, start: Promise<WorkerThread>): void {
+  let list = handedOver.get(module.href);
+  if (!list) handedOver.set(module.href, list = []);
+  const pending = list;
+  pending.push(start);
+  start.then(
+    (w) => {
+      const at = pending.indexOf(start);
+      if (at < 0) return; // taken by an acquireWorker meanwhile
+      pending.splice(at, 1);
+      releaseWorker(module, w);
+    },
+    () => {
+      const at = pending.indexOf(start);
+      if (at >= 0) pending.splice(at, 1);
+    },
+  );
 }
 
 /**
@@ -103,7 +145,8 @@ export function releaseWorker(module: URL, worker: WorkerThread): void {
 }
 
 /**
- * Terminates every idle worker of every module (or of `module` only) and waits until they have ended:
+ * Terminates every idle worker of every module (or of `module` only), and those handed over with
+ * {@linkcode releaseStart} once started, and waits until they have ended:
  * for tests and hosts that must leave no thread behind.
  *
  * @example
@@ -115,5 +158,8 @@ export function releaseWorker(module: URL, worker: WorkerThread): void {
 export async function drainWorkerPool(module?: URL): Promise<void> {
   const lists = module ? [idleOf(module)] : [...idle.values()];
   const all = lists.flatMap((l) => l.splice(0));
+  // Starts handed over and not yet taken: waited for, then terminated as the idle ones.
+  const starts = (module ? [handedOver.get(module.href) ?? []] : [...handedOver.values()]).flatMap((l) => l.splice(0));
+  for (const s of await Promise.allSettled(starts)) if (s.status === "fulfilled") all.push(s.value);
   await Promise.all(all.map((w) => w.terminate()));
 }
