@@ -9,9 +9,8 @@ import type { Storage } from "../backends/storage.ts";
 import { type ChunkRef, MANIFEST_FILE } from "../format/manifest.ts";
 import type { StateLayout } from "../format/state_layout.ts";
 import { checkpointDirName, SAVEPOINTS_DIR } from "../snapshot/layout.ts";
-import { latestCheckpoint, openSnapshot, readState, type Snapshot } from "../snapshot/read.ts";
-import { shapeOf, snapshotInputs, sweep } from "../snapshot/sweep.ts";
-import type { Lease } from "../format/_scratch.ts";
+import { latestCheckpoint, openSnapshot, readState, scratchInputs, type Snapshot } from "../snapshot/read.ts";
+import { shapeOf, sweep } from "../snapshot/sweep.ts";
 import type { KeyGroupRange } from "../format/key_group.ts";
 import type { StateSnapshot } from "../format/manifest.ts";
 import { type RestoredRows, RestoredTables } from "./keyed_backend.ts";
@@ -121,27 +120,18 @@ const RESTORE_BATCH_ROWS = 1 << 16;
 async function readKeyed(snap: Snapshot, uid: string, st: StateSnapshot, range: KeyGroupRange): Promise<RestoredRows | RestoredTables> {
   if (st.namespaced === true) return await readState(snap, uid, st.name, range);
   const tables = new RestoredTables(range, st.kind, st.name);
-  // Chunks are read into reused scratch buffers when nothing restored can be a view of them: fresh
-  // chunk-sized buffers cost their first touch, and each one left to the collector adds external memory
-  // that brings on full collections of the (growing) restored heap.
-  const leases: Lease[] | undefined = decodesToCopies(st) ? [] : undefined;
+  // Chunks read into reused buffers (handed back as the sweep passes them; see scratchInputs).
+  const scratch = scratchInputs(snap, st);
   try {
-    const inputs = snapshotInputs(snap, st, leases).filter((c) => c.range.start <= range.end && range.start <= c.range.end);
-    for await (const b of sweep(inputs, [range], { ...shapeOf(st), batchRows: RESTORE_BATCH_ROWS })) tables.add(b.rows);
+    const inputs = scratch.inputs.filter((c) => c.range.start <= range.end && range.start <= c.range.end);
+    for await (const b of sweep(inputs, [range], { ...shapeOf(st), batchRows: RESTORE_BATCH_ROWS })) {
+      tables.add(b.rows);
+      scratch.passed(b.range.end + 1);
+    }
   } finally {
-    // The sweep has ended (or failed): no opened chunk is read any more.
-    if (leases) for (const l of leases) l.release();
+    await scratch.release();
   }
   return tables;
-}
-
-/**
- * Whether every JS value decoded from a state's chunks is a copy of the chunk's bytes (strings, numbers,
- * `slice`d binaries), so the chunk buffers may be reused once read. msgpack is not: `bin` items decode as
- * views of the buffer they were read from.
- */
-function decodesToCopies(st: Pick<StateSnapshot, "keyType" | "userKeyType" | "value">): boolean {
-  return st.value.encoding === "arrow" && st.keyType !== "msgpack" && st.userKeyType !== "msgpack";
 }
 
 /**
