@@ -443,8 +443,8 @@ export function decodeRows(file: ChunkFile, from: number, to: number, info: Chun
  * ```ts
  * import assert from "node:assert/strict";
  * import { decodesToCopies } from "./decode_chunk.ts";
- * assert.equal(decodesToCopies({ kind: "value", keyType: "string", value: { encoding: "arrow", type: "binary" } }), true);
- * assert.equal(decodesToCopies({ kind: "value", keyType: "string", value: { encoding: "msgpack" } }), false);
+ * assert.equal(decodesToCopies({ keyType: "string", value: { encoding: "arrow", type: "binary" } }), true);
+ * assert.equal(decodesToCopies({ keyType: "string", value: { encoding: "msgpack" } }), false);
  * ```
  */
 export function decodesToCopies(layout: Pick<StateLayout, "keyType" | "userKeyType" | "value">): boolean {
