@@ -155,6 +155,9 @@ export async function cases(ctx: BenchContext): Promise<BenchCase[]> {
       spBytes = (await incr!.job.savepoint(sp4)).newBytes;
       incr!.feed.end();
       await incr!.job.cancel();
+      // A cancelled job's state is garbage: held here, its 1M entries would stay in the heap that every later
+      // case (restore.full above all) collects around.
+      incr = undefined;
     })());
 
   // An offline tool over the chain's savepoint: its output is removed after each iteration.
@@ -217,6 +220,7 @@ export async function cases(ctx: BenchContext): Promise<BenchCase[]> {
       afterAll: async () => {
         full!.feed.end();
         await full!.job.cancel();
+        full = undefined; // its state is garbage once cancelled (see prepareChain)
       },
     },
     incremental(0.01, "checkpoint.incremental.write"),

@@ -434,6 +434,24 @@ export function decodeRows(file: ChunkFile, from: number, to: number, info: Chun
 }
 
 /**
+ * Whether every JS value {@link decodeRows} makes from chunks of `layout` is a copy of the chunk's bytes
+ * (strings, numbers, bigints, `slice`d binaries), so that the buffer a chunk was read into may be reused
+ * once its rows are decoded. Not with msgpack keys, user keys or values: msgpack `bin` items decode as
+ * views of the bytes they were read from.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { decodesToCopies } from "./decode_chunk.ts";
+ * assert.equal(decodesToCopies({ keyType: "string", value: { encoding: "arrow", type: "binary" } }), true);
+ * assert.equal(decodesToCopies({ keyType: "string", value: { encoding: "msgpack" } }), false);
+ * ```
+ */
+export function decodesToCopies(layout: Pick<StateLayout, "keyType" | "userKeyType" | "value">): boolean {
+  return layout.value.encoding === "arrow" && layout.keyType !== "msgpack" && layout.userKeyType !== "msgpack";
+}
+
+/**
  * Decodes a whole chunk. The layout comes from the chunk's own metadata.
  *
  * @throws {ChecksumMismatchError} if `info.checksum` does not match.

@@ -7,7 +7,7 @@ import { IncompatibleSnapshotError } from "../format/errors.ts";
 import type { KeyGroupRange } from "../format/key_group.ts";
 import type { StateSnapshot } from "../format/manifest.ts";
 import type { ValueEncoding } from "../format/state_layout.ts";
-import type { Snapshot } from "../snapshot/read.ts";
+import { scratchInputs, type Snapshot } from "../snapshot/read.ts";
 import { withSnapshot } from "./_open.ts";
 import { type KeyId, keyIdentity, keyText, rowIdentity } from "../format/key_identity.ts";
 import { rowDensity } from "../snapshot/chain.ts";
@@ -133,7 +133,12 @@ class WindowReader {
   constructor(gen: AsyncGenerator<RangeBatch>) {
     this.#it = gen;
   }
-  async take(window: number): Promise<Rows[]> {
+  /**
+   * The batches of window `window`, which ends at key group `end`. It stops at the batch that completes
+   * the window instead of reading the next one ahead: that would open the next window's chunks while
+   * this one's are still held.
+   */
+  async take(window: number, end: number): Promise<Rows[]> {
     const out: Rows[] = [];
     for (;;) {
       if (!this.#next && !this.#done) {
@@ -143,7 +148,9 @@ class WindowReader {
       }
       if (!this.#next || this.#next.window !== window) return out;
       out.push(this.#next.rows);
+      const last = this.#next.range.end >= end;
       this.#next = undefined;
+      if (last) return out;
     }
   }
 }
@@ -194,12 +201,24 @@ async function diffKeyed(a: Snapshot, sa: StateSnapshot, b: Snapshot, sb: StateS
     return;
   }
   const windows = windowsFor([...ia, ...ib], maxA, batchRows);
-  const ra = new WindowReader(sweep(ia, windows, { batchRows, namespaced: sa.namespaced === true, map, signal: opts.signal }));
-  const rb = new WindowReader(sweep(ib, windows, { batchRows, namespaced: sb.namespaced === true, map, signal: opts.signal }));
-  for (let w = 0; w < windows.length; w++) {
-    const pa = await ra.take(w);
-    const pb = await rb.take(w);
-    tally.compare(concatRows(pa.length ? pa : [{ length: 0, values: [] }]), concatRows(pb.length ? pb : [{ length: 0, values: [] }]), namespaced, map);
+  // Both sides read chunks into reused buffers, each handed back once its rows are compared: the two
+  // sides hold their current chunks and leave no chunk-sized garbage.
+  const xa = scratchInputs(a, sa);
+  const xb = scratchInputs(b, sb);
+  try {
+    const ra = new WindowReader(sweep(xa.inputs, windows, { batchRows, namespaced: sa.namespaced === true, map, signal: opts.signal }));
+    const rb = new WindowReader(sweep(xb.inputs, windows, { batchRows, namespaced: sb.namespaced === true, map, signal: opts.signal }));
+    for (let w = 0; w < windows.length; w++) {
+      // A side hands back the chunks it is past just before it reads on, so the buffer it frees is the one
+      // its next chunk is read into (freed together, the pool might keep only one of the two).
+      xa.passed(windows[w].start);
+      const pa = await ra.take(w, windows[w].end);
+      xb.passed(windows[w].start);
+      const pb = await rb.take(w, windows[w].end);
+      tally.compare(concatRows(pa.length ? pa : [{ length: 0, values: [] }]), concatRows(pb.length ? pb : [{ length: 0, values: [] }]), namespaced, map);
+    }
+  } finally {
+    await Promise.all([xa.release(), xb.release()]);
   }
 }
 

@@ -9,8 +9,8 @@ import type { Storage } from "../backends/storage.ts";
 import { type ChunkRef, MANIFEST_FILE } from "../format/manifest.ts";
 import type { StateLayout } from "../format/state_layout.ts";
 import { checkpointDirName, SAVEPOINTS_DIR } from "../snapshot/layout.ts";
-import { latestCheckpoint, openSnapshot, readState, type Snapshot } from "../snapshot/read.ts";
-import { shapeOf, snapshotInputs, sweep } from "../snapshot/sweep.ts";
+import { latestCheckpoint, openSnapshot, readState, scratchInputs, type Snapshot } from "../snapshot/read.ts";
+import { shapeOf, sweep } from "../snapshot/sweep.ts";
 import type { KeyGroupRange } from "../format/key_group.ts";
 import type { StateSnapshot } from "../format/manifest.ts";
 import { type RestoredRows, RestoredTables } from "./keyed_backend.ts";
@@ -120,8 +120,17 @@ const RESTORE_BATCH_ROWS = 1 << 16;
 async function readKeyed(snap: Snapshot, uid: string, st: StateSnapshot, range: KeyGroupRange): Promise<RestoredRows | RestoredTables> {
   if (st.namespaced === true) return await readState(snap, uid, st.name, range);
   const tables = new RestoredTables(range, st.kind, st.name);
-  const inputs = snapshotInputs(snap, st).filter((c) => c.range.start <= range.end && range.start <= c.range.end);
-  for await (const b of sweep(inputs, [range], { ...shapeOf(st), batchRows: RESTORE_BATCH_ROWS })) tables.add(b.rows);
+  // Chunks read into reused buffers (handed back as the sweep passes them; see scratchInputs).
+  const scratch = scratchInputs(snap, st);
+  try {
+    const inputs = scratch.inputs.filter((c) => c.range.start <= range.end && range.start <= c.range.end);
+    for await (const b of sweep(inputs, [range], { ...shapeOf(st), batchRows: RESTORE_BATCH_ROWS })) {
+      tables.add(b.rows);
+      scratch.passed(b.range.end + 1);
+    }
+  } finally {
+    await scratch.release();
+  }
   return tables;
 }
 

@@ -12,7 +12,10 @@ import { findState, type Manifest, MANIFEST_FILE, MAX_MANIFEST_BYTES, readManife
 import type { KeyGroupRange } from "../format/key_group.ts";
 import { checkpointDirName, manifestPath, parentDir, parseCheckpointDirName } from "./layout.ts";
 import { RowBuffer, type Rows } from "./rows.ts";
-import { readOperatorItems, shapeOf, snapshotInputs, sweep } from "./sweep.ts";
+import { type ChunkInput, readOperatorItems, shapeOf, snapshotInputs, sweep } from "./sweep.ts";
+import { openStateChunk } from "./chunks.ts";
+import { decodesToCopies } from "../format/decode_chunk.ts";
+import { type Lease, scratchFor } from "../format/_scratch.ts";
 
 /** An opened, validated snapshot: its manifest and where its chunks are. */
 export interface Snapshot {
@@ -233,4 +236,62 @@ export async function readState(snap: Snapshot, uid: string, state: string, rang
     }
   }
   return only ?? buf.take();
+}
+
+/** Sweep inputs whose chunks are read into scratch buffers, with the hand-back of those buffers. */
+export interface ScratchInputs {
+  /** The chunks of the state, as sweep inputs. */
+  readonly inputs: ChunkInput[];
+  /**
+   * Hands back the buffers of chunks that end before key group `kg`: call it once the sweep has yielded a
+   * batch starting at `kg` or later and nothing reads rows of earlier batches as chunk bytes any more.
+   */
+  passed(kg: number): void;
+  /** Hands back every buffer, once each read in flight has settled (a sweep that failed may leave some). */
+  release(): Promise<void>;
+}
+
+/**
+ * The chunks of keyed state `st` as sweep inputs that read into reused scratch buffers, each handed back
+ * as soon as the sweep has passed its key groups, so a sweep holds the chunks of its current key groups
+ * and no chunk-sized garbage: fresh chunk-sized buffers cost their first touch, and each one left to the
+ * collector counts as external memory until a full collection. Buffers are used only where every decoded
+ * value is a copy of the chunk's bytes ({@link decodesToCopies}); otherwise these are the plain inputs.
+ *
+ * @example
+ * ```ts
+ * import { scratchInputs, type Snapshot } from "./read.ts";
+ * import { shapeOf, sweep } from "./sweep.ts";
+ * declare const snap: Snapshot;
+ * // const { inputs, passed, release } = scratchInputs(snap, st);
+ * // try { for await (const b of sweep(inputs, windows, shapeOf(st))) { use(b.rows); passed(b.range.end + 1); } }
+ * // finally { await release(); }
+ * ```
+ */
+export function scratchInputs(snap: Snapshot, st: StateSnapshot): ScratchInputs {
+  const plain = snapshotInputs(snap, st);
+  if (!decodesToCopies(st)) return { inputs: plain, passed() {}, release: async () => {} };
+  const held: { end: number; lease: Lease; read: Promise<unknown> }[] = [];
+  const inputs = plain.map((c): ChunkInput => ({
+    ...c,
+    open: () => {
+      const lease = scratchFor(c.ref!.bytes + 1);
+      const read = openStateChunk(snap, st, c.ref!, lease?.bytes);
+      if (lease) held.push({ end: c.range.end, lease, read: read.catch(() => {}) });
+      return read;
+    },
+  }));
+  return {
+    inputs,
+    passed(kg) {
+      for (let i = held.length - 1; i >= 0; i--) {
+        if (held[i].end < kg) held.splice(i, 1)[0].lease.release();
+      }
+    },
+    async release() {
+      const all = held.splice(0);
+      await Promise.all(all.map((h) => h.read));
+      for (const h of all) h.lease.release();
+    },
+  };
 }
