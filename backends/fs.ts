@@ -228,13 +228,17 @@ export class FsStorage extends BaseStorage {
   async #writeTemp(path: string, write: (handle: FileHandle) => Promise<void>, sync = true): Promise<{ dir: string; temp: string }> {
     const base = path.slice(path.lastIndexOf("/") + 1);
     for (let attempt = 0; ; attempt++) {
-      const dir = await this.#prepareDir(path, sync);
-      const temp = nodePath.join(dir, tempName(base));
+      let dir: string;
+      let temp: string;
       let handle: FileHandle;
       try {
+        // A concurrent delete removes folders it left empty, also while this walk creates or opens them
+        // (a failed shard's clean-up beside a healthy shard's chunk): then the walk starts again.
+        dir = await this.#prepareDir(path, sync);
+        temp = nodePath.join(dir, tempName(base));
         handle = await fsp.open(temp, "wx");
       } catch (e) {
-        if (errorCode(e) === "ENOENT" && attempt < 5) continue; // a delete removed the empty folder
+        if (errorCode(e) === "ENOENT" && attempt < 5) continue;
         throw e;
       }
       try {

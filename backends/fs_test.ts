@@ -227,3 +227,27 @@ test("concurrent deletes in one folder never fail because the other removed the 
     await fsp.rm(root, { recursive: true, force: true });
   }
 });
+
+test("a put whose folders a concurrent delete removes (emptied) redoes them instead of failing with ENOENT", async () => {
+  // A failed shard's clean-up deletes its chunks and removes the folders left empty while a healthy shard
+  // creates its chunk's folders there: the put's folder walk met a folder that had just vanished (CI: "put
+  // …/counter/counts/kg-0-31.arrow failed: a folder vanished during the operation (ENOENT)").
+  const root = await fsp.mkdtemp(nodePath.join(os.tmpdir(), "arrowpoint-fs-race-"));
+  try {
+    const s = new FsStorage(root);
+    for (let round = 0; round < 300; round++) {
+      await s.put("r/a/b/c/old", new Uint8Array([1]));
+      // The put starts a varying number of event-loop turns after the delete, so that over the rounds its
+      // folder walk meets every step of the delete's removal of the emptied folders.
+      const later = async () => {
+        for (let i = 0; i < round % 60; i++) await new Promise((r) => setImmediate(r));
+        await s.put(`r/a/b/c/d/new-${round}`, new Uint8Array([2]));
+      };
+      await Promise.all([s.delete(["r/a/b/c/old"]), later()]);
+      assert.deepEqual(await s.get(`r/a/b/c/d/new-${round}`), new Uint8Array([2]));
+      await s.delete([`r/a/b/c/d/new-${round}`]);
+    }
+  } finally {
+    await fsp.rm(root, { recursive: true, force: true });
+  }
+});
