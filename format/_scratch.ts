@@ -8,6 +8,8 @@
 // pool then allocates a new buffer, so forgetting a release costs speed, never correctness. Released bytes
 // are overwritten by the next lease: never release a buffer something may still read.
 
+import { idleTimer } from "./_idle_timer.ts";
+
 /** A buffer on loan from the pool: `bytes` has exactly the length asked for. */
 export interface Lease {
   /** The buffer (a view of exactly the requested length; its contents are undefined until written). */
@@ -36,10 +38,7 @@ let idle: ReturnType<typeof setTimeout> | undefined;
 /** Drops the free buffers once no lease has come back for {@link IDLE_MS}; the timer never holds the process open. */
 function dropWhenIdle(): void {
   if (idle !== undefined) clearTimeout(idle);
-  idle = setTimeout(dropScratch, IDLE_MS);
-  const deno = (globalThis as { Deno?: { unrefTimer?(id: number): void } }).Deno;
-  if (typeof idle === "number") deno?.unrefTimer?.(idle);
-  else (idle as { unref?(): void }).unref?.();
+  idle = idleTimer(dropScratch, IDLE_MS);
 }
 
 /**

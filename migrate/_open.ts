@@ -9,6 +9,7 @@
 // resolved afresh each time (a newer checkpoint may have been committed meanwhile). One entry, let go when
 // no open has asked for it for a while; the timer never keeps the process alive.
 import { openStorage } from "../backends/open.ts";
+import { idleTimer } from "../format/_idle_timer.ts";
 import { NotFoundError } from "../format/errors.ts";
 import { type Manifest, MAX_MANIFEST_BYTES, readManifest } from "../format/manifest.ts";
 import { manifestPath } from "../snapshot/layout.ts";
@@ -22,14 +23,6 @@ let kept: { location: string; bytes: Uint8Array; manifest: Manifest; timer: Retu
 function forget(): void {
   if (kept) clearTimeout(kept.timer);
   kept = undefined;
-}
-
-function idleTimer(): ReturnType<typeof setTimeout> {
-  const t = setTimeout(forget, IDLE_MS);
-  const deno = (globalThis as { Deno?: { unrefTimer?(id: number): void } }).Deno;
-  if (typeof t === "number") deno?.unrefTimer?.(t);
-  else (t as { unref?: () => void }).unref?.();
-  return t;
 }
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
@@ -67,7 +60,7 @@ export async function openSource(src: string): Promise<Snapshot> {
     if (kept && kept.location === src && sameBytes(kept.bytes, bytes)) {
       manifest = kept.manifest;
       clearTimeout(kept.timer);
-      kept.timer = idleTimer();
+      kept.timer = idleTimer(forget, IDLE_MS);
     } else {
       try {
         manifest = readManifest(bytes, `${storage.uri.replace(/\/+$/, "")}/${manifestPath("")}`);
@@ -77,7 +70,7 @@ export async function openSource(src: string): Promise<Snapshot> {
       }
       if (manifest.chunkRoot === ".") {
         forget();
-        kept = { location: src, bytes: bytes.slice(), manifest: freeze(manifest), timer: idleTimer() };
+        kept = { location: src, bytes: bytes.slice(), manifest: freeze(manifest), timer: idleTimer(forget, IDLE_MS) };
       } else manifest = undefined;
     }
     if (manifest) return { manifest, storage, dir: "", chunkBase: "", location: src };

@@ -8,6 +8,7 @@
 // re-hashed, or when no shard has asked for it for a while (a process running one shard keeps nothing).
 import type { ChunkFile } from "../format/chunk_ipc.ts";
 import type { StateSnapshot } from "../format/manifest.ts";
+import { idleTimer } from "../format/_idle_timer.ts";
 import { type Lease, scratchFor } from "../format/_scratch.ts";
 import { openStateChunk } from "../snapshot/chunks.ts";
 import type { Snapshot } from "../snapshot/read.ts";
@@ -52,18 +53,6 @@ function drop(): void {
   entry = undefined;
 }
 
-/** A timer that never keeps the process alive (Node's unref, Deno's unrefTimer). */
-function unrefTimer(t: ReturnType<typeof setTimeout>): ReturnType<typeof setTimeout> {
-  const deno = (globalThis as { Deno?: { unrefTimer?(id: number): void } }).Deno;
-  if (typeof t === "number") deno?.unrefTimer?.(t);
-  else (t as { unref?: () => void }).unref?.();
-  return t;
-}
-
-function idleTimer(): ReturnType<typeof setTimeout> {
-  // A kept entry never keeps the process alive.
-  return unrefTimer(setTimeout(drop, IDLE_MS));
-}
 
 /**
  * The picks a shard of the same source and plan kept (then counted as served for `shard`), or
@@ -77,7 +66,7 @@ export function takePicks(key: string, shard: { index: number; count: number }):
   entry.served.add(shard.index);
   clearTimeout(entry.timer);
   if (entry.served.size >= entry.count) drop();
-  else entry.timer = idleTimer();
+  else entry.timer = idleTimer(drop, IDLE_MS);
   return picks;
 }
 
@@ -90,7 +79,7 @@ export function keepPicks(key: string, shard: { index: number; count: number }, 
   drop();
   holders.set(picks, { users: 1, kept: shard.count >= 2, leases });
   if (shard.count < 2) return;
-  entry = { key, picks, count: shard.count, served: new Set([shard.index]), timer: idleTimer() };
+  entry = { key, picks, count: shard.count, served: new Set([shard.index]), timer: idleTimer(drop, IDLE_MS) };
 }
 
 /** A run that kept or took `picks` is done gathering from them. */
@@ -160,7 +149,7 @@ export async function shardSourceChunk(key: string, size: number, read: (into?: 
   // Another run of this thread may have kept a chunk meanwhile: the last one read is kept.
   if (lastChunk) letGo(lastChunk);
   const c: KeptChunk = { key, bytes, lease, users: 0, kept: true };
-  c.timer = unrefTimer(setTimeout(() => letGo(c), IDLE_MS));
+  c.timer = idleTimer(() => letGo(c), IDLE_MS);
   lastChunk = c;
   return use(c);
 }
