@@ -414,3 +414,30 @@ test("a value-like table copies a captured value when user code first reaches it
   const bValue = s.value();
   assert.ok(captured.includes(bValue), "a value nobody reached while held was never copied");
 });
+
+test("a value-like table copies nothing for a write that replaces or removes a held value without reading it", () => {
+  const desc = valueState<{ n: number }>("s", { value: { encoding: "arrow", type: { struct: [{ name: "n", type: "int32" }] } } });
+  const b = new KeyedStateBackend({ start: 0, end: 127 }, "string", true);
+  const s = b.getState(desc);
+  const at = (k: string) => b.setCurrentKey(k, assignKeyGroup(k, 128));
+  for (const k of ["a", "b"]) {
+    at(k);
+    s.update({ n: k === "a" ? 1 : 2 });
+  }
+  const table = b.table("s")!;
+  const rows = table.captureAll(0);
+  const copier = valueCopierOf(table.layout)!;
+  let copies = 0;
+  const release = table.holdCaptured((v) => (copies++, copier(v)))!;
+  at("a");
+  const fresh = { n: 7 };
+  s.update(fresh); // a blind write: the captured value stays the snapshot's, nothing to copy
+  at("b");
+  s.clear();
+  assert.equal(copies, 0, "neither the replaced nor the removed value was copied");
+  at("a");
+  assert.equal(s.value(), fresh, "the written value is the live one, not a copy of it");
+  assert.equal(copies, 0, "a value written after the capture is not shared with it");
+  assert.deepEqual(rows.values.map((v) => (v as { n: number }).n).sort(), [1, 2], "the captured rows keep the values of the barrier");
+  release();
+});

@@ -301,16 +301,22 @@ class SingleTable extends StateTable {
    * keys are fresh strings per record, hashed and compared on every Map lookup).
    */
   entry(): Entry | undefined {
-    const b = this.b;
-    if (this.cachedSeq === b.keySeq) return this.cached;
-    const m = this.tables[b.kgi];
-    const e = m === undefined ? undefined : m.get(b.keyId);
+    const e = this.find();
     // Every way user code reaches a stored value goes through here: one still shared with captured rows
     // is replaced by a copy first, so changing it in place cannot change the snapshot being encoded.
     if (e !== undefined && this.hold !== null && e.copied !== this.holdGen) {
       e.value = this.hold(e.value);
       e.copied = this.holdGen;
     }
+    return e;
+  }
+
+  /** The current key's entry as stored, for writes that replace or remove its value (nothing to copy). */
+  private find(): Entry | undefined {
+    const b = this.b;
+    if (this.cachedSeq === b.keySeq) return this.cached;
+    const m = this.tables[b.kgi];
+    const e = m === undefined ? undefined : m.get(b.keyId);
     this.cachedSeq = b.keySeq;
     this.cached = e;
     return e;
@@ -319,7 +325,6 @@ class SingleTable extends StateTable {
   override holdCaptured(copy: (v: unknown) => unknown): () => void {
     const gen = ++this.holdGen;
     this.hold = copy;
-    this.cachedSeq = -1; // the cached entry was found before this capture: look it up (and copy) again
     return () => {
       if (this.holdGen === gen) this.hold = null;
     };
@@ -332,9 +337,12 @@ class SingleTable extends StateTable {
 
   set(value: unknown): void {
     const b = this.b;
-    let e = this.entry();
-    if (e !== undefined) e.value = value;
-    else {
+    // A new value replaces the captured one, which stays the snapshot's: no copy of it is needed.
+    let e = this.find();
+    if (e !== undefined) {
+      e.value = value;
+      e.copied = this.holdGen;
+    } else {
       let m = this.tables[b.kgi];
       if (m === undefined) m = this.tables[b.kgi] = new Map();
       e = { key: b.key, value, epoch: -1, live: true, copied: this.holdGen };
@@ -359,7 +367,7 @@ class SingleTable extends StateTable {
 
   remove(): void {
     const b = this.b;
-    const e = this.entry();
+    const e = this.find();
     if (e === undefined) return;
     this.tables[b.kgi]!.delete(b.keyId);
     this.cached = undefined;
