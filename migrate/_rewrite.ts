@@ -29,7 +29,7 @@ import { type KeyId, keyFits, keyText, rowIdentity } from "../format/key_identit
 import { sameLayout } from "../format/state_layout.ts";
 import { type ChunkInput, readOperatorItems, shapeOf, snapshotInputs, storageInput, sweep, sweepSelections } from "../snapshot/sweep.ts";
 import type { ChunkFile } from "../format/chunk_ipc.ts";
-import { type HashedPicks, keepPicks, rehashKey, releasePicks, shardSourceChunk, sharedPicks, takePicks } from "./_shard_cache.ts";
+import { COLUMN_REHASH_KEY_TYPES, type HashedPicks, IN_MEMORY_REHASH_BYTES, keepPicks, rehashKey, releasePicks, shardSourceChunk, sharedPicks, takePicks } from "./_shard_cache.ts";
 import { type Lease, scratchFor } from "../format/_scratch.ts";
 import { type KeyedStateWriter, layoutOf, SavepointWriter, stateEntry, type WriteOptions } from "./_sink.ts";
 import { intersect, type RangeBatch, RowBuffer, type Rows, sameRange, sortByKeyGroup } from "../snapshot/rows.ts";
@@ -413,7 +413,7 @@ async function gatherWindows(inputs: ChunkInput[], windows: KeyGroupRange[], sp:
 
 /** Whether a re-hash can run on columns: no key function, no value transform, a key type hashed from its buffer. */
 function columnRehash(op: OperatorPlan, sp: StatePlan): boolean {
-  return !op.keyBy && !sp.transform && sameLayout(sp.layout, sp.src) && ["string", "int32", "int64", "float64"].includes(sp.src.keyType ?? "");
+  return !op.keyBy && !sp.transform && sameLayout(sp.layout, sp.src) && COLUMN_REHASH_KEY_TYPES.includes(sp.src.keyType ?? "");
 }
 
 /**
@@ -479,13 +479,6 @@ async function scatterColumns(plan: RewritePlan, op: OperatorPlan, sp: StatePlan
   }
   return await out.finish();
 }
-
-/**
- * Source chunk bytes (uncompressed) up to which a column re-hash keeps the source chunks in memory instead of
- * spilling pieces: memory then holds the sources, 10 bytes of picks per row and one output chunk, within the
- * tools' budget (256 MiB + 2 × the largest chunk), and every row is gathered once, straight from its source.
- */
-const IN_MEMORY_REHASH_BYTES = 64 * 1024 * 1024;
 
 /**
  * {@link scatterColumns} without spilling, for sources that fit {@link IN_MEMORY_REHASH_BYTES}: the merged

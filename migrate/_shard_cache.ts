@@ -13,6 +13,17 @@ import { type Lease, scratchFor } from "../format/_scratch.ts";
 import { openStateChunk } from "../snapshot/chunks.ts";
 import type { Snapshot } from "../snapshot/read.ts";
 
+/** Key types a re-hash hashes straight from the key column's buffers (no JS row per key). */
+export const COLUMN_REHASH_KEY_TYPES: readonly string[] = ["string", "int32", "int64", "float64"];
+
+/**
+ * Source chunk bytes (uncompressed) up to which a column re-hash keeps the source chunks in memory instead of
+ * spilling pieces: memory then holds the sources, 10 bytes of picks per row and one output chunk, within the
+ * tools' budget (256 MiB + 2 × the largest chunk), and every row is gathered once, straight from its source.
+ * Threads share a re-hash's hashing only below it (_shared_hash.ts): larger states never ask for shared picks.
+ */
+export const IN_MEMORY_REHASH_BYTES = 64 * 1024 * 1024;
+
 /** A re-hash's picks: source row `row[i]` of `files[src[i]]` goes to new key group `keyGroups[i]`, i < length. */
 export interface HashedPicks {
   files: ChunkFile[];

@@ -12,7 +12,7 @@ import { checkChunk } from "../snapshot/chunks.ts";
 import type { Snapshot } from "../snapshot/read.ts";
 import type { ChunkFile } from "../format/chunk_ipc.ts";
 import { type Lease, scratchFor } from "../format/_scratch.ts";
-import { rehashKey, type SharedUnit } from "./_shard_cache.ts";
+import { COLUMN_REHASH_KEY_TYPES, IN_MEMORY_REHASH_BYTES, rehashKey, type SharedUnit } from "./_shard_cache.ts";
 
 /** SharedArrayBuffer where the host has one (Node, Deno), else ArrayBuffer: messages then copy. */
 const Shared: new (bytes: number) => ArrayBufferLike = typeof SharedArrayBuffer === "function" ? SharedArrayBuffer : ArrayBuffer;
@@ -29,25 +29,16 @@ export interface HashUnit {
   rows: number;
 }
 
-/** Key types whose column a re-hash hashes without decoding rows (as _rewrite.ts's column re-hash). */
-const COLUMN_KEYS = ["string", "int32", "int64", "float64"];
-
-/**
- * Source bytes up to which a state is re-hashed in memory (as _rewrite.ts's IN_MEMORY_REHASH_BYTES): larger
- * states spill pieces and never ask for shared picks, so hashing them here would be wasted.
- */
-const IN_MEMORY_BYTES = 64 * 1024 * 1024;
-
 /**
  * Whether a state's re-hash can be shared: keyed, a plain set of base chunks (the single run's picks are
  * then every row, chunk by chunk in key-group order, which the per-chunk sort reproduces exactly), a key
  * column hashed as a column, and small enough for the in-memory re-hash.
  */
 export function shareableState(st: StateSnapshot): boolean {
-  if (!st.keyed || st.chunks.length === 0 || !COLUMN_KEYS.includes(st.keyType ?? "")) return false;
+  if (!st.keyed || st.chunks.length === 0 || !COLUMN_REHASH_KEY_TYPES.includes(st.keyType ?? "")) return false;
   if (st.chunks.some((c) => !c.keyGroupRange) || !isPlainBaseSet(st.chunks)) return false;
   for (let i = 1; i < st.chunks.length; i++) if (st.chunks[i].keyGroupRange!.start < st.chunks[i - 1].keyGroupRange!.start) return false;
-  return st.chunks.reduce((n, c) => n + (c.rawBytes ?? c.bytes), 0) <= IN_MEMORY_BYTES;
+  return st.chunks.reduce((n, c) => n + (c.rawBytes ?? c.bytes), 0) <= IN_MEMORY_REHASH_BYTES;
 }
 
 /** Every unit of a re-hash of `snap` that threads can share, in the source's order. */
