@@ -11,7 +11,7 @@ import { isPlainBaseSet } from "../snapshot/chain.ts";
 import { checkChunk } from "../snapshot/chunks.ts";
 import type { Snapshot } from "../snapshot/read.ts";
 import type { ChunkFile } from "../format/chunk_ipc.ts";
-import { type Lease, scratchFor } from "../format/_scratch.ts";
+import { Arena, type Lease, scratchFor } from "../format/_scratch.ts";
 import { COLUMN_REHASH_KEY_TYPES, IN_MEMORY_REHASH_BYTES, rehashKey, type SharedUnit } from "./_shard_cache.ts";
 
 /** SharedArrayBuffer where the host has one (Node, Deno), else ArrayBuffer: messages then copy. */
@@ -81,10 +81,21 @@ export async function hashUnit(snap: Snapshot, unit: HashUnit, maxParallelism: n
   if (checked.problems.length) throw checked.problems[0].error;
   const file = checked.file!;
   unitsHashedHere.count++;
+  // The hash's own arrays (2.5 MB per 250,000 rows) live until the sort below: in reused memory, as the
+  // single run's picks are (fresh memory is what made two threads cost ~1.5× one thread's CPU).
+  const arena = new Arena();
+  try {
+    return sortUnit(snap, unit, st, file, maxParallelism, arena);
+  } finally {
+    arena.release();
+  }
+}
+
+function sortUnit(snap: Snapshot, unit: HashUnit, st: StateSnapshot, file: ChunkFile, maxParallelism: number, arena: Arena): { unit: HashedUnit; file: ChunkFile } {
   const n = file.rows;
-  const row = new Uint32Array(n);
+  const row = arena.array(Uint32Array, n);
   for (let i = 0; i < n; i++) row[i] = i;
-  const kgs = keyGroupsOfColumn([file.columns[file.plan.index.key]], new Uint32Array(n), row, maxParallelism);
+  const kgs = keyGroupsOfColumn([file.columns[file.plan.index.key]], arena.array(Uint32Array, n), row, maxParallelism, arena.array(Uint16Array, n));
   if (!kgs) throw new TypeError(`Cannot hash ${unit.uid}/${unit.state} as its key column cannot be hashed as a column`);
   const counts = new Uint32Array(maxParallelism + 1);
   for (let i = 0; i < n; i++) counts[kgs[i] + 1]++;
