@@ -14,7 +14,7 @@ import type { Migrations } from "./migrations.ts";
 import type { Progress } from "./progress.ts";
 import type { ShardRun, WriteReport } from "./_rewrite.ts";
 import type { Snapshot } from "../snapshot/read.ts";
-import { asShared, type HashedUnit, hashUnit, type HashUnit, hashUnits, shareableState } from "./_shared_hash.ts";
+import { asShared, type HashedUnit, hashUnit, type HashUnit, hashUnits, releaseUnitBuffers, shareableState, unitBuffer, unitBytes } from "./_shared_hash.ts";
 import { dropShared, shareUnits } from "./_shard_cache.ts";
 import type { Lease } from "../format/_scratch.ts";
 import type { WriteOptions } from "./_sink.ts";
@@ -43,6 +43,8 @@ export interface HashTask {
   src: string;
   maxParallelism: number;
   unit: HashUnit;
+  /** Where to put the unit's sorted rows: shared memory this thread reuses from run to run (_shared_hash.ts). */
+  buffer?: ArrayBufferLike;
 }
 
 /** What a worker thread is asked: a shard, a unit to hash, or to let a run's shared units go. */
@@ -257,6 +259,13 @@ export async function runInWorkers(
   const hashed: HashedUnit[] = [];
   const hashedHere = new Map<number, Awaited<ReturnType<typeof hashUnit>>["file"]>();
   const unitQueue = sharing ? units.map((_, i) => i) : [];
+  // The units' sorted rows, in buffers this thread lends to the run and takes back once it is over.
+  const buffers: ArrayBufferLike[] = [];
+  const bufferFor = (u: number) => {
+    const b = unitBuffer(unitBytes(units[u].rows, rehash!.maxParallelism));
+    buffers.push(b);
+    return b;
+  };
   // Scratch buffers this thread's hashing read into: the shared units' from the gate on, else freed here.
   const leasesHere: Lease[] = [];
   let unitsLeft = unitQueue.length;
@@ -324,7 +333,7 @@ export async function runInWorkers(
     };
     for (let u = nextUnit(); u !== undefined; u = nextUnit()) {
       const i = u;
-      const r = await attempt(() => ask(t, { type: "hash", run, src: src as string, maxParallelism: rehash!.maxParallelism, unit: units[i] }, `unit ${i} of the shared re-hash`));
+      const r = await attempt(() => ask(t, { type: "hash", run, src: src as string, maxParallelism: rehash!.maxParallelism, unit: units[i], buffer: bufferFor(i) }, `unit ${i} of the shared re-hash`));
       holds.add(i);
       unitDone(i, (r as Extract<WorkerReply, { type: "hashed" }>).unit);
     }
@@ -359,7 +368,7 @@ export async function runInWorkers(
   }
   const workHere = async () => {
     for (let u = nextUnit(); u !== undefined; u = nextUnit()) {
-      const h = await hashUnit(rehash!.snapshot, units[u], rehash!.maxParallelism, leasesHere);
+      const h = await hashUnit(rehash!.snapshot, units[u], rehash!.maxParallelism, leasesHere, bufferFor(u));
       hashedHere.set(u, h.file);
       unitDone(u, h.unit);
     }
@@ -384,6 +393,8 @@ export async function runInWorkers(
     options.signal?.removeEventListener("abort", onAbort);
     if (sharing) dropShared(run);
     for (const l of leasesHere.splice(0)) l.release();
+    // Every thread of the run is done with them: its shards are over, or its thread was terminated above.
+    releaseUnitBuffers(buffers);
     for (const start of starting) pool.releaseStart(module, start);
     starting.clear();
   }
