@@ -100,16 +100,22 @@ export function hashUnits(snap: Snapshot): HashUnit[] {
   return units;
 }
 
-/** A hashed unit as it crosses threads (structured-cloneable). */
+/**
+ * A hashed unit as it crosses threads (structured-cloneable): its sorted rows as the buffer alone, no typed
+ * array. Deno's node:worker_threads walks every message received with for…in to find MessagePorts, which
+ * on a typed array visits each element: 20–40 ms of CPU per 250,000 rows on each side, per message.
+ */
 export interface HashedUnit extends HashUnit {
   /** The state's key in the shared registry (_shard_cache.ts `rehashKey`). */
   key: string;
   /** Chunks of the state. */
   chunks: number;
-  /** The chunk's rows sorted by new key group (stable). */
-  order: Uint32Array;
-  /** `order[starts[g]…starts[g + 1]]` are the rows of new key group g. */
-  starts: Uint32Array;
+  /** Where the sorted rows are (see {@link asShared}): `starts` (maxParallelism + 1 entries), then `order`. */
+  buffer: ArrayBufferLike;
+  /** The new maxParallelism. */
+  maxParallelism: number;
+  /** Rows of the chunk (entries of `order`). */
+  sorted: number;
 }
 
 /**
@@ -154,18 +160,23 @@ function sortUnit(snap: Snapshot, unit: HashUnit, st: StateSnapshot, file: Chunk
   // on which crc32 and the gathers' copies ran 2–8× slower than on ordinary memory.
   // In `into` (a run's pooled buffer, unitBuffer) when it is large enough, else fresh shared memory.
   const buffer = into && into.byteLength >= unitBytes(n, maxParallelism) ? into : new Shared(unitBytes(n, maxParallelism));
-  const starts = new Uint32Array(buffer, 0, maxParallelism + 1);
+  const unitOut: HashedUnit = { ...unit, key: rehashKey(snap.location, unit.uid, st, maxParallelism), chunks: st.chunks.length, buffer, maxParallelism, sorted: n };
+  const { starts, order } = views(unitOut);
   starts.set(counts);
-  const order = new Uint32Array(buffer, (maxParallelism + 1) * 4, n);
   for (let i = 0; i < n; i++) order[counts[kgs[i]]++] = i;
+  return { unit: unitOut, file };
+}
+
+function views(unit: HashedUnit): { starts: Uint32Array; order: Uint32Array } {
   return {
-    unit: { ...unit, key: rehashKey(snap.location, unit.uid, st, maxParallelism), chunks: st.chunks.length, order, starts },
-    file,
+    starts: new Uint32Array(unit.buffer, 0, unit.maxParallelism + 1),
+    order: new Uint32Array(unit.buffer, (unit.maxParallelism + 1) * 4, unit.sorted),
   };
 }
 
 /** The units as `SharedUnit`s for the registry (the chunk opened where this thread has it). */
 export function asShared(unit: HashedUnit, file?: ChunkFile): SharedUnit {
-  return { key: unit.key, chunks: unit.chunks, chunk: unit.chunk, order: unit.order, starts: unit.starts, file };
+  const { starts, order } = views(unit);
+  return { key: unit.key, chunks: unit.chunks, chunk: unit.chunk, order, starts, file };
 }
 
