@@ -94,13 +94,17 @@ export const AUTO_MIN_ROWS_COLD = 16_000_000;
 
 /**
  * `"auto"` uses threads already warm in the pool (left by an earlier run of this process) for a source of
- * at least this many rows: a warm thread costs no start-up, only a shard's constants.
+ * at least this many rows: a warm thread costs no start-up, only a shard's constants. The same as
+ * {@link AUTO_MIN_ROWS_COLD} since December 2026 (was 500,000): on this 2-core machine, shared with other
+ * work, warm threads lost at 1M rows (0.72–1.40× one thread's rows/s, 11 runs of 16 below 1×) and at 4M
+ * rows (0.68–0.86×), on Node and Deno, for `rekey` and `migrate` (docs/scale-out.md).
  */
-export const AUTO_MIN_ROWS_WARM = 500_000;
+export const AUTO_MIN_ROWS_WARM = 16_000_000;
 
 /**
  * The row limits `"auto"` decides with: {@link AUTO_MIN_ROWS_COLD} and {@link AUTO_MIN_ROWS_WARM}, in one
- * object so that a test can take the threaded path of `"auto"` with a small source.
+ * object so that a test can take the threaded path of `"auto"` with a small source (and the warm one, which
+ * the limits as measured make unreachable on its own: warm starts where cold does).
  */
 export const autoLimits: { cold: number; warm: number } = { cold: AUTO_MIN_ROWS_COLD, warm: AUTO_MIN_ROWS_WARM };
 
