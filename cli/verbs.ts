@@ -88,7 +88,7 @@ const SHARD_FLAG = {
 
 const WORKERS_FLAG = {
   type: "string" as const,
-  help: "K ≥ 1 or auto (default): run as K shards on K threads of this process (this one and K−1 worker threads), then commit; auto = this thread alone for a new max parallelism and below 500,000 source rows, warm threads of this process from 500,000, the cores from 16,000,000 (measured, see docs/scale-out.md); 1 for memory: URIs",
+  help: "K ≥ 1 or auto (default): run as K shards on K threads of this process (this one and K−1 worker threads), then commit; auto = this thread alone below 16,000,000 source rows (two threads lost to one at 1M and 4M rows here, measured, see docs/scale-out.md) and for a re-hash the threads cannot share, the cores from 16,000,000; 1 for memory: URIs",
 };
 
 function workersFlag(ctx: VerbContext): number | "auto" {

@@ -497,7 +497,7 @@ async function rehashInMemory(plan: RewritePlan, op: OperatorPlan, sp: StatePlan
   // The threads of a run in workers hashed the source together, a chunk each (migrate/_shared_hash.ts);
   // their units own their buffers.
   const fromThreads = key ? await sharedPicks(key, lo, hi, maxP, plan.src, sp.src) : undefined;
-  if (fromThreads) return await gatherPicks(op, sp, writer, opts, windows, fromThreads, []);
+  if (fromThreads) return await gatherPicks(op, sp, writer, opts, windows, fromThreads, [fromThreads.lease]);
   let hashed = key ? takePicks(key, opts.shard!) : undefined;
   // A run reads its sources into scratch buffers, handed back once every range is gathered; shared picks
   // outlive the run: their buffers go back once the cache lets them go and no shard gathers from them.

@@ -9,7 +9,7 @@
 import type { ChunkFile } from "../format/chunk_ipc.ts";
 import type { StateSnapshot } from "../format/manifest.ts";
 import { idleTimer } from "../format/_idle_timer.ts";
-import { type Lease, scratchFor } from "../format/_scratch.ts";
+import { Arena, type Lease, scratchFor } from "../format/_scratch.ts";
 import { openStateChunk } from "../snapshot/chunks.ts";
 import type { Snapshot } from "../snapshot/read.ts";
 
@@ -199,6 +199,8 @@ export interface SortedSharedPicks {
   row: Uint32Array;
   keyGroups: Uint16Array;
   starts: Uint32Array;
+  /** Holds `src`, `row` and `keyGroups` (reused memory): release it once the gather is over. */
+  lease: Lease;
 }
 
 // The units of the run in progress in this thread, by state key, and the scratch buffers their chunks were
@@ -256,9 +258,13 @@ export async function sharedPicks(key: string, lo: number, hi: number, maxParall
   us.forEach((u, j) => (u.file = files[j]));
   let m = 0;
   if (hi >= lo) for (const u of us) m += u.starts[hi + 1] - u.starts[lo];
-  const src = new Uint32Array(m);
-  const row = new Uint32Array(m);
-  const keyGroups = new Uint16Array(m);
+  // A shard's picks (10 bytes a row) in reused memory, as the single run's are: fresh, they cost each
+  // thread more CPU to first touch than the gather that reads them (docs/scale-out.md).
+  const arena = new Arena();
+  const lease: Lease = { bytes: new Uint8Array(0), release: () => arena.release() };
+  const src = arena.array(Uint32Array, m);
+  const row = arena.array(Uint32Array, m);
+  const keyGroups = arena.array(Uint16Array, m);
   const starts = new Uint32Array(maxParallelism + 1);
   let at = 0;
   for (let g = lo; g <= hi; g++) {
@@ -275,5 +281,5 @@ export async function sharedPicks(key: string, lo: number, hi: number, maxParall
     }
   }
   if (hi >= lo && hi + 1 <= maxParallelism) starts[hi + 1] = at;
-  return { files, src, row, keyGroups, starts };
+  return { files, src, row, keyGroups, starts, lease };
 }

@@ -44,7 +44,7 @@ async function hash(task: HashTask): Promise<HashedUnit> {
     source = { run: task.run, snap: openSnapshot(task.src) };
   }
   const leases: Lease[] = [];
-  const { unit, file } = await hashUnit(await source.snap, task.unit, task.maxParallelism, leases);
+  const { unit, file } = await hashUnit(await source.snap, task.unit, task.maxParallelism, leases, task.buffer);
   shareUnits(task.run, [asShared(unit, file)], leases);
   return unit;
 }

@@ -11,11 +11,58 @@ import { isPlainBaseSet } from "../snapshot/chain.ts";
 import { checkChunk } from "../snapshot/chunks.ts";
 import type { Snapshot } from "../snapshot/read.ts";
 import type { ChunkFile } from "../format/chunk_ipc.ts";
-import { type Lease, scratchFor } from "../format/_scratch.ts";
+import { Arena, type Lease, scratchFor } from "../format/_scratch.ts";
+import { idleTimer } from "../format/_idle_timer.ts";
 import { COLUMN_REHASH_KEY_TYPES, IN_MEMORY_REHASH_BYTES, rehashKey, type SharedUnit } from "./_shard_cache.ts";
 
 /** SharedArrayBuffer where the host has one (Node, Deno), else ArrayBuffer: messages then copy. */
 const Shared: new (bytes: number) => ArrayBufferLike = typeof SharedArrayBuffer === "function" ? SharedArrayBuffer : ArrayBuffer;
+
+/** Free buffers of sorted rows kept for the next run (bytes at most), and how long an idle pool keeps them. */
+const KEEP_BYTES = 64 * 1024 * 1024;
+const IDLE_MS = 10_000;
+const free: ArrayBufferLike[] = [];
+let freeBytes = 0;
+let idle: ReturnType<typeof setTimeout> | undefined;
+
+/**
+ * A buffer for one unit's sorted rows ({@link unitBytes} of them), reused from an earlier run of this
+ * process when one is free: first touch of fresh memory costs ~4 ms of CPU per MB on these VMs, more than
+ * the sort that fills it. The run that takes it hands it back with {@link releaseUnitBuffers} once no
+ * thread reads it any more (the run is over on every thread, or its threads were terminated).
+ */
+export function unitBuffer(bytes: number): ArrayBufferLike {
+  let best = -1;
+  for (let i = 0; i < free.length; i++) if (free[i].byteLength >= bytes && (best < 0 || free[i].byteLength < free[best].byteLength)) best = i;
+  if (best < 0) return new Shared(bytes + (bytes >> 4));
+  unitBuffersReused.count++;
+  freeBytes -= free[best].byteLength;
+  return free.splice(best, 1)[0];
+}
+
+/** Hands buffers of {@link unitBuffer} back: only once nothing reads them (their contents are overwritten). */
+export function releaseUnitBuffers(buffers: readonly ArrayBufferLike[]): void {
+  for (const b of buffers) {
+    if (free.includes(b)) continue;
+    if (freeBytes + b.byteLength > KEEP_BYTES) continue;
+    free.push(b);
+    freeBytes += b.byteLength;
+  }
+  if (idle !== undefined) clearTimeout(idle);
+  idle = idleTimer(() => {
+    free.length = 0;
+    freeBytes = 0;
+    idle = undefined;
+  }, IDLE_MS);
+}
+
+/** Buffers {@link unitBuffer} took from an earlier run since this thread started (for tests). */
+export const unitBuffersReused: { count: number } = { count: 0 };
+
+/** Bytes of one unit's sorted rows: `starts` (maxParallelism + 1 entries) then `order` (a row each). */
+export function unitBytes(rows: number, maxParallelism: number): number {
+  return (maxParallelism + 1 + rows) * 4;
+}
 
 /** Units hashed by this thread since it started (for tests: who did which share of a run's hashing). */
 export const unitsHashedHere: { count: number } = { count: 0 };
@@ -53,23 +100,29 @@ export function hashUnits(snap: Snapshot): HashUnit[] {
   return units;
 }
 
-/** A hashed unit as it crosses threads (structured-cloneable). */
+/**
+ * A hashed unit as it crosses threads (structured-cloneable): its sorted rows as the buffer alone, no typed
+ * array. Deno's node:worker_threads walks every message received with for…in to find MessagePorts, which
+ * on a typed array visits each element: 20–40 ms of CPU per 250,000 rows on each side, per message.
+ */
 export interface HashedUnit extends HashUnit {
   /** The state's key in the shared registry (_shard_cache.ts `rehashKey`). */
   key: string;
   /** Chunks of the state. */
   chunks: number;
-  /** The chunk's rows sorted by new key group (stable). */
-  order: Uint32Array;
-  /** `order[starts[g]…starts[g + 1]]` are the rows of new key group g. */
-  starts: Uint32Array;
+  /** Where the sorted rows are (see {@link asShared}): `starts` (maxParallelism + 1 entries), then `order`. */
+  buffer: ArrayBufferLike;
+  /** The new maxParallelism. */
+  maxParallelism: number;
+  /** Rows of the chunk (entries of `order`). */
+  sorted: number;
 }
 
 /**
  * Reads and verifies (every check of a sweep's read) one unit's chunk, hashes its keys into `maxParallelism`
  * new key groups and counting-sorts its rows by them. Returns the unit and the opened chunk.
  */
-export async function hashUnit(snap: Snapshot, unit: HashUnit, maxParallelism: number, leases: Lease[]): Promise<{ unit: HashedUnit; file: ChunkFile }> {
+export async function hashUnit(snap: Snapshot, unit: HashUnit, maxParallelism: number, leases: Lease[], into?: ArrayBufferLike): Promise<{ unit: HashedUnit; file: ChunkFile }> {
   const op = snap.manifest.operators.find((o) => o.uid === unit.uid);
   const st = op?.states.find((s) => s.name === unit.state);
   const ref = st?.chunks[unit.chunk];
@@ -81,10 +134,21 @@ export async function hashUnit(snap: Snapshot, unit: HashUnit, maxParallelism: n
   if (checked.problems.length) throw checked.problems[0].error;
   const file = checked.file!;
   unitsHashedHere.count++;
+  // The hash's own arrays (2.5 MB per 250,000 rows) live until the sort below: in reused memory, as the
+  // single run's picks are (fresh memory is what made two threads cost ~1.5× one thread's CPU).
+  const arena = new Arena();
+  try {
+    return sortUnit(snap, unit, st, file, maxParallelism, arena, into);
+  } finally {
+    arena.release();
+  }
+}
+
+function sortUnit(snap: Snapshot, unit: HashUnit, st: StateSnapshot, file: ChunkFile, maxParallelism: number, arena: Arena, into?: ArrayBufferLike): { unit: HashedUnit; file: ChunkFile } {
   const n = file.rows;
-  const row = new Uint32Array(n);
+  const row = arena.array(Uint32Array, n);
   for (let i = 0; i < n; i++) row[i] = i;
-  const kgs = keyGroupsOfColumn([file.columns[file.plan.index.key]], new Uint32Array(n), row, maxParallelism);
+  const kgs = keyGroupsOfColumn([file.columns[file.plan.index.key]], arena.array(Uint32Array, n), row, maxParallelism, arena.array(Uint16Array, n));
   if (!kgs) throw new TypeError(`Cannot hash ${unit.uid}/${unit.state} as its key column cannot be hashed as a column`);
   const counts = new Uint32Array(maxParallelism + 1);
   for (let i = 0; i < n; i++) counts[kgs[i] + 1]++;
@@ -94,18 +158,25 @@ export async function hashUnit(snap: Snapshot, unit: HashUnit, maxParallelism: n
   // cache into reused buffers, ~25–40 ms of CPU per 37 MB here), which cost less than the alternatives
   // measured: a structured clone (~50 ms on each side per 10 MB), or the bytes in SharedArrayBuffers,
   // on which crc32 and the gathers' copies ran 2–8× slower than on ordinary memory.
-  const starts = new Uint32Array(new Shared((maxParallelism + 1) * 4));
+  // In `into` (a run's pooled buffer, unitBuffer) when it is large enough, else fresh shared memory.
+  const buffer = into && into.byteLength >= unitBytes(n, maxParallelism) ? into : new Shared(unitBytes(n, maxParallelism));
+  const unitOut: HashedUnit = { ...unit, key: rehashKey(snap.location, unit.uid, st, maxParallelism), chunks: st.chunks.length, buffer, maxParallelism, sorted: n };
+  const { starts, order } = views(unitOut);
   starts.set(counts);
-  const order = new Uint32Array(new Shared(n * 4));
   for (let i = 0; i < n; i++) order[counts[kgs[i]]++] = i;
+  return { unit: unitOut, file };
+}
+
+function views(unit: HashedUnit): { starts: Uint32Array; order: Uint32Array } {
   return {
-    unit: { ...unit, key: rehashKey(snap.location, unit.uid, st, maxParallelism), chunks: st.chunks.length, order, starts },
-    file,
+    starts: new Uint32Array(unit.buffer, 0, unit.maxParallelism + 1),
+    order: new Uint32Array(unit.buffer, (unit.maxParallelism + 1) * 4, unit.sorted),
   };
 }
 
 /** The units as `SharedUnit`s for the registry (the chunk opened where this thread has it). */
 export function asShared(unit: HashedUnit, file?: ChunkFile): SharedUnit {
-  return { key: unit.key, chunks: unit.chunks, chunk: unit.chunk, order: unit.order, starts: unit.starts, file };
+  const { starts, order } = views(unit);
+  return { key: unit.key, chunks: unit.chunks, chunk: unit.chunk, order, starts, file };
 }
 

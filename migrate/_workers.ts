@@ -14,7 +14,7 @@ import type { Migrations } from "./migrations.ts";
 import type { Progress } from "./progress.ts";
 import type { ShardRun, WriteReport } from "./_rewrite.ts";
 import type { Snapshot } from "../snapshot/read.ts";
-import { asShared, type HashedUnit, hashUnit, type HashUnit, hashUnits, shareableState } from "./_shared_hash.ts";
+import { asShared, type HashedUnit, hashUnit, type HashUnit, hashUnits, releaseUnitBuffers, shareableState, unitBuffer, unitBytes } from "./_shared_hash.ts";
 import { dropShared, shareUnits } from "./_shard_cache.ts";
 import type { Lease } from "../format/_scratch.ts";
 import type { WriteOptions } from "./_sink.ts";
@@ -43,6 +43,8 @@ export interface HashTask {
   src: string;
   maxParallelism: number;
   unit: HashUnit;
+  /** Where to put the unit's sorted rows: shared memory this thread reuses from run to run (_shared_hash.ts). */
+  buffer?: ArrayBufferLike;
 }
 
 /** What a worker thread is asked: a shard, a unit to hash, or to let a run's shared units go. */
@@ -92,13 +94,17 @@ export const AUTO_MIN_ROWS_COLD = 16_000_000;
 
 /**
  * `"auto"` uses threads already warm in the pool (left by an earlier run of this process) for a source of
- * at least this many rows: a warm thread costs no start-up, only a shard's constants.
+ * at least this many rows: a warm thread costs no start-up, only a shard's constants. The same as
+ * {@link AUTO_MIN_ROWS_COLD} since December 2026 (was 500,000): on this 2-core machine, shared with other
+ * work, warm threads lost at 1M rows (0.72–1.40× one thread's rows/s, 11 runs of 16 below 1×) and at 4M
+ * rows (0.68–0.86×), on Node and Deno, for `rekey` and `migrate` (docs/scale-out.md).
  */
-export const AUTO_MIN_ROWS_WARM = 500_000;
+export const AUTO_MIN_ROWS_WARM = 16_000_000;
 
 /**
  * The row limits `"auto"` decides with: {@link AUTO_MIN_ROWS_COLD} and {@link AUTO_MIN_ROWS_WARM}, in one
- * object so that a test can take the threaded path of `"auto"` with a small source.
+ * object so that a test can take the threaded path of `"auto"` with a small source (and the warm one, which
+ * the limits as measured make unreachable on its own: warm starts where cold does).
  */
 export const autoLimits: { cold: number; warm: number } = { cold: AUTO_MIN_ROWS_COLD, warm: AUTO_MIN_ROWS_WARM };
 
@@ -257,6 +263,13 @@ export async function runInWorkers(
   const hashed: HashedUnit[] = [];
   const hashedHere = new Map<number, Awaited<ReturnType<typeof hashUnit>>["file"]>();
   const unitQueue = sharing ? units.map((_, i) => i) : [];
+  // The units' sorted rows, in buffers this thread lends to the run and takes back once it is over.
+  const buffers: ArrayBufferLike[] = [];
+  const bufferFor = (u: number) => {
+    const b = unitBuffer(unitBytes(units[u].rows, rehash!.maxParallelism));
+    buffers.push(b);
+    return b;
+  };
   // Scratch buffers this thread's hashing read into: the shared units' from the gate on, else freed here.
   const leasesHere: Lease[] = [];
   let unitsLeft = unitQueue.length;
@@ -324,7 +337,7 @@ export async function runInWorkers(
     };
     for (let u = nextUnit(); u !== undefined; u = nextUnit()) {
       const i = u;
-      const r = await attempt(() => ask(t, { type: "hash", run, src: src as string, maxParallelism: rehash!.maxParallelism, unit: units[i] }, `unit ${i} of the shared re-hash`));
+      const r = await attempt(() => ask(t, { type: "hash", run, src: src as string, maxParallelism: rehash!.maxParallelism, unit: units[i], buffer: bufferFor(i) }, `unit ${i} of the shared re-hash`));
       holds.add(i);
       unitDone(i, (r as Extract<WorkerReply, { type: "hashed" }>).unit);
     }
@@ -359,7 +372,7 @@ export async function runInWorkers(
   }
   const workHere = async () => {
     for (let u = nextUnit(); u !== undefined; u = nextUnit()) {
-      const h = await hashUnit(rehash!.snapshot, units[u], rehash!.maxParallelism, leasesHere);
+      const h = await hashUnit(rehash!.snapshot, units[u], rehash!.maxParallelism, leasesHere, bufferFor(u));
       hashedHere.set(u, h.file);
       unitDone(u, h.unit);
     }
@@ -384,6 +397,8 @@ export async function runInWorkers(
     options.signal?.removeEventListener("abort", onAbort);
     if (sharing) dropShared(run);
     for (const l of leasesHere.splice(0)) l.release();
+    // Every thread of the run is done with them: its shards are over, or its thread was terminated above.
+    releaseUnitBuffers(buffers);
     for (const start of starting) pool.releaseStart(module, start);
     starting.clear();
   }

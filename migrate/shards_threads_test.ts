@@ -27,7 +27,8 @@ import type { WriteReport } from "./_rewrite.ts";
 import { entries, listAll, writeSavepoint } from "./_test_util.ts";
 import { autoLimits } from "./_workers.ts";
 import { sharedRun } from "./_shard_cache.ts";
-import { unitsHashedHere } from "./_shared_hash.ts";
+import { asShared, hashUnit, hashUnits, unitBuffersReused, unitsHashedHere } from "./_shared_hash.ts";
+import type { Lease } from "../format/_scratch.ts";
 
 // The module _workers.ts starts, beside this one.
 const shardWorker = siblingModule(import.meta.url, "_shard_worker");
@@ -206,6 +207,39 @@ test("workers: a re-hash hashed by both threads (a source chunk each) writes exa
   // Byte for byte: the same chunks (rows in the same order), manifests aside (ids, times).
   const chunks = async (root: string) => (await files(root)).filter(([p]) => p.endsWith(".arrow"));
   assert.deepEqual(await chunks(join(dir, "shared", "w2", "out")), await chunks(join(dir, "shared", "w1", "out")));
+});
+
+test("a hashed unit crosses threads as its buffer alone (Deno's worker_threads walks every element of a typed array in a message) and reads back as the sorted rows", async () => {
+  const snap = await openSnapshot(src);
+  try {
+    const [first] = hashUnits(snap);
+    const leases: Lease[] = [];
+    const { unit, file } = await hashUnit(snap, first, 512, leases);
+    for (const [k, v] of Object.entries(unit)) assert.ok(!ArrayBuffer.isView(v), `unit.${k} is a typed array`);
+    const copy = structuredClone(unit);
+    const { order, starts } = asShared(copy);
+    assert.equal(order.length, file.rows);
+    assert.equal(starts.length, 513);
+    assert.equal(starts[512], file.rows, "every row is in a key group");
+    assert.deepEqual([...order].sort((a, b) => a - b), Array.from({ length: file.rows }, (_, i) => i), "each row once");
+    for (const l of leases) l.release();
+  } finally {
+    await snap.storage.close();
+  }
+});
+
+test("workers: the next re-hash in workers reuses the last one's buffers of sorted rows (this thread lends them) and still writes what one thread writes", async () => {
+  await warmOne();
+  await rekey(src, join(dir, "reuse", "a"), { maxParallelism: 512, workers: 2 });
+  const before = unitBuffersReused.count;
+  // Another plan (another maxParallelism, rows sorted into other key groups) in the same buffers.
+  await warmOne();
+  const report = await rekey(src, join(dir, "reuse", "b"), { maxParallelism: 256, workers: 2 });
+  assert.equal(unitBuffersReused.count - before, 4, "the 4 source chunks' sorted rows went into the first run's buffers");
+  assert.deepEqual(report.shards?.map((s) => [s.index, s.thread > 0]), [[0, false], [1, true]]);
+  await rekey(src, join(dir, "reuse", "one"), { maxParallelism: 256 });
+  const chunks = async (root: string) => (await files(root)).filter(([p]) => p.endsWith(".arrow"));
+  assert.deepEqual(await chunks(join(dir, "reuse", "b")), await chunks(join(dir, "reuse", "one")));
 });
 
 test("workers: a source chunk failing on the worker thread while the threads hash a re-hash together fails the run by name; nothing visible, source untouched", async () => {

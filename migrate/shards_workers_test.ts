@@ -12,7 +12,7 @@ import { migrate } from "./migrate.ts";
 import type { Progress } from "./progress.ts";
 import { rekey } from "./rekey.ts";
 import { listAll, entries, writeSavepoint } from "./_test_util.ts";
-import { AUTO_MIN_ROWS_COLD, AUTO_MIN_ROWS_WARM, cores, workerCount } from "./_workers.ts";
+import { AUTO_MIN_ROWS_COLD, AUTO_MIN_ROWS_WARM, autoLimits, cores, workerCount } from "./_workers.ts";
 
 let dir: string;
 let src: string;
@@ -76,8 +76,19 @@ test("workers: \"auto\" takes more threads only where they were measured to win"
   // A small source stays here even with warm threads; a cold start pays off only for a large one.
   assert.equal(workerCount("auto", AUTO_MIN_ROWS_WARM - 1, { warm: 4 }), 1);
   assert.equal(workerCount("auto", AUTO_MIN_ROWS_COLD - 1), 1);
-  assert.equal(workerCount("auto", AUTO_MIN_ROWS_WARM, { warm: 1 }), Math.min(cores(), 2));
   assert.equal(workerCount("auto", AUTO_MIN_ROWS_COLD), cores());
+  // Warm threads lost to one thread at 1M and 4M rows (docs/scale-out.md): "auto" stays here there.
+  assert.equal(workerCount("auto", 1_000_000, { warm: 4 }), 1);
+  assert.equal(workerCount("auto", 4_000_000, { warm: 4 }), 1);
+  // Below the cold limit, warm threads only (when a test lowers the warm limit).
+  const saved = { ...autoLimits };
+  try {
+    autoLimits.warm = 1000;
+    assert.equal(workerCount("auto", 1000, { warm: 1 }), Math.min(cores(), 2));
+    assert.equal(workerCount("auto", 1000, { warm: 0 }), 1);
+  } finally {
+    Object.assign(autoLimits, saved);
+  }
   // A re-hash reads the whole source in every shard: never split by "auto".
   assert.equal(workerCount("auto", AUTO_MIN_ROWS_COLD * 10, { rehash: true, warm: 4 }), 1);
   // An explicit count is taken as given.

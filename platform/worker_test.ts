@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { isWorkerThread, NotInWorkerError, parentLink, siblingModule, startWorker, WorkerStartError } from "./worker.ts";
+import { fromWire, isWorkerThread, NotInWorkerError, parentLink, siblingModule, startWorker, toWire, WorkerStartError } from "./worker.ts";
 
 const echo = siblingModule(import.meta.url, "_test_worker");
 
@@ -38,6 +38,27 @@ test("transferred buffers move: detached on the sender, changed by the worker, m
   } finally {
     await w.terminate();
   }
+});
+
+test("a message crosses as a form whose for…in visits nothing under Deno (its worker_threads walks each message so), and arrives as posted", async () => {
+  const rows = new Uint32Array(100_000).map((_, i) => i);
+  const message = { echo: { rows, map: new Map([["k", 1]]), list: [1, "two"] } };
+  const wire = toWire(message);
+  const visited: string[] = [];
+  for (const k in wire as object) visited.push(k);
+  const isDeno = typeof (globalThis as { Deno?: unknown }).Deno !== "undefined";
+  assert.deepEqual(visited, isDeno ? [] : ["echo"], "what for…in walks");
+  const w = await startWorker(echo);
+  try {
+    const reply = next(w);
+    w.post(message);
+    const back = (await reply) as typeof message;
+    assert.deepEqual(back, message);
+    assert.ok(back.echo.rows instanceof Uint32Array);
+  } finally {
+    await w.terminate();
+  }
+  assert.deepEqual(fromWire(structuredClone(wire)), message);
 });
 
 test("an uncaught error in a worker ends it and is reported to the parent, which lives on", async () => {
