@@ -497,7 +497,7 @@ async function rehashInMemory(plan: RewritePlan, op: OperatorPlan, sp: StatePlan
   // The threads of a run in workers hashed the source together, a chunk each (migrate/_shared_hash.ts);
   // their units own their buffers.
   const fromThreads = key ? await sharedPicks(key, lo, hi, maxP, plan.src, sp.src) : undefined;
-  if (fromThreads) return await gatherPicks(op, sp, writer, opts, windows, fromThreads, [fromThreads.lease]);
+  if (fromThreads) return await gatherPicks(op, sp, writer, opts, windows, fromThreads, [fromThreads.arena]);
   let hashed = key ? takePicks(key, opts.shard!) : undefined;
   // A run reads its sources into scratch buffers, handed back once every range is gathered; shared picks
   // outlive the run: their buffers go back once the cache lets them go and no shard gathers from them.
@@ -521,8 +521,8 @@ async function rehashInMemory(plan: RewritePlan, op: OperatorPlan, sp: StatePlan
   }
 }
 
-/** Writes a run's windows from picks sorted by new key group, then hands `leases` back. */
-async function gatherPicks(op: OperatorPlan, sp: StatePlan, writer: SavepointWriter, opts: WriteOptions, windows: KeyGroupRange[], sorted: SortedPicks, leases: Lease[]): Promise<ChunkRef[]> {
+/** Writes a run's windows from picks sorted by new key group, then hands `leases` (or arenas) back. */
+async function gatherPicks(op: OperatorPlan, sp: StatePlan, writer: SavepointWriter, opts: WriteOptions, windows: KeyGroupRange[], sorted: SortedPicks, leases: Pick<Lease, "release">[]): Promise<ChunkRef[]> {
   const { files, src: oSrc, row: oRow, keyGroups: oKg, starts } = sorted;
   writer.phase = "write";
   const out = writer.keyed(op.uid, sp.name, sp.layout);

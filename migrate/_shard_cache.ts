@@ -200,7 +200,7 @@ export interface SortedSharedPicks {
   keyGroups: Uint16Array;
   starts: Uint32Array;
   /** Holds `src`, `row` and `keyGroups` (reused memory): release it once the gather is over. */
-  lease: Lease;
+  arena: Arena;
 }
 
 // The units of the run in progress in this thread, by state key, and the scratch buffers their chunks were
@@ -261,7 +261,6 @@ export async function sharedPicks(key: string, lo: number, hi: number, maxParall
   // A shard's picks (10 bytes a row) in reused memory, as the single run's are: fresh, they cost each
   // thread more CPU to first touch than the gather that reads them (docs/scale-out.md).
   const arena = new Arena();
-  const lease: Lease = { bytes: new Uint8Array(0), release: () => arena.release() };
   const src = arena.array(Uint32Array, m);
   const row = arena.array(Uint32Array, m);
   const keyGroups = arena.array(Uint16Array, m);
@@ -281,5 +280,5 @@ export async function sharedPicks(key: string, lo: number, hi: number, maxParall
     }
   }
   if (hi >= lo && hi + 1 <= maxParallelism) starts[hi + 1] = at;
-  return { files, src, row, keyGroups, starts, lease };
+  return { files, src, row, keyGroups, starts, arena };
 }
